@@ -1,0 +1,160 @@
+"""Settings from the environment and `.env` (pydantic-settings), with the spec's names.
+
+Only the CLI (and later the dashboard) reads settings; everything below it receives typed,
+immutable configuration objects such as `FeatureConfig`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fabio.errors import ConfigError, InstrumentError
+from fabio.instruments import parse_symbol
+from fabio.sessions import SessionKind
+
+
+class FeatureConfig(BaseModel):
+    """Parameters of the order-flow feature engine; every default is documented in docs/features.md."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    session: SessionKind = SessionKind.RTH
+    value_area_pct: float = Field(0.70, gt=0.0, le=1.0)
+    value_area_rows: Literal[1, 2, 3] = 2
+    developing_interval_ms: int = Field(1000, ge=1, le=60_000)
+    poc_cross_tolerance_ticks: int = Field(2, ge=1, le=50)
+    range_percentile_sessions: int = Field(20, ge=1, le=1000)
+    range_percentile_min_sessions: int = Field(5, ge=1, le=1000)
+    hvn_lvn_smoothing_rows: int = Field(5, ge=1, le=51)
+    hvn_lvn_min_separation_ticks: int = Field(6, ge=1, le=1000)
+    hvn_lvn_prominence: float = Field(0.10, ge=0.0, le=1.0)
+    big_print_min_size: int = Field(0, ge=0)
+    big_print_quantile: float = Field(0.999, gt=0.5, lt=1.0)
+    signal_window_sec: int = Field(60, ge=5, le=3600)
+    absorption_min_volume_share: float = Field(0.25, gt=0.0, le=1.0)
+    absorption_min_imbalance: float = Field(0.6, gt=0.0, le=1.0)
+    absorption_max_move_ticks: int = Field(2, ge=0, le=100)
+    exhaustion_volume_ratio: float = Field(0.5, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureConfig:
+        if self.range_percentile_min_sessions > self.range_percentile_sessions:
+            raise ValueError(
+                "range_percentile_min_sessions cannot exceed range_percentile_sessions"
+            )
+        if self.hvn_lvn_smoothing_rows % 2 == 0:
+            raise ValueError("hvn_lvn_smoothing_rows must be odd (a centred moving average)")
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything Fabio reads from the environment or `.env`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # LLM (OpenAI or any OpenAI-compatible server)
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_base_url: str | None = None
+
+    # TopStep / ProjectX Gateway
+    topstep_username: str | None = None
+    topstep_password: SecretStr | None = None
+    topstep_api_key: SecretStr | None = None
+    topstep_account_id: str | None = None
+    topstep_api_url: str = "https://api.topstepx.com"
+    topstep_rtc_url: str = "https://rtc.topstepx.com"
+
+    # Trading
+    symbol: str = "ES"
+    mode: Literal["backtest", "test", "live"] = "test"
+    account_balance: float = Field(50_000.0, gt=0)
+    log_dir: Path = Path("logs")
+
+    # Decision cadence (seconds)
+    llm_decision_interval_default: float = Field(30.0, gt=0, le=3600)
+    llm_decision_interval_outer_band: float = Field(15.0, gt=0, le=3600)
+    llm_decision_interval_inner_band: float = Field(5.0, gt=0, le=3600)
+
+    # Feature engine (FEATURE_*)
+    feature_session: SessionKind = SessionKind.RTH
+    feature_value_area_pct: float = Field(0.70, gt=0.0, le=1.0)
+    feature_value_area_rows: Literal[1, 2, 3] = 2
+    feature_poc_cross_tolerance_ticks: int = Field(2, ge=1, le=50)
+    feature_range_percentile_sessions: int = Field(20, ge=1, le=1000)
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol(cls, value: str) -> str:
+        try:
+            parse_symbol(value)
+        except InstrumentError as exc:
+            raise ValueError(str(exc)) from None
+        return value.strip().upper()
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _intervals(self) -> Settings:
+        if not (
+            self.llm_decision_interval_inner_band
+            <= self.llm_decision_interval_outer_band
+            <= self.llm_decision_interval_default
+        ):
+            raise ValueError(
+                "decision intervals must satisfy LLM_DECISION_INTERVAL_INNER_BAND <= "
+                "LLM_DECISION_INTERVAL_OUTER_BAND <= LLM_DECISION_INTERVAL_DEFAULT"
+            )
+        return self
+
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig(
+            session=self.feature_session,
+            value_area_pct=self.feature_value_area_pct,
+            value_area_rows=self.feature_value_area_rows,
+            poc_cross_tolerance_ticks=self.feature_poc_cross_tolerance_ticks,
+            range_percentile_sessions=self.feature_range_percentile_sessions,
+            range_percentile_min_sessions=min(5, self.feature_range_percentile_sessions),
+        )
+
+
+def _describe(error: dict[str, object]) -> str:
+    loc = error.get("loc") or ()
+    name = "_".join(str(p) for p in loc).upper() if loc else "configuration"
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    if not loc:
+        return message
+    value = error.get("input")
+    field_name = str(loc[0])
+    secret = any(word in field_name for word in ("key", "password", "secret", "token"))
+    shown = "" if secret or isinstance(value, dict) else f"={value!r}"
+    return f"{name}{shown}: {message}"
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: object) -> Settings:
+    """Read the settings; a bad value becomes a ConfigError naming the variable, never a traceback."""
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        lines = [_describe(dict(e)) for e in exc.errors()]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    except Exception as exc:  # e.g. InstrumentError raised inside a validator
+        raise ConfigError(f"invalid configuration: {exc}") from None

@@ -1,0 +1,131 @@
+"""The market-data port: every source yields time-ordered `MarketBatch`es behind one interface.
+
+Readers share `TradeSanitizer`, so that bad rows are handled the same way everywhere: a row with
+a NaN, zero or negative price or size, a price off the tick grid, or a timestamp that goes back
+in time is skipped and counted by reason in the feed's `LoadReport`; a file that is mostly
+unreadable or not time-ordered raises `DataError` with a message saying what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fabio.domain import LoadReport, MarketBatch, TradeBatch
+from fabio.errors import DataError
+from fabio.instruments import Contract
+
+DEFAULT_BATCH_ROWS = 65_536
+# Above this share of rows going back in time, the file is refused as unsorted.
+MAX_OUT_OF_ORDER_SHARE = 0.01
+
+
+@runtime_checkable
+class MarketFeed(Protocol):
+    """A source of time-ordered market data for one contract."""
+
+    contract: Contract
+    report: LoadReport
+
+    def batches(self) -> Iterator[MarketBatch]:
+        """Yield batches in time order; trades within a batch are time-ordered too."""
+        ...
+
+
+class TradeSanitizer:
+    """Validates raw trade columns batch by batch, carrying time order across batches."""
+
+    def __init__(self, report: LoadReport, tick_size: float) -> None:
+        self.report = report
+        self.tick_size = tick_size
+        self.last_ts: int | None = None
+        self._seen = 0
+        self._out_of_order = 0
+
+    def clean(
+        self,
+        ts: NDArray[np.int64],
+        price: NDArray[np.float64],
+        size: NDArray[np.float64],
+        side: NDArray[np.int8],
+        inferred: NDArray[np.bool_] | None = None,
+        first_line: int | None = None,
+    ) -> TradeBatch:
+        """Return the valid rows as a TradeBatch (price converted to ticks)."""
+        n = len(ts)
+        self._seen += n
+        price = np.asarray(price, dtype=np.float64)
+        size_f = np.asarray(size, dtype=np.float64)
+        keep = np.ones(n, dtype=np.bool_)
+
+        def drop(mask: NDArray[np.bool_], reason: str) -> None:
+            bad = mask & keep
+            count = int(bad.sum())
+            if count:
+                where = int(np.flatnonzero(bad)[0])
+                example = f"row {first_line + where}" if first_line is not None else f"#{where}"
+                self.report.skip(reason, count, example)
+                keep[bad] = False
+
+        drop(~np.isfinite(price), "price is NaN or infinite")
+        drop(~np.isfinite(size_f), "size is NaN or infinite")
+        drop(np.isfinite(price) & (price <= 0), "price is zero or negative")
+        drop(np.isfinite(size_f) & (size_f <= 0), "size is zero or negative")
+        drop(np.isfinite(size_f) & (size_f != np.floor(size_f)), "size is not a whole number")
+        with np.errstate(invalid="ignore"):
+            scaled = price / self.tick_size
+            ticks = np.rint(scaled)
+            drop(np.isfinite(scaled) & (np.abs(scaled - ticks) > 1e-6), "price is off the tick grid")
+
+        ts = np.asarray(ts, dtype=np.int64)
+        idx = np.flatnonzero(keep)
+        if len(idx):
+            kept_ts = ts[idx]
+            prior = np.maximum.accumulate(kept_ts)
+            prior = np.concatenate(([self.last_ts if self.last_ts is not None else kept_ts[0]], prior[:-1]))
+            if self.last_ts is not None:
+                prior = np.maximum(prior, self.last_ts)
+            back = kept_ts < prior
+            if back.any():
+                mask = np.zeros(n, dtype=np.bool_)
+                mask[idx[back]] = True
+                self._out_of_order += int(back.sum())
+                drop(mask, "timestamp goes back in time")
+                idx = np.flatnonzero(keep)
+            if len(idx):
+                self.last_ts = int(ts[idx[-1]]) if self.last_ts is None else max(self.last_ts, int(ts[idx[-1]]))
+        self._check_order()
+        inf = np.zeros(n, dtype=np.bool_) if inferred is None else np.asarray(inferred, dtype=np.bool_)
+        batch = TradeBatch.from_arrays(
+            ts[idx], ticks[idx].astype(np.int64), size_f[idx].astype(np.int64), np.asarray(side)[idx], inf[idx]
+        )
+        self.report.trades += len(batch)
+        return batch
+
+    def _check_order(self) -> None:
+        if self._seen >= 1000 and self._out_of_order > MAX_OUT_OF_ORDER_SHARE * self._seen:
+            raise DataError(
+                f"{self.report.source}: {self._out_of_order} of the first {self._seen} rows go back "
+                "in time; the file is not sorted by time (sort it by timestamp and try again)"
+            )
+
+
+def check_mostly_readable(report: LoadReport, min_share: float = 0.5) -> None:
+    """Refuse a file where most rows were unusable: it is probably not the format we think."""
+    if report.rows_read >= 20 and report.skipped_total > (1 - min_share) * report.rows_read:
+        top = ", ".join(f"{n} {r}" for r, n in report.skipped.most_common(3))
+        raise DataError(
+            f"{report.source}: {report.skipped_total} of {report.rows_read} rows are unusable "
+            f"({top}); is this really a {report.format} file?"
+        )
+
+
+def require_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file")
