@@ -1,0 +1,446 @@
+"""The incremental order-flow feature engine, driven by event time and fed batch by batch.
+
+`FeatureEngine.update(trades)` takes time-ordered trades (any batch size: the live feed hands
+it a few trades, a backtest tens of thousands); `snapshot(at_ns)` returns the `FeatureSnapshot`
+at a moment at or after the last trade. Sessions (RTH or ETH trade dates) come from the CME
+calendar; trades outside the configured session are counted and ignored. Every statistic is
+defined in docs/features.md.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fabio.config import FeatureConfig
+from fabio.domain import TradeBatch
+from fabio.features import kernels as K
+from fabio.features.orderflow import absorption, big_print_threshold, exhaustion
+from fabio.features.profile import profile_levels, volume_nodes
+from fabio.features.snapshot import (
+    BigPrint,
+    FeatureSnapshot,
+    MarketStats,
+    OrderflowSignals,
+    PocCrossStats,
+    ProfileLevels,
+    SessionInfo,
+)
+from fabio.instruments import Contract, InstrumentSpec
+from fabio.sessions import CmeCalendar, Session, cme_calendar
+from fabio.timeutil import NS_PER_MIN, NS_PER_SEC, format_ns
+
+INITIAL_ROWS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """What later sessions need from a finished one."""
+
+    trade_date: str
+    range_by_minute: NDArray[np.int64]  # running range (ticks) at the end of each minute
+    final_range: int
+    levels: dict[str, object]
+
+
+class _SessionState:
+    """Dense arrays and kernel state of the session in progress."""
+
+    def __init__(self, index: int, session: Session, open_ns: int, close_ns: int,
+                 config: FeatureConfig, big_min: int) -> None:
+        self.index = index
+        self.session = session
+        self.open_ns = open_ns
+        self.close_ns = close_ns
+        n_sec = max(1, (close_ns - open_ns + NS_PER_SEC - 1) // NS_PER_SEC)
+        n_min = max(1, (close_ns - open_ns + NS_PER_MIN - 1) // NS_PER_MIN)
+        self.st = K.new_state(
+            open_ns, close_ns, config.developing_interval_ms * 1_000_000,
+            config.poc_cross_tolerance_ticks, config.value_area_rows, big_min,
+        )
+        self.base: int | None = None  # tick price of row 0
+        self.vol = np.zeros(0, dtype=np.int64)
+        self.buy = np.zeros(0, dtype=np.int64)
+        self.sell = np.zeros(0, dtype=np.int64)
+        self.sec_vol = np.zeros(n_sec, dtype=np.int64)
+        self.sec_delta = np.zeros(n_sec, dtype=np.int64)
+        self.sec_time = np.zeros((n_sec, 3), dtype=np.int64)
+        self.minute_range = np.full(n_min, -1, dtype=np.int64)
+        self.cross_ts = np.zeros(64, dtype=np.int64)
+        self.big = np.zeros((64, 4), dtype=np.int64)
+
+    def ensure_rows(self, lo_tick: int, hi_tick: int) -> None:
+        """Grow the profile arrays so that [lo_tick, hi_tick] fits (re-basing row 0)."""
+        if self.base is None:
+            self.base = (lo_tick + hi_tick) // 2 - INITIAL_ROWS // 2
+            size = max(INITIAL_ROWS, 2 * (hi_tick - lo_tick + 1))
+            self.base = min(self.base, lo_tick - (size - (hi_tick - lo_tick + 1)) // 2)
+            self.vol = np.zeros(size, dtype=np.int64)
+            self.buy = np.zeros(size, dtype=np.int64)
+            self.sell = np.zeros(size, dtype=np.int64)
+            return
+        size = len(self.vol)
+        if lo_tick >= self.base and hi_tick < self.base + size:
+            return
+        new_lo = min(lo_tick, self.base)
+        new_hi = max(hi_tick, self.base + size - 1)
+        new_size = max(2 * size, 2 * (new_hi - new_lo + 1))
+        new_base = new_lo - (new_size - (new_hi - new_lo + 1)) // 2
+        shift = self.base - new_base
+        for name in ("vol", "buy", "sell"):
+            old = getattr(self, name)
+            grown = np.zeros(new_size, dtype=np.int64)
+            grown[shift : shift + size] = old
+            setattr(self, name, grown)
+        st = self.st
+        for idx in (K.S_POC, K.S_VAL, K.S_VAH, K.S_LAST_ROW, K.S_HIGH, K.S_LOW):
+            if st[idx] >= 0:
+                st[idx] += shift
+        nbig = int(st[K.S_NBIG])
+        self.big[:nbig, 1] += shift
+        self.base = new_base
+
+    def ensure_buffers(self, extra: int) -> None:
+        need = int(self.st[K.S_NCROSS]) + extra
+        if need > len(self.cross_ts):
+            grown = np.zeros(max(need, 2 * len(self.cross_ts)), dtype=np.int64)
+            grown[: len(self.cross_ts)] = self.cross_ts
+            self.cross_ts = grown
+        need = int(self.st[K.S_NBIG]) + extra
+        if need > len(self.big):
+            grown2 = np.zeros((max(need, 2 * len(self.big)), 4), dtype=np.int64)
+            grown2[: len(self.big)] = self.big
+            self.big = grown2
+
+
+class FeatureEngine:
+    """Order-flow features for one contract, incremental in event time."""
+
+    def __init__(
+        self,
+        instrument: Contract | InstrumentSpec,
+        config: FeatureConfig | None = None,
+        calendar: CmeCalendar | None = None,
+    ) -> None:
+        self.contract = instrument if isinstance(instrument, Contract) else Contract(instrument)
+        self.spec = self.contract.spec
+        self.config = config or FeatureConfig()
+        self.calendar = calendar or cme_calendar()
+        self.kind = self.config.session
+        self.big_min = big_print_threshold(self.spec.root, self.config)
+        self.history: deque[SessionRecord] = deque(maxlen=self.config.range_percentile_sessions)
+        self.prior: SessionRecord | None = None
+        self.current: _SessionState | None = None
+        self.clock_ns: int | None = None
+        self.outside_session_trades = 0
+        self.late_trades = 0
+        self.closed_session_trades = 0
+        self.total_trades = 0
+        self._last_session_index = -1
+        window = self.config.signal_window_sec * NS_PER_SEC
+        self._window_ns = window
+        self._recent = TradeBatch.empty()
+        self._pct = float(self.config.value_area_pct)
+
+    # ------------------------------------------------------------------ ingestion
+    def update(self, trades: TradeBatch) -> None:
+        """Add time-ordered trades.
+
+        A trade stamped before the engine's clock (live, after a snapshot taken at wall-clock
+        time) still counts, as if it arrived at the clock; one that belongs to a session the
+        engine has already closed is counted in `late_trades` and ignored.
+        """
+        if len(trades) == 0:
+            return
+        if self.clock_ns is not None and trades.ts[0] < self.clock_ns:
+            self.late_trades += int((trades.ts < self.clock_ns).sum())
+        cur = self.current
+        if cur is not None and trades.ts[0] >= cur.open_ns and trades.ts[-1] < cur.close_ns:
+            self._ingest_run(cur.index, trades)  # the live fast path: all in this session
+            self.total_trades += len(trades)
+            self.clock_ns = max(self.clock_ns or 0, int(trades.ts[-1]))
+            self._remember_recent(trades)
+            return
+        idx = self.calendar.locate(trades.ts, self.kind)
+        change = np.flatnonzero(np.diff(idx)) + 1
+        starts = np.concatenate(([0], change))
+        stops = np.concatenate((change, [len(idx)]))
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+            sess = int(idx[a])
+            if sess < 0:
+                self.outside_session_trades += b - a
+            elif sess < self._last_session_index:
+                self.closed_session_trades += b - a
+            else:
+                self._ingest_run(sess, trades.slice(a, b))
+        self.total_trades += len(trades)
+        last = int(trades.ts[-1])
+        self.clock_ns = last if self.clock_ns is None else max(self.clock_ns, last)
+        self._remember_recent(trades)
+
+    def _ingest_run(self, sess: int, run: TradeBatch) -> None:
+        if self.current is None or self.current.index != sess:
+            self._start_session(sess)
+        cur = self.current
+        assert cur is not None
+        cur.ensure_rows(int(run.price.min()), int(run.price.max()))
+        cur.ensure_buffers(len(run))
+        assert cur.base is not None
+        rows = run.price - cur.base
+        K.ingest(
+            run.ts, rows, run.size, run.side, run.inferred, cur.st, self._pct,
+            cur.vol, cur.buy, cur.sell, cur.sec_vol, cur.sec_delta, cur.sec_time,
+            cur.minute_range, cur.cross_ts, cur.big,
+        )
+
+    def _start_session(self, sess: int) -> None:
+        if self.current is not None:
+            self._finish_session()
+        self._last_session_index = sess
+        session = self.calendar.session(sess)
+        open_ns, close_ns = session.bounds(self.kind)
+        self.current = _SessionState(sess, session, open_ns, close_ns, self.config, self.big_min)
+
+    def _finish_session(self) -> None:
+        cur = self.current
+        if cur is None:
+            return
+        K.advance(cur.st, self._pct, cur.vol, cur.sec_time, np.int64(cur.close_ns))
+        if cur.st[K.S_NTRADES] > 0:
+            curve = np.maximum.accumulate(cur.minute_range)
+            curve = np.where(curve < 0, 0, curve)
+            record = SessionRecord(
+                trade_date=cur.session.trade_date.isoformat(),
+                range_by_minute=curve,
+                final_range=int(cur.st[K.S_HIGH] - cur.st[K.S_LOW]),
+                levels=self._levels_dict(cur),
+            )
+            self.history.append(record)
+            self.prior = record
+        self.current = None
+
+    def _remember_recent(self, trades: TradeBatch) -> None:
+        horizon = int(trades.ts[-1]) - self._window_ns
+        keep_new = trades.slice(int(np.searchsorted(trades.ts, horizon, side="right")), len(trades))
+        if len(self._recent) and self._recent.ts[-1] > horizon:
+            old = self._recent.slice(
+                int(np.searchsorted(self._recent.ts, horizon, side="right")), len(self._recent)
+            )
+            self._recent = TradeBatch.concat([old, keep_new])
+        else:
+            self._recent = keep_new
+
+    def advance_to(self, at_ns: int) -> None:
+        """Let market time pass without trades (closes a session whose end has passed)."""
+        if self.clock_ns is not None and at_ns < self.clock_ns:
+            at_ns = self.clock_ns  # the clock never goes back
+        cur = self.current
+        if cur is not None:
+            if at_ns >= cur.close_ns:
+                self._finish_session()
+            else:
+                K.advance(cur.st, self._pct, cur.vol, cur.sec_time, np.int64(at_ns))
+        self.clock_ns = at_ns
+
+    # ------------------------------------------------------------------ snapshot
+    def _px(self, row: int, cur: _SessionState) -> float | None:
+        if row < 0 or cur.base is None:
+            return None
+        return self.spec.to_price(row + cur.base)
+
+    def _levels_dict(self, cur: _SessionState) -> dict[str, object]:
+        lv = self._profile(cur)
+        return {
+            "trade_date": cur.session.trade_date.isoformat(),
+            "poc": lv.poc, "vah": lv.vah, "val": lv.val, "high": lv.high, "low": lv.low,
+            "volume": lv.volume, "cvd": lv.cvd, "hvn": lv.hvn, "lvn": lv.lvn,
+        }
+
+    def _profile(self, cur: _SessionState) -> ProfileLevels:
+        cfg = self.config
+        lo, hi, poc, val, vah = profile_levels(cur.vol, self._pct, cfg.value_area_rows)
+        hvn, lvn = volume_nodes(
+            cur.vol, lo, hi, cfg.hvn_lvn_smoothing_rows, cfg.hvn_lvn_min_separation_ticks,
+            cfg.hvn_lvn_prominence,
+        )
+        st = cur.st
+        return ProfileLevels(
+            poc=self._px(poc, cur), vah=self._px(vah, cur), val=self._px(val, cur),
+            high=self._px(hi, cur), low=self._px(lo, cur),
+            volume=int(st[K.S_VOLUME]), buy_volume=int(st[K.S_BUY]),
+            sell_volume=int(st[K.S_SELL]), cvd=int(st[K.S_CVD]),
+            hvn=[self.spec.to_price(int(r) + (cur.base or 0)) for r in hvn],
+            lvn=[self.spec.to_price(int(r) + (cur.base or 0)) for r in lvn],
+        )
+
+    def snapshot(self, at_ns: int | None = None) -> FeatureSnapshot:
+        """The features at `at_ns` (default: the last trade), which must not precede the clock."""
+        at = self.clock_ns if at_ns is None else max(at_ns, self.clock_ns or at_ns)
+        if at is None:
+            return FeatureSnapshot(self.contract.symbol, 0, "", None, None, None, None, {}, None,
+                                   None, None, None)
+        self.advance_to(at)
+        cur = self.current
+        prior = self.prior.levels if self.prior is not None else None
+        if cur is None or cur.st[K.S_NTRADES] == 0:
+            return FeatureSnapshot(
+                self.contract.symbol, at, format_ns(at), None, None, None, None, {}, prior,
+                None, None, None,
+            )
+        st = cur.st
+        now = min(at, cur.close_ns)
+        profile = self._profile(cur)
+        last_row = int(st[K.S_LAST_ROW])
+        price_ticks = last_row + (cur.base or 0)
+        snap = FeatureSnapshot(
+            symbol=self.contract.symbol,
+            ts_ns=at,
+            time=format_ns(at),
+            price=self.spec.to_price(price_ticks),
+            last_trade_time=format_ns(int(st[K.S_LAST_TS])),
+            session=SessionInfo(
+                trade_date=cur.session.trade_date.isoformat(),
+                kind=str(self.kind),
+                open=format_ns(cur.open_ns),
+                close=format_ns(cur.close_ns),
+                minutes_into_session=round((now - cur.open_ns) / NS_PER_MIN, 2),
+                is_open=at < cur.close_ns,
+                trades=int(st[K.S_NTRADES]),
+            ),
+            profile=profile,
+            developing={
+                "poc": self._px(int(st[K.S_POC]), cur),
+                "vah": self._px(int(st[K.S_VAH]), cur),
+                "val": self._px(int(st[K.S_VAL]), cur),
+            },
+            prior_session=prior,
+            market_stats=self._market_stats(cur, now, profile, price_ticks),
+            poc_cross_stats=self._poc_cross_stats(cur, now, last_row),
+            orderflow=self._orderflow(now, cur),
+        )
+        return snap
+
+    def _window_sum(self, arr: NDArray[np.int64], cur: _SessionState, now: int, seconds: int
+                    ) -> NDArray[np.int64]:
+        sec = (now - cur.open_ns) // NS_PER_SEC
+        lo = max(0, sec - seconds + 1)
+        hi = min(len(arr), sec + 1)
+        if hi <= lo:
+            return np.zeros(arr.shape[1:], dtype=np.int64) if arr.ndim > 1 else np.int64(0)
+        return arr[lo:hi].sum(axis=0)
+
+    def _slope(self, cur: _SessionState, now: int, seconds: int) -> tuple[float | None, int]:
+        volume = int(self._window_sum(cur.sec_vol, cur, now, seconds))
+        delta = int(self._window_sum(cur.sec_delta, cur, now, seconds))
+        if volume <= 0:
+            return None, 0
+        return round(delta / volume, 4), volume
+
+    def _range_percentiles(self, cur: _SessionState, now: int) -> tuple[float | None, float | None, int]:
+        n = len(self.history)
+        if n < self.config.range_percentile_min_sessions:
+            return None, None, n
+        current = int(cur.st[K.S_HIGH] - cur.st[K.S_LOW])
+        minute = int((now - cur.open_ns) // NS_PER_MIN)
+        same_time = np.array(
+            [r.range_by_minute[min(minute, len(r.range_by_minute) - 1)] for r in self.history]
+        )
+        finals = np.array([r.final_range for r in self.history])
+
+        def rank(values: NDArray[np.int64]) -> float:
+            below = int((values < current).sum())
+            equal = int((values == current).sum())
+            return round((below + 0.5 * equal) / len(values), 4)
+
+        return rank(same_time), rank(finals), n
+
+    def _market_stats(self, cur: _SessionState, now: int, profile: ProfileLevels,
+                      price_ticks: int) -> MarketStats:
+        st = cur.st
+        # snapshot() advanced the session clock to `now`: time is accrued up to it.
+        totals = [int(st[K.S_T_ABOVE]), int(st[K.S_T_BELOW]), int(st[K.S_T_IN])]
+        win = self._window_sum(cur.sec_time, cur, now, 1800).astype(np.int64).tolist()
+        slope5, vol5 = self._slope(cur, now, 300)
+        slope15, vol15 = self._slope(cur, now, 900)
+        pct_now, pct_final, n_hist = self._range_percentiles(cur, now)
+        volume = int(st[K.S_VOLUME])
+
+        def dist(level: float | None) -> int | None:
+            return None if level is None else price_ticks - self.spec.to_ticks(level)
+
+        return MarketStats(
+            session_range_ticks=int(st[K.S_HIGH] - st[K.S_LOW]),
+            session_range_percentile=pct_now,
+            session_range_percentile_final=pct_final,
+            sessions_in_percentile=n_hist,
+            distance_to_poc_ticks=dist(profile.poc),
+            distance_to_vah_ticks=dist(profile.vah),
+            distance_to_val_ticks=dist(profile.val),
+            time_above_value_sec=round(totals[0] / 1e9, 1),
+            time_below_value_sec=round(totals[1] / 1e9, 1),
+            time_in_value_sec=round(totals[2] / 1e9, 1),
+            time_above_value_last_30min_sec=round(win[0] / 1e9, 1),
+            time_below_value_last_30min_sec=round(win[1] / 1e9, 1),
+            time_in_value_last_30min_sec=round(win[2] / 1e9, 1),
+            cvd=int(st[K.S_CVD]),
+            cvd_slope_5min=slope5,
+            cvd_slope_15min=slope15,
+            cvd_inferred_share=round(int(st[K.S_INF_VOL]) / volume, 4) if volume else 0.0,
+            volume_last_5min=vol5,
+            volume_last_15min=vol15,
+        )
+
+    def _poc_cross_stats(self, cur: _SessionState, now: int, last_row: int) -> PocCrossStats:
+        st = cur.st
+        n = int(st[K.S_NCROSS])
+        crosses = cur.cross_ts[:n]
+
+        def count(minutes: int) -> int:
+            return n - int(np.searchsorted(crosses, now - minutes * NS_PER_MIN, side="right"))
+
+        poc = int(st[K.S_POC])
+        if poc < 0 or last_row == poc:
+            side = "at_poc"
+        else:
+            side = "above_poc" if last_row > poc else "below_poc"
+        return PocCrossStats(
+            count_last_5min=count(5),
+            count_last_15min=count(15),
+            count_last_30min=count(30),
+            time_since_last_cross_sec=round((now - int(crosses[-1])) / 1e9, 1) if n else None,
+            current_side=side,
+        )
+
+    def _orderflow(self, now: int, cur: _SessionState) -> OrderflowSignals:
+        window = self._window_ns
+        recent = self._recent
+        start = int(np.searchsorted(recent.ts, now - window, side="right"))
+        stop = int(np.searchsorted(recent.ts, now, side="right"))
+        w = recent.slice(start, stop)
+        nbig = int(cur.st[K.S_NBIG])
+        big = cur.big[:nbig]
+        big = big[big[:, 0] > now - window]
+        base = cur.base or 0
+        recent_big = [
+            BigPrint(format_ns(int(b[0])), self.spec.to_price(int(b[1]) + base), int(b[2]),
+                     "buy" if b[3] > 0 else ("sell" if b[3] < 0 else "unknown"))
+            for b in big[-5:]
+        ]
+        absorb = absorption(w.ts, w.price, w.size, w.side, now, window, self.config)
+        exhaust = exhaustion(w.ts, w.price, w.size, w.side, now, window, self.config)
+        for sig in (absorb, exhaust):
+            if sig is not None:
+                sig["price"] = self.spec.to_price(int(sig.pop("price_ticks")))
+        return OrderflowSignals(
+            window_sec=self.config.signal_window_sec,
+            big_print_min_size=self.big_min,
+            big_prints_count=len(big),
+            big_prints_buy_volume=int(big[big[:, 3] > 0, 2].sum()),
+            big_prints_sell_volume=int(big[big[:, 3] < 0, 2].sum()),
+            recent_big_prints=recent_big,
+            absorption=absorb,
+            exhaustion=exhaust,
+        )

@@ -1,0 +1,236 @@
+"""The per-trade hot path of the feature engine, compiled with numba.
+
+One session's running state lives in an int64 array `st` (indices `S_*`) plus dense arrays:
+the profile (`vol`, `buy`, `sell` per row), per-second buckets of volume, delta and time by
+location against value, per-minute running range, and buffers of POC-cross and big-print times.
+
+Developing POC/VAH/VAL live on a market-time grid anchored at the session open (every
+`interval` ns, 1 s by default): the levels in force at time t are those of all trades with
+ts < the last grid point <= t. That makes every statistic independent of how trades were
+batched, and keeps the value area current at least once per interval of market time.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from numpy.typing import NDArray
+
+from fabio.features.profile import poc_index, value_area
+
+NS_SEC = 1_000_000_000
+
+S_NEXT_BOUNDARY = 0
+S_DIRTY = 1
+S_POC = 2
+S_VAL = 3
+S_VAH = 4
+S_LAST_TS = 5
+S_LAST_ROW = 6
+S_LOC = 7  # -1 below value, 0 inside, +1 above (of the last price, against the VA in force)
+S_CROSS_SIDE = 8  # hysteresis side against the POC: -1 below, +1 above, 0 not yet known
+S_CVD = 9
+S_HIGH = 10
+S_LOW = 11
+S_VOLUME = 12
+S_BUY = 13
+S_SELL = 14
+S_NTRADES = 15
+S_T_ABOVE = 16
+S_T_BELOW = 17
+S_T_IN = 18
+S_NCROSS = 19
+S_INF_VOL = 20
+S_NBIG = 21
+S_OPEN_NS = 22
+S_INTERVAL = 23
+S_TOL = 24
+S_ROWS = 25
+S_BIG_MIN = 26
+S_ACCRUED_TO = 27
+S_FIRST_TS = 28
+S_CLOSE_NS = 29
+S_SIZE = 30
+
+LOC_COLUMN = (1, 0, 2)  # sec_time columns: 0 above, 1 below, 2 inside; index by loc + 1
+
+
+def new_state(open_ns: int, close_ns: int, interval_ns: int, tol: int, rows: int, big_min: int) -> NDArray[np.int64]:
+    st = np.zeros(S_SIZE, dtype=np.int64)
+    st[S_NEXT_BOUNDARY] = open_ns
+    st[S_POC] = st[S_VAL] = st[S_VAH] = -1
+    st[S_LAST_ROW] = -1
+    st[S_HIGH] = -1
+    st[S_LOW] = -1
+    st[S_OPEN_NS] = open_ns
+    st[S_CLOSE_NS] = close_ns
+    st[S_INTERVAL] = interval_ns
+    st[S_TOL] = tol
+    st[S_ROWS] = rows
+    st[S_BIG_MIN] = big_min
+    st[S_ACCRUED_TO] = open_ns
+    st[S_FIRST_TS] = -1
+    return st
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _loc_column(loc: np.int64) -> int:
+    if loc > 0:
+        return 0
+    if loc < 0:
+        return 1
+    return 2
+
+
+@nb.njit(cache=True, nogil=True)
+def _accrue(st: NDArray[np.int64], sec_time: NDArray[np.int64], to: np.int64) -> None:
+    """Credit the time from S_ACCRUED_TO to `to` to the current location, second by second."""
+    start = st[S_ACCRUED_TO]
+    if to <= start:
+        return
+    st[S_ACCRUED_TO] = to
+    if st[S_NTRADES] == 0 or st[S_VAL] < 0:
+        return
+    col = _loc_column(st[S_LOC])
+    if col == 0:
+        st[S_T_ABOVE] += to - start
+    elif col == 1:
+        st[S_T_BELOW] += to - start
+    else:
+        st[S_T_IN] += to - start
+    open_ns = st[S_OPEN_NS]
+    n_sec = sec_time.shape[0]
+    t = start
+    while t < to:
+        sec = (t - open_ns) // NS_SEC
+        edge = open_ns + (sec + 1) * NS_SEC
+        stop = edge if edge < to else to
+        if 0 <= sec < n_sec:
+            sec_time[sec, col] += stop - t
+        t = stop
+
+
+@nb.njit(cache=True, nogil=True)
+def _relocate(st: NDArray[np.int64]) -> None:
+    row = st[S_LAST_ROW]
+    if row < 0 or st[S_VAL] < 0:
+        st[S_LOC] = 0
+    elif row > st[S_VAH]:
+        st[S_LOC] = 1
+    elif row < st[S_VAL]:
+        st[S_LOC] = -1
+    else:
+        st[S_LOC] = 0
+
+
+@nb.njit(cache=True, nogil=True)
+def advance(
+    st: NDArray[np.int64],
+    pct: float,
+    vol: NDArray[np.int64],
+    sec_time: NDArray[np.int64],
+    t: np.int64,
+) -> None:
+    """Move the session clock to `t`: roll the developing levels at a grid point, accrue time."""
+    if t >= st[S_NEXT_BOUNDARY]:
+        boundary = st[S_NEXT_BOUNDARY]
+        _accrue(st, sec_time, boundary)
+        if st[S_DIRTY] != 0:
+            lo = st[S_LOW]
+            hi = st[S_HIGH]
+            poc = poc_index(vol, lo, hi)
+            val, vah = value_area(vol, lo, hi, poc, pct, st[S_ROWS])
+            st[S_POC] = poc
+            st[S_VAL] = val
+            st[S_VAH] = vah
+            st[S_DIRTY] = 0
+            _relocate(st)
+        interval = st[S_INTERVAL]
+        open_ns = st[S_OPEN_NS]
+        st[S_NEXT_BOUNDARY] = open_ns + ((t - open_ns) // interval + 1) * interval
+    _accrue(st, sec_time, t)
+
+
+@nb.njit(cache=True, nogil=True)
+def ingest(
+    ts: NDArray[np.int64],
+    rows: NDArray[np.int64],
+    size: NDArray[np.int64],
+    side: NDArray[np.int8],
+    inferred: NDArray[np.bool_],
+    st: NDArray[np.int64],
+    pct: float,
+    vol: NDArray[np.int64],
+    buy: NDArray[np.int64],
+    sell: NDArray[np.int64],
+    sec_vol: NDArray[np.int64],
+    sec_delta: NDArray[np.int64],
+    sec_time: NDArray[np.int64],
+    minute_range: NDArray[np.int64],
+    cross_ts: NDArray[np.int64],
+    big: NDArray[np.int64],
+) -> None:
+    """Add one session's trades (time-ordered, rows already offset into `vol`)."""
+    open_ns = st[S_OPEN_NS]
+    n_sec = sec_vol.shape[0]
+    n_min = minute_range.shape[0]
+    tol = st[S_TOL]
+    big_min = st[S_BIG_MIN]
+    for i in range(ts.shape[0]):
+        t = ts[i]
+        advance(st, pct, vol, sec_time, t)
+        r = rows[i]
+        q = size[i]
+        s = np.int64(side[i])
+        vol[r] += q
+        if s > 0:
+            buy[r] += q
+            st[S_BUY] += q
+        elif s < 0:
+            sell[r] += q
+            st[S_SELL] += q
+        st[S_CVD] += s * q
+        st[S_VOLUME] += q
+        if inferred[i]:
+            st[S_INF_VOL] += q
+        sec = (t - open_ns) // NS_SEC
+        if 0 <= sec < n_sec:
+            sec_vol[sec] += q
+            sec_delta[sec] += s * q
+        if st[S_NTRADES] == 0:
+            st[S_HIGH] = r
+            st[S_LOW] = r
+            st[S_FIRST_TS] = t
+        else:
+            if r > st[S_HIGH]:
+                st[S_HIGH] = r
+            if r < st[S_LOW]:
+                st[S_LOW] = r
+        minute = (t - open_ns) // (60 * NS_SEC)
+        if 0 <= minute < n_min:
+            minute_range[minute] = st[S_HIGH] - st[S_LOW]
+        st[S_NTRADES] += 1
+        st[S_LAST_TS] = t
+        st[S_LAST_ROW] = r
+        st[S_DIRTY] = 1
+        poc = st[S_POC]
+        if poc >= 0:
+            d = r - poc
+            sd = np.int64(0)
+            if d >= tol:
+                sd = 1
+            elif d <= -tol:
+                sd = -1
+            if sd != 0 and sd != st[S_CROSS_SIDE]:
+                if st[S_CROSS_SIDE] != 0:
+                    cross_ts[st[S_NCROSS]] = t
+                    st[S_NCROSS] += 1
+                st[S_CROSS_SIDE] = sd
+        _relocate(st)
+        if q >= big_min:
+            k = st[S_NBIG]
+            big[k, 0] = t
+            big[k, 1] = r
+            big[k, 2] = q
+            big[k, 3] = s
+            st[S_NBIG] += 1

@@ -1,0 +1,166 @@
+"""Order-flow signals over a recent window of trades: big prints, absorption, exhaustion.
+
+- Big print: one trade of at least `big_print_min_size` contracts (per-instrument default).
+- Absorption at the bid (or ask): over the window, aggressive sell (buy) volume traded within
+  `absorption_max_move_ticks` of the window's low (high) is at least
+  `absorption_min_volume_share` of the window's volume, its imbalance
+  (sell − buy) / (sell + buy) is at least `absorption_min_imbalance`, and that extreme has held
+  for at least half the window: heavy aggression at a price that does not give way.
+- Exhaustion up (down): the window's high (low) was made in its last third, while the
+  buy (sell) aggressor volume of that last third is below `exhaustion_volume_ratio` times that
+  of the first third: a push to new prices on fading aggression.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba as nb
+import numpy as np
+from numpy.typing import NDArray
+
+from fabio.config import FeatureConfig
+
+DEFAULT_BIG_PRINT = {"ES": 50, "NQ": 20, "MES": 50, "MNQ": 50}
+MIN_WINDOW_TRADES = 20
+
+
+def big_print_threshold(root: str, config: FeatureConfig) -> int:
+    if config.big_print_min_size > 0:
+        return config.big_print_min_size
+    return DEFAULT_BIG_PRINT.get(root, 50)
+
+
+@nb.njit(cache=True, nogil=True)
+def _absorption_kernel(
+    ts: NDArray[np.int64],
+    rows: NDArray[np.int64],
+    size: NDArray[np.int64],
+    side: NDArray[np.int8],
+    aggressor: int,
+    max_move: int,
+) -> tuple[int, int, int, int, int]:
+    """(extreme row, aggressive volume, passive volume, first touch ts, total volume)."""
+    n = ts.shape[0]
+    extreme = rows[0]
+    for i in range(n):
+        if (aggressor < 0 and rows[i] < extreme) or (aggressor > 0 and rows[i] > extreme):
+            extreme = rows[i]
+    aggressive = 0
+    passive = 0
+    total = 0
+    first = -1
+    for i in range(n):
+        total += size[i]
+        near = rows[i] <= extreme + max_move if aggressor < 0 else rows[i] >= extreme - max_move
+        if near:
+            if side[i] == aggressor:
+                aggressive += size[i]
+            elif side[i] == -aggressor:
+                passive += size[i]
+        if first < 0 and rows[i] == extreme:
+            first = ts[i]
+    return extreme, aggressive, passive, first, total
+
+
+def absorption(
+    ts: NDArray[np.int64],
+    rows: NDArray[np.int64],
+    size: NDArray[np.int64],
+    side: NDArray[np.int8],
+    now_ns: int,
+    window_ns: int,
+    config: FeatureConfig,
+) -> dict[str, Any] | None:
+    """The stronger of bid/ask absorption in the window, or None."""
+    if len(ts) < MIN_WINDOW_TRADES:
+        return None
+    best: dict[str, Any] | None = None
+    for name, aggressor in (("bid", -1), ("ask", 1)):
+        extreme, aggressive, passive, first, total = _absorption_kernel(
+            ts, rows, size, side, aggressor, config.absorption_max_move_ticks
+        )
+        if aggressive + passive == 0 or total <= 0:
+            continue
+        share = aggressive / total
+        imbalance = (aggressive - passive) / (aggressive + passive)
+        held_ns = now_ns - first
+        if (
+            share >= config.absorption_min_volume_share
+            and imbalance >= config.absorption_min_imbalance
+            and held_ns >= window_ns // 2
+        ) and (best is None or share > best["volume_share"]):
+            best = {
+                "side": name,
+                "price_ticks": int(extreme),
+                "aggressive_volume": int(aggressive),
+                "volume_share": round(share, 3),
+                "imbalance": round(imbalance, 3),
+                "held_sec": round(held_ns / 1e9, 1),
+            }
+    return best
+
+
+@nb.njit(cache=True, nogil=True)
+def _thirds_kernel(
+    ts: NDArray[np.int64],
+    rows: NDArray[np.int64],
+    size: NDArray[np.int64],
+    side: NDArray[np.int8],
+    start: int,
+    third: int,
+) -> NDArray[np.int64]:
+    """Per third of the window (first, middle, last): high, low, buy volume, sell volume, count."""
+    out = np.zeros((3, 5), dtype=np.int64)
+    for k in range(3):
+        out[k, 0] = np.iinfo(np.int64).min
+        out[k, 1] = np.iinfo(np.int64).max
+    for i in range(ts.shape[0]):
+        k = (ts[i] - start) // third
+        k = 0 if k < 0 else (2 if k > 2 else k)
+        r = rows[i]
+        if r > out[k, 0]:
+            out[k, 0] = r
+        if r < out[k, 1]:
+            out[k, 1] = r
+        if side[i] > 0:
+            out[k, 2] += size[i]
+        elif side[i] < 0:
+            out[k, 3] += size[i]
+        out[k, 4] += 1
+    return out
+
+
+def exhaustion(
+    ts: NDArray[np.int64],
+    rows: NDArray[np.int64],
+    size: NDArray[np.int64],
+    side: NDArray[np.int8],
+    now_ns: int,
+    window_ns: int,
+    config: FeatureConfig,
+) -> dict[str, Any] | None:
+    """A push to a new window extreme on fading aggression, or None."""
+    if len(ts) < MIN_WINDOW_TRADES:
+        return None
+    third = max(1, window_ns // 3)
+    parts = _thirds_kernel(ts, rows, size, side, now_ns - window_ns, third)
+    if parts[0, 4] == 0 or parts[2, 4] == 0:
+        return None
+    earlier_high = max(parts[0, 0], parts[1, 0])
+    earlier_low = min(parts[0, 1], parts[1, 1])
+    for direction, made_late, extreme, column in (
+        ("up", parts[2, 0] > earlier_high, parts[2, 0], 2),
+        ("down", parts[2, 1] < earlier_low, parts[2, 1], 3),
+    ):
+        early_vol = int(parts[0, column])
+        late_vol = int(parts[2, column])
+        if made_late and early_vol > 0 and late_vol < config.exhaustion_volume_ratio * early_vol:
+            return {
+                "direction": direction,
+                "price_ticks": int(extreme),
+                "early_aggressive_volume": early_vol,
+                "late_aggressive_volume": late_vol,
+                "volume_ratio": round(late_vol / early_vol, 3),
+            }
+    return None
