@@ -26,7 +26,7 @@ from fabio.sessions import SessionKind
 
 
 class FeatureConfig(BaseModel):
-    """Parameters of the order-flow feature engine; every default is documented in docs/features.md."""
+    """Parameters of the order-flow feature engine (each is defined in docs/features.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -148,10 +148,10 @@ def _describe(error: dict[str, object]) -> str:
     return f"{name}{shown}: {message}"
 
 
-def load_settings(env_file: str | Path | None = ".env", **overrides: object) -> Settings:
-    """Read the settings; a bad value becomes a ConfigError naming the variable, never a traceback."""
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Read the settings; a bad value becomes a ConfigError naming the variable."""
     try:
-        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as exc:
         lines = [_describe(dict(e)) for e in exc.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -55,7 +55,9 @@ class TradeBatch:
         n = len(self.ts)
         for name in ("price", "size", "side", "inferred"):
             if len(getattr(self, name)) != n:
-                raise ValueError(f"TradeBatch.{name} has {len(getattr(self, name))} rows, ts has {n}")
+                raise ValueError(
+                    f"TradeBatch.{name} has {len(getattr(self, name))} rows, ts has {n}"
+                )
 
     def __len__(self) -> int:
         return len(self.ts)

@@ -34,12 +34,14 @@ class InstrumentSpec:
 
     def to_ticks(self, price: float) -> int:
         """Price in index points to integer ticks (round half to even; call on-grid prices)."""
-        return int(round(price / self.tick_size))
+        return round(price / self.tick_size)
 
     def to_price(self, ticks: int | float) -> float:
         return float(ticks) * self.tick_size
 
-    def prices_to_ticks(self, prices: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    def prices_to_ticks(
+        self, prices: NDArray[np.float64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
         """Convert float prices to ticks; also return a mask of prices off the tick grid."""
         scaled = np.asarray(prices, dtype=np.float64) / self.tick_size
         ticks = np.rint(scaled)
@@ -110,7 +112,7 @@ def parse_symbol(symbol: str, ref_year: int | None = None) -> Contract:
     (`ref_year` is the data's year when known, else the current year).
     """
     cleaned = symbol.strip().upper()
-    cleaned = re.split(r"[-._ ]", cleaned, maxsplit=1)[0]  # ESH23-CME → ESH23
+    cleaned = re.split(r"[-.]", cleaned, maxsplit=1)[0]  # ESH23-CME → ESH23
     match = _SYMBOL_RE.match(cleaned)
     if not match:
         supported = ", ".join(sorted(SPECS))

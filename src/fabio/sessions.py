@@ -56,9 +56,7 @@ class CmeCalendar:
             warnings.simplefilter("ignore")
             import pandas_market_calendars as mcal
 
-            schedule = mcal.get_calendar("CME_Equity").schedule(
-                first.isoformat(), last.isoformat()
-            )
+            schedule = mcal.get_calendar("CME_Equity").schedule(first.isoformat(), last.isoformat())
         self.trade_dates: list[date] = [ts.date() for ts in schedule.index]
         self.eth_open = schedule["market_open"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         self.eth_close = schedule["market_close"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
@@ -120,7 +118,9 @@ class CmeCalendar:
 
     def next_trade_dates(self, start: date, count: int) -> list[date]:
         """`count` trade dates from `start` on (inclusive)."""
-        i = int(np.searchsorted(np.array(self.trade_dates, dtype="datetime64[D]"), np.datetime64(start)))
+        i = int(
+            np.searchsorted(np.array(self.trade_dates, dtype="datetime64[D]"), np.datetime64(start))
+        )
         return self.trade_dates[i : i + count]
 
     @staticmethod

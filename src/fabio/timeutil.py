@@ -21,9 +21,11 @@ def datetime_to_ns(dt: datetime) -> int:
 
 
 def ns_to_datetime(ns: int, tz: ZoneInfo = CHICAGO) -> datetime:
-    return datetime.fromtimestamp(ns // NS_PER_SEC, tz=UTC).replace(
-        microsecond=(ns % NS_PER_SEC) // 1_000
-    ).astimezone(tz)
+    return (
+        datetime.fromtimestamp(ns // NS_PER_SEC, tz=UTC)
+        .replace(microsecond=(ns % NS_PER_SEC) // 1_000)
+        .astimezone(tz)
+    )
 
 
 def format_ns(ns: int, tz: ZoneInfo = CHICAGO) -> str:

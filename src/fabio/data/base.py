@@ -79,14 +79,18 @@ class TradeSanitizer:
         with np.errstate(invalid="ignore"):
             scaled = price / self.tick_size
             ticks = np.rint(scaled)
-            drop(np.isfinite(scaled) & (np.abs(scaled - ticks) > 1e-6), "price is off the tick grid")
+            drop(
+                np.isfinite(scaled) & (np.abs(scaled - ticks) > 1e-6), "price is off the tick grid"
+            )
 
         ts = np.asarray(ts, dtype=np.int64)
         idx = np.flatnonzero(keep)
         if len(idx):
             kept_ts = ts[idx]
             prior = np.maximum.accumulate(kept_ts)
-            prior = np.concatenate(([self.last_ts if self.last_ts is not None else kept_ts[0]], prior[:-1]))
+            prior = np.concatenate(
+                ([self.last_ts if self.last_ts is not None else kept_ts[0]], prior[:-1])
+            )
             if self.last_ts is not None:
                 prior = np.maximum(prior, self.last_ts)
             back = kept_ts < prior
@@ -97,11 +101,23 @@ class TradeSanitizer:
                 drop(mask, "timestamp goes back in time")
                 idx = np.flatnonzero(keep)
             if len(idx):
-                self.last_ts = int(ts[idx[-1]]) if self.last_ts is None else max(self.last_ts, int(ts[idx[-1]]))
+                self.last_ts = (
+                    int(ts[idx[-1]])
+                    if self.last_ts is None
+                    else max(self.last_ts, int(ts[idx[-1]]))
+                )
         self._check_order()
-        inf = np.zeros(n, dtype=np.bool_) if inferred is None else np.asarray(inferred, dtype=np.bool_)
+        inf = (
+            np.zeros(n, dtype=np.bool_)
+            if inferred is None
+            else np.asarray(inferred, dtype=np.bool_)
+        )
         batch = TradeBatch.from_arrays(
-            ts[idx], ticks[idx].astype(np.int64), size_f[idx].astype(np.int64), np.asarray(side)[idx], inf[idx]
+            ts[idx],
+            ticks[idx].astype(np.int64),
+            size_f[idx].astype(np.int64),
+            np.asarray(side)[idx],
+            inf[idx],
         )
         self.report.trades += len(batch)
         return batch
@@ -109,7 +125,8 @@ class TradeSanitizer:
     def _check_order(self) -> None:
         if self._seen >= 1000 and self._out_of_order > MAX_OUT_OF_ORDER_SHARE * self._seen:
             raise DataError(
-                f"{self.report.source}: {self._out_of_order} of the first {self._seen} rows go back "
+                f"{self.report.source}: {self._out_of_order} of the first {self._seen} rows go "
+                "back "
                 "in time; the file is not sorted by time (sort it by timestamp and try again)"
             )
 

@@ -49,8 +49,15 @@ class SessionRecord:
 class _SessionState:
     """Dense arrays and kernel state of the session in progress."""
 
-    def __init__(self, index: int, session: Session, open_ns: int, close_ns: int,
-                 config: FeatureConfig, big_min: int) -> None:
+    def __init__(
+        self,
+        index: int,
+        session: Session,
+        open_ns: int,
+        close_ns: int,
+        config: FeatureConfig,
+        big_min: int,
+    ) -> None:
         self.index = index
         self.session = session
         self.open_ns = open_ns
@@ -58,8 +65,12 @@ class _SessionState:
         n_sec = max(1, (close_ns - open_ns + NS_PER_SEC - 1) // NS_PER_SEC)
         n_min = max(1, (close_ns - open_ns + NS_PER_MIN - 1) // NS_PER_MIN)
         self.st = K.new_state(
-            open_ns, close_ns, config.developing_interval_ms * 1_000_000,
-            config.poc_cross_tolerance_ticks, config.value_area_rows, big_min,
+            open_ns,
+            close_ns,
+            config.developing_interval_ms * 1_000_000,
+            config.poc_cross_tolerance_ticks,
+            config.value_area_rows,
+            big_min,
         )
         self.base: int | None = None  # tick price of row 0
         self.vol = np.zeros(0, dtype=np.int64)
@@ -71,6 +82,8 @@ class _SessionState:
         self.minute_range = np.full(n_min, -1, dtype=np.int64)
         self.cross_ts = np.zeros(64, dtype=np.int64)
         self.big = np.zeros((64, 4), dtype=np.int64)
+        self.closed = False
+        self.record: SessionRecord | None = None
 
     def ensure_rows(self, lo_tick: int, hi_tick: int) -> None:
         """Grow the profile arrays so that [lo_tick, hi_tick] fits (re-basing row 0)."""
@@ -158,7 +171,12 @@ class FeatureEngine:
         if self.clock_ns is not None and trades.ts[0] < self.clock_ns:
             self.late_trades += int((trades.ts < self.clock_ns).sum())
         cur = self.current
-        if cur is not None and trades.ts[0] >= cur.open_ns and trades.ts[-1] < cur.close_ns:
+        if (
+            cur is not None
+            and not cur.closed
+            and trades.ts[0] >= cur.open_ns
+            and trades.ts[-1] < cur.close_ns
+        ):
             self._ingest_run(cur.index, trades)  # the live fast path: all in this session
             self.total_trades += len(trades)
             self.clock_ns = max(self.clock_ns or 0, int(trades.ts[-1]))
@@ -172,7 +190,9 @@ class FeatureEngine:
             sess = int(idx[a])
             if sess < 0:
                 self.outside_session_trades += b - a
-            elif sess < self._last_session_index:
+            elif sess < self._last_session_index or (
+                self.current is not None and self.current.closed and sess == self.current.index
+            ):
                 self.closed_session_trades += b - a
             else:
                 self._ingest_run(sess, trades.slice(a, b))
@@ -191,36 +211,51 @@ class FeatureEngine:
         assert cur.base is not None
         rows = run.price - cur.base
         K.ingest(
-            run.ts, rows, run.size, run.side, run.inferred, cur.st, self._pct,
-            cur.vol, cur.buy, cur.sell, cur.sec_vol, cur.sec_delta, cur.sec_time,
-            cur.minute_range, cur.cross_ts, cur.big,
+            run.ts,
+            rows,
+            run.size,
+            run.side,
+            run.inferred,
+            cur.st,
+            self._pct,
+            cur.vol,
+            cur.buy,
+            cur.sell,
+            cur.sec_vol,
+            cur.sec_delta,
+            cur.sec_time,
+            cur.minute_range,
+            cur.cross_ts,
+            cur.big,
         )
 
     def _start_session(self, sess: int) -> None:
         if self.current is not None:
             self._finish_session()
+            if self.current.record is not None:
+                self.history.append(self.current.record)
+                self.prior = self.current.record
         self._last_session_index = sess
         session = self.calendar.session(sess)
         open_ns, close_ns = session.bounds(self.kind)
         self.current = _SessionState(sess, session, open_ns, close_ns, self.config, self.big_min)
 
     def _finish_session(self) -> None:
+        """Close the current session at its end; it stays visible until the next one starts."""
         cur = self.current
-        if cur is None:
+        if cur is None or cur.closed:
             return
         K.advance(cur.st, self._pct, cur.vol, cur.sec_time, np.int64(cur.close_ns))
+        cur.closed = True
         if cur.st[K.S_NTRADES] > 0:
             curve = np.maximum.accumulate(cur.minute_range)
             curve = np.where(curve < 0, 0, curve)
-            record = SessionRecord(
+            cur.record = SessionRecord(
                 trade_date=cur.session.trade_date.isoformat(),
                 range_by_minute=curve,
                 final_range=int(cur.st[K.S_HIGH] - cur.st[K.S_LOW]),
                 levels=self._levels_dict(cur),
             )
-            self.history.append(record)
-            self.prior = record
-        self.current = None
 
     def _remember_recent(self, trades: TradeBatch) -> None:
         horizon = int(trades.ts[-1]) - self._window_ns
@@ -238,7 +273,7 @@ class FeatureEngine:
         if self.clock_ns is not None and at_ns < self.clock_ns:
             at_ns = self.clock_ns  # the clock never goes back
         cur = self.current
-        if cur is not None:
+        if cur is not None and not cur.closed:
             if at_ns >= cur.close_ns:
                 self._finish_session()
             else:
@@ -255,23 +290,39 @@ class FeatureEngine:
         lv = self._profile(cur)
         return {
             "trade_date": cur.session.trade_date.isoformat(),
-            "poc": lv.poc, "vah": lv.vah, "val": lv.val, "high": lv.high, "low": lv.low,
-            "volume": lv.volume, "cvd": lv.cvd, "hvn": lv.hvn, "lvn": lv.lvn,
+            "poc": lv.poc,
+            "vah": lv.vah,
+            "val": lv.val,
+            "high": lv.high,
+            "low": lv.low,
+            "volume": lv.volume,
+            "cvd": lv.cvd,
+            "hvn": lv.hvn,
+            "lvn": lv.lvn,
         }
 
     def _profile(self, cur: _SessionState) -> ProfileLevels:
         cfg = self.config
         lo, hi, poc, val, vah = profile_levels(cur.vol, self._pct, cfg.value_area_rows)
         hvn, lvn = volume_nodes(
-            cur.vol, lo, hi, cfg.hvn_lvn_smoothing_rows, cfg.hvn_lvn_min_separation_ticks,
+            cur.vol,
+            lo,
+            hi,
+            cfg.hvn_lvn_smoothing_rows,
+            cfg.hvn_lvn_min_separation_ticks,
             cfg.hvn_lvn_prominence,
         )
         st = cur.st
         return ProfileLevels(
-            poc=self._px(poc, cur), vah=self._px(vah, cur), val=self._px(val, cur),
-            high=self._px(hi, cur), low=self._px(lo, cur),
-            volume=int(st[K.S_VOLUME]), buy_volume=int(st[K.S_BUY]),
-            sell_volume=int(st[K.S_SELL]), cvd=int(st[K.S_CVD]),
+            poc=self._px(poc, cur),
+            vah=self._px(vah, cur),
+            val=self._px(val, cur),
+            high=self._px(hi, cur),
+            low=self._px(lo, cur),
+            volume=int(st[K.S_VOLUME]),
+            buy_volume=int(st[K.S_BUY]),
+            sell_volume=int(st[K.S_SELL]),
+            cvd=int(st[K.S_CVD]),
             hvn=[self.spec.to_price(int(r) + (cur.base or 0)) for r in hvn],
             lvn=[self.spec.to_price(int(r) + (cur.base or 0)) for r in lvn],
         )
@@ -280,15 +331,26 @@ class FeatureEngine:
         """The features at `at_ns` (default: the last trade), which must not precede the clock."""
         at = self.clock_ns if at_ns is None else max(at_ns, self.clock_ns or at_ns)
         if at is None:
-            return FeatureSnapshot(self.contract.symbol, 0, "", None, None, None, None, {}, None,
-                                   None, None, None)
+            return FeatureSnapshot(
+                self.contract.symbol, 0, "", None, None, None, None, {}, None, None, None, None
+            )
         self.advance_to(at)
         cur = self.current
         prior = self.prior.levels if self.prior is not None else None
         if cur is None or cur.st[K.S_NTRADES] == 0:
             return FeatureSnapshot(
-                self.contract.symbol, at, format_ns(at), None, None, None, None, {}, prior,
-                None, None, None,
+                self.contract.symbol,
+                at,
+                format_ns(at),
+                None,
+                None,
+                None,
+                None,
+                {},
+                prior,
+                None,
+                None,
+                None,
             )
         st = cur.st
         now = min(at, cur.close_ns)
@@ -323,14 +385,15 @@ class FeatureEngine:
         )
         return snap
 
-    def _window_sum(self, arr: NDArray[np.int64], cur: _SessionState, now: int, seconds: int
-                    ) -> NDArray[np.int64]:
+    def _window_sum(
+        self, arr: NDArray[np.int64], cur: _SessionState, now: int, seconds: int
+    ) -> NDArray[np.int64]:
         sec = (now - cur.open_ns) // NS_PER_SEC
         lo = max(0, sec - seconds + 1)
         hi = min(len(arr), sec + 1)
         if hi <= lo:
-            return np.zeros(arr.shape[1:], dtype=np.int64) if arr.ndim > 1 else np.int64(0)
-        return arr[lo:hi].sum(axis=0)
+            return np.zeros(arr.shape[1:], dtype=np.int64)
+        return np.asarray(arr[lo:hi].sum(axis=0), dtype=np.int64)
 
     def _slope(self, cur: _SessionState, now: int, seconds: int) -> tuple[float | None, int]:
         volume = int(self._window_sum(cur.sec_vol, cur, now, seconds))
@@ -339,7 +402,9 @@ class FeatureEngine:
             return None, 0
         return round(delta / volume, 4), volume
 
-    def _range_percentiles(self, cur: _SessionState, now: int) -> tuple[float | None, float | None, int]:
+    def _range_percentiles(
+        self, cur: _SessionState, now: int
+    ) -> tuple[float | None, float | None, int]:
         n = len(self.history)
         if n < self.config.range_percentile_min_sessions:
             return None, None, n
@@ -357,8 +422,9 @@ class FeatureEngine:
 
         return rank(same_time), rank(finals), n
 
-    def _market_stats(self, cur: _SessionState, now: int, profile: ProfileLevels,
-                      price_ticks: int) -> MarketStats:
+    def _market_stats(
+        self, cur: _SessionState, now: int, profile: ProfileLevels, price_ticks: int
+    ) -> MarketStats:
         st = cur.st
         # snapshot() advanced the session clock to `now`: time is accrued up to it.
         totals = [int(st[K.S_T_ABOVE]), int(st[K.S_T_BELOW]), int(st[K.S_T_IN])]
@@ -425,8 +491,12 @@ class FeatureEngine:
         big = big[big[:, 0] > now - window]
         base = cur.base or 0
         recent_big = [
-            BigPrint(format_ns(int(b[0])), self.spec.to_price(int(b[1]) + base), int(b[2]),
-                     "buy" if b[3] > 0 else ("sell" if b[3] < 0 else "unknown"))
+            BigPrint(
+                format_ns(int(b[0])),
+                self.spec.to_price(int(b[1]) + base),
+                int(b[2]),
+                "buy" if b[3] > 0 else ("sell" if b[3] < 0 else "unknown"),
+            )
             for b in big[-5:]
         ]
         absorb = absorption(w.ts, w.price, w.size, w.side, now, window, self.config)

@@ -55,7 +55,9 @@ S_SIZE = 30
 LOC_COLUMN = (1, 0, 2)  # sec_time columns: 0 above, 1 below, 2 inside; index by loc + 1
 
 
-def new_state(open_ns: int, close_ns: int, interval_ns: int, tol: int, rows: int, big_min: int) -> NDArray[np.int64]:
+def new_state(
+    open_ns: int, close_ns: int, interval_ns: int, tol: int, rows: int, big_min: int
+) -> NDArray[np.int64]:
     st = np.zeros(S_SIZE, dtype=np.int64)
     st[S_NEXT_BOUNDARY] = open_ns
     st[S_POC] = st[S_VAL] = st[S_VAH] = -1
@@ -152,7 +154,7 @@ def advance(
 
 
 @nb.njit(cache=True, nogil=True)
-def ingest(
+def ingest(  # noqa: C901 - one compiled loop over trades is the point
     ts: NDArray[np.int64],
     rows: NDArray[np.int64],
     size: NDArray[np.int64],
@@ -216,7 +218,7 @@ def ingest(
         poc = st[S_POC]
         if poc >= 0:
             d = r - poc
-            sd = np.int64(0)
+            sd = 0
             if d >= tol:
                 sd = 1
             elif d <= -tol:

@@ -53,7 +53,7 @@ def poc_index(vol: NDArray[np.int64], lo: int, hi: int) -> int:
         return -1
     twice_mid = lo + hi  # the middle in half-rows, so that it stays an integer
     chosen = -1
-    chosen_dist = np.int64(0)
+    chosen_dist = 0
     for i in range(lo, hi + 1):
         if vol[i] != best:
             continue
@@ -69,11 +69,8 @@ def poc_index(vol: NDArray[np.int64], lo: int, hi: int) -> int:
                     below += vol[j]
                 elif 2 * j > twice_mid:
                     above += vol[j]
-            lower, upper = min(chosen, i), max(chosen, i)
-            if above > below:
-                chosen = upper
-            else:
-                chosen = lower  # more volume below, or equal: the lower price
+            # More volume above: the upper row; more below, or equal: the lower price.
+            chosen = max(chosen, i) if above > below else min(chosen, i)
     return chosen
 
 
@@ -114,9 +111,7 @@ def value_area(
 
 
 @nb.njit(cache=True, nogil=True)
-def profile_levels(
-    vol: NDArray[np.int64], pct: float, rows: int
-) -> tuple[int, int, int, int, int]:
+def profile_levels(vol: NDArray[np.int64], pct: float, rows: int) -> tuple[int, int, int, int, int]:
     """(lo, hi, poc, val, vah) rows of a whole profile array (all -1 when empty)."""
     lo, hi = occupied_range(vol)
     if lo < 0:
@@ -124,6 +119,80 @@ def profile_levels(
     poc = poc_index(vol, lo, hi)
     val, vah = value_area(vol, lo, hi, poc, pct, rows)
     return lo, hi, poc, val, vah
+
+
+@nb.njit(cache=True, nogil=True)
+def _smooth(vol: NDArray[np.int64], lo: int, hi: int, smoothing: int) -> NDArray[np.float64]:
+    n = hi - lo + 1
+    half = smoothing // 2
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        acc = 0.0
+        cnt = 0
+        for k in range(max(0, i - half), min(n, i + half + 1)):
+            acc += vol[lo + k]
+            cnt += 1
+        out[i] = acc / cnt
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _prominence(smooth: NDArray[np.float64], i: int) -> float:
+    """Height of peak `i` above the higher of its two bases (lowest points before a higher peak)."""
+    n = smooth.shape[0]
+    h = smooth[i]
+    left_min = h
+    j = i - 1
+    while j >= 0 and smooth[j] <= h:
+        left_min = min(left_min, smooth[j])
+        j -= 1
+    if j < 0:
+        left_min = 0.0  # the profile's edge counts as empty
+    right_min = h
+    j = i + 1
+    while j < n and smooth[j] <= h:
+        right_min = min(right_min, smooth[j])
+        j += 1
+    if j >= n:
+        right_min = 0.0
+    return h - max(left_min, right_min)
+
+
+@nb.njit(cache=True, nogil=True)
+def _peaks(smooth: NDArray[np.float64], prominence: float) -> NDArray[np.int64]:
+    """Local maxima (higher than the left neighbour, at least the right) that are prominent."""
+    n = smooth.shape[0]
+    peak_val = smooth.max()
+    out = np.empty(n, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        left = smooth[i - 1] if i > 0 else -1.0
+        right = smooth[i + 1] if i < n - 1 else -1.0
+        if (
+            smooth[i] > left
+            and smooth[i] >= right
+            and _prominence(smooth, i) >= prominence * peak_val
+        ):
+            out[k] = i
+            k += 1
+    return out[:k]
+
+
+@nb.njit(cache=True, nogil=True)
+def _separate(
+    smooth: NDArray[np.float64], cand: NDArray[np.int64], min_sep: int
+) -> NDArray[np.int64]:
+    """Keep the tallest peaks first, dropping any closer than `min_sep` rows to a kept one."""
+    order = np.argsort(-smooth[cand], kind="mergesort")
+    taken = np.zeros(cand.shape[0], dtype=np.bool_)
+    for c in order:
+        ok = True
+        for t in range(cand.shape[0]):
+            if taken[t] and abs(cand[t] - cand[c]) < min_sep:
+                ok = False
+                break
+        taken[c] = ok
+    return cand[taken]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -139,82 +208,14 @@ def volume_nodes(
     empty = np.empty(0, dtype=np.int64)
     if lo < 0 or hi - lo + 1 < 3:
         return empty, empty
-    n = hi - lo + 1
-    half = smoothing // 2
-    smooth = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        acc = 0.0
-        cnt = 0
-        for k in range(i - half, i + half + 1):
-            if 0 <= k < n:
-                acc += vol[lo + k]
-                cnt += 1
-        smooth[i] = acc / cnt
-    peak_val = 0.0
-    for i in range(n):
-        if smooth[i] > peak_val:
-            peak_val = smooth[i]
-    if peak_val <= 0.0:
+    smooth = _smooth(vol, lo, hi, smoothing)
+    if smooth.max() <= 0.0:
         return empty, empty
-    # Candidate maxima: strictly higher than the left neighbour, at least the right one.
-    cand = np.empty(n, dtype=np.int64)
-    nc = 0
-    for i in range(n):
-        left = smooth[i - 1] if i > 0 else -1.0
-        right = smooth[i + 1] if i < n - 1 else -1.0
-        if smooth[i] > left and smooth[i] >= right:
-            cand[nc] = i
-            nc += 1
-    # Prominence: height above the higher of the lowest points to each side up to a higher peak.
-    keep = np.zeros(nc, dtype=np.bool_)
-    for c in range(nc):
-        i = cand[c]
-        h = smooth[i]
-        left_min = h
-        j = i - 1
-        while j >= 0 and smooth[j] <= h:
-            left_min = min(left_min, smooth[j])
-            j -= 1
-        if j < 0:
-            left_min = min(left_min, 0.0) if i > 0 else 0.0
-        right_min = h
-        j = i + 1
-        while j < n and smooth[j] <= h:
-            right_min = min(right_min, smooth[j])
-            j += 1
-        if j >= n:
-            right_min = min(right_min, 0.0) if i < n - 1 else 0.0
-        if h - max(left_min, right_min) >= prominence * peak_val:
-            keep[c] = True
-    # Minimum separation: greedily keep the tallest peaks first.
-    order = np.argsort(-smooth[cand[:nc]], kind="mergesort")
-    taken = np.zeros(nc, dtype=np.bool_)
-    for oi in range(nc):
-        c = order[oi]
-        if not keep[c]:
-            continue
-        ok = True
-        for t in range(nc):
-            if taken[t] and abs(cand[t] - cand[c]) < min_separation:
-                ok = False
-                break
-        if ok:
-            taken[c] = True
-    hvn_count = 0
-    for c in range(nc):
-        if taken[c]:
-            hvn_count += 1
-    hvn = np.empty(hvn_count, dtype=np.int64)
-    k = 0
-    for c in range(nc):
-        if taken[c]:
-            hvn[k] = cand[c]
-            k += 1
-    lvn = np.empty(max(hvn_count - 1, 0), dtype=np.int64)
-    for k in range(hvn_count - 1):
-        a, b = hvn[k], hvn[k + 1]
-        best = a + 1
-        for j in range(a + 1, b):
+    hvn = _separate(smooth, _peaks(smooth, prominence), min_separation)
+    lvn = np.empty(max(hvn.shape[0] - 1, 0), dtype=np.int64)
+    for k in range(hvn.shape[0] - 1):
+        best = hvn[k] + 1
+        for j in range(hvn[k] + 1, hvn[k + 1]):
             if smooth[j] < smooth[best]:
                 best = j
         lvn[k] = best

@@ -1,0 +1,299 @@
+"""The `fabio` command line: human output by default (rich), `--json` for machines."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fabio.config import FeatureConfig, Settings, load_settings
+from fabio.errors import FabioError
+from fabio.sessions import SessionKind
+
+app = typer.Typer(
+    name="fabio",
+    help="Fabio: a self-learning order-flow trading agent for CME index futures.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DEFAULT_SYNTH_DAYS = 25
+DEFAULT_SYNTH_SEED = 7
+
+DataArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Data file: .dbn[.zst], Sierra .txt[.gz], .csv[.gz] or .parquet. "
+        "Omitted: the built-in synthetic market."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+SymbolOpt = Annotated[
+    str | None, typer.Option("--symbol", help="Contract, e.g. ESH4, when the file does not say.")
+]
+RthOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--rth/--eth",
+        help="Regular trading hours (08:30–15:00 CT) or the whole "
+        "Globex trade date. Default: FEATURE_SESSION (rth).",
+    ),
+]
+VaPctOpt = Annotated[
+    float | None, typer.Option("--va-pct", help="Value area share, e.g. 0.70 or 70.")
+]
+VaRowsOpt = Annotated[
+    int | None, typer.Option("--va-rows", help="Value area rule: 1, 2 (CBOT, default) or 3 rows.")
+]
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _feature_config(
+    settings: Settings, rth: bool | None, va_pct: float | None, va_rows: int | None
+) -> FeatureConfig:
+    base = settings.feature_config()
+    changes: dict[str, Any] = {}
+    if rth is not None:
+        changes["session"] = SessionKind.RTH if rth else SessionKind.ETH
+    if va_pct is not None:
+        pct = va_pct / 100 if va_pct > 1 else va_pct
+        if not 0 < pct <= 1:
+            raise FabioError(f"--va-pct {va_pct}: give a share in (0, 1] or a percentage (0, 100]")
+        changes["value_area_pct"] = pct
+    if va_rows is not None:
+        if va_rows not in (1, 2, 3):
+            raise FabioError(f"--va-rows {va_rows}: the value area rule takes 1, 2 or 3 rows")
+        changes["value_area_rows"] = va_rows
+    return base.model_copy(update=changes) if changes else base
+
+
+def _open(data: Path | None, symbol: str | None, settings: Settings) -> Any:
+    """A feed over `data`, or the built-in synthetic market."""
+    if data is None:
+        from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
+
+        root = (symbol or settings.symbol)[:3].rstrip("FGHJKMNQUVXZ0123456789") or "ES"
+        return SyntheticFeed(
+            SyntheticConfig(symbol=root, days=DEFAULT_SYNTH_DAYS, seed=DEFAULT_SYNTH_SEED)
+        )
+    from fabio.data import open_feed
+
+    return open_feed(data, symbol=symbol)
+
+
+def _report_skips(feed: Any) -> None:
+    report = getattr(feed, "report", None)
+    if report is not None and (report.skipped or report.notes):
+        err.print(f"[yellow]note:[/] {report.summary()}")
+        for reason, example in report.examples.items():
+            err.print(f"  first '{reason}': {example}")
+        for note in report.notes:
+            err.print(f"  {note}")
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.2f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:,.0f}"
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value) or "—"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _kv_table(title: str, data: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left", pad_edge=False)
+    table.add_column("name", style="cyan")
+    table.add_column("value", justify="right")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+        table.add_row(key, _fmt(value))
+    return table
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+@app.command()
+def features(
+    data: DataArg = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="Moment 'YYYY-MM-DD HH:MM[:SS]' (America/Chicago unless an "
+            "offset is given). Default: the last trade (synthetic: 11:00 CT of the "
+            "last session).",
+        ),
+    ] = None,
+    symbol: SymbolOpt = None,
+    rth: RthOpt = None,
+    va_pct: VaPctOpt = None,
+    va_rows: VaRowsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The feature snapshot at a moment: market_stats, poc_cross_stats, profile, order flow."""
+    from fabio.features.engine import FeatureEngine
+    from fabio.features.replay import snapshot_at
+    from fabio.timeutil import parse_at
+
+    settings = _settings()
+    config = _feature_config(settings, rth, va_pct, va_rows)
+    feed = _open(data, symbol, settings)
+    at_ns = parse_at(at) if at else None
+    if at_ns is None and data is None:
+        at_ns = _synthetic_default_moment(feed)
+    engine = FeatureEngine(feed.contract, config)
+    snap = snapshot_at(engine, feed, at_ns)
+    _report_skips(feed)
+    payload = snap.to_dict()
+    payload["data"] = {"source": str(data) if data else "synthetic", **_engine_counts(engine)}
+    if json_out:
+        _print_json(payload)
+        return
+    if snap.session is None:
+        out.print(
+            f"[yellow]No trades in a {config.session.value.upper()} session up to "
+            f"{snap.time or 'the end of the data'}.[/]"
+        )
+        if snap.prior_session:
+            out.print(_kv_table("Prior session", snap.prior_session))
+        return
+    s = snap.session
+    out.print(
+        f"[bold]{snap.symbol}[/] {snap.time}  last {_fmt(snap.price)}  "
+        f"session {s.trade_date} {s.kind.upper()} "
+        f"({'open' if s.is_open else 'closed'}, {s.minutes_into_session:g} min, "
+        f"{s.trades:,} trades)"
+    )
+    assert snap.profile is not None
+    out.print(_kv_table("Profile", payload["profile"]))
+    out.print(_kv_table("market_stats", payload["market_stats"]))
+    out.print(_kv_table("poc_cross_stats", payload["poc_cross_stats"]))
+    flow = dict(payload["orderflow"])
+    flow["recent_big_prints"] = len(flow["recent_big_prints"])
+    out.print(_kv_table("Order flow", flow))
+    if snap.prior_session:
+        out.print(_kv_table("Prior session", snap.prior_session))
+
+
+def _engine_counts(engine: Any) -> dict[str, int]:
+    return {
+        "trades_seen": engine.total_trades,
+        "outside_session_trades": engine.outside_session_trades,
+        "closed_session_trades": engine.closed_session_trades,
+    }
+
+
+def _synthetic_default_moment(feed: Any) -> int:
+    """11:00 CT on the last synthetic session: a mid-morning snapshot with history behind it."""
+    from fabio.timeutil import CHICAGO, datetime_to_ns
+
+    last: date = feed.trade_dates[-1]
+    return datetime_to_ns(datetime.combine(last, time(11, 0), CHICAGO))
+
+
+@app.command()
+def profile(
+    data: Annotated[Path, typer.Argument(help="Data file (see `fabio features --help`).")],
+    session: Annotated[
+        str | None, typer.Option("--session", help="Trade date YYYY-MM-DD. Default: the last.")
+    ] = None,
+    symbol: SymbolOpt = None,
+    rth: RthOpt = None,
+    va_pct: VaPctOpt = None,
+    va_rows: VaRowsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A session's volume profile: poc, vah, val, high, low, volume, buy/sell, cvd, hvn, lvn."""
+    from fabio.features.session_profile import build_session_profile
+
+    settings = _settings()
+    config = _feature_config(settings, rth, va_pct, va_rows)
+    trade_date = None
+    if session:
+        try:
+            trade_date = date.fromisoformat(session)
+        except ValueError:
+            raise FabioError(f"--session '{session}': expected a date YYYY-MM-DD") from None
+    feed = _open(data, symbol, settings)
+    result = build_session_profile(feed, config, trade_date)
+    _report_skips(feed)
+    if json_out:
+        _print_json(result.to_dict())
+        return
+    out.print(
+        _kv_table(
+            f"{result.symbol} {result.trade_date} {result.session.upper()} profile "
+            f"(VA {result.value_area_pct:.0%}, {result.value_area_rows}-row rule)",
+            result.to_dict(),
+        )
+    )
+
+
+@app.command()
+def synth(
+    out_path: Annotated[Path, typer.Option("--out", help="Output .parquet, .csv or .csv.gz.")],
+    symbol: Annotated[str, typer.Option("--symbol", help="ES, NQ, MES or MNQ.")] = "ES",
+    days: Annotated[int, typer.Option("--days", min=1, max=2000, help="Sessions.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same file).")] = 1,
+    start: Annotated[
+        str | None, typer.Option("--start", help="First trade date YYYY-MM-DD.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a synthetic market (trades, quotes) and its per-minute regime labels."""
+    from fabio.data.synthetic import write_synthetic
+
+    start_date = None
+    if start:
+        try:
+            start_date = date.fromisoformat(start)
+        except ValueError:
+            raise FabioError(f"--start '{start}': expected a date YYYY-MM-DD") from None
+    summary = write_synthetic(out_path, symbol, days, seed, start=start_date)
+    if json_out:
+        _print_json(summary)
+    else:
+        out.print(_kv_table(f"Wrote {out_path}", summary))
+
+
+def main() -> None:
+    """Entry point: errors become one clear message and a non-zero exit, never a traceback."""
+    try:
+        app()
+    except FabioError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise SystemExit(130) from None
+    except Exception as exc:  # a bug: say so plainly, keep the traceback behind a switch
+        if os.environ.get("FABIO_DEBUG"):
+            raise
+        err.print(
+            f"[red]internal error:[/] {type(exc).__name__}: {exc} "
+            "(set FABIO_DEBUG=1 to see the traceback)"
+        )
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()
