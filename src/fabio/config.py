@@ -7,7 +7,7 @@ immutable configuration objects such as `FeatureConfig`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -134,8 +134,8 @@ class Settings(BaseSettings):
         )
 
 
-def _describe(error: dict[str, object]) -> str:
-    loc = error.get("loc") or ()
+def _describe(error: dict[str, Any]) -> str:
+    loc: tuple[Any, ...] = tuple(error.get("loc") or ())
     name = "_".join(str(p) for p in loc).upper() if loc else "configuration"
     message = str(error.get("msg", "invalid value"))
     message = message.removeprefix("Value error, ")
@@ -151,7 +151,7 @@ def _describe(error: dict[str, object]) -> str:
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
     """Read the settings; a bad value becomes a ConfigError naming the variable."""
     try:
-        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file)
     except ValidationError as exc:
         lines = [_describe(dict(e)) for e in exc.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
