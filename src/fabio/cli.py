@@ -206,7 +206,7 @@ def _synthetic_default_moment(feed: Any) -> int:
     """11:00 CT on the last synthetic session: a mid-morning snapshot with history behind it."""
     from fabio.timeutil import CHICAGO, datetime_to_ns
 
-    last: date = feed.trade_dates[-1]
+    last: date = feed.config.trade_dates()[-1]
     return datetime_to_ns(datetime.combine(last, time(11, 0), CHICAGO))
 
 

@@ -84,6 +84,8 @@ class _SessionState:
         self.big = np.zeros((64, 4), dtype=np.int64)
         self.closed = False
         self.record: SessionRecord | None = None
+        self.open_text = format_ns(open_ns)
+        self.close_text = format_ns(close_ns)
 
     def ensure_rows(self, lo_tick: int, hi_tick: int) -> None:
         """Grow the profile arrays so that [lo_tick, hi_tick] fits (re-basing row 0)."""
@@ -366,8 +368,8 @@ class FeatureEngine:
             session=SessionInfo(
                 trade_date=cur.session.trade_date.isoformat(),
                 kind=str(self.kind),
-                open=format_ns(cur.open_ns),
-                close=format_ns(cur.close_ns),
+                open=cur.open_text,
+                close=cur.close_text,
                 minutes_into_session=round((now - cur.open_ns) / NS_PER_MIN, 2),
                 is_open=at < cur.close_ns,
                 trades=int(st[K.S_NTRADES]),
@@ -384,23 +386,6 @@ class FeatureEngine:
             orderflow=self._orderflow(now, cur),
         )
         return snap
-
-    def _window_sum(
-        self, arr: NDArray[np.int64], cur: _SessionState, now: int, seconds: int
-    ) -> NDArray[np.int64]:
-        sec = (now - cur.open_ns) // NS_PER_SEC
-        lo = max(0, sec - seconds + 1)
-        hi = min(len(arr), sec + 1)
-        if hi <= lo:
-            return np.zeros(arr.shape[1:], dtype=np.int64)
-        return np.asarray(arr[lo:hi].sum(axis=0), dtype=np.int64)
-
-    def _slope(self, cur: _SessionState, now: int, seconds: int) -> tuple[float | None, int]:
-        volume = int(self._window_sum(cur.sec_vol, cur, now, seconds))
-        delta = int(self._window_sum(cur.sec_delta, cur, now, seconds))
-        if volume <= 0:
-            return None, 0
-        return round(delta / volume, 4), volume
 
     def _range_percentiles(
         self, cur: _SessionState, now: int
@@ -428,9 +413,13 @@ class FeatureEngine:
         st = cur.st
         # snapshot() advanced the session clock to `now`: time is accrued up to it.
         totals = [int(st[K.S_T_ABOVE]), int(st[K.S_T_BELOW]), int(st[K.S_T_IN])]
-        win = self._window_sum(cur.sec_time, cur, now, 1800).astype(np.int64).tolist()
-        slope5, vol5 = self._slope(cur, now, 300)
-        slope15, vol15 = self._slope(cur, now, 900)
+        sums = K.window_sums(
+            cur.sec_vol, cur.sec_delta, cur.sec_time, (now - cur.open_ns) // NS_PER_SEC
+        ).tolist()
+        win = sums[4:7]
+        vol5, vol15 = sums[0], sums[2]
+        slope5 = round(sums[1] / vol5, 4) if vol5 > 0 else None
+        slope15 = round(sums[3] / vol15, 4) if vol15 > 0 else None
         pct_now, pct_final, n_hist = self._range_percentiles(cur, now)
         volume = int(st[K.S_VOLUME])
 

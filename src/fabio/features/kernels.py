@@ -236,3 +236,31 @@ def ingest(  # noqa: C901 - one compiled loop over trades is the point
             big[k, 2] = q
             big[k, 3] = s
             st[S_NBIG] += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def window_sums(
+    sec_vol: NDArray[np.int64],
+    sec_delta: NDArray[np.int64],
+    sec_time: NDArray[np.int64],
+    sec: int,
+) -> NDArray[np.int64]:
+    """Sums over the seconds (sec-299..sec), (sec-899..sec) and (sec-1799..sec).
+
+    Returns [vol_5m, delta_5m, vol_15m, delta_15m, above_30m, below_30m, in_30m] (time in ns).
+    """
+    out = np.zeros(7, dtype=np.int64)
+    n = sec_vol.shape[0]
+    hi = min(n - 1, sec)
+    for s in range(max(0, sec - 1799), hi + 1):
+        age = sec - s
+        if age < 300:
+            out[0] += sec_vol[s]
+            out[1] += sec_delta[s]
+        if age < 900:
+            out[2] += sec_vol[s]
+            out[3] += sec_delta[s]
+        out[4] += sec_time[s, 0]
+        out[5] += sec_time[s, 1]
+        out[6] += sec_time[s, 2]
+    return out
