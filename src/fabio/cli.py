@@ -96,7 +96,7 @@ def _open(data: Path | None, symbol: str | None, settings: Settings) -> Any:
 
 def _report_skips(feed: Any) -> None:
     report = getattr(feed, "report", None)
-    if report is not None and (report.skipped or report.notes):
+    if report is not None and report.skipped:
         err.print(f"[yellow]note:[/] {report.summary()}")
         for reason, example in report.examples.items():
             err.print(f"  first '{reason}': {example}")
