@@ -1,0 +1,103 @@
+"""End-to-end tests of the `fabio` command, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FABIO = [sys.executable, "-c", "from fabio.cli import main; main()"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FABIO, *args], capture_output=True, text=True, timeout=300, cwd=cwd, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def synth_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "nq.parquet"
+    result = run("synth", "--symbol", "NQ", "--days", "7", "--seed", "3", "--out", str(out),
+                 "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["sessions"] == 7
+    assert out.exists() and Path(summary["labels"]).exists()
+    return out
+
+
+def test_synth_features_and_profile_round_trip(synth_file: Path, tmp_path: Path) -> None:
+    result = run("features", str(synth_file), "--at", "2024-01-10 10:15", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    snap = json.loads(result.stdout)
+    assert snap["symbol"].startswith("NQ")
+    assert snap["session"]["trade_date"] == "2024-01-10"
+    assert snap["session"]["minutes_into_session"] == 105.0
+    for key in ("session_range_ticks", "session_range_percentile", "distance_to_poc_ticks",
+                "time_above_value_sec", "time_below_value_sec", "time_in_value_sec",
+                "cvd_slope_5min", "cvd_slope_15min"):
+        assert key in snap["market_stats"]
+    assert set(snap["poc_cross_stats"]) == {
+        "count_last_5min", "count_last_15min", "count_last_30min",
+        "time_since_last_cross_sec", "current_side",
+    }
+    assert snap["market_stats"]["sessions_in_percentile"] == 6
+
+    prof = run("profile", str(synth_file), "--session", "2024-01-10", "--json", cwd=tmp_path)
+    assert prof.returncode == 0, prof.stderr
+    p = json.loads(prof.stdout)
+    assert p["trade_date"] == "2024-01-10"
+    assert p["val"] <= p["poc"] <= p["vah"]
+    assert p["low"] <= p["val"] and p["vah"] <= p["high"]
+    assert p["cvd"] == p["buy_volume"] - p["sell_volume"]
+    # The same moment's snapshot and the whole-session profile agree at the session's end.
+    end = run("features", str(synth_file), "--at", "2024-01-10 15:00", "--json", cwd=tmp_path)
+    snap_end = json.loads(end.stdout)
+    assert snap_end["profile"]["poc"] == p["poc"]
+    assert snap_end["profile"]["volume"] == p["volume"]
+
+    human = run("profile", str(synth_file), "--va-rows", "1", "--va-pct", "68", cwd=tmp_path)
+    assert human.returncode == 0 and "1-row rule" in human.stdout and "68%" in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("features", "/no/such/file.csv"), "no such file"),
+        (("profile", "/no/such/file.dbn"), "no such file"),
+        (("features", "--at", "yesterday-ish"), "cannot read the time"),
+        (("profile", "PLACEHOLDER", "--session", "2024-13-01"), "expected a date"),
+        (("profile", "PLACEHOLDER", "--session", "2024-01-06"), "not a CME trading day"),
+        (("profile", "PLACEHOLDER", "--va-rows", "4"), "1, 2 or 3"),
+        (("synth", "--symbol", "CL", "--out", "x.parquet"), "CL"),
+    ],
+)
+def test_errors_are_one_clear_line(args: tuple[str, ...], message: str, synth_file: Path,
+                                   tmp_path: Path) -> None:
+    args = tuple(str(synth_file) if a == "PLACEHOLDER" else a for a in args)
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_bad_environment_is_reported(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("LLM_DECISION_INTERVAL_DEFAULT=soon\n")
+    result = run("profile", "/no/file.csv", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "LLM_DECISION_INTERVAL_DEFAULT" in result.stderr
+
+
+def test_real_dbn_hour(shared_data: Path, tmp_path: Path) -> None:
+    path = shared_data / "databento" / "esh4-glbx-mdp3-20231225.mbo.dbn.zst"
+    result = run("profile", str(path), "--eth", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    p = json.loads(result.stdout)
+    assert p["symbol"] == "ESH4" and p["trade_date"] == "2023-12-26" and p["trades"] == 2973
+    feat = run("features", str(path), "--eth", "--at", "2023-12-25 17:30", cwd=tmp_path)
+    assert feat.returncode == 0, feat.stderr
+    assert "market_stats" in feat.stdout and "poc_cross_stats" in feat.stdout
