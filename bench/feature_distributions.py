@@ -20,6 +20,7 @@ import numpy as np
 from fabio.config import FeatureConfig
 from fabio.data import open_feed
 from fabio.features.engine import FeatureEngine
+from fabio.sessions import SessionKind
 from fabio.timeutil import CHICAGO, datetime_to_ns
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "es-5m-sierra"
@@ -32,24 +33,21 @@ def sample_file(path: Path, rows: list[dict[str, float]]) -> None:
     engine = FeatureEngine(feed.contract, FeatureConfig())
     cal = engine.calendar
     pending: list[int] = []
-    done_dates: set[object] = set()
+    done: set[int] = set()
     for batch in feed.batches():
         trades = batch.trades
         if len(trades) == 0:
             continue
-        # Sample times of the trade dates this batch touches.
-        for ts in (int(trades.ts[0]), int(trades.ts[-1])):
-            d = cal.trade_date_of(ts)
-            if d is None or d in done_dates:
+        # Sample times of every RTH session this batch touches.
+        idx = cal.locate(trades.ts, SessionKind.RTH)
+        for sess in np.unique(idx[idx >= 0]).tolist():
+            if sess in done:
                 continue
-            done_dates.add(d)
-            idx = cal.index_on(d)
-            if idx is None:
-                continue
-            session = cal.session(idx)
+            done.add(sess)
+            session = cal.session(sess)
             for t in SAMPLE_TIMES:
-                ns = datetime_to_ns(datetime.combine(d, t, CHICAGO))
-                if ns < session.rth_close_ns:
+                ns = datetime_to_ns(datetime.combine(session.trade_date, t, CHICAGO))
+                if session.rth_open_ns < ns < session.rth_close_ns:
                     pending.append(ns)
         pending.sort()
         start = 0
@@ -96,12 +94,16 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, object]:
     col = {k: np.array([r[k] for r in rows], dtype=float) for k in rows[0]}
     with np.errstate(invalid="ignore"):
         thresholds = {
-            "trend: session_range_percentile > 0.6": np.nanmean(col["session_range_percentile"] > 0.6),
+            "trend: session_range_percentile > 0.6": np.nanmean(
+                col["session_range_percentile"] > 0.6
+            ),
             "trend: |distance_to_poc| > 20 ticks": np.mean(col["abs_distance_to_poc_ticks"] > 20),
             "trend: time outside value > 50%": np.nanmean(col["time_outside_value_share"] > 0.5),
             "trend: |cvd_slope_5min| > 0.5": np.nanmean(col["abs_cvd_slope_5min"] > 0.5),
             "trend: poc crosses < 10 / 30 min": np.mean(col["poc_crosses_last_30min"] < 10),
-            "chop: session_range_percentile < 0.3": np.nanmean(col["session_range_percentile"] < 0.3),
+            "chop: session_range_percentile < 0.3": np.nanmean(
+                col["session_range_percentile"] < 0.3
+            ),
             "chop: |distance_to_poc| < 5 ticks": np.mean(col["abs_distance_to_poc_ticks"] < 5),
             "chop: poc crosses > 25 / 30 min": np.mean(col["poc_crosses_last_30min"] > 25),
             "chop: |cvd_slope_5min| < 0.1": np.nanmean(col["abs_cvd_slope_5min"] < 0.1),

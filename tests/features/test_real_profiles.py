@@ -79,7 +79,7 @@ def test_one_row_rule_matches_marketprofile_on_the_real_hour(shared_data: Path) 
         rows = np.flatnonzero(acc.vol)
         poc, _, _ = marketprofile_levels(acc.vol[rows], 0)
         assert (acc.vol == acc.vol.max()).sum() == 1
-        assert result.poc == (acc.base + rows[int(round(poc / 0.25))]) * 0.25
+        assert result.poc == (acc.base + rows[round(poc / 0.25)]) * 0.25
     else:
         assert (result.poc, result.val, result.vah) == marketprofile_levels(acc.vol, acc.base)
 
