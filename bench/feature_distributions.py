@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from fabio.config import FeatureConfig
-from fabio.data import open_feed
+from fabio.data import MarketFeed, open_feed
+from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
 from fabio.features.engine import FeatureEngine
 from fabio.sessions import SessionKind
 from fabio.timeutil import CHICAGO, datetime_to_ns
@@ -29,7 +30,10 @@ PCTS = [5, 10, 25, 50, 75, 90, 95]
 
 
 def sample_file(path: Path, rows: list[dict[str, float]]) -> None:
-    feed = open_feed(path)
+    sample_feed(open_feed(path), rows)
+
+
+def sample_feed(feed: MarketFeed, rows: list[dict[str, float]]) -> None:
     engine = FeatureEngine(feed.contract, FeatureConfig())
     cal = engine.calendar
     pending: list[int] = []
@@ -119,21 +123,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--files", type=int, default=0, help="only the first N files")
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        metavar="DAYS",
+        help="sample DAYS sessions of the synthetic ES market (seed 7) instead of the real data",
+    )
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        sys.exit(f"no ES bar data at {SHARED}")
-    files = sorted(SHARED.glob("*.txt.gz"))
-    files = files[: args.files] if args.files else files
     rows: list[dict[str, float]] = []
-    for path in files:
-        sample_file(path, rows)
+    files: list[Path] = []
+    if args.synthetic:
+        sample_feed(SyntheticFeed(SyntheticConfig(symbol="ES", days=args.synthetic, seed=7)), rows)
+    else:
+        if not SHARED.is_dir():
+            sys.exit(f"no ES bar data at {SHARED}")
+        files = sorted(SHARED.glob("*.txt.gz"))
+        files = files[: args.files] if args.files else files
+        for path in files:
+            sample_file(path, rows)
     result = summarise(rows)
     result["files"] = len(files)
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    print(f"{result['snapshots']} snapshots from {len(files)} files")
+    source = f"{args.synthetic} synthetic sessions" if args.synthetic else f"{len(files)} files"
+    print(f"{result['snapshots']} snapshots from {source}")
     print(f"{'statistic':<28}" + "".join(f"{'p' + str(p):>9}" for p in PCTS))
     for key, pct in result["percentiles"].items():  # type: ignore[attr-defined]
         print(f"{key:<28}" + "".join(f"{v:>9.3g}" for v in pct.values()))

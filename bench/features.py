@@ -99,12 +99,12 @@ def es_bars() -> dict[str, float] | None:
             t_read = time.perf_counter()
         read_s += time.perf_counter() - t_read
         engine.snapshot()
-        sessions += len(engine.history) + 1
+        sessions += engine.sessions_started
     total = time.perf_counter() - t0
     return {
         "files": len(files),
         "bar_trades": trades,
-        "bar_sessions_approx": sessions,
+        "bar_rth_sessions": sessions,
         "bars_total_s": total,
         "bars_read_s": read_s,
         "bars_engine_s": total - read_s,

@@ -155,6 +155,7 @@ class FeatureEngine:
         self.closed_session_trades = 0
         self.total_trades = 0
         self._last_session_index = -1
+        self.sessions_started = 0
         window = self.config.signal_window_sec * NS_PER_SEC
         self._window_ns = window
         self._recent = TradeBatch.empty()
@@ -238,6 +239,7 @@ class FeatureEngine:
                 self.history.append(self.current.record)
                 self.prior = self.current.record
         self._last_session_index = sess
+        self.sessions_started += 1
         session = self.calendar.session(sess)
         open_ns, close_ns = session.bounds(self.kind)
         self.current = _SessionState(sess, session, open_ns, close_ns, self.config, self.big_min)
