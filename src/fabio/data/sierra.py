@@ -41,6 +41,7 @@ from fabio.data.tabular import (
     Mask,
     arrow_strings,
     file_errors,
+    iter_csv_chunks,
     open_binary,
     parse_float,
     resolve_contract,
@@ -232,28 +233,8 @@ class SierraTimeAndSalesFeed:
             yield from asm.finish()
 
     def _chunks(self) -> Iterator[tuple[pd.DataFrame, int]]:
-        # All columns, not `usecols`: with `usecols` pandas silently accepts rows with extra
-        # fields, and those are broken rows.
         dtypes = {self.columns["Date"]: str, self.columns["Time"]: str}
-        line = 2
-        with open_binary(self.path) as fh, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", pd.errors.ParserWarning)
-            reader = pd.read_csv(
-                fh, sep=";", dtype=dtypes, chunksize=self.batch_rows, on_bad_lines="warn"
-            )
-            for frame in reader:
-                self._count_bad_lines(caught)
-                self.report.rows_read += len(frame)
-                yield frame, line
-                line += len(frame)
-            self._count_bad_lines(caught)
-
-    def _count_bad_lines(self, caught: list[warnings.WarningMessage]) -> None:
-        for w in caught:
-            for m in re.finditer(r"Skipping line (\d+)", str(w.message)):
-                self.report.rows_read += 1
-                self.report.skip("malformed row (wrong number of fields)", 1, f"line {m.group(1)}")
-        caught.clear()
+        return iter_csv_chunks(self.path, self.report, self.batch_rows, dtypes, sep=";")
 
     def _parse(self, frame: pd.DataFrame, first_line: int) -> _Prints:
         cols = self.columns

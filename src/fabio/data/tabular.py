@@ -97,6 +97,34 @@ def read_head(path: Path, size: int = 4096) -> bytes:
         return fh.read(size)
 
 
+def iter_csv_chunks(
+    path: Path, report: LoadReport, batch_rows: int, dtypes: dict[str, Any], sep: str = ","
+) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Read a delimited file in chunks, yielding (frame, file line of its first row).
+
+    Rows with the wrong number of fields are counted as skipped with their line number. All
+    columns are parsed: with `usecols` pandas silently accepts rows with extra fields.
+    """
+    line = 2  # the header is line 1
+    with open_binary(path) as fh, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        reader = pd.read_csv(fh, sep=sep, dtype=dtypes, chunksize=batch_rows, on_bad_lines="warn")
+        for frame in reader:
+            _count_bad_lines(report, caught)
+            report.rows_read += len(frame)
+            yield frame, line
+            line += len(frame)
+        _count_bad_lines(report, caught)
+
+
+def _count_bad_lines(report: LoadReport, caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        for m in re.finditer(r"Skipping line (\d+)", str(w.message)):
+            report.rows_read += 1
+            report.skip("malformed row (wrong number of fields)", 1, f"line {m.group(1)}")
+    caught.clear()
+
+
 def resolve_contract(symbol: str, ref_year: int | None, source: str) -> Contract:
     """Parse a symbol, refusing to guess a 1–2 digit contract year without the data's year."""
     token = re.split(r"[-._ ]", symbol.strip().upper(), maxsplit=1)[0]
@@ -636,25 +664,7 @@ class TabularFeed:
         for key in ("side", "symbol"):
             if key in self.columns:
                 dtypes[self.columns[key]] = str
-        line = 2  # the header is line 1
-        # No `usecols`: with it pandas silently accepts rows with extra fields (broken rows).
-        with open_binary(self.path) as fh:
-            reader = pd.read_csv(fh, dtype=dtypes, chunksize=self.batch_rows, on_bad_lines="warn")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", pd.errors.ParserWarning)
-                for frame in reader:
-                    self._count_bad_lines(caught)
-                    self.report.rows_read += len(frame)
-                    yield frame, line
-                    line += len(frame)
-                self._count_bad_lines(caught)
-
-    def _count_bad_lines(self, caught: list[warnings.WarningMessage]) -> None:
-        for w in caught:
-            for m in re.finditer(r"Skipping line (\d+)", str(w.message)):
-                self.report.rows_read += 1
-                self.report.skip("malformed row (wrong number of fields)", 1, f"line {m.group(1)}")
-        caught.clear()
+        return iter_csv_chunks(self.path, self.report, self.batch_rows, dtypes)
 
     def _process(
         self, asm: FeedAssembler, frame: pd.DataFrame, first_line: int
