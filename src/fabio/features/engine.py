@@ -373,6 +373,7 @@ class FeatureEngine:
                 open=cur.open_text,
                 close=cur.close_text,
                 minutes_into_session=round((now - cur.open_ns) / NS_PER_MIN, 2),
+                minutes_to_close=round((cur.close_ns - now) / NS_PER_MIN, 2),
                 is_open=at < cur.close_ns,
                 trades=int(st[K.S_NTRADES]),
             ),

@@ -34,6 +34,7 @@ class SessionInfo:
     open: str
     close: str
     minutes_into_session: float
+    minutes_to_close: float
     is_open: bool
     trades: int
 

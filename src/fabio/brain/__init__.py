@@ -1,0 +1,1 @@
+"""The deciding half of the agent: decision schema, context, brains, cadence."""

@@ -1,0 +1,1 @@
+"""Fabio Valentini's setups as pure functions of a feature snapshot."""

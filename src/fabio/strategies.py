@@ -1,0 +1,82 @@
+"""Strategy parameters: what the brain tunes and what governs execution (spec: strategy_state).
+
+The three playbook strategies start from the spec's "Custom Strategy Addition" shape. Hard
+bounds here are sanity limits for validating a brain's output; the execution guardrails
+(a later issue) apply tighter, configurable caps and step limits on top.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MEAN_REVERSION = "MeanReversionPOC_v2"
+TREND_PULLBACK = "TrendLVN_Pullback_v1"
+ABSORPTION_FADE = "AbsorptionFade_v1"
+PLAYBOOK = (MEAN_REVERSION, TREND_PULLBACK, ABSORPTION_FADE)
+
+# Sanity bounds for any strategy parameter a brain may propose (values outside are rejected).
+RISK_FRACTION_MAX = 0.05
+STOP_TICKS_RANGE = (2, 400)
+TARGET_TICKS_RANGE = (2, 800)
+MAX_TRADES_RANGE = (0, 50)
+MIN_RR_RANGE = (0.5, 10.0)
+
+
+class StrategyParams(BaseModel):
+    """One strategy's `strategy_state` entry."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    risk_fraction: float = Field(0.005, gt=0, le=RISK_FRACTION_MAX)
+    max_trades_per_session: int = Field(3, ge=MAX_TRADES_RANGE[0], le=MAX_TRADES_RANGE[1])
+    min_rr: float = Field(2.0, ge=MIN_RR_RANGE[0], le=MIN_RR_RANGE[1])
+    stop_ticks: int = Field(20, ge=STOP_TICKS_RANGE[0], le=STOP_TICKS_RANGE[1])
+    target_ticks: int = Field(40, ge=TARGET_TICKS_RANGE[0], le=TARGET_TICKS_RANGE[1])
+
+
+def initialize_default_strategies() -> dict[str, StrategyParams]:
+    """The playbook's starting `strategy_state` (ES-sized stops; see docs/brain.md)."""
+    return {
+        MEAN_REVERSION: StrategyParams(
+            enabled=True,
+            risk_fraction=0.005,
+            max_trades_per_session=3,
+            min_rr=1.5,
+            stop_ticks=12,
+            target_ticks=24,
+        ),
+        TREND_PULLBACK: StrategyParams(
+            enabled=True,
+            risk_fraction=0.005,
+            max_trades_per_session=3,
+            min_rr=2.0,
+            stop_ticks=16,
+            target_ticks=40,
+        ),
+        ABSORPTION_FADE: StrategyParams(
+            enabled=True,
+            risk_fraction=0.004,
+            max_trades_per_session=2,
+            min_rr=1.5,
+            stop_ticks=8,
+            target_ticks=16,
+        ),
+    }
+
+
+class StrategyPerformance(BaseModel):
+    """Results of one strategy from its closed trades (computed by the execution layer)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    trades: int = 0
+    wins: int = 0
+    win_rate: float | None = None
+    net_pnl: float = 0.0
+    avg_pnl: float | None = None
+    avg_r: float | None = None
+    profit_factor: float | None = None
+    max_drawdown: float = 0.0
+    trades_this_session: int = 0
+    by_regime: dict[str, dict[str, float]] = Field(default_factory=dict)
