@@ -248,6 +248,84 @@ def profile(
     )
 
 
+BrainOpt = Annotated[
+    str,
+    typer.Option("--brain", help="rules (offline, default), llm (OPENAI_API_KEY / "
+                 "OPENAI_BASE_URL; rules as fallback) or cache (replay recorded LLM answers)."),
+]
+
+
+@app.command()
+def decide(
+    data: DataArg = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Moment 'YYYY-MM-DD HH:MM[:SS]' (America/Chicago unless an "
+                     "offset is given). Default: the last trade (synthetic: 11:00 CT)."),
+    ] = None,
+    brain: BrainOpt = "rules",
+    symbol: SymbolOpt = None,
+    rth: RthOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Ask the brain at a moment; print the decision and journal the exchange."""
+    from fabio.brain.decide import decide_at
+
+    settings = _settings()
+    config = _feature_config(settings, rth, None, None)
+    feed = _open(data, symbol, settings)
+    from fabio.timeutil import parse_at
+
+    at_ns = parse_at(at) if at else None
+    if at_ns is None and data is None:
+        at_ns = _synthetic_default_moment(feed)
+    record = decide_at(feed, config, settings, brain, at_ns)
+    _report_skips(feed)
+    if json_out:
+        _print_json(record)
+        return
+    _print_decision(record)
+
+
+def _print_decision(record: dict[str, Any]) -> None:
+    d = record["decision"]
+    ctx = record["context"]
+    ma = d["market_assessment"]
+    out.print(f"[bold]{record['symbol']}[/] {record['market_time']}  price {_fmt(ctx['price'])}  "
+              f"brain [cyan]{record['brain']}[/]"
+              + (f" (asked {record['requested_brain']}: {record['fallback_reason']})"
+                 if record.get("fallback_reason") else ""))
+    out.print(_kv_table("market_assessment", ma))
+    if d["trade_decisions"]:
+        table = Table(title="trade_decisions", title_justify="left")
+        for col in ("action", "side", "entry_condition_id", "order_type", "limit_price",
+                    "stop_price", "target_price", "risk_fraction", "reason"):
+            table.add_column(col)
+        for t in d["trade_decisions"]:
+            table.add_row(*(_fmt(t[c]) for c in (
+                "action", "side", "entry_condition_id", "order_type", "limit_price",
+                "stop_price", "target_price", "risk_fraction", "reason")))
+        out.print(table)
+    else:
+        out.print("trade_decisions: none")
+    su = d["strategy_updates"]
+    for tw in su["strategy_tweaks"]:
+        changes = ", ".join(f"{k}={v}" for k, v in tw["changes"].items() if v is not None)
+        out.print(f"strategy_tweak {tw['name']}: {changes} ({tw['reason']})")
+    for z in d["importance_zones"]:
+        out.print(f"importance_zone {z['id']} @ {_fmt(z['center_price'])} "
+                  f"±{z['inner_band_ticks']}/{z['outer_band_ticks']} ticks, "
+                  f"priority {z['priority']}: {z['reason']}")
+    for note in d["notes_to_future_self"]:
+        out.print(f"note: {note}")
+    for r in record["rejected"]:
+        out.print(f"[yellow]{r['action']}[/] {r['path']}: {r['reason']} {r['value']}")
+    tokens = record["tokens"]
+    out.print(f"latency {record['latency_ms']:.1f} ms, tokens {tokens['prompt']} in / "
+              f"{tokens['completion']} out ({tokens['cached']} cached), "
+              f"cost ${record['cost_usd']:.4f}; journaled to {record['journal']}")
+
+
 @app.command()
 def synth(
     out_path: Annotated[Path, typer.Option("--out", help="Output .parquet, .csv or .csv.gz.")],

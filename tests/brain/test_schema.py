@@ -21,7 +21,8 @@ def decision(**overrides: Any) -> Decision:
         "trade_decisions": [{
             "action": "enter", "side": "long", "entry_condition_id": "MeanReversionPOC_v2",
             "order_type": "market", "stop_price": 4997.0, "target_price": 5006.0,
-            "risk_fraction": 0.004, "invalidation": "acceptance below VAL", "reason": "failed auction",
+            "risk_fraction": 0.004, "invalidation": "acceptance below VAL",
+            "reason": "failed auction",
         }],
         "strategy_updates": {
             "active_strategies": ["MeanReversionPOC_v2"],

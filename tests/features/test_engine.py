@@ -282,3 +282,77 @@ def test_profile_arrays_grow_for_wide_sessions() -> None:
     assert prof is not None
     assert prof.low == price.min() * 0.25 and prof.high == price.max() * 0.25
     assert prof.volume == n
+
+
+# ---------------------------------------------------------------- rolling price statistics
+
+
+def _ref_moves(
+    trades: list[tuple[int, int]], open_ns: int, now: int, width: int
+) -> tuple[int, int]:
+    """(range, net change) over the `width` whole seconds ending with now's second."""
+    sec_now = (now - open_ns) // SEC
+    first_sec = sec_now - width + 1
+    inside = [p for t, p in trades if first_sec <= (t - open_ns) // SEC <= sec_now]
+    before = [p for t, p in trades if (t - open_ns) // SEC < first_sec]
+    last = trades[-1][1]
+    rng = max(inside) - min(inside) if inside else 0
+    ref = before[-1] if before else (inside[0] if inside else last)
+    return rng, last - ref
+
+
+gappy_trades = st.lists(
+    st.tuples(
+        st.integers(0, 90 * SEC),  # gaps up to 90 s: windows of 5 and 15 minutes both matter
+        st.integers(-4, 4),
+        st.integers(1, 5),
+        st.sampled_from([-1, 1]),
+    ),
+    min_size=1,
+    max_size=80,
+)
+
+
+@given(gappy_trades, st.lists(st.integers(0, 80), max_size=4), st.integers(0, 1200))
+@settings(max_examples=80, deadline=None)
+def test_rolling_range_and_change_match_definition(rows, cuts, extra_sec) -> None:
+    batch = build(rows)
+    at = int(batch.ts[-1]) + extra_sec * SEC
+    one = FeatureEngine(ES)
+    one.update(batch)
+    ms = one.snapshot(at).market_stats
+    many = FeatureEngine(ES)
+    feed(many, batch, [c for c in cuts if c <= len(batch)])
+    assert many.snapshot(at).market_stats == ms
+    assert ms is not None
+    trades = list(zip(batch.ts.tolist(), batch.price.tolist(), strict=True))
+    assert (ms.range_last_5min_ticks, ms.price_change_last_5min_ticks) == _ref_moves(
+        trades, OPEN, at, 300
+    )
+    assert (ms.range_last_15min_ticks, ms.price_change_last_15min_ticks) == _ref_moves(
+        trades, OPEN, at, 900
+    )
+    sec_now = (at - OPEN) // SEC
+    inside = [p for t, p in trades if (t - OPEN) // SEC > sec_now - 900]
+    assert ms.high_last_15min == (max(inside) * 0.25 if inside else None)
+    assert ms.low_last_15min == (min(inside) * 0.25 if inside else None)
+
+
+def test_rolling_stats_of_a_climb_then_a_flat_market() -> None:
+    # 20 minutes climbing one tick a minute, then 10 minutes flat at the top.
+    ts = OPEN + np.arange(0, 1800, 10, dtype=np.int64) * SEC
+    price = BASE_TICK + np.minimum(np.arange(len(ts)) // 6, 20)
+    engine = FeatureEngine(ES)
+    engine.update(TradeBatch.from_arrays(ts, price, np.ones(len(ts)), np.ones(len(ts))))
+    at_climb = OPEN + 1199 * SEC  # minute 20: the climb just ended
+    engine2 = FeatureEngine(ES)
+    engine2.update(TradeBatch.from_arrays(ts[:120], price[:120], np.ones(120), np.ones(120)))
+    ms = engine2.snapshot(at_climb).market_stats
+    assert ms is not None
+    # Window 05:00-19:59 holds prices 5..19; the last price before it was 4.
+    assert ms.range_last_15min_ticks == 14 and ms.price_change_last_15min_ticks == 15
+    assert ms.range_last_5min_ticks == 4 and ms.price_change_last_5min_ticks == 5
+    flat = engine.snapshot(int(ts[-1])).market_stats
+    assert flat is not None
+    assert flat.range_last_5min_ticks == 0 and flat.price_change_last_5min_ticks == 0
+    assert flat.range_last_15min_ticks == 5  # the end of the climb, 15..20

@@ -27,6 +27,7 @@ class BrainReply:
     cached_tokens: int = 0
     cost_usd: float = 0.0
     fallback_reason: str | None = None  # why the requested brain did not decide
+    notes: list[str] = field(default_factory=list)  # about the call itself, for the journal
 
     @property
     def fell_back(self) -> bool:

@@ -134,6 +134,10 @@ _MARKET_STATS_KEYS = (
     "cvd_slope_5min",
     "cvd_slope_15min",
     "cvd_inferred_share",
+    "range_last_5min_ticks",
+    "price_change_last_5min_ticks",
+    "range_last_15min_ticks",
+    "price_change_last_15min_ticks",
 )
 _PROFILE_KEYS = ("poc", "vah", "val", "high", "low", "volume", "cvd", "hvn", "lvn")
 _PRIOR_KEYS = ("poc", "vah", "val", "high", "low", "hvn", "lvn")

@@ -32,6 +32,8 @@ def exchange_record(
         "brain": reply.brain,
         "requested_brain": reply.requested_brain,
         "fallback_reason": reply.fallback_reason,
+        "response_format": getattr(reply, "response_format", None),
+        "call_notes": reply.notes,
         "trigger": context.trigger,
         "context": context.prompt_dict(),
         "raw_response": reply.raw_response,

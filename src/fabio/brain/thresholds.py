@@ -1,13 +1,17 @@
 """The spec's regime table and learning rules as configuration (spec: "Regime Inference Tuning").
 
 The rule brain applies them; the LLM's system prompt renders them, so both brains work from
-the same numbers. Defaults are calibrated on the real ES distributions in docs/features.md
-(where the spec's literal numbers cannot occur on real data, docs/brain.md says so).
+the same numbers. Defaults are calibrated on the labelled synthetic market and kept sensible on
+the real ES distributions in docs/features.md: docs/brain.md ("Rule brain") gives, for each
+one, the spec's original value and the real-ES percentile the new value sits at. The spec's
+literal CVD-slope (0.5) and POC-cross (10-25 / 30 min) numbers never occur on real ES with our
+normalisation, hence the new values. Distances and ranges are in ES ticks (NQ moves about four
+times as many ticks).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class RegimeThresholds(BaseModel):
@@ -15,25 +19,46 @@ class RegimeThresholds(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # Trend
+    # Trend (spec: range > p60, |distance to POC| > 20, time outside value > 50 %,
+    # CVD slope > 0.5, POC crosses < 10 / 30 min)
     trend_range_percentile_min: float = Field(0.6, ge=0, le=1)
     trend_distance_to_poc_min_ticks: int = Field(20, ge=0)
-    trend_time_outside_value_min: float = Field(0.5, ge=0, le=1)
-    trend_cvd_slope_min: float = Field(0.5, ge=0, le=1)
-    trend_poc_crosses_max: int = Field(10, ge=0)
-    # Range
+    trend_time_outside_value_min: float = Field(0.5, ge=0, le=1)  # share of the last 30 min
+    trend_cvd_slope_min: float = Field(0.10, ge=0, le=1)  # |cvd_slope_5min|
+    trend_cvd_slope_15min_min: float = Field(0.07, ge=0, le=1)  # |cvd_slope_15min|
+    trend_poc_crosses_max: int = Field(3, ge=0)  # count_last_30min < this
+    trend_price_change_15min_min_ticks: int = Field(6, ge=0)  # with the CVD slope's sign
+    # Range (spec: range p30-p70, price rotates VAH-VAL, POC crosses 10-25 / 30 min, CVD
+    # alternates direction)
     range_percentile_low: float = Field(0.3, ge=0, le=1)
     range_percentile_high: float = Field(0.7, ge=0, le=1)
-    range_poc_crosses_min: int = Field(10, ge=0)
-    range_poc_crosses_max: int = Field(25, ge=0)
-    # Chop
+    range_poc_crosses_min: int = Field(1, ge=0)
+    range_poc_crosses_max: int = Field(7, ge=0)
+    range_rotation_15min_min_ticks: int = Field(9, ge=0)  # range_last_15min_ticks at least
+    range_rotation_max_net_share: float = Field(0.6, ge=0, le=1)  # |net change| / that range
+    range_rotation_5min_min_ticks: int = Field(8, ge=0)  # range_last_5min_ticks at least
+    range_cvd_slope_15min_max: float = Field(0.05, ge=0, le=1)  # flow nets out: |slope 15m| <
+    # Chop (spec: range < p30, |distance to POC| < 5, POC crosses > 25 / 30 min, CVD slope < 0.1)
     chop_range_percentile_max: float = Field(0.3, ge=0, le=1)
-    chop_distance_to_poc_max_ticks: int = Field(5, ge=0)
-    chop_poc_crosses_min: int = Field(25, ge=0)
-    chop_cvd_slope_max: float = Field(0.1, ge=0, le=1)
+    chop_distance_to_poc_max_ticks: int = Field(3, ge=0)
+    chop_poc_crosses_min: int = Field(7, ge=0)  # count_last_30min > this
+    chop_cvd_slope_max: float = Field(0.06, ge=0, le=1)  # |cvd_slope_5min| <
+    chop_range_15min_max_ticks: int = Field(7, ge=0)  # range_last_15min_ticks at most
+    chop_range_5min_max_ticks: int = Field(6, ge=0)  # range_last_5min_ticks at most
+    # Market state: price outside value is accepted (out of balance) when it spent at least
+    # this share of the last 30 minutes on that side of value.
+    out_of_balance_time_share: float = Field(0.5, ge=0, le=1)
     # Hysteresis: a new label must win this many consecutive decisions before it replaces
     # the current one, so that the label does not flicker.
     hysteresis_confirmations: int = Field(2, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RegimeThresholds:
+        if self.range_percentile_low > self.range_percentile_high:
+            raise ValueError("range_percentile_low must not exceed range_percentile_high")
+        if self.range_poc_crosses_min > self.range_poc_crosses_max:
+            raise ValueError("range_poc_crosses_min must not exceed range_poc_crosses_max")
+        return self
 
 
 class LearningRules(BaseModel):

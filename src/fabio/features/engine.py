@@ -79,6 +79,7 @@ class _SessionState:
         self.sec_vol = np.zeros(n_sec, dtype=np.int64)
         self.sec_delta = np.zeros(n_sec, dtype=np.int64)
         self.sec_time = np.zeros((n_sec, 3), dtype=np.int64)
+        self.sec_px = np.full((n_sec, 4), -1, dtype=np.int64)  # high, low, first, last row
         self.minute_range = np.full(n_min, -1, dtype=np.int64)
         self.cross_ts = np.zeros(64, dtype=np.int64)
         self.big = np.zeros((64, 4), dtype=np.int64)
@@ -116,6 +117,7 @@ class _SessionState:
                 st[idx] += shift
         nbig = int(st[K.S_NBIG])
         self.big[:nbig, 1] += shift
+        self.sec_px[self.sec_px >= 0] += shift
         self.base = new_base
 
     def ensure_buffers(self, extra: int) -> None:
@@ -227,6 +229,7 @@ class FeatureEngine:
             cur.sec_vol,
             cur.sec_delta,
             cur.sec_time,
+            cur.sec_px,
             cur.minute_range,
             cur.cross_ts,
             cur.big,
@@ -416,9 +419,9 @@ class FeatureEngine:
         st = cur.st
         # snapshot() advanced the session clock to `now`: time is accrued up to it.
         totals = [int(st[K.S_T_ABOVE]), int(st[K.S_T_BELOW]), int(st[K.S_T_IN])]
-        sums = K.window_sums(
-            cur.sec_vol, cur.sec_delta, cur.sec_time, (now - cur.open_ns) // NS_PER_SEC
-        ).tolist()
+        sec = (now - cur.open_ns) // NS_PER_SEC
+        sums = K.window_sums(cur.sec_vol, cur.sec_delta, cur.sec_time, sec).tolist()
+        moves = K.window_moves(cur.sec_px, sec, int(st[K.S_LAST_ROW])).tolist()
         win = sums[4:7]
         vol5, vol15 = sums[0], sums[2]
         slope5 = round(sums[1] / vol5, 4) if vol5 > 0 else None
@@ -428,6 +431,9 @@ class FeatureEngine:
 
         def dist(level: float | None) -> int | None:
             return None if level is None else price_ticks - self.spec.to_ticks(level)
+
+        def px(row: int) -> float | None:
+            return None if row < 0 else self._px(row, cur)
 
         return MarketStats(
             session_range_ticks=int(st[K.S_HIGH] - st[K.S_LOW]),
@@ -449,6 +455,12 @@ class FeatureEngine:
             cvd_inferred_share=round(int(st[K.S_INF_VOL]) / volume, 4) if volume else 0.0,
             volume_last_5min=vol5,
             volume_last_15min=vol15,
+            range_last_5min_ticks=moves[0],
+            price_change_last_5min_ticks=moves[1],
+            range_last_15min_ticks=moves[2],
+            price_change_last_15min_ticks=moves[3],
+            high_last_15min=px(moves[6]),
+            low_last_15min=px(moves[7]),
         )
 
     def _poc_cross_stats(self, cur: _SessionState, now: int, last_row: int) -> PocCrossStats:

@@ -1,8 +1,9 @@
 """The per-trade hot path of the feature engine, compiled with numba.
 
 One session's running state lives in an int64 array `st` (indices `S_*`) plus dense arrays:
-the profile (`vol`, `buy`, `sell` per row), per-second buckets of volume, delta and time by
-location against value, per-minute running range, and buffers of POC-cross and big-print times.
+the profile (`vol`, `buy`, `sell` per row), per-second buckets of volume, delta, time by
+location against value and prices (high, low, first, last row), per-minute running range, and
+buffers of POC-cross and big-print times.
 
 Developing POC/VAH/VAL live on a market-time grid anchored at the session open (every
 `interval` ns, 1 s by default): the levels in force at time t are those of all trades with
@@ -52,6 +53,7 @@ S_FIRST_TS = 28
 S_CLOSE_NS = 29
 S_SIZE = 30
 
+PX_HIGH, PX_LOW, PX_FIRST, PX_LAST = 0, 1, 2, 3  # sec_px columns; -1: no trade that second
 LOC_COLUMN = (1, 0, 2)  # sec_time columns: 0 above, 1 below, 2 inside; index by loc + 1
 
 
@@ -168,6 +170,7 @@ def ingest(  # noqa: C901 - one compiled loop over trades is the point
     sec_vol: NDArray[np.int64],
     sec_delta: NDArray[np.int64],
     sec_time: NDArray[np.int64],
+    sec_px: NDArray[np.int64],
     minute_range: NDArray[np.int64],
     cross_ts: NDArray[np.int64],
     big: NDArray[np.int64],
@@ -199,6 +202,16 @@ def ingest(  # noqa: C901 - one compiled loop over trades is the point
         if 0 <= sec < n_sec:
             sec_vol[sec] += q
             sec_delta[sec] += s * q
+            if sec_px[sec, PX_HIGH] < 0:
+                sec_px[sec, PX_HIGH] = r
+                sec_px[sec, PX_LOW] = r
+                sec_px[sec, PX_FIRST] = r
+            else:
+                if r > sec_px[sec, PX_HIGH]:
+                    sec_px[sec, PX_HIGH] = r
+                if r < sec_px[sec, PX_LOW]:
+                    sec_px[sec, PX_LOW] = r
+            sec_px[sec, PX_LAST] = r
         if st[S_NTRADES] == 0:
             st[S_HIGH] = r
             st[S_LOW] = r
@@ -263,4 +276,49 @@ def window_sums(
         out[4] += sec_time[s, 0]
         out[5] += sec_time[s, 1]
         out[6] += sec_time[s, 2]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def window_moves(sec_px: NDArray[np.int64], sec: int, last_row: int) -> NDArray[np.int64]:
+    """Price range, net change and extremes (rows) over the last 300 and 900 seconds.
+
+    The windows are the seconds (sec-299..sec) and (sec-899..sec). Returns [range_5m,
+    change_5m, range_15m, change_15m, high_5m, low_5m, high_15m, low_15m]. The change is
+    measured from the last price before the window (or, in a session younger than the window,
+    its first trade) to `last_row`; a window without trades has range 0 and extremes -1. One
+    pass over the longer window.
+    """
+    out = np.zeros(8, dtype=np.int64)
+    n = sec_px.shape[0]
+    widths = (300, 900)
+    high = np.full(2, -1, dtype=np.int64)
+    low = np.full(2, -1, dtype=np.int64)
+    first = np.full(2, -1, dtype=np.int64)
+    for s in range(max(0, sec - 899), min(n - 1, sec) + 1):
+        if sec_px[s, PX_HIGH] < 0:
+            continue
+        for k in range(2):
+            if sec - s >= widths[k]:
+                continue
+            if first[k] < 0:
+                first[k] = sec_px[s, PX_FIRST]
+                high[k] = sec_px[s, PX_HIGH]
+                low[k] = sec_px[s, PX_LOW]
+            else:
+                high[k] = max(high[k], sec_px[s, PX_HIGH])
+                low[k] = min(low[k], sec_px[s, PX_LOW])
+    for k in range(2):
+        ref = np.int64(-1)
+        s = min(sec - widths[k] + 1, n) - 1
+        while s >= 0 and ref < 0:
+            ref = sec_px[s, PX_LAST]
+            s -= 1
+        if ref < 0:
+            ref = first[k] if first[k] >= 0 else np.int64(last_row)
+        if high[k] >= 0:
+            out[2 * k] = high[k] - low[k]
+        out[2 * k + 1] = last_row - ref if last_row >= 0 else 0
+        out[4 + 2 * k] = high[k]
+        out[5 + 2 * k] = low[k]
     return out

@@ -69,6 +69,14 @@ class MarketStats:
     cvd_inferred_share: float
     volume_last_5min: int
     volume_last_15min: int
+    # Rolling price statistics (regimes switch within a session; the session range does not
+    # see it). Defaults keep older constructors valid.
+    range_last_5min_ticks: int = 0
+    price_change_last_5min_ticks: int = 0
+    range_last_15min_ticks: int = 0
+    price_change_last_15min_ticks: int = 0
+    high_last_15min: float | None = None  # extremes of the 15-minute window (prices)
+    low_last_15min: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

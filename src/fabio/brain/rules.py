@@ -1,0 +1,688 @@
+"""The rule brain: a deterministic, offline brain that follows the spec's tables literally.
+
+It scores the three regimes over the spec's indicators (plus rolling price statistics, see
+docs/brain.md "Rule brain"), holds its label with hysteresis, reads the market state, takes the
+triggered setup that fits the regime, applies the self-learning rules to the strategies'
+measured performance, and sets importance zones. It stands behind the LLM brain as its
+fallback, and a backtest can run on it alone: it needs no network and decides in well under a
+millisecond.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fabio.brain.base import BrainReply
+from fabio.brain.context import DecisionContext
+from fabio.brain.schema import (
+    Decision,
+    ImportanceZone,
+    MarketAssessment,
+    MarketState,
+    PocSide,
+    Regime,
+    StrategyChanges,
+    StrategyTweak,
+    StrategyUpdates,
+    TradeDecision,
+    ValueLocation,
+    check_decision,
+)
+from fabio.brain.thresholds import LearningRules, RegimeThresholds
+from fabio.errors import InstrumentError
+from fabio.instruments import parse_symbol
+from fabio.playbook.base import SetupCandidate
+from fabio.playbook.setups import base_detector_name, plugin_detectors
+from fabio.strategies import (
+    ABSORPTION_FADE,
+    MEAN_REVERSION,
+    TREND_PULLBACK,
+    StrategyParams,
+    StrategyPerformance,
+)
+
+REGIMES: tuple[Regime, ...] = ("trend", "range", "chop")
+
+# Indicator weights. The spec's session-context indicators (range percentile, distance to the
+# POC, time outside value, POC crosses) are weak evidence of the regime *now* (regimes switch
+# every 25-120 minutes inside a session), so they weigh 0.5; the flow and rolling-price
+# indicators carry the decision. Calibrated with bench/regime_accuracy.py (docs/brain.md).
+W_CONTEXT = 0.5
+W_TREND_CVD_5 = 3.0
+W_TREND_CVD_15 = 3.0
+W_TREND_MOVE_15 = 1.0
+W_RANGE_ROTATION_15 = 3.0
+W_RANGE_ROTATION_5 = 2.0
+W_RANGE_CVD_FLAT = 1.5
+W_CHOP_CVD_FLAT = 1.0
+W_CHOP_NARROW_15 = 3.0
+W_CHOP_NARROW_5 = 1.0
+
+# Importance zones (ES ticks): (inner, outer) bands per level.
+ZONE_BANDS: dict[str, tuple[int, int, int]] = {  # id -> (priority, inner, outer)
+    "poc": (3, 4, 12),
+    "vah": (2, 3, 10),
+    "val": (2, 3, 10),
+    "lvn": (2, 2, 8),
+    "prior_poc": (1, 4, 12),
+    "session_high": (1, 2, 8),
+    "session_low": (1, 2, 8),
+}
+NO_ENTRY_MINUTES_BEFORE_CLOSE = 10.0
+
+# Thresholds and bands in ticks are ES-calibrated; NQ moves about four times as many ticks
+# (the synthetic market's assumption too), so they are scaled per product root.
+TICK_SCALE: dict[str, float] = {"ES": 1.0, "MES": 1.0, "NQ": 4.0, "MNQ": 4.0}
+_TICK_FIELDS = (
+    "trend_distance_to_poc_min_ticks",
+    "trend_price_change_15min_min_ticks",
+    "range_rotation_15min_min_ticks",
+    "range_rotation_5min_min_ticks",
+    "chop_distance_to_poc_max_ticks",
+    "chop_range_15min_max_ticks",
+    "chop_range_5min_max_ticks",
+)
+
+
+def tick_scale(symbol: str) -> float:
+    """How many ES ticks one tick-denominated threshold is worth on `symbol` (1 if unknown)."""
+    try:
+        return TICK_SCALE.get(parse_symbol(symbol).spec.root, 1.0)
+    except InstrumentError:
+        return 1.0
+
+
+def scaled_thresholds(t: RegimeThresholds, scale: float) -> RegimeThresholds:
+    """`t` with its tick-denominated fields multiplied by `scale`."""
+    if scale == 1.0:
+        return t
+    return t.model_copy(update={f: round(getattr(t, f) * scale) for f in _TICK_FIELDS})
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One indicator of one regime: does it hold now (None: its statistic is missing)."""
+
+    regime: Regime
+    name: str
+    weight: float
+    holds: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class RegimeScores:
+    """Weighted share of each regime's available indicators that hold, in [0, 1]."""
+
+    trend: float
+    range: float
+    chop: float
+    readings: tuple[Reading, ...]
+
+    def of(self, regime: Regime) -> float:
+        return float(getattr(self, regime))
+
+    @property
+    def best(self) -> Regime:
+        """The highest score; ties go trend > range > chop (the order of the spec's table)."""
+        return max(REGIMES, key=lambda r: (self.of(r), -REGIMES.index(r)))
+
+    def margin(self, regime: Regime) -> float:
+        """How far `regime` leads the best other regime (negative when it trails)."""
+        return self.of(regime) - max(self.of(r) for r in REGIMES if r != regime)
+
+
+def _num(d: Mapping[str, Any], key: str) -> float | None:
+    v = d.get(key)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _abs(v: float | None) -> float | None:
+    return None if v is None else abs(v)
+
+
+def _cmp(v: float | None, test: Callable[[float], bool]) -> bool | None:
+    return None if v is None else bool(test(v))
+
+
+def _share_outside_last_30min(ms: Mapping[str, Any]) -> float | None:
+    above = _num(ms, "time_above_value_last_30min_sec") or 0.0
+    below = _num(ms, "time_below_value_last_30min_sec") or 0.0
+    inside = _num(ms, "time_in_value_last_30min_sec") or 0.0
+    total = above + below + inside
+    return (above + below) / total if total > 0 else None
+
+
+def regime_readings(
+    ms: Mapping[str, Any], pcs: Mapping[str, Any], t: RegimeThresholds
+) -> tuple[Reading, ...]:
+    """Every indicator of the regime table, evaluated on `market_stats` and `poc_cross_stats`."""
+    pct = _num(ms, "session_range_percentile")
+    dist = _abs(_num(ms, "distance_to_poc_ticks"))
+    outside = _share_outside_last_30min(ms)
+    slope5 = _num(ms, "cvd_slope_5min")
+    slope15 = _num(ms, "cvd_slope_15min")
+    crosses = _num(pcs, "count_last_30min")
+    range5 = _num(ms, "range_last_5min_ticks")
+    range15 = _num(ms, "range_last_15min_ticks")
+    move15 = _num(ms, "price_change_last_15min_ticks")
+    directional: bool | None = None
+    if move15 is not None and slope15 is not None:
+        same_sign = move15 * slope15 > 0
+        directional = abs(move15) >= t.trend_price_change_15min_min_ticks and same_sign
+    rotation: bool | None = None
+    if range15 is not None and move15 is not None:
+        rotation = (
+            range15 >= t.range_rotation_15min_min_ticks
+            and abs(move15) <= t.range_rotation_max_net_share * range15
+        )
+    return (
+        Reading("trend", "range_percentile", W_CONTEXT,
+                _cmp(pct, lambda v: v > t.trend_range_percentile_min)),
+        Reading("trend", "distance_to_poc", W_CONTEXT,
+                _cmp(dist, lambda v: v > t.trend_distance_to_poc_min_ticks)),
+        Reading("trend", "time_outside_value_30min", W_CONTEXT,
+                _cmp(outside, lambda v: v > t.trend_time_outside_value_min)),
+        Reading("trend", "few_poc_crosses", W_CONTEXT,
+                _cmp(crosses, lambda v: v < t.trend_poc_crosses_max)),
+        Reading("trend", "cvd_slope_5min", W_TREND_CVD_5,
+                _cmp(_abs(slope5), lambda v: v > t.trend_cvd_slope_min)),
+        Reading("trend", "cvd_slope_15min", W_TREND_CVD_15,
+                _cmp(_abs(slope15), lambda v: v > t.trend_cvd_slope_15min_min)),
+        Reading("trend", "directional_move_15min", W_TREND_MOVE_15, directional),
+        Reading("range", "range_percentile", W_CONTEXT,
+                _cmp(pct, lambda v: t.range_percentile_low <= v <= t.range_percentile_high)),
+        Reading("range", "poc_crosses", W_CONTEXT,
+                _cmp(crosses, lambda v: t.range_poc_crosses_min <= v <= t.range_poc_crosses_max)),
+        Reading("range", "rotation_15min", W_RANGE_ROTATION_15, rotation),
+        Reading("range", "rotation_5min", W_RANGE_ROTATION_5,
+                _cmp(range5, lambda v: v >= t.range_rotation_5min_min_ticks)),
+        Reading("range", "cvd_alternates", W_RANGE_CVD_FLAT,
+                _cmp(_abs(slope15), lambda v: v < t.range_cvd_slope_15min_max)),
+        Reading("chop", "range_percentile", W_CONTEXT,
+                _cmp(pct, lambda v: v < t.chop_range_percentile_max)),
+        Reading("chop", "near_poc", W_CONTEXT,
+                _cmp(dist, lambda v: v < t.chop_distance_to_poc_max_ticks)),
+        Reading("chop", "many_poc_crosses", W_CONTEXT,
+                _cmp(crosses, lambda v: v > t.chop_poc_crosses_min)),
+        Reading("chop", "cvd_flat_5min", W_CHOP_CVD_FLAT,
+                _cmp(_abs(slope5), lambda v: v < t.chop_cvd_slope_max)),
+        Reading("chop", "narrow_15min", W_CHOP_NARROW_15,
+                _cmp(range15, lambda v: v <= t.chop_range_15min_max_ticks)),
+        Reading("chop", "narrow_5min", W_CHOP_NARROW_5,
+                _cmp(range5, lambda v: v <= t.chop_range_5min_max_ticks)),
+    )  # fmt: skip
+
+
+def score_regimes(
+    ms: Mapping[str, Any], pcs: Mapping[str, Any], t: RegimeThresholds
+) -> RegimeScores:
+    """Score = weight of the indicators that hold / weight of those that could be evaluated."""
+    readings = regime_readings(ms, pcs, t)
+    scores: dict[str, float] = {}
+    for regime in REGIMES:
+        avail = [r for r in readings if r.regime == regime and r.holds is not None]
+        total = sum(r.weight for r in avail)
+        held = sum(r.weight for r in avail if r.holds)
+        scores[regime] = round(held / total, 4) if total > 0 else 0.0
+    return RegimeScores(scores["trend"], scores["range"], scores["chop"], readings)
+
+
+class RegimeTracker:
+    """Hysteresis: a new label replaces the current one after winning N decisions in a row."""
+
+    def __init__(self, confirmations: int) -> None:
+        self.confirmations = confirmations
+        self.label: Regime | None = None
+        self._candidate: Regime | None = None
+        self._streak = 0
+
+    def reset(self) -> None:
+        self.label, self._candidate, self._streak = None, None, 0
+
+    def update(self, scores: RegimeScores) -> Regime:
+        """Feed one decision's scores; return the label in force after it."""
+        best = scores.best
+        if self.label is None:
+            self.label = best
+            return best
+        if best == self.label or scores.of(self.label) >= scores.of(best):
+            self._candidate, self._streak = None, 0  # the current label holds (ties keep it)
+            return self.label
+        if best == self._candidate:
+            self._streak += 1
+        else:
+            self._candidate, self._streak = best, 1
+        if self._streak >= self.confirmations:
+            self.label, self._candidate, self._streak = best, None, 0
+        return self.label
+
+
+# ---------------------------------------------------------------- market state
+
+
+def value_location(ms: Mapping[str, Any]) -> ValueLocation:
+    """Above VAH, below VAL or inside, from the signed distances."""
+    to_vah = _num(ms, "distance_to_vah_ticks")
+    to_val = _num(ms, "distance_to_val_ticks")
+    if to_vah is not None and to_vah > 0:
+        return "above_value"
+    if to_val is not None and to_val < 0:
+        return "below_value"
+    return "in_value"
+
+
+def market_state(
+    ms: Mapping[str, Any], location: ValueLocation, t: RegimeThresholds
+) -> MarketState:
+    """Out of balance when price outside value is accepted there (time) or driven (flow).
+
+    Accepted: at least `out_of_balance_time_share` of the last 30 minutes on that side of
+    value. Driven: beyond `trend_distance_to_poc_min_ticks` from the POC with the 15-minute
+    CVD slope past `trend_cvd_slope_15min_min` the same way. A probe outside value that has
+    neither is still balanced (the failed-auction case).
+    """
+    if location == "in_value":
+        return "balanced"
+    sign = 1 if location == "above_value" else -1
+    side_key = "time_above_value_last_30min_sec" if sign > 0 else "time_below_value_last_30min_sec"
+    total = sum(
+        _num(ms, k) or 0.0
+        for k in (
+            "time_above_value_last_30min_sec",
+            "time_below_value_last_30min_sec",
+            "time_in_value_last_30min_sec",
+        )
+    )
+    accepted = total > 0 and (_num(ms, side_key) or 0.0) / total >= t.out_of_balance_time_share
+    dist = _num(ms, "distance_to_poc_ticks") or 0.0
+    slope15 = _num(ms, "cvd_slope_15min") or 0.0
+    driven = (
+        sign * dist > t.trend_distance_to_poc_min_ticks
+        and sign * slope15 > t.trend_cvd_slope_15min_min
+    )
+    if accepted or driven:
+        return "out_of_balance_up" if sign > 0 else "out_of_balance_down"
+    return "balanced"
+
+
+def poc_side(pcs: Mapping[str, Any]) -> PocSide:
+    side = pcs.get("current_side")
+    return side if side in ("above_poc", "below_poc", "at_poc") else "at_poc"
+
+
+# ---------------------------------------------------------------- setups and regimes
+
+# Which regimes each playbook detector's setups are taken in (docs/brain.md "Rule brain").
+SETUP_REGIMES: dict[str, frozenset[str]] = {
+    MEAN_REVERSION: frozenset({"range"}),
+    TREND_PULLBACK: frozenset({"trend"}),
+    ABSORPTION_FADE: frozenset({"range", "chop"}),
+}
+
+
+def _at_session_extreme(cand: SetupCandidate, ctx: DecisionContext, params: StrategyParams) -> bool:
+    """A long near the session low, or a short near the session high (within stop_ticks)."""
+    level = ctx.profile.get("low" if cand.side == "long" else "high")
+    if not isinstance(level, int | float):
+        return False
+    return abs(ctx.price - float(level)) <= params.stop_ticks * ctx.tick_size
+
+
+def setup_fits(
+    cand: SetupCandidate,
+    regime: Regime,
+    state: MarketState,
+    ctx: DecisionContext,
+    variants: Mapping[str, str] | None = None,
+) -> bool:
+    """Whether the rule brain takes this setup in this regime and market state."""
+    params = ctx.strategy_state.get(cand.strategy)
+    if params is None:
+        return False
+    base = base_detector_name(cand.strategy, variants)
+    if base == TREND_PULLBACK:
+        against = "out_of_balance_down" if cand.side == "long" else "out_of_balance_up"
+        return regime == "trend" and state != against
+    if base == ABSORPTION_FADE and _at_session_extreme(cand, ctx, params):
+        return True
+    return _fits_regime(cand.strategy, regime, variants or {})
+
+
+# ---------------------------------------------------------------- the brain
+
+
+class RuleBrain:
+    """Deterministic brain: regime by weighted indicator scores with hysteresis, playbook
+    setups by regime, learning rules on measured performance."""
+
+    name = "rules"
+
+    def __init__(
+        self,
+        thresholds: RegimeThresholds | None = None,
+        rules: LearningRules | None = None,
+        variants: Mapping[str, str] | None = None,
+    ) -> None:
+        self.thresholds = thresholds or RegimeThresholds()
+        self.rules = rules or LearningRules()
+        self.variants = dict(variants or {})
+        self.tracker = RegimeTracker(self.thresholds.hysteresis_confirmations)
+        self._last_minute = -1.0  # a smaller session minute means a new session
+        self._last_scores: RegimeScores | None = None
+        # Strategy -> its trade count when a learning rule last acted on it.
+        self.judged_at: dict[str, int] = {}
+        self._scaled: dict[float, RegimeThresholds] = {}
+
+    # -- regime ------------------------------------------------------------------
+    def thresholds_for(self, symbol: str) -> RegimeThresholds:
+        """The thresholds with tick-denominated fields scaled for the symbol's product."""
+        scale = tick_scale(symbol)
+        cached = self._scaled.get(scale)
+        if cached is None:
+            cached = self._scaled[scale] = scaled_thresholds(self.thresholds, scale)
+        return cached
+
+    def assess(self, ctx: DecisionContext) -> tuple[MarketAssessment, Regime | None]:
+        """The market assessment (advances the hysteresis) and the label it replaced, if any."""
+        if ctx.session_minute < self._last_minute:
+            self.tracker.reset()  # a new session: yesterday's label says nothing about today
+        self._last_minute = ctx.session_minute
+        t = self.thresholds_for(ctx.symbol)
+        scores = score_regimes(ctx.market_stats, ctx.poc_cross_stats, t)
+        self._last_scores = scores
+        before = self.tracker.label
+        regime = self.tracker.update(scores)
+        location = value_location(ctx.market_stats)
+        state = market_state(ctx.market_stats, location, t)
+        confidence = min(0.95, max(0.05, 0.5 + scores.margin(regime)))
+        assessment = MarketAssessment(
+            regime=regime,
+            market_state=state,
+            location=location,
+            poc_side=poc_side(ctx.poc_cross_stats),
+            confidence=round(confidence, 2),
+            reasoning=_reasoning(scores, regime),
+        )
+        changed = before if before is not None and before != regime else None
+        return assessment, changed
+
+    def infer_regime(self, ctx: DecisionContext) -> Regime:
+        """Just the regime label (advances the hysteresis like a decision does)."""
+        return self.assess(ctx)[0].regime
+
+    # -- decision -----------------------------------------------------------------
+    def decide_now(self, ctx: DecisionContext) -> Decision:
+        """The whole decision, synchronously (backtests call this directly)."""
+        assessment, previous = self.assess(ctx)
+        regime, state = assessment.regime, assessment.market_state
+        fitting = [
+            c for c in ctx.triggered_setups if setup_fits(c, regime, state, ctx, self.variants)
+        ]
+        trades, chosen = self._trades(ctx, regime, state, fitting)
+        tweaks, learn_notes = self._learn(ctx, regime)
+        notes: list[str] = []
+        if previous is not None:
+            notes.append(_regime_note(previous, assessment, ctx, self._last_scores))
+        notes.extend(learn_notes)
+        active = [
+            name
+            for name, p in ctx.strategy_state.items()
+            if p.enabled and _fits_regime(name, regime, self.variants)
+        ]
+        return Decision(
+            market_assessment=assessment.model_copy(update={"chosen_model": chosen}),
+            trade_decisions=trades,
+            strategy_updates=StrategyUpdates(active_strategies=active, strategy_tweaks=tweaks),
+            importance_zones=importance_zones(ctx),
+            notes_to_future_self=notes[:5],
+        )
+
+    async def decide(self, context: DecisionContext) -> BrainReply:
+        decision, rejections = check_decision(self.decide_now(context), context.check_context())
+        # Latency is not measured: replies stay bit-for-bit reproducible (a decision < 1 ms).
+        return BrainReply(
+            decision=decision, brain=self.name, requested_brain=self.name, rejections=rejections
+        )
+
+    def _trades(
+        self,
+        ctx: DecisionContext,
+        regime: Regime,
+        state: MarketState,
+        fitting: list[SetupCandidate],
+    ) -> tuple[list[TradeDecision], str | None]:
+        pos = ctx.position
+        if pos.side != "flat":
+            known = pos.strategy if pos.strategy in ctx.strategy_state else None
+            return _exit_if_invalidated(ctx, regime, state, self.variants), known
+        if ctx.minutes_to_close < NO_ENTRY_MINUTES_BEFORE_CLOSE:
+            return [], None
+        usable = [c for c in fitting if _can_trade(c, ctx)]
+        if not usable:
+            return [], None
+        best = min(usable, key=lambda c: (-c.rr, c.strategy))
+        params = ctx.strategy_state[best.strategy]
+        entry = TradeDecision(
+            action="enter",
+            side=best.side,
+            entry_condition_id=best.strategy,
+            order_type="market",
+            stop_price=best.stop_price,
+            target_price=best.target_price,
+            risk_fraction=params.risk_fraction,
+            invalidation=(
+                f"stop {best.stop_price:g} trades, or the regime leaves {regime} with the "
+                f"market out of balance against the {best.side}"
+            ),
+            reason=f"{best.reason}; regime {regime}, {state}, R:R {best.rr:g}",
+        )
+        return [entry], best.strategy
+
+    # -- learning -----------------------------------------------------------------
+    def _learn(self, ctx: DecisionContext, regime: Regime) -> tuple[list[StrategyTweak], list[str]]:
+        tweaks: list[StrategyTweak] = []
+        notes: list[str] = []
+        for name in sorted(ctx.strategy_performance):
+            perf = ctx.strategy_performance[name]
+            params = ctx.strategy_state.get(name)
+            if params is None or perf.trades < self.rules.min_trades:
+                continue
+            if self.judged_at.get(name) == perf.trades:
+                continue  # already acted on these trades: wait for new ones
+            judged = _judge(name, perf, params, self.rules, regime, ctx.symbol)
+            if judged is not None:
+                tweaks.append(judged[0])
+                notes.append(judged[1])
+                self.judged_at[name] = perf.trades
+        return tweaks, notes
+
+
+def _can_trade(cand: SetupCandidate, ctx: DecisionContext) -> bool:
+    """Enabled, under its per-session trade limit, and still valid at the context's price."""
+    params = ctx.strategy_state.get(cand.strategy)
+    if params is None or not params.enabled:
+        return False
+    perf = ctx.strategy_performance.get(cand.strategy)
+    if perf is not None and perf.trades_this_session >= params.max_trades_per_session:
+        return False
+    sign = 1 if cand.side == "long" else -1
+    return sign * (ctx.price - cand.stop_price) > 0 and sign * (cand.target_price - ctx.price) > 0
+
+
+def _fits_regime(name: str, regime: Regime, variants: Mapping[str, str]) -> bool:
+    """The regime mapping of a strategy's detector (a plugin: its `regimes`, else any)."""
+    base = base_detector_name(name, variants)
+    if base is None:
+        declared = getattr(plugin_detectors().get(name), "regimes", None)
+        return declared is None or regime in declared
+    return regime in SETUP_REGIMES[base]
+
+
+def _exit_if_invalidated(
+    ctx: DecisionContext, regime: Regime, state: MarketState, variants: Mapping[str, str]
+) -> list[TradeDecision]:
+    """Exit when the position's setup no longer fits the regime and the market runs against it."""
+    pos = ctx.position
+    if pos.strategy is None:
+        return []
+    against = "out_of_balance_down" if pos.side == "long" else "out_of_balance_up"
+    if state != against or _fits_regime(pos.strategy, regime, variants):
+        return []
+    return [
+        TradeDecision(
+            action="exit",
+            entry_condition_id=pos.strategy,
+            reason=f"{pos.strategy} {pos.side} invalidated: regime {regime}, market {state}",
+        )
+    ]
+
+
+def _win_rate(perf: StrategyPerformance) -> float:
+    if perf.win_rate is not None:
+        return perf.win_rate
+    return perf.wins / perf.trades if perf.trades else 0.0
+
+
+def _judge(
+    name: str,
+    perf: StrategyPerformance,
+    params: StrategyParams,
+    rules: LearningRules,
+    regime: Regime,
+    symbol: str,
+) -> tuple[StrategyTweak, str] | None:
+    """The spec's learning rule for one strategy: (tweak, note), or None to leave it alone."""
+    win = _win_rate(perf)
+    stats = f"{perf.trades} trades, win rate {win:.2f}, net P&L {perf.net_pnl:.2f}"
+    if win < rules.disable_win_rate_below or perf.net_pnl < 0:
+        if not params.enabled:
+            return None
+        why = (
+            f"win rate {win:.2f} < {rules.disable_win_rate_below:g}"
+            if win < rules.disable_win_rate_below
+            else f"net P&L {perf.net_pnl:.2f} < 0"
+        )
+        note = (
+            f"{symbol}: disabled {name} after {stats} ({why}). Failed in: "
+            f"{_by_regime_text(perf, worst_first=True)}; regime now {regime}."
+        )
+        tweak = StrategyTweak(
+            name=name, changes=StrategyChanges(enabled=False), reason=f"{why} over {stats}"
+        )
+        return tweak, note
+    if win > rules.boost_win_rate_above and perf.net_pnl > 0 and params.enabled:
+        new = round(min(rules.risk_cap, params.risk_fraction + rules.risk_step), 6)
+        if new <= params.risk_fraction:
+            return None  # already at the cap
+        note = (
+            f"{symbol}: raised {name} risk_fraction {params.risk_fraction:g} -> {new:g} after "
+            f"{stats}. Worked in: {_by_regime_text(perf, worst_first=False)}; "
+            f"regime now {regime}."
+        )
+        tweak = StrategyTweak(
+            name=name,
+            changes=StrategyChanges(risk_fraction=new),
+            reason=f"win rate {win:.2f} > {rules.boost_win_rate_above:g} and net P&L > 0 "
+            f"over {stats}",
+        )
+        return tweak, note
+    return None
+
+
+def _by_regime_text(perf: StrategyPerformance, worst_first: bool) -> str:
+    """The regimes a strategy traded in, worst (or best) net P&L first."""
+    if not perf.by_regime:
+        return "no per-regime breakdown"
+    items = sorted(
+        perf.by_regime.items(),
+        key=lambda kv: (kv[1].get("net_pnl", 0.0) * (1 if worst_first else -1), kv[0]),
+    )
+    parts = []
+    for regime, s in items[:3]:
+        fields = ", ".join(
+            f"{k} {s[k]:.2f}" if isinstance(s[k], float) else f"{k} {s[k]}"
+            for k in ("trades", "win_rate", "net_pnl")
+            if k in s
+        )
+        parts.append(f"{regime} ({fields})")
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------- zones and notes
+
+
+def importance_zones(ctx: DecisionContext) -> list[ImportanceZone]:
+    """Zones at the POC, VAH, VAL, the nearest LVN, the prior POC and the session extremes."""
+    levels: list[tuple[str, Any]] = [
+        ("poc", ctx.profile.get("poc")),
+        ("vah", ctx.profile.get("vah")),
+        ("val", ctx.profile.get("val")),
+        ("lvn", _nearest(ctx.profile.get("lvn"), ctx.price)),
+        ("prior_poc", (ctx.prior_session or {}).get("poc")),
+        ("session_high", ctx.profile.get("high")),
+        ("session_low", ctx.profile.get("low")),
+    ]
+    limit = ctx.check_context().max_price_distance * ctx.price
+    scale = tick_scale(ctx.symbol)
+    zones: list[ImportanceZone] = []
+    seen: set[int] = set()
+    for zone_id, level in levels:
+        if not isinstance(level, int | float) or level <= 0 or abs(level - ctx.price) > limit:
+            continue
+        ticks = round(float(level) / ctx.tick_size)
+        if ticks in seen:
+            continue  # one zone per price: the first (most important) level keeps it
+        seen.add(ticks)
+        priority, inner, outer = ZONE_BANDS[zone_id]
+        zones.append(
+            ImportanceZone(
+                id=zone_id,
+                center_price=ticks * ctx.tick_size,
+                priority=priority,
+                inner_band_ticks=round(inner * scale),
+                outer_band_ticks=round(outer * scale),
+                reason=f"session {zone_id.replace('_', ' ')}",
+            )
+        )
+    return zones
+
+
+def _nearest(levels: Any, price: float) -> float | None:
+    if not isinstance(levels, list):
+        return None
+    nums = [float(x) for x in levels if isinstance(x, int | float)]
+    return min(nums, key=lambda x: (abs(x - price), x)) if nums else None
+
+
+def _top_readings(scores: RegimeScores, regime: Regime) -> str:
+    held = [r.name for r in scores.readings if r.regime == regime and r.holds]
+    return ", ".join(held) if held else "none"
+
+
+def _reasoning(scores: RegimeScores, regime: Regime) -> str:
+    return (
+        f"scores trend {scores.trend:.2f} / range {scores.range:.2f} / chop {scores.chop:.2f}; "
+        f"{regime} indicators holding: {_top_readings(scores, regime)}"
+    )
+
+
+def _regime_note(
+    previous: Regime,
+    assessment: MarketAssessment,
+    ctx: DecisionContext,
+    scores: RegimeScores | None,
+) -> str:
+    ms = ctx.market_stats
+    detail = ", ".join(
+        f"{k} {ms[k]}"
+        for k in ("cvd_slope_15min", "range_last_15min_ticks", "price_change_last_15min_ticks")
+        if ms.get(k) is not None
+    )
+    why = _top_readings(scores, assessment.regime) if scores else ""
+    return (
+        f"{ctx.symbol} regime {previous} -> {assessment.regime} at session minute "
+        f"{ctx.session_minute:.0f} ({assessment.market_state}, {assessment.location}): {detail}; "
+        f"held: {why}."
+    )

@@ -1,0 +1,229 @@
+"""A scripted OpenAI-compatible server on 127.0.0.1 for testing the LLM brain with the real SDK.
+
+`POST /v1/chat/completions` answers with the next scripted behaviour (then the default one),
+and every request is recorded, so tests can check what the client sent and how often.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Behaviour:
+    """One scripted reply: status, body (dict as JSON, str as is), headers, delay first."""
+
+    status: int = 200
+    body: dict[str, Any] | str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+Script = Behaviour | Callable[[dict[str, Any]], Behaviour]
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float  # time.perf_counter() on arrival
+
+
+def completion(
+    content: str | None,
+    *,
+    finish_reason: str = "stop",
+    refusal: str | None = None,
+    prompt_tokens: int = 1500,
+    completion_tokens: int = 200,
+    cached_tokens: int | None = 1024,
+    delay: float = 0.0,
+) -> Behaviour:
+    """A chat completion whose message holds `content`."""
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if cached_tokens is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": refusal}
+    body = {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "test-model",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": usage,
+    }
+    return Behaviour(200, body, delay=delay)
+
+
+def empty_choices() -> Behaviour:
+    b = completion("{}")
+    assert isinstance(b.body, dict)
+    b.body["choices"] = []
+    return b
+
+
+def error(
+    status: int,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    code: str | None = None,
+    param: str | None = None,
+) -> Behaviour:
+    """An OpenAI-style error body."""
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                      "code": code}}
+    return Behaviour(status, body, headers or {})
+
+
+def refuse_formats(refused: set[str], then: Behaviour) -> Callable[[dict[str, Any]], Behaviour]:
+    """Answer 400 to the response_format types in `refused` (as many local servers do)."""
+
+    def behave(request: dict[str, Any]) -> Behaviour:
+        fmt = (request.get("response_format") or {}).get("type", "text")
+        if fmt in refused:
+            return error(
+                400,
+                f"Invalid value for 'response_format.type': {fmt} is not supported",
+                param="response_format",
+            )
+        return then
+
+    return behave
+
+
+def decision_dict(price: float, **overrides: Any) -> dict[str, Any]:
+    """A sound decision for a market at `price` (an ES-like tick grid)."""
+    d: dict[str, Any] = {
+        "market_assessment": {
+            "regime": "range",
+            "market_state": "balanced",
+            "location": "in_value",
+            "poc_side": "above_poc",
+            "confidence": 0.62,
+            "reasoning": "rotation inside value, POC crossed three times in 30 min",
+            "chosen_model": "MeanReversionPOC_v2",
+        },
+        "trade_decisions": [
+            {
+                "action": "enter",
+                "side": "long",
+                "entry_condition_id": "MeanReversionPOC_v2",
+                "order_type": "market",
+                "limit_price": None,
+                "stop_price": price - 3.0,
+                "target_price": price + 6.0,
+                "risk_fraction": 0.004,
+                "invalidation": "acceptance below VAL",
+                "reason": "failed auction below value, back toward the POC",
+            }
+        ],
+        "strategy_updates": {
+            "active_strategies": ["MeanReversionPOC_v2", "AbsorptionFade_v1"],
+            "strategy_tweaks": [],
+        },
+        "importance_zones": [
+            {
+                "id": "poc",
+                "center_price": price - 1.0,
+                "priority": 3,
+                "inner_band_ticks": 4,
+                "outer_band_ticks": 12,
+                "reason": "developing POC",
+            }
+        ],
+        "notes_to_future_self": [],
+    }
+    d.update(overrides)
+    return d
+
+
+class FakeOpenAI:
+    """The server: `url` for the SDK's base_url, `script(...)` to queue behaviours."""
+
+    def __init__(self, default: Script | None = None) -> None:
+        self.default: Script = default or completion("{}")
+        self._queue: list[Script] = []
+        self.requests: list[Recorded] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    def script(self, *behaviours: Script) -> None:
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    def start(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _next(self, request: dict[str, Any]) -> Behaviour:
+        with self._lock:
+            item = self._queue.pop(0) if self._queue else self.default
+        return item(request) if callable(item) else item
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    body = {"_unparsed": raw.decode("utf-8", "replace")}
+                with server._lock:
+                    server.requests.append(
+                        Recorded(self.path, dict(self.headers.items()), body, time.perf_counter())
+                    )
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    self._send(error(404, f"no route {self.path}"))
+                    return
+                self._send(server._next(body))
+
+            def _send(self, b: Behaviour) -> None:
+                if b.delay:
+                    time.sleep(b.delay)
+                payload = b.body if isinstance(b.body, str) else json.dumps(b.body or {})
+                data = payload.encode("utf-8")
+                try:
+                    self.send_response(b.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in b.headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+        return Handler
