@@ -72,6 +72,16 @@ ZONE_BANDS: dict[str, tuple[int, int, int]] = {  # id -> (priority, inner, outer
 }
 NO_ENTRY_MINUTES_BEFORE_CLOSE = 10.0
 
+_ZONE_REASONS = {
+    "poc": "session POC",
+    "vah": "value area high",
+    "val": "value area low",
+    "lvn": "nearest low-volume node",
+    "prior_poc": "prior session POC",
+    "session_high": "session high",
+    "session_low": "session low",
+}
+
 # Thresholds and bands in ticks are ES-calibrated; NQ moves about four times as many ticks
 # (the synthetic market's assumption too), so they are scaled per product root.
 TICK_SCALE: dict[str, float] = {"ES": 1.0, "MES": 1.0, "NQ": 4.0, "MNQ": 4.0}
@@ -643,7 +653,7 @@ def importance_zones(ctx: DecisionContext) -> list[ImportanceZone]:
                 priority=priority,
                 inner_band_ticks=round(inner * scale),
                 outer_band_ticks=round(outer * scale),
-                reason=f"session {zone_id.replace('_', ' ')}",
+                reason=_ZONE_REASONS.get(zone_id, zone_id.replace("_", " ")),
             )
         )
     return zones
