@@ -1,7 +1,8 @@
 """When to decide: 30 s / 15 s / 5 s by importance zone, at once on events, with a floor.
 
 The interval is `LLM_DECISION_INTERVAL_DEFAULT` outside zones, `_OUTER_BAND` inside the outer
-band and `_INNER_BAND` inside the inner band of a zone of at least `min_priority`. An event (a
+band and `_INNER_BAND` inside the inner band of a high-priority zone (at least `min_priority`,
+3 by default). An event (a
 setup triggers, a position closes) asks for a decision at once, but never sooner than
 `floor_sec` after the previous one, so that a burst of events costs one call.
 """
@@ -23,7 +24,7 @@ class Cadence:
     outer_sec: float = 15.0
     inner_sec: float = 5.0
     floor_sec: float = 2.0
-    min_priority: int = 2
+    min_priority: int = 3
     last_decision_ns: int | None = None
 
     def band(self, price: float, tick_size: float, zones: list[ImportanceZone]) -> Band:

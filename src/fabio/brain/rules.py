@@ -445,7 +445,7 @@ class RuleBrain:
             market_assessment=assessment.model_copy(update={"chosen_model": chosen}),
             trade_decisions=trades,
             strategy_updates=StrategyUpdates(active_strategies=active, strategy_tweaks=tweaks),
-            importance_zones=importance_zones(ctx),
+            importance_zones=importance_zones(ctx, regime),
             notes_to_future_self=notes[:5],
         )
 
@@ -623,8 +623,21 @@ def _by_regime_text(perf: StrategyPerformance, worst_first: bool) -> str:
 # ---------------------------------------------------------------- zones and notes
 
 
-def importance_zones(ctx: DecisionContext) -> list[ImportanceZone]:
-    """Zones at the POC, VAH, VAL, the nearest LVN, the prior POC and the session extremes."""
+# Priority 3 makes the cadence speed up (15 s / 5 s): only where this regime's setups trigger.
+_HIGH_PRIORITY_BY_REGIME: dict[str, frozenset[str]] = {
+    "range": frozenset({"vah", "val"}),  # failed auctions at the value edges
+    "trend": frozenset({"lvn"}),  # pullbacks into low-volume nodes
+    "chop": frozenset(),  # stand aside: the default 30 s is enough
+}
+
+
+def importance_zones(ctx: DecisionContext, regime: str | None = None) -> list[ImportanceZone]:
+    """Zones at the POC, VAH, VAL, the nearest LVN, the prior POC and the session extremes.
+
+    Priority 3 (which speeds up decisions) goes only to the levels where the regime's setups
+    trigger; the others are capped at 2, so that the brain is not asked every 5 s all day.
+    """
+    high = _HIGH_PRIORITY_BY_REGIME.get(regime or "", frozenset())
     levels: list[tuple[str, Any]] = [
         ("poc", ctx.profile.get("poc")),
         ("vah", ctx.profile.get("vah")),
@@ -646,6 +659,7 @@ def importance_zones(ctx: DecisionContext) -> list[ImportanceZone]:
             continue  # one zone per price: the first (most important) level keeps it
         seen.add(ticks)
         priority, inner, outer = ZONE_BANDS[zone_id]
+        priority = 3 if zone_id in high else min(priority, 2)
         zones.append(
             ImportanceZone(
                 id=zone_id,
