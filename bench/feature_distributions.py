@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, time
+from datetime import time
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,8 @@ from fabio.config import FeatureConfig
 from fabio.data import MarketFeed, open_feed
 from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
 from fabio.features.engine import FeatureEngine
-from fabio.sessions import SessionKind
-from fabio.timeutil import CHICAGO, datetime_to_ns
+from fabio.features.replay import sample_rth_snapshots
+from fabio.features.snapshot import FeatureSnapshot
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "es-5m-sierra"
 SAMPLE_TIMES = [time(h, m) for h in range(9, 15) for m in (0, 30)] + [time(14, 59)]
@@ -35,37 +35,11 @@ def sample_file(path: Path, rows: list[dict[str, float]]) -> None:
 
 def sample_feed(feed: MarketFeed, rows: list[dict[str, float]]) -> None:
     engine = FeatureEngine(feed.contract, FeatureConfig())
-    cal = engine.calendar
-    pending: list[int] = []
-    done: set[int] = set()
-    for batch in feed.batches():
-        trades = batch.trades
-        if len(trades) == 0:
-            continue
-        # Sample times of every RTH session this batch touches.
-        idx = cal.locate(trades.ts, SessionKind.RTH)
-        for sess in np.unique(idx[idx >= 0]).tolist():
-            if sess in done:
-                continue
-            done.add(sess)
-            session = cal.session(sess)
-            for t in SAMPLE_TIMES:
-                ns = datetime_to_ns(datetime.combine(session.trade_date, t, CHICAGO))
-                if session.rth_open_ns < ns < session.rth_close_ns:
-                    pending.append(ns)
-        pending.sort()
-        start = 0
-        while pending and pending[0] <= int(trades.ts[-1]):
-            at = pending.pop(0)
-            cut = int(np.searchsorted(trades.ts, at, side="right"))
-            engine.update(trades.slice(start, cut))
-            start = cut
-            collect(engine, at, rows)
-        engine.update(trades.slice(start, len(trades)))
+    for snap in sample_rth_snapshots(engine, feed, SAMPLE_TIMES):
+        collect(snap, rows)
 
 
-def collect(engine: FeatureEngine, at: int, rows: list[dict[str, float]]) -> None:
-    snap = engine.snapshot(at)
+def collect(snap: FeatureSnapshot, rows: list[dict[str, float]]) -> None:
     ms, pcs = snap.market_stats, snap.poc_cross_stats
     if ms is None or pcs is None or snap.session is None or not snap.session.is_open:
         return

@@ -23,7 +23,6 @@ import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,11 @@ from fabio.brain.rules import REGIMES, RuleBrain, score_regimes
 from fabio.brain.thresholds import RegimeThresholds
 from fabio.data.synthetic import SyntheticConfig, front_contract, iter_sessions
 from fabio.features.engine import FeatureEngine
+from fabio.features.replay import sample_rth_snapshots
 from fabio.features.snapshot import FeatureSnapshot
 from fabio.playbook.setups import detect_setups
 from fabio.strategies import initialize_default_strategies
-from fabio.timeutil import CHICAGO, NS_PER_MIN, datetime_to_ns
+from fabio.timeutil import NS_PER_MIN
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "es-5m-sierra"
 CODE = {name: i for i, name in enumerate(REGIMES)}
@@ -205,41 +205,16 @@ def _real_row(ctx: DecisionContext, t: RegimeThresholds) -> dict[str, Any]:
 
 def _real_file(path: Path) -> list[dict[str, Any]]:
     from fabio.data import open_feed
-    from fabio.sessions import SessionKind
 
     feed = open_feed(path)
     engine = FeatureEngine(feed.contract)
     tick = feed.contract.spec.tick_size
     state = initialize_default_strategies()
     t = RegimeThresholds()
-    rows: list[dict[str, Any]] = []
-    done: set[int] = set()
-    pending: list[int] = []
-    for batch in feed.batches():
-        trades = batch.trades
-        if len(trades) == 0:
-            continue
-        idx = engine.calendar.locate(trades.ts, SessionKind.RTH)
-        for sess in np.unique(idx[idx >= 0]).tolist():
-            if sess not in done:
-                done.add(sess)
-                session = engine.calendar.session(sess)
-                for clock in REAL_TIMES:
-                    ns = datetime_to_ns(datetime.combine(session.trade_date, clock, CHICAGO))
-                    if session.rth_open_ns < ns < session.rth_close_ns:
-                        pending.append(ns)
-        pending.sort()
-        start = 0
-        while pending and pending[0] <= int(trades.ts[-1]):
-            at = pending.pop(0)
-            cut = int(np.searchsorted(trades.ts, at, side="right"))
-            engine.update(trades.slice(start, cut))
-            start = cut
-            snap = engine.snapshot(at)
-            if snap.market_stats is None or snap.session is None or not snap.session.is_open:
-                continue
-            rows.append(_real_row(build_context(snap, tick, state), t))
-        engine.update(trades.slice(start, len(trades)))
+    rows = [
+        _real_row(build_context(snap, tick, state), t)
+        for snap in sample_rth_snapshots(engine, feed, REAL_TIMES)
+    ]
     return rows
 
 

@@ -52,6 +52,15 @@ RthOpt = Annotated[
 VaPctOpt = Annotated[
     float | None, typer.Option("--va-pct", help="Value area share, e.g. 0.70 or 70.")
 ]
+AtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="Moment 'YYYY-MM-DD HH:MM[:SS]' (America/Chicago unless an "
+        "offset is given). Default: the last trade (synthetic: 11:00 CT of the last "
+        "session).",
+    ),
+]
 VaRowsOpt = Annotated[
     int | None, typer.Option("--va-rows", help="Value area rule: 1, 2 (CBOT, default) or 3 rows.")
 ]
@@ -134,15 +143,7 @@ def _print_json(payload: dict[str, Any]) -> None:
 @app.command()
 def features(
     data: DataArg = None,
-    at: Annotated[
-        str | None,
-        typer.Option(
-            "--at",
-            help="Moment 'YYYY-MM-DD HH:MM[:SS]' (America/Chicago unless an "
-            "offset is given). Default: the last trade (synthetic: 11:00 CT of the "
-            "last session).",
-        ),
-    ] = None,
+    at: AtOpt = None,
     symbol: SymbolOpt = None,
     rth: RthOpt = None,
     va_pct: VaPctOpt = None,
@@ -152,14 +153,11 @@ def features(
     """The feature snapshot at a moment: market_stats, poc_cross_stats, profile, order flow."""
     from fabio.features.engine import FeatureEngine
     from fabio.features.replay import snapshot_at
-    from fabio.timeutil import parse_at
 
     settings = _settings()
     config = _feature_config(settings, rth, va_pct, va_rows)
     feed = _open(data, symbol, settings)
-    at_ns = parse_at(at) if at else None
-    if at_ns is None and data is None:
-        at_ns = _synthetic_default_moment(feed)
+    at_ns = _moment(at, feed, data)
     engine = FeatureEngine(feed.contract, config)
     snap = snapshot_at(engine, feed, at_ns)
     _report_skips(feed)
@@ -202,10 +200,15 @@ def _engine_counts(engine: Any) -> dict[str, int]:
     }
 
 
-def _synthetic_default_moment(feed: Any) -> int:
-    """11:00 CT on the last synthetic session: a mid-morning snapshot with history behind it."""
-    from fabio.timeutil import CHICAGO, datetime_to_ns
+def _moment(at: str | None, feed: Any, data: Path | None) -> int | None:
+    """`--at` in UTC ns; without it the end of the data, or for the built-in synthetic market
+    11:00 CT of its last session (a mid-morning moment with history behind it)."""
+    from fabio.timeutil import CHICAGO, datetime_to_ns, parse_at
 
+    if at:
+        return parse_at(at)
+    if data is not None:
+        return None
     last: date = feed.config.trade_dates()[-1]
     return datetime_to_ns(datetime.combine(last, time(11, 0), CHICAGO))
 
@@ -250,19 +253,18 @@ def profile(
 
 BrainOpt = Annotated[
     str,
-    typer.Option("--brain", help="rules (offline, default), llm (OPENAI_API_KEY / "
-                 "OPENAI_BASE_URL; rules as fallback) or cache (replay recorded LLM answers)."),
+    typer.Option(
+        "--brain",
+        help="rules (offline, default), llm (OPENAI_API_KEY / "
+        "OPENAI_BASE_URL; rules as fallback) or cache (replay recorded LLM answers).",
+    ),
 ]
 
 
 @app.command()
 def decide(
     data: DataArg = None,
-    at: Annotated[
-        str | None,
-        typer.Option("--at", help="Moment 'YYYY-MM-DD HH:MM[:SS]' (America/Chicago unless an "
-                     "offset is given). Default: the last trade (synthetic: 11:00 CT)."),
-    ] = None,
+    at: AtOpt = None,
     brain: BrainOpt = "rules",
     symbol: SymbolOpt = None,
     rth: RthOpt = None,
@@ -274,11 +276,7 @@ def decide(
     settings = _settings()
     config = _feature_config(settings, rth, None, None)
     feed = _open(data, symbol, settings)
-    from fabio.timeutil import parse_at
-
-    at_ns = parse_at(at) if at else None
-    if at_ns is None and data is None:
-        at_ns = _synthetic_default_moment(feed)
+    at_ns = _moment(at, feed, data)
     record = decide_at(feed, config, settings, brain, at_ns)
     _report_skips(feed)
     if json_out:
@@ -291,20 +289,47 @@ def _print_decision(record: dict[str, Any]) -> None:
     d = record["decision"]
     ctx = record["context"]
     ma = d["market_assessment"]
-    out.print(f"[bold]{record['symbol']}[/] {record['market_time']}  price {_fmt(ctx['price'])}  "
-              f"brain [cyan]{record['brain']}[/]"
-              + (f" (asked {record['requested_brain']}: {record['fallback_reason']})"
-                 if record.get("fallback_reason") else ""))
+    out.print(
+        f"[bold]{record['symbol']}[/] {record['market_time']}  price {_fmt(ctx['price'])}  "
+        f"brain [cyan]{record['brain']}[/]"
+        + (
+            f" (asked {record['requested_brain']}: {record['fallback_reason']})"
+            if record.get("fallback_reason")
+            else ""
+        )
+    )
     out.print(_kv_table("market_assessment", ma))
     if d["trade_decisions"]:
         table = Table(title="trade_decisions", title_justify="left")
-        for col in ("action", "side", "entry_condition_id", "order_type", "limit_price",
-                    "stop_price", "target_price", "risk_fraction", "reason"):
+        for col in (
+            "action",
+            "side",
+            "entry_condition_id",
+            "order_type",
+            "limit_price",
+            "stop_price",
+            "target_price",
+            "risk_fraction",
+            "reason",
+        ):
             table.add_column(col)
         for t in d["trade_decisions"]:
-            table.add_row(*(_fmt(t[c]) for c in (
-                "action", "side", "entry_condition_id", "order_type", "limit_price",
-                "stop_price", "target_price", "risk_fraction", "reason")))
+            table.add_row(
+                *(
+                    _fmt(t[c])
+                    for c in (
+                        "action",
+                        "side",
+                        "entry_condition_id",
+                        "order_type",
+                        "limit_price",
+                        "stop_price",
+                        "target_price",
+                        "risk_fraction",
+                        "reason",
+                    )
+                )
+            )
         out.print(table)
     else:
         out.print("trade_decisions: none")
@@ -313,17 +338,21 @@ def _print_decision(record: dict[str, Any]) -> None:
         changes = ", ".join(f"{k}={v}" for k, v in tw["changes"].items() if v is not None)
         out.print(f"strategy_tweak {tw['name']}: {changes} ({tw['reason']})")
     for z in d["importance_zones"]:
-        out.print(f"importance_zone {z['id']} @ {_fmt(z['center_price'])} "
-                  f"±{z['inner_band_ticks']}/{z['outer_band_ticks']} ticks, "
-                  f"priority {z['priority']}: {z['reason']}")
+        out.print(
+            f"importance_zone {z['id']} @ {_fmt(z['center_price'])} "
+            f"±{z['inner_band_ticks']}/{z['outer_band_ticks']} ticks, "
+            f"priority {z['priority']}: {z['reason']}"
+        )
     for note in d["notes_to_future_self"]:
         out.print(f"note: {note}")
     for r in record["rejected"]:
         out.print(f"[yellow]{r['action']}[/] {r['path']}: {r['reason']} {r['value']}")
     tokens = record["tokens"]
-    out.print(f"latency {record['latency_ms']:.1f} ms, tokens {tokens['prompt']} in / "
-              f"{tokens['completion']} out ({tokens['cached']} cached), "
-              f"cost ${record['cost_usd']:.4f}; journaled to {record['journal']}")
+    out.print(
+        f"latency {record['latency_ms']:.1f} ms, tokens {tokens['prompt']} in / "
+        f"{tokens['completion']} out ({tokens['cached']} cached), "
+        f"cost ${record['cost_usd']:.4f}; journaled to {record['journal']}"
+    )
 
 
 @app.command()

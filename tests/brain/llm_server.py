@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from fabio.brain.base import BrainReply
+from fabio.brain.context import DecisionContext
+from fabio.brain.schema import Decision
+
 
 @dataclass
 class Behaviour:
@@ -82,8 +86,9 @@ def error(
     param: str | None = None,
 ) -> Behaviour:
     """An OpenAI-style error body."""
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": param,
-                      "code": code}}
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
     return Behaviour(status, body, headers or {})
 
 
@@ -227,3 +232,29 @@ class FakeOpenAI:
                     pass  # the client gave up (a timeout test)
 
         return Handler
+
+
+class FixedBrain:
+    """A fallback brain for tests: a fixed, valid 'stand aside' decision (a dependency of the
+    brains under test, not the thing tested)."""
+
+    name = "fixed"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def decide(self, context: DecisionContext) -> BrainReply:
+        self.calls += 1
+        decision = Decision.model_validate(
+            {
+                "market_assessment": {
+                    "regime": "chop",
+                    "market_state": "balanced",
+                    "location": "in_value",
+                    "poc_side": "at_poc",
+                    "confidence": 0.1,
+                    "reasoning": "fixed fallback",
+                }
+            }
+        )
+        return BrainReply(decision=decision, brain=self.name, requested_brain=self.name)

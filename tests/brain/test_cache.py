@@ -13,32 +13,21 @@ from fabio.brain.cache import RECORD_TYPE, CachedBrain, cache_key
 from fabio.brain.context import DecisionContext
 from fabio.brain.llm import LlmBrain, LlmConfig
 from fabio.brain.prompt import default_system_prompt, user_prompt
-from fabio.brain.schema import Decision
 from fabio.journal import read_journal
-from tests.brain.llm_server import FakeOpenAI, completion, decision_dict
+from tests.brain.llm_server import FakeOpenAI, FixedBrain, completion, decision_dict
 
 MODEL = "test-model"
 
 
-class FixedBrain:
-    """The fallback: a fixed, valid decision."""
-
-    name = "fixed"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def decide(self, context: DecisionContext) -> BrainReply:
-        self.calls += 1
-        decision = Decision.model_validate({"market_assessment": {
-            "regime": "chop", "market_state": "balanced", "location": "in_value",
-            "poc_side": "at_poc", "confidence": 0.1}})
-        return BrainReply(decision=decision, brain=self.name, requested_brain=self.name)
-
-
 def llm(server: FakeOpenAI, fallback: FixedBrain) -> LlmBrain:
-    config = LlmConfig(model=MODEL, base_url=server.url, api_key=SecretStr("sk-test-cache-key1"),
-                       timeout_sec=0.3, total_budget_sec=0.8, min_attempt_sec=0.1)
+    config = LlmConfig(
+        model=MODEL,
+        base_url=server.url,
+        api_key=SecretStr("sk-test-cache-key1"),
+        timeout_sec=0.3,
+        total_budget_sec=0.8,
+        min_attempt_sec=0.1,
+    )
     return LlmBrain(config, fallback)
 
 
@@ -64,11 +53,17 @@ def test_record_then_replay_offline(
     replayer = CachedBrain.replay(path, model=MODEL, fallback=fallback)
     replies = [decide(replayer, decision_context) for _ in range(2)]
     for reply in replies:
-        assert (reply.brain, reply.requested_brain, reply.fallback_reason) == ("cache", "cache",
-                                                                               None)
+        assert (reply.brain, reply.requested_brain, reply.fallback_reason) == (
+            "cache",
+            "cache",
+            None,
+        )
         assert reply.decision == live.decision and reply.rejections == live.rejections
         assert (reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens) == (
-            live.prompt_tokens, live.completion_tokens, live.cached_tokens)
+            live.prompt_tokens,
+            live.completion_tokens,
+            live.cached_tokens,
+        )
         assert reply.cost_usd == 0.0
     assert replies[0].decision == replies[1].decision  # deterministic
     assert fallback.calls == 0
@@ -163,9 +158,17 @@ def test_torn_last_line_is_tolerated(
 def test_stale_entry_falls_back(tmp_path: Path, decision_context: DecisionContext) -> None:
     path = tmp_path / "cache.jsonl"
     key = cache_key(MODEL, default_system_prompt(), user_prompt(decision_context))
-    path.write_text(json.dumps({"type": RECORD_TYPE, "key": key, "model": MODEL,
-                                "raw_response": '{"market_assessment": {"regime": "sideways"}}'})
-                    + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "type": RECORD_TYPE,
+                "key": key,
+                "model": MODEL,
+                "raw_response": '{"market_assessment": {"regime": "sideways"}}',
+            }
+        )
+        + "\n"
+    )
     fallback = FixedBrain()
     reply = decide(CachedBrain.replay(path, MODEL, fallback), decision_context)
     assert reply.brain == "fixed" and reply.fallback_reason is not None

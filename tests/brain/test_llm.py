@@ -35,6 +35,7 @@ from fabio.config import Settings
 from tests.brain.llm_server import (
     Behaviour,
     FakeOpenAI,
+    FixedBrain,
     completion,
     decision_dict,
     empty_choices,
@@ -44,30 +45,23 @@ from tests.brain.llm_server import (
 
 KEY = "sk-test-SECRET123456789"
 MODEL = "test-model"
-FAST = {"timeout_sec": 0.3, "total_budget_sec": 0.8, "min_attempt_sec": 0.1,
-        "retry_backoff_sec": 0.05}
-
-
-class FixedBrain:
-    """The fallback: a fixed, valid 'stand aside' decision (the dependency, not under test)."""
-
-    name = "fixed"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def decide(self, context: DecisionContext) -> BrainReply:
-        self.calls += 1
-        decision = Decision.model_validate({"market_assessment": {
-            "regime": "chop", "market_state": "balanced", "location": "in_value",
-            "poc_side": "at_poc", "confidence": 0.1, "reasoning": "fixed fallback"}})
-        return BrainReply(decision=decision, brain=self.name, requested_brain=self.name)
+FAST = {
+    "timeout_sec": 0.3,
+    "total_budget_sec": 0.8,
+    "min_attempt_sec": 0.1,
+    "retry_backoff_sec": 0.05,
+}
 
 
 def make_brain(server: FakeOpenAI, **overrides: Any) -> tuple[LlmBrain, FixedBrain]:
     fallback = FixedBrain()
-    fields: dict[str, Any] = {"model": MODEL, "base_url": server.url,
-                              "api_key": SecretStr(KEY), **FAST, **overrides}
+    fields: dict[str, Any] = {
+        "model": MODEL,
+        "base_url": server.url,
+        "api_key": SecretStr(KEY),
+        **FAST,
+        **overrides,
+    }
     return LlmBrain(LlmConfig(**fields), fallback), fallback
 
 
@@ -121,7 +115,10 @@ def test_valid_answer_with_structured_output(
 
     assert isinstance(reply, LlmReply)
     assert (reply.brain, reply.requested_brain, reply.fallback_reason) == (
-        "llm:test-model", "llm:test-model", None)
+        "llm:test-model",
+        "llm:test-model",
+        None,
+    )
     assert fallback.calls == 0 and reply.rejections == []
     trade = reply.decision.trade_decisions[0]
     assert (trade.side, trade.entry_condition_id) == ("long", "MeanReversionPOC_v2")
@@ -152,7 +149,10 @@ def test_wire_schema_is_strict_and_covers_the_decision() -> None:
     assert set(schema["properties"]) == set(Decision.model_fields)
     defs = schema["$defs"]
     assert set(defs["MarketAssessment"]["properties"]["regime"]["enum"]) == {
-        "trend", "range", "chop"}
+        "trend",
+        "range",
+        "chop",
+    }
     # the wire model never rejects an answer itself: parse_decision does, with the policy
     assert DecisionWire.model_validate_json("not json") is not None
     assert DecisionWire.model_json_schema() == schema
@@ -168,8 +168,16 @@ def test_absurd_numbers_are_rejected_but_the_decision_stands(
         {**good, "stop_price": price + 2.0},  # a long's stop above the entry
         {**good, "target_price": price * 10},  # ten times away
     ]
-    zones = [{"id": "far", "center_price": price * 10, "priority": 2, "inner_band_ticks": 4,
-              "outer_band_ticks": 8, "reason": "nonsense"}]
+    zones = [
+        {
+            "id": "far",
+            "center_price": price * 10,
+            "priority": 2,
+            "inner_band_ticks": 4,
+            "outer_band_ticks": 8,
+            "reason": "nonsense",
+        }
+    ]
     brain, fallback = make_brain(llm_server)
     llm_server.script(answer(decision_context, trade_decisions=trades, importance_zones=zones))
     reply = decide(brain, decision_context)
@@ -234,19 +242,32 @@ BAD_ANSWERS: list[tuple[str, Any, str, int]] = [
     ("empty choices", lambda p: empty_choices(), "no choices", 1),
     ("empty content", lambda p: completion(""), "empty answer", 1),
     ("refusal", lambda p: completion(None, refusal="I cannot help with trading."), "refused", 1),
-    ("truncated", lambda p: completion('{"market_assessment": {"reg', finish_reason="length"),
-     "cut off", 1),
-    ("401", lambda p: error(401, f"Incorrect API key provided: {KEY}.", code="invalid_api_key"),
-     "authentication failed", 1),
+    (
+        "truncated",
+        lambda p: completion('{"market_assessment": {"reg', finish_reason="length"),
+        "cut off",
+        1,
+    ),
+    (
+        "401",
+        lambda p: error(401, f"Incorrect API key provided: {KEY}.", code="invalid_api_key"),
+        "authentication failed",
+        1,
+    ),
     ("404", lambda p: error(404, "The model `test-model` does not exist"), "HTTP 404", 1),
     ("400 other", lambda p: error(400, "Invalid 'messages': too long"), "HTTP 400", 1),
-    ("429 quota", lambda p: error(429, "You exceeded your current quota",
-                                  code="insufficient_quota"), "quota", 1),
+    (
+        "429 quota",
+        lambda p: error(429, "You exceeded your current quota", code="insufficient_quota"),
+        "quota",
+        1,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "make", "reason", "requests"), BAD_ANSWERS,
-                         ids=[b[0] for b in BAD_ANSWERS])
+@pytest.mark.parametrize(
+    ("name", "make", "reason", "requests"), BAD_ANSWERS, ids=[b[0] for b in BAD_ANSWERS]
+)
 def test_bad_answers_fall_back_with_a_reason(
     llm_server: FakeOpenAI,
     decision_context: DecisionContext,
