@@ -73,10 +73,13 @@ class StrategyPerformance(BaseModel):
     trades: int = 0
     wins: int = 0
     win_rate: float | None = None
-    net_pnl: float = 0.0
-    avg_pnl: float | None = None
-    avg_r: float | None = None
-    profit_factor: float | None = None
-    max_drawdown: float = 0.0
+    net_pnl: float = 0.0  # USD, after fees
+    avg_pnl: float | None = None  # USD per trade = expectancy in dollars
+    net_r: float | None = None  # sum of R multiples (R = the initial risk)
+    avg_r: float | None = None  # expectancy in R
+    profit_factor: float | None = None  # gross wins / gross losses
+    max_drawdown: float = 0.0  # USD, peak-to-trough of the strategy's cumulative net P&L
+    avg_time_in_trade_sec: float | None = None
+    trades_per_session: float | None = None
     trades_this_session: int = 0
     by_regime: dict[str, dict[str, float]] = Field(default_factory=dict)

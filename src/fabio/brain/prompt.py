@@ -145,8 +145,9 @@ early; lower = more exhausted).
 to risk), `stop_ticks`, `target_ticks` (default bracket distances from the entry).
 
 `strategy_performance`: closed-trade results by strategy: `trades`, `wins`, `win_rate` (0 to 1), \
-`net_pnl` (USD, after costs), `avg_pnl`, `avg_r` (average result in multiples of the risk \
-taken), `profit_factor`, `max_drawdown` (USD), `trades_this_session`.
+`net_pnl` (USD, after costs), `avg_pnl` (USD per trade: the expectancy), `net_r` and `avg_r` \
+(total and average result in multiples of the risk taken), `profit_factor`, `max_drawdown` \
+(USD), `avg_time_in_trade_sec`, `trades_per_session`, `trades_this_session`.
 
 `historical_notes`: up to {max_notes_in} of your earlier notes, most relevant first: its \
 `text`, the `regime` and `strategy` it was written under, `sessions_ago` (0 = today) and `outcome`.

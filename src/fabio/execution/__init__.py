@@ -1,0 +1,1 @@
+"""Execution: strategy book, risk engine, simulated broker, the execution engine."""
