@@ -356,6 +356,73 @@ def _print_decision(record: dict[str, Any]) -> None:
 
 
 @app.command()
+def state(
+    symbol: Annotated[
+        str | None, typer.Option("--symbol", help="Contract, e.g. ESH4. Default: SYMBOL.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """What a restart rebuilds from the journal: strategy_state, performance, positions, limits."""
+    from fabio.execution.engine import ExecutionEngine
+    from fabio.instruments import parse_symbol
+
+    settings = _settings()
+    contract = parse_symbol(symbol or settings.symbol)
+    engine = ExecutionEngine.open(contract, settings.log_dir, settings.risk_config(),
+                                  secrets=_secrets(settings))
+    summary = engine.ledger.summary()
+    summary["journal"] = str(settings.log_dir / "execution.jsonl")
+    summary["journal_problems"] = engine.problems
+    if json_out:
+        _print_json(summary)
+        return
+    for problem in engine.problems:
+        err.print(f"[yellow]note:[/] {problem}")
+    table = Table(title=f"strategy_state ({summary['records_applied']} journal records)",
+                  title_justify="left")
+    for col in ("strategy", "enabled", "risk_fraction", "max_trades_per_session", "min_rr",
+                "stop_ticks", "target_ticks", "trades", "win_rate", "net_pnl"):
+        table.add_column(col)
+    perf = summary["strategy_performance"]
+    for name, params in summary["strategy_state"].items():
+        p = perf.get(name, {})
+        table.add_row(name, *(_fmt(params[c]) for c in (
+            "enabled", "risk_fraction", "max_trades_per_session", "min_rr", "stop_ticks",
+            "target_ticks")), _fmt(p.get("trades", 0)), _fmt(p.get("win_rate")),
+            _fmt(p.get("net_pnl", 0.0)))
+    out.print(table)
+    out.print(_kv_table("risk", summary["risk"]))
+    out.print(f"closed trades {summary['closed_trades']}, net P&L ${summary['net_pnl_usd']:,.2f}, "
+              f"open {summary['open_trades'] or 'none'}")
+
+
+@app.command()
+def kill(
+    reason: Annotated[str, typer.Option("--reason", help="Why (journaled).")] = "manual kill",
+    release: Annotated[
+        bool, typer.Option("--release", help="Remove the kill switch file instead.")
+    ] = False,
+) -> None:
+    """The kill switch: a running agent flattens and halts; nothing trades until released."""
+    from fabio.execution.risk import engage_kill_switch, release_kill_switch
+
+    settings = _settings()
+    path = settings.kill_switch_path()
+    if release:
+        release_kill_switch(path)
+        out.print(f"kill switch released ({path})")
+    else:
+        engage_kill_switch(path, reason)
+        out.print(f"[red]kill switch engaged[/] ({path}): flatten and halt")
+
+
+def _secrets(settings: Settings) -> tuple[str, ...]:
+    from fabio.brain.decide import secret_values
+
+    return tuple(secret_values(settings))
+
+
+@app.command()
 def synth(
     out_path: Annotated[Path, typer.Option("--out", help="Output .parquet, .csv or .csv.gz.")],
     symbol: Annotated[str, typer.Option("--symbol", help="ES, NQ, MES or MNQ.")] = "ES",

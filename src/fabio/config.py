@@ -6,6 +6,7 @@ immutable configuration objects such as `FeatureConfig`.
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,6 +83,10 @@ class Settings(BaseSettings):
     symbol: str = "ES"
     mode: Literal["backtest", "test", "live"] = "test"
     account_balance: float = Field(50_000.0, gt=0)
+    account_preset: Literal["50K", "100K", "150K"] = "50K"
+    daily_loss_limit: float | None = Field(None, gt=0)
+    max_trades_per_day: int = Field(10, ge=1, le=1000)
+    flat_time: time = time(15, 8)
     log_dir: Path = Path("logs")
 
     # Decision cadence (seconds)
@@ -122,6 +127,30 @@ class Settings(BaseSettings):
                 "LLM_DECISION_INTERVAL_OUTER_BAND <= LLM_DECISION_INTERVAL_DEFAULT"
             )
         return self
+
+    def kill_switch_path(self) -> Path:
+        return self.log_dir / "KILL"
+
+    def risk_config(self) -> Any:
+        """The risk engine's configuration (a ConfigError names the variable if it is invalid)."""
+        from fabio.execution.risk import RiskConfig
+
+        try:
+            return RiskConfig(
+                preset=self.account_preset,
+                account_balance=self.account_balance,
+                daily_loss_limit_usd=self.daily_loss_limit,
+                max_trades_per_day=self.max_trades_per_day,
+                flat_time=self.flat_time,
+                kill_switch_path=self.kill_switch_path(),
+            )
+        except ValidationError as exc:
+            problems = "; ".join(str(e["msg"]).removeprefix("Value error, ")
+                                 for e in exc.errors())
+            raise ConfigError(
+                "invalid risk configuration (ACCOUNT_PRESET, ACCOUNT_BALANCE, DAILY_LOSS_LIMIT, "
+                f"MAX_TRADES_PER_DAY, FLAT_TIME): {problems}"
+            ) from None
 
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig(

@@ -43,7 +43,7 @@ def _stats(trades: list[ClosedTrade], today: str | None) -> StrategyPerformance:
 def performance_by_strategy(
     trades: Iterable[ClosedTrade], today: str | None = None
 ) -> dict[str, StrategyPerformance]:
-    """Metrics per strategy, each with a `by_regime` breakdown (trades, win_rate, net_pnl, avg_r)."""
+    """Metrics per strategy, each with a `by_regime` breakdown (trades, win_rate, net_pnl, R)."""
     by_strategy: dict[str, list[ClosedTrade]] = defaultdict(list)
     for t in trades:
         by_strategy[t.strategy].append(t)
