@@ -101,3 +101,18 @@ def test_real_dbn_hour(shared_data: Path, tmp_path: Path) -> None:
     feat = run("features", str(path), "--eth", "--at", "2023-12-25 17:30", cwd=tmp_path)
     assert feat.returncode == 0, feat.stderr
     assert "market_stats" in feat.stdout and "poc_cross_stats" in feat.stdout
+
+
+def test_state_and_kill_switch(tmp_path: Path) -> None:
+    empty = run("state", "--symbol", "ESH4", "--json", cwd=tmp_path)
+    assert empty.returncode == 0, empty.stderr
+    state = json.loads(empty.stdout)
+    assert state["closed_trades"] == 0
+    assert set(state["strategy_state"]) == {
+        "MeanReversionPOC_v2", "TrendLVN_Pullback_v1", "AbsorptionFade_v1"}
+    killed = run("kill", "--reason", "test", cwd=tmp_path)
+    assert killed.returncode == 0 and (tmp_path / "logs" / "KILL").exists()
+    released = run("kill", "--release", cwd=tmp_path)
+    assert released.returncode == 0 and not (tmp_path / "logs" / "KILL").exists()
+    human = run("state", "--symbol", "ESH4", cwd=tmp_path)
+    assert human.returncode == 0 and "strategy_state" in human.stdout

@@ -35,3 +35,19 @@ def test_relevance_order_dedupe_and_bounds() -> None:
     assert notes[0].sessions_ago == 0
     first = notes_from_records(records[:1], "ESH4", now)[0]
     assert first.sessions_ago == 1
+
+
+def test_notes_carry_their_later_outcome() -> None:
+    from fabio.execution.types import ClosedTrade
+
+    def trade(at: str, pnl: float) -> ClosedTrade:
+        ns = parse_at(at)
+        return ClosedTrade("t", "ESH4", "MeanReversionPOC_v2", "range", 1, 1, "2024-03-05", ns,
+                           ns, 5000.0, 5001.0, pnl, 2.8, pnl - 2.8, 1.0, "target")
+
+    records = [rec("2024-03-05 10:00", "range", ["fade the edges"], "MeanReversionPOC_v2")]
+    closed = [trade("2024-03-05 09:00", -500.0), trade("2024-03-05 10:30", 300.0),
+              trade("2024-03-05 11:00", 200.0)]
+    [note] = notes_from_records(records, "ESH4", parse_at("2024-03-05 14:00"),
+                                closed_trades=closed)
+    assert note.outcome == "MeanReversionPOC_v2 after this note: 2 trades, 2 won, net $494"

@@ -13,11 +13,11 @@ from fabio.brain.thresholds import LearningRules, RegimeThresholds
 from fabio.config import FeatureConfig, Settings
 from fabio.data.base import MarketFeed
 from fabio.errors import FabioError
+from fabio.execution.engine import ExecutionEngine
 from fabio.features.engine import FeatureEngine
 from fabio.features.replay import snapshot_at
 from fabio.journal import LLM_EXCHANGES, Journal
 from fabio.playbook.setups import detect_setups
-from fabio.strategies import initialize_default_strategies
 from fabio.timeutil import format_ns
 
 BRAINS = ("rules", "llm", "cache")
@@ -71,14 +71,18 @@ def decide_at(
             "nothing to decide on (try another --at, or --eth)"
         )
     spec = feed.contract.spec
-    strategy_state = initialize_default_strategies()
+    # Strategy state, results and notes as the journal left them (issue: restart from the logs).
+    execution = ExecutionEngine.open(feed.contract, settings.log_dir, settings.risk_config(),
+                                     secrets=tuple(secret_values(settings)))
+    strategy_state = execution.strategy_state
     setups = detect_setups(snap, strategy_state, spec.tick_size)
     journal_path = settings.log_dir / LLM_EXCHANGES
     notes = load_notes(
-        journal_path, snap.symbol, snap.ts_ns, strategies={s.strategy for s in setups}
+        journal_path, snap.symbol, snap.ts_ns, strategies={s.strategy for s in setups},
+        closed_trades=execution.ledger.closed,
     )
     context = build_context(
-        snap, spec.tick_size, strategy_state, {}, notes,
+        snap, spec.tick_size, strategy_state, execution.get_performance_stats(), notes,
         triggered_setups=setups, trigger="manual",
     )
     reply = asyncio.run(brain.decide(context))
