@@ -365,10 +365,12 @@ def state(
     """What a restart rebuilds from the journal: strategy_state, performance, positions, limits."""
     from fabio.execution.engine import ExecutionEngine
     from fabio.instruments import parse_symbol
+    from fabio.strategies import load_strategies
 
     settings = _settings()
     contract = parse_symbol(symbol or settings.symbol)
     engine = ExecutionEngine.open(contract, settings.log_dir, settings.risk_config(),
+                                  defaults=load_strategies(settings.strategies_file),
                                   secrets=_secrets(settings))
     summary = engine.ledger.summary()
     summary["journal"] = str(settings.log_dir / "execution.jsonl")

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     max_trades_per_day: int = Field(10, ge=1, le=1000)
     flat_time: time = time(15, 8)
     log_dir: Path = Path("logs")
+    strategies_file: Path | None = None
 
     # Decision cadence (seconds)
     llm_decision_interval_default: float = Field(30.0, gt=0, le=3600)

@@ -7,7 +7,12 @@ bounds here are sanity limits for validating a brain's output; the execution gua
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fabio.errors import ConfigError
 
 MEAN_REVERSION = "MeanReversionPOC_v2"
 TREND_PULLBACK = "TrendLVN_Pullback_v1"
@@ -83,3 +88,36 @@ class StrategyPerformance(BaseModel):
     trades_per_session: float | None = None
     trades_this_session: int = 0
     by_regime: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+def load_strategies(path: Path | None) -> dict[str, StrategyParams]:
+    """The playbook's defaults, updated and extended from a JSON file (`STRATEGIES_FILE`).
+
+    The file is an object `{name: {parameter: value}}`: a playbook name overrides that
+    strategy's defaults; a new name adds a custom strategy (name it `Base:label`, e.g.
+    `MeanReversionPOC_v2:wide`, to run a built-in detector with its own parameters, or give a
+    `fabio.setups` plugin's name). Errors name the file, the strategy and the parameter.
+    """
+    strategies = initialize_default_strategies()
+    if path is None:
+        return strategies
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"STRATEGIES_FILE {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"STRATEGIES_FILE {path}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"STRATEGIES_FILE {path}: expected an object {{name: parameters}}")
+    for name, params in data.items():
+        if not isinstance(params, dict):
+            raise ConfigError(f"STRATEGIES_FILE {path}: {name}: expected an object of parameters")
+        base = strategies.get(name, StrategyParams())
+        try:
+            strategies[name] = StrategyParams.model_validate({**base.model_dump(), **params})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigError(f"STRATEGIES_FILE {path}: {name}: {problems}") from None
+    return strategies

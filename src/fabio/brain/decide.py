@@ -18,6 +18,7 @@ from fabio.features.engine import FeatureEngine
 from fabio.features.replay import snapshot_at
 from fabio.journal import LLM_EXCHANGES, Journal
 from fabio.playbook.setups import detect_setups
+from fabio.strategies import load_strategies
 from fabio.timeutil import format_ns
 
 BRAINS = ("rules", "llm", "cache")
@@ -73,6 +74,7 @@ def decide_at(
     spec = feed.contract.spec
     # Strategy state, results and notes as the journal left them (issue: restart from the logs).
     execution = ExecutionEngine.open(feed.contract, settings.log_dir, settings.risk_config(),
+                                     defaults=load_strategies(settings.strategies_file),
                                      secrets=tuple(secret_values(settings)))
     strategy_state = execution.strategy_state
     setups = detect_setups(snap, strategy_state, spec.tick_size)
