@@ -73,11 +73,15 @@ class ExecutionEngine:
         guardrails: GuardrailConfig | None = None,
         broker_config: SimBrokerConfig | None = None,
         secrets: tuple[str, ...] = (),
+        risk: RiskEngine | None = None,
     ) -> ExecutionEngine:
-        """A new engine, or the one the journal in `log_dir` describes (crash-only restart)."""
-        risk = RiskEngine(risk_config or RiskConfig())
+        """A new engine, or the one the journal in `log_dir` describes (crash-only restart).
+
+        Pass one `risk` engine to several symbols' engines to share the account's limits.
+        """
+        risk = risk or RiskEngine(risk_config or RiskConfig())
         ledger = Ledger.new(contract.spec, defaults or initialize_default_strategies(), risk,
-                            guardrails)
+                            guardrails, symbol=contract.symbol)
         journal = None
         problems: list[str] = []
         records: list[dict[str, Any]] = []

@@ -58,6 +58,7 @@ class Ledger:
     spec: InstrumentSpec
     book: StrategyBook
     risk: RiskEngine
+    symbol: str | None = None  # fold only this symbol's records (the risk engine may be shared)
     open_trades: dict[str, OpenTrade] = field(default_factory=dict)
     closed: list[ClosedTrade] = field(default_factory=list)
     trade_date: str | None = None
@@ -66,11 +67,13 @@ class Ledger:
 
     @classmethod
     def new(cls, spec: InstrumentSpec, defaults: dict[str, StrategyParams], risk: RiskEngine,
-            guardrails: GuardrailConfig | None = None) -> Ledger:
-        return cls(spec, StrategyBook(defaults, guardrails), risk)
+            guardrails: GuardrailConfig | None = None, symbol: str | None = None) -> Ledger:
+        return cls(spec, StrategyBook(defaults, guardrails), risk, symbol=symbol)
 
     # ---------------------------------------------------------------- the fold
     def apply(self, rec: dict[str, Any]) -> None:
+        if self.symbol is not None and rec.get("symbol") not in (None, self.symbol):
+            return
         kind = rec.get("type")
         handler = _HANDLERS.get(str(kind))
         if handler is not None:

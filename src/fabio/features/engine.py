@@ -160,7 +160,7 @@ class FeatureEngine:
         self.sessions_started = 0
         window = self.config.signal_window_sec * NS_PER_SEC
         self._window_ns = window
-        self._recent = TradeBatch.empty()
+        self._recent_parts: list[TradeBatch] = []
         self._pct = float(self.config.value_area_pct)
 
     # ------------------------------------------------------------------ ingestion
@@ -265,15 +265,22 @@ class FeatureEngine:
             )
 
     def _remember_recent(self, trades: TradeBatch) -> None:
+        """Keep the trades of the last signal window as parts, joined only when needed."""
+        self._recent_parts.append(trades)
         horizon = int(trades.ts[-1]) - self._window_ns
-        keep_new = trades.slice(int(np.searchsorted(trades.ts, horizon, side="right")), len(trades))
-        if len(self._recent) and self._recent.ts[-1] > horizon:
-            old = self._recent.slice(
-                int(np.searchsorted(self._recent.ts, horizon, side="right")), len(self._recent)
-            )
-            self._recent = TradeBatch.concat([old, keep_new])
-        else:
-            self._recent = keep_new
+        while len(self._recent_parts) > 1 and self._recent_parts[0].ts[-1] <= horizon:
+            self._recent_parts.pop(0)
+
+    @property
+    def _recent(self) -> TradeBatch:
+        if not self._recent_parts:
+            return TradeBatch.empty()
+        if len(self._recent_parts) > 1:
+            joined = TradeBatch.concat(self._recent_parts)
+            horizon = int(joined.ts[-1]) - self._window_ns
+            start = int(np.searchsorted(joined.ts, horizon, side="right"))
+            self._recent_parts = [joined.slice(start, len(joined))]
+        return self._recent_parts[0]
 
     def advance_to(self, at_ns: int) -> None:
         """Let market time pass without trades (closes a session whose end has passed)."""

@@ -1,0 +1,317 @@
+"""The agent: one event loop for every mode (ARCHITECTURE.md §2).
+
+feed → features → cadence → brain → guardrails → risk → broker → fills → performance → journal,
+with an event bus a dashboard can subscribe to. Time comes from the events: a backtest runs as
+fast as it can and awaits the brain in market time (deterministic); paper trading runs the brain
+as a task while market data keeps flowing, and drops a decision whose snapshot is older than
+`stale_sec` when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fabio.brain.base import Brain, BrainReply
+from fabio.brain.cadence import Cadence
+from fabio.brain.context import DecisionContext, PositionView, build_context
+from fabio.brain.exchange import RECORD_TYPE, exchange_record
+from fabio.brain.notes import notes_from_records
+from fabio.brain.schema import ImportanceZone
+from fabio.domain import TradeBatch
+from fabio.execution.engine import ExecutionEngine
+from fabio.features.engine import FeatureEngine
+from fabio.features.snapshot import FeatureSnapshot
+from fabio.journal import Journal
+from fabio.playbook.setups import detect_setups
+from fabio.sessions import SessionKind
+
+NS = 1_000_000_000
+Subscriber = Callable[[dict[str, Any]], None]
+
+
+class EventBus:
+    """Synchronous publish/subscribe of plain dict events (`trade_update`, `decision`, ...)."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, callback: Subscriber) -> None:
+        self._subscribers.append(callback)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for callback in self._subscribers:
+            callback(event)
+
+
+@dataclass(slots=True)
+class AgentStats:
+    decisions: int = 0
+    fallbacks: int = 0
+    stale_dropped: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    brains: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Timeline:
+    """What a report draws: prices and levels per minute, decisions, regime labels."""
+
+    minute_ts: list[int] = field(default_factory=list)
+    price: list[float] = field(default_factory=list)
+    poc: list[float | None] = field(default_factory=list)
+    vah: list[float | None] = field(default_factory=list)
+    val: list[float | None] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Agent:
+    """One symbol's agent."""
+
+    def __init__(
+        self,
+        features: FeatureEngine,
+        execution: ExecutionEngine,
+        brain: Brain,
+        cadence: Cadence,
+        exchanges: Journal | None = None,
+        learning: bool = True,
+        live: bool = False,
+        bus: EventBus | None = None,
+        setup_check_sec: int = 5,
+        step_sec: float | None = None,
+        stale_sec: float = 10.0,
+        note_records: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.features = features
+        self.execution = execution
+        self.brain = brain
+        self.cadence = cadence
+        self.exchanges = exchanges
+        self.learning = learning
+        self.live = live
+        self.bus = bus or EventBus()
+        self.setup_check_sec = setup_check_sec
+        # The loop steps at the cadence's finest interval: decisions and risk checks happen on
+        # that grid of market time, while the broker still fills order by order within a step.
+        self.step_ns = int((step_sec or min(cadence.inner_sec, setup_check_sec)) * NS)
+        self.stale_sec = stale_sec
+        self.symbol = execution.symbol
+        self.tick = execution.spec.tick_size
+        self.zones: list[ImportanceZone] = []
+        self.stats = AgentStats()
+        self.timeline = Timeline()
+        self._note_records = note_records or []
+        self._session_index = -1
+        self._session_open_ns = 0
+        self._session_close_ns = 0
+        self._last_price: int | None = None
+        self._last_ts = 0
+        self._last_setups: set[str] = set()
+        self._closed_seen = len(execution.ledger.closed)
+        self._next_setup_check = 0
+        self._pending: asyncio.Task[tuple[DecisionContext, BrainReply]] | None = None
+        self._minute = -1
+        self._regime: str | None = None
+
+    # ---------------------------------------------------------------- feeding
+    async def feed(self, trades: TradeBatch) -> None:
+        """Process trades one step of market time at a time; decide when the cadence says so."""
+        if len(trades) == 0:
+            return
+        step = self.step_ns
+        first = int(trades.ts[0]) // step * step + step
+        edges = np.arange(first, int(trades.ts[-1]) + step, step, dtype=np.int64)
+        cuts = np.searchsorted(trades.ts, edges, side="left")
+        start = 0
+        for edge, cut in zip(edges.tolist(), cuts.tolist(), strict=True):
+            if cut == start:
+                continue
+            await self._step(trades.slice(start, cut), edge)
+            start = cut
+        if start < len(trades):
+            await self._step(trades.slice(start, len(trades)), int(trades.ts[-1]))
+
+    async def _step(self, trades: TradeBatch, now: int) -> None:
+        await self._roll_session(int(trades.ts[0]))
+        self.features.update(trades)
+        self.execution.on_trades(trades)
+        self._last_price = int(trades.price[-1])
+        self._last_ts = int(trades.ts[-1])
+        await self._collect_pending(now)
+        if self._session_index < 0 or now > self._session_close_ns:
+            return
+        event = len(self.execution.ledger.closed) > self._closed_seen
+        self._closed_seen = len(self.execution.ledger.closed)
+        snap: FeatureSnapshot | None = None
+        if now >= self._next_setup_check:
+            self._next_setup_check = now + self.setup_check_sec * NS
+            snap = self.features.snapshot(now)
+            self._record_minute(snap, now)
+            names = {s.strategy for s in self._setups(snap)}
+            event = event or bool(names - self._last_setups)
+            self._last_setups = names
+        band = self.cadence.band(self._last_price * self.tick, self.tick, self.zones)
+        if self._pending is None and self.cadence.due(now, band, event):
+            trigger = "event" if event else f"interval_{band.value}"
+            await self._decide(snap or self.features.snapshot(now), now, trigger)
+
+    async def _roll_session(self, ts: int) -> None:
+        if self._session_open_ns <= ts < self._session_close_ns:
+            return
+        cal = self.features.calendar
+        idx = int(cal.locate(np.array([ts], dtype=np.int64), SessionKind.RTH)[0])
+        if idx < 0 or idx == self._session_index:
+            return
+        await self.close_session()
+        session = cal.session(idx)
+        self._session_index = idx
+        self._session_open_ns = session.rth_open_ns
+        self._session_close_ns = session.rth_close_ns
+        self.execution.start_session(session.trade_date.isoformat(), session.rth_open_ns)
+        self.cadence.last_decision_ns = None
+        self.zones = []
+
+    async def close_session(self) -> None:
+        """Flat and closed at the session's end (also at the end of the data)."""
+        if self._session_index < 0:
+            return
+        await self._drain_pending()
+        session = self.features.calendar.session(self._session_index)
+        end_ns = min(self._session_close_ns, self._last_ts) if self._last_ts else \
+            self._session_close_ns
+        self.execution.end_session(session.trade_date.isoformat(), end_ns, self._last_price)
+        self._session_index = -1
+        self._session_open_ns = self._session_close_ns = 0
+
+    # ---------------------------------------------------------------- deciding
+    def _setups(self, snap: FeatureSnapshot) -> list[Any]:
+        if snap.market_stats is None or snap.price is None:
+            return []
+        return detect_setups(snap, self.execution.strategy_state, self.tick)
+
+    def context(self, snap: FeatureSnapshot, trigger: str) -> DecisionContext | None:
+        if snap.market_stats is None or snap.price is None or snap.session is None:
+            return None
+        setups = self._setups(snap)
+        trade = self.execution.position()
+        position = PositionView()
+        if trade is not None and trade.qty != 0:
+            position = PositionView(
+                side="long" if trade.side > 0 else "short", size=abs(trade.qty),
+                entry_price=self.execution.spec.to_price(trade.avg_entry),
+                stop_price=self.execution.spec.to_price(trade.stop_ticks),
+                target_price=self.execution.spec.to_price(trade.target_ticks),
+                strategy=trade.strategy,
+                unrealized_ticks=round((snap.price / self.tick - trade.avg_entry) * trade.side, 2),
+            )
+        notes = notes_from_records(self._note_records, self.symbol, snap.ts_ns, self._regime,
+                                   {s.strategy for s in setups},
+                                   closed_trades=self.execution.ledger.closed)
+        return build_context(
+            snap, self.tick, self.execution.strategy_state,
+            self.execution.get_performance_stats(), notes, position, self.zones, setups, trigger,
+        )
+
+    async def _decide(self, snap: FeatureSnapshot, now: int, trigger: str) -> None:
+        ctx = self.context(snap, trigger)
+        if ctx is None:
+            return
+        self.cadence.mark(now)
+        if self.live:
+            self._pending = asyncio.create_task(self._ask(ctx))
+            return
+        reply = await self.brain.decide(ctx)
+        self._apply(ctx, reply, now)
+
+    async def _ask(self, ctx: DecisionContext) -> tuple[DecisionContext, BrainReply]:
+        return ctx, await self.brain.decide(ctx)
+
+    async def _collect_pending(self, now: int) -> None:
+        if self._pending is None or not self._pending.done():
+            return
+        ctx, reply = self._pending.result()
+        self._pending = None
+        if (now - ctx.market_time_ns) / NS > self.stale_sec:
+            self.stats.stale_dropped += 1
+            age = (now - ctx.market_time_ns) / NS
+            self._journal(ctx, reply, dropped=f"stale: the snapshot was {age:.1f} s old")
+            return
+        self._apply(ctx, reply, now)
+
+    async def _drain_pending(self) -> None:
+        if self._pending is not None:
+            await self._pending
+            await self._collect_pending(self._last_ts)
+
+    def _apply(self, ctx: DecisionContext, reply: BrainReply, now: int) -> None:
+        d = reply.decision
+        self._account(reply)
+        self._regime = d.market_assessment.regime
+        self.zones = list(d.importance_zones)
+        changes = []
+        if self.learning:
+            changes = self.execution.apply_strategy_updates(d.strategy_updates, now, reply.brain)
+        results = [
+            self.execution.process_trade_decision(t, now, self._last_price or 0, self._regime)
+            for t in d.trade_decisions
+        ]
+        record = self._journal(ctx, reply)
+        if d.notes_to_future_self and record is not None:
+            self._note_records.append(record)
+        event = {
+            "type": "trade_update", "symbol": self.symbol, "ts_ns": now,
+            "price": ctx.price, "market_assessment": d.market_assessment.model_dump(),
+            "active_strategies": d.strategy_updates.active_strategies,
+            "strategy_performance": {
+                k: v.model_dump() for k, v in self.execution.get_performance_stats().items()},
+            "executions": [r.to_dict() for r in results],
+            "strategy_changes": [c.to_record() for c in changes],
+        }
+        self.timeline.decisions.append({
+            "ts_ns": now, "regime": self._regime, "market_state": d.market_assessment.market_state,
+            "price": ctx.price, "entries": sum(1 for r in results if r.accepted),
+        })
+        self.bus.publish(event)
+
+    def _account(self, reply: BrainReply) -> None:
+        s = self.stats
+        s.decisions += 1
+        s.fallbacks += 1 if reply.fell_back else 0
+        s.prompt_tokens += reply.prompt_tokens
+        s.completion_tokens += reply.completion_tokens
+        s.cached_tokens += reply.cached_tokens
+        s.cost_usd += reply.cost_usd
+        s.brains[reply.brain] = s.brains.get(reply.brain, 0) + 1
+
+    def _journal(self, ctx: DecisionContext, reply: BrainReply,
+                 dropped: str | None = None) -> dict[str, Any] | None:
+        record = exchange_record(ctx, reply)
+        if dropped:
+            record["dropped"] = dropped
+        if self.exchanges is not None:
+            self.exchanges.append(record)
+        return {"type": RECORD_TYPE, "symbol": record["symbol"],
+                "market_time_ns": record["market_time_ns"],
+                "decision": {"market_assessment": record["decision"]["market_assessment"],
+                             "notes_to_future_self": record["decision"]["notes_to_future_self"]}}
+
+    def _record_minute(self, snap: FeatureSnapshot, now: int) -> None:
+        minute = now // (60 * NS)
+        if minute == self._minute or snap.price is None:
+            return
+        self._minute = minute
+        t = self.timeline
+        t.minute_ts.append(now)
+        t.price.append(snap.price)
+        prof = snap.profile
+        t.poc.append(prof.poc if prof else None)
+        t.vah.append(prof.vah if prof else None)
+        t.val.append(prof.val if prof else None)

@@ -1,0 +1,232 @@
+"""Run the agent over data files (or the synthetic market) and summarise what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabio.agent import Agent
+from fabio.brain.base import Brain
+from fabio.brain.cadence import Cadence
+from fabio.config import FeatureConfig
+from fabio.data.base import MarketFeed
+from fabio.execution.engine import ExecutionEngine
+from fabio.execution.performance import performance_by_strategy
+from fabio.execution.risk import RiskConfig, RiskEngine
+from fabio.execution.types import ClosedTrade
+from fabio.features.engine import FeatureEngine
+from fabio.journal import LLM_EXCHANGES, Journal
+from fabio.strategies import StrategyParams
+from fabio.timeutil import CHICAGO, datetime_to_ns
+
+Progress = Callable[[int], None]
+
+
+@dataclass(slots=True)
+class BacktestResult:
+    """Everything a summary or a report needs."""
+
+    symbol: str
+    brain: str
+    learning: bool
+    sources: list[str]
+    starting_balance: float
+    closed_trades: list[ClosedTrade]
+    strategy_changes: list[dict[str, Any]]
+    timeline: dict[str, Any]
+    stats: dict[str, Any]
+    risk: dict[str, Any]
+    strategy_state: dict[str, Any]
+    labels: dict[str, list[Any]] | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["closed_trades"] = [t.to_dict() for t in self.closed_trades]
+        return out
+
+
+def _date_bounds(start: date | None, end: date | None) -> tuple[int | None, int | None]:
+    from datetime import datetime, time
+
+    lo = datetime_to_ns(datetime.combine(start, time(0, 0), CHICAGO)) if start else None
+    hi = None
+    if end:
+        nxt = end.toordinal() + 1
+        hi = datetime_to_ns(datetime.combine(date.fromordinal(nxt), time(0, 0), CHICAGO))
+    return lo, hi
+
+
+async def _replay(agent: Agent, feeds: Iterable[MarketFeed], lo: int | None, hi: int | None,
+                  progress: Progress | None) -> None:
+    for feed in feeds:
+        for batch in feed.batches():
+            trades = batch.trades
+            if len(trades) == 0:
+                continue
+            if lo is not None and trades.ts[-1] < lo:
+                continue
+            if hi is not None and trades.ts[0] >= hi:
+                break
+            if lo is not None or hi is not None:
+                keep = np.ones(len(trades), dtype=np.bool_)
+                if lo is not None:
+                    keep &= trades.ts >= lo
+                if hi is not None:
+                    keep &= trades.ts < hi
+                trades = trades.take(keep)
+            await agent.feed(trades)
+            if progress is not None:
+                progress(len(trades))
+    await agent.close_session()
+
+
+def run_backtest(
+    feeds: list[MarketFeed],
+    brain: Brain,
+    log_dir: Path,
+    feature_config: FeatureConfig | None = None,
+    risk_config: RiskConfig | None = None,
+    strategies: dict[str, StrategyParams] | None = None,
+    cadence: Cadence | None = None,
+    learning: bool = True,
+    start: date | None = None,
+    end: date | None = None,
+    progress: Progress | None = None,
+    labels: dict[str, list[Any]] | None = None,
+) -> BacktestResult:
+    """Replay `feeds` (one contract) through a fresh agent journaling into `log_dir`."""
+    if log_dir.exists():
+        shutil.rmtree(log_dir)  # a backtest starts from nothing: its journal is its own
+    log_dir.mkdir(parents=True)
+    contract = feeds[0].contract
+    risk = RiskEngine(risk_config or RiskConfig())
+    execution = ExecutionEngine.open(contract, log_dir, defaults=strategies, risk=risk)
+    agent = Agent(
+        FeatureEngine(contract, feature_config or FeatureConfig()),
+        execution, brain, cadence or Cadence(),
+        exchanges=Journal(log_dir / LLM_EXCHANGES), learning=learning,
+    )
+    lo, hi = _date_bounds(start, end)
+    asyncio.run(_replay(agent, feeds, lo, hi, progress))
+    changes = [
+        r for r in _read_type(log_dir / "execution.jsonl", "strategy_change") if r.get("accepted")
+    ]
+    t = agent.timeline
+    result = BacktestResult(
+        symbol=contract.symbol,
+        brain=brain.name,
+        learning=learning,
+        sources=[f.report.source for f in feeds],
+        starting_balance=risk.account.starting_balance,
+        closed_trades=list(execution.ledger.closed),
+        strategy_changes=changes,
+        timeline={"minute_ts": t.minute_ts, "price": t.price, "poc": t.poc, "vah": t.vah,
+                  "val": t.val, "decisions": t.decisions},
+        stats=asdict(agent.stats),
+        risk=risk.to_dict(),
+        strategy_state={k: v.model_dump() for k, v in execution.strategy_state.items()},
+        labels=labels,
+    )
+    result.summary = summarise(result)
+    return result
+
+
+def _read_type(path: Path, kind: str) -> list[dict[str, Any]]:
+    from fabio.journal import iter_records
+
+    return list(iter_records(path, kind))
+
+
+def daily_pnl(trades: list[ClosedTrade]) -> dict[str, float]:
+    days: dict[str, float] = {}
+    for t in trades:
+        days[t.trade_date] = days.get(t.trade_date, 0.0) + t.net_pnl_usd
+    return dict(sorted(days.items()))
+
+
+def summarise(result: BacktestResult) -> dict[str, Any]:
+    """Net P&L after costs, trades, win rate, profit factor, drawdown, Sharpe, breaches, tables."""
+    trades = result.closed_trades
+    pnls = [t.net_pnl_usd for t in trades]
+    equity = np.cumsum([0.0, *pnls])
+    peak = np.maximum.accumulate(equity)
+    days = daily_pnl(trades)
+    daily = np.array(list(days.values()), dtype=float)
+    sharpe = (
+        float(daily.mean() / daily.std(ddof=1) * math.sqrt(252))
+        if len(daily) > 1 and daily.std(ddof=1) > 0 else None
+    )
+    wins = [p for p in pnls if p > 0]
+    losses = [-p for p in pnls if p < 0]
+    by_regime: dict[str, list[ClosedTrade]] = {}
+    for t in trades:
+        by_regime.setdefault(t.regime or "unknown", []).append(t)
+    risk_state = result.risk
+    stats = result.stats
+    return {
+        "symbol": result.symbol,
+        "brain": result.brain,
+        "learning": result.learning,
+        "sessions_traded": len(days),
+        "trades": len(trades),
+        "net_pnl_usd": round(float(sum(pnls)), 2),
+        "fees_usd": round(sum(t.fees_usd for t in trades), 2),
+        "win_rate": round(len(wins) / len(trades), 4) if trades else None,
+        "profit_factor": round(sum(wins) / sum(losses), 3) if losses else None,
+        "max_drawdown_usd": round(float((peak - equity).max()), 2),
+        "sharpe_daily": round(sharpe, 3) if sharpe is not None else None,
+        "rule_breaches": rule_breaches(result),
+        "final_balance": round(result.starting_balance + float(sum(pnls)), 2),
+        "trading_state": risk_state.get("state"),
+        "per_strategy": {k: v.model_dump(exclude={"by_regime", "trades_this_session"})
+                         for k, v in performance_by_strategy(trades).items()},
+        "per_regime": {
+            regime: {"trades": len(ts), "net_pnl_usd": round(sum(t.net_pnl_usd for t in ts), 2),
+                     "win_rate": round(sum(1 for t in ts if t.net_pnl_usd > 0) / len(ts), 4)}
+            for regime, ts in sorted(by_regime.items())
+        },
+        "strategy_changes": len(result.strategy_changes),
+        "decisions": stats.get("decisions", 0),
+        "llm_fallbacks": stats.get("fallbacks", 0),
+        "tokens": {"prompt": stats.get("prompt_tokens", 0),
+                   "completion": stats.get("completion_tokens", 0),
+                   "cached": stats.get("cached_tokens", 0)},
+        "llm_cost_usd": round(float(stats.get("cost_usd", 0.0)), 4),
+    }
+
+
+def rule_breaches(result: BacktestResult) -> list[str]:
+    """Prop-firm rules broken, judged from the trades alone (independent of the risk engine)."""
+    from fabio.execution.risk import PRESETS
+
+    preset = PRESETS[str(result.risk.get("config", {}).get("preset", "50K"))] \
+        if isinstance(result.risk.get("config"), dict) else PRESETS["50K"]
+    out = []
+    balance = eod_high = result.starting_balance
+    for day, pnl in daily_pnl(result.closed_trades).items():
+        if pnl <= -preset.daily_loss_usd:
+            out.append(f"{day}: daily loss ${-pnl:,.2f} reached the "
+                       f"${preset.daily_loss_usd:,.0f} limit")
+        balance += pnl
+        floor = min(eod_high - preset.max_loss_usd, result.starting_balance)
+        if balance <= floor:
+            out.append(f"{day}: balance ${balance:,.2f} at or below the maximum-loss floor "
+                       f"${floor:,.2f}")
+        eod_high = max(eod_high, balance)
+    return out
+
+
+def synthetic_labels(feed: Any) -> dict[str, list[Any]] | None:
+    labels = getattr(feed, "labels", None)
+    if labels is None:
+        return None
+    return {"minute_ts": labels.minute_ts.tolist(), "regime": labels.names()}
