@@ -116,6 +116,8 @@ def _report_skips(feed: Any) -> None:
 def _fmt(value: object) -> str:
     if value is None:
         return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.2f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:,.0f}"
     if isinstance(value, list):
@@ -353,6 +355,88 @@ def _print_decision(record: dict[str, Any]) -> None:
         f"{tokens['completion']} out ({tokens['cached']} cached), "
         f"cost ${record['cost_usd']:.4f}; journaled to {record['journal']}"
     )
+
+
+@app.command()
+def backtest(
+    data: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Data files (any format `fabio features` reads). Omitted: the "
+                       "synthetic market, with its true regimes for the report."),
+    ] = None,
+    brain: BrainOpt = "rules",
+    start: Annotated[
+        str | None, typer.Option("--from", help="First trade date YYYY-MM-DD.")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last trade date YYYY-MM-DD.")] = None,
+    symbol: SymbolOpt = None,
+    no_learning: Annotated[
+        bool, typer.Option("--no-learning", help="Freeze strategy state: the static baseline.")
+    ] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write an HTML report here.")
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", min=1, help="Run the files in N parallel processes "
+                          "(each file an independent backtest; results resume).")
+    ] = 1,
+    executor: Annotated[
+        str, typer.Option("--executor", help="local, or ray (pip install 'fabio[ray]').")
+    ] = "local",
+    days: Annotated[int, typer.Option("--days", min=1, help="Synthetic sessions.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Synthetic market seed.")] = 7,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--log-dir", help="Where the backtest journals go (wiped first). "
+                     "Default: logs/backtest."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Replay data through the agent as fast as possible; summary, journals and a report."""
+    from fabio.backtest.cli_support import run_cli_backtest
+
+    settings = _settings()
+    summary = run_cli_backtest(
+        settings, data or [], brain, start, end, symbol, not no_learning, report, jobs,
+        executor, days, seed, out_dir or settings.log_dir / "backtest", quiet=json_out,
+        console=err,
+    )
+    if json_out:
+        _print_json(summary)
+        return
+    _print_backtest_summary(summary)
+
+
+_SUMMARY_COLUMNS = ("trades", "win_rate", "net_pnl_usd", "net_pnl", "avg_r", "profit_factor",
+                    "max_drawdown_usd", "max_drawdown")
+
+
+def _print_backtest_summary(s: dict[str, Any]) -> None:
+    head: dict[str, Any] = {k: s[k] for k in (
+        "symbol", "brain", "learning", "sessions_traded", "trades", "net_pnl_usd", "fees_usd",
+        "win_rate", "profit_factor", "max_drawdown_usd", "sharpe_daily", "final_balance",
+        "decisions", "llm_fallbacks", "llm_cost_usd") if k in s}
+    head["rule_breaches"] = len(s.get("rule_breaches", []))
+    head["tokens"] = s.get("tokens", {})
+    out.print(_kv_table("Backtest summary (after costs)", head))
+    for title, key in (("Per strategy", "per_strategy"), ("Per regime", "per_regime"),
+                       ("Per year", "per_year")):
+        rows = s.get(key) or {}
+        if not rows:
+            continue
+        cols = [c for c in next(iter(rows.values())) if c in _SUMMARY_COLUMNS]
+        table = Table(title=title, title_justify="left")
+        table.add_column(key.split("_", 1)[1])
+        for c in cols:
+            table.add_column(c, justify="right")
+        for name, row in rows.items():
+            table.add_row(name, *(_fmt(row[c]) for c in cols))
+        out.print(table)
+    for breach in s.get("rule_breaches", []):
+        out.print(f"[red]rule breach:[/] {breach}")
+    for extra in ("journal", "report"):
+        if s.get(extra):
+            out.print(f"{extra}: {s[extra]}")
 
 
 @app.command()

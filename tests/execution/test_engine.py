@@ -82,7 +82,7 @@ def test_full_cycle_enter_target_performance(tmp_path: Path) -> None:
         (enter(stop_price=4990.0), ct(9, 0), "wider than the strategy's stop_ticks"),
         (enter(target_price=5001.0), ct(9, 0), "below the strategy's min_rr"),
         (enter(stop_price=5001.0), ct(9, 0), "either side of the entry"),
-        (enter("Wide"), ct(9, 0), "contract risks $5,000.00"),  # beyond the risk budget
+        (enter("Wide"), ct(9, 0), "contract risks $5,025.00"),  # beyond the risk budget
     ],
 )
 def test_hostile_decisions_are_refused_and_journaled(

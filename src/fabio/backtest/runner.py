@@ -108,12 +108,23 @@ def run_backtest(
         shutil.rmtree(log_dir)  # a backtest starts from nothing: its journal is its own
     log_dir.mkdir(parents=True)
     contract = feeds[0].contract
+    resolution = max((_resolution_sec(f) for f in feeds), default=0.0)
+    if cadence is None and resolution > 5:
+        # Bars: nothing changes inside a bar, so decide (and step) at most once per bar.
+        cadence = Cadence(default_sec=max(30.0, resolution), outer_sec=max(15.0, resolution),
+                          inner_sec=resolution, floor_sec=resolution)
     risk = RiskEngine(risk_config or RiskConfig())
-    execution = ExecutionEngine.open(contract, log_dir, defaults=strategies, risk=risk)
+    # Coarse data jumps between prints: bars need wider minimum stops and slippage allowance.
+    coarse = resolution > 5
+    execution = ExecutionEngine.open(
+        contract, log_dir, defaults=strategies, risk=risk,
+        min_stop_ticks=8 if coarse else 4, slippage_allowance_ticks=8 if coarse else 2,
+    )
     agent = Agent(
         FeatureEngine(contract, feature_config or FeatureConfig()),
         execution, brain, cadence or Cadence(),
         exchanges=Journal(log_dir / LLM_EXCHANGES), learning=learning,
+        setup_check_sec=max(5, int(resolution)),
     )
     lo, hi = _date_bounds(start, end)
     asyncio.run(_replay(agent, feeds, lo, hi, progress))
@@ -138,6 +149,15 @@ def run_backtest(
     )
     result.summary = summarise(result)
     return result
+
+
+def _resolution_sec(feed: MarketFeed) -> float:
+    """The data's time resolution: a bar file's bar length, else 0 (tick data)."""
+    from fabio.data.sierra import SierraBarFeed
+
+    if isinstance(feed, SierraBarFeed):
+        return (feed.bar_length_ns or 300 * 1_000_000_000) / 1e9
+    return 0.0
 
 
 def _read_type(path: Path, kind: str) -> list[dict[str, Any]]:
@@ -194,6 +214,7 @@ def summarise(result: BacktestResult) -> dict[str, Any]:
                      "win_rate": round(sum(1 for t in ts if t.net_pnl_usd > 0) / len(ts), 4)}
             for regime, ts in sorted(by_regime.items())
         },
+        "per_year": per_year(result),
         "strategy_changes": len(result.strategy_changes),
         "decisions": stats.get("decisions", 0),
         "llm_fallbacks": stats.get("fallbacks", 0),
@@ -202,6 +223,27 @@ def summarise(result: BacktestResult) -> dict[str, Any]:
                    "cached": stats.get("cached_tokens", 0)},
         "llm_cost_usd": round(float(stats.get("cost_usd", 0.0)), 4),
     }
+
+
+def per_year(result: BacktestResult) -> dict[str, dict[str, Any]]:
+    """Net P&L, trades, win rate, profit factor and max drawdown by calendar year."""
+    years: dict[str, list[ClosedTrade]] = {}
+    for t in result.closed_trades:
+        years.setdefault(t.trade_date[:4], []).append(t)
+    out = {}
+    for year, ts in sorted(years.items()):
+        pnls = [t.net_pnl_usd for t in ts]
+        equity = np.cumsum([0.0, *pnls])
+        wins = sum(p for p in pnls if p > 0)
+        losses = -sum(p for p in pnls if p < 0)
+        out[year] = {
+            "trades": len(ts),
+            "net_pnl_usd": round(float(sum(pnls)), 2),
+            "win_rate": round(sum(1 for p in pnls if p > 0) / len(ts), 4),
+            "profit_factor": round(wins / losses, 3) if losses else None,
+            "max_drawdown_usd": round(float((np.maximum.accumulate(equity) - equity).max()), 2),
+        }
+    return out
 
 
 def rule_breaches(result: BacktestResult) -> list[str]:

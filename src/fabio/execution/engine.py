@@ -50,6 +50,8 @@ class ExecutionEngine:
         ledger: Ledger,
         broker: SimulatedBroker,
         journal: Journal | None = None,
+        min_stop_ticks: int = 4,
+        slippage_allowance_ticks: int = 2,
     ) -> None:
         self.contract = contract
         self.symbol = contract.symbol
@@ -57,6 +59,11 @@ class ExecutionEngine:
         self.ledger = ledger
         self.broker = broker
         self.journal = journal
+        # A stop can slip (a fast market, a gap, coarse data): entries are sized and checked
+        # against the stop distance plus this allowance, and stops closer than the minimum
+        # (where slippage would dominate the risk) are refused.
+        self.min_stop_ticks = min_stop_ticks
+        self.slippage_allowance_ticks = slippage_allowance_ticks
         self.order_trade: dict[str, str] = {}
         self.problems: list[str] = []
         self._next_trade = 1 + sum(
@@ -74,6 +81,8 @@ class ExecutionEngine:
         broker_config: SimBrokerConfig | None = None,
         secrets: tuple[str, ...] = (),
         risk: RiskEngine | None = None,
+        min_stop_ticks: int = 4,
+        slippage_allowance_ticks: int = 2,
     ) -> ExecutionEngine:
         """A new engine, or the one the journal in `log_dir` describes (crash-only restart).
 
@@ -94,7 +103,7 @@ class ExecutionEngine:
             journal = Journal(path, secrets=secrets)
         broker = SimulatedBroker(contract.spec, contract.symbol, broker_config,
                                  id_prefix=_next_order_number(records, contract.symbol))
-        engine = cls(contract, ledger, broker, journal)
+        engine = cls(contract, ledger, broker, journal, min_stop_ticks, slippage_allowance_ticks)
         engine.problems = problems
         engine._next_trade = _next_trade_number(records, contract.symbol)
         engine._reprotect(ledger.last_ts_ns)
@@ -183,14 +192,17 @@ class ExecutionEngine:
             return ExecResult(False, plan)
         entry_ref, stop, target = plan
         stop_dist = side * (entry_ref - stop)
+        if stop_dist < self.min_stop_ticks:
+            return ExecResult(False, f"stop {stop_dist} ticks away is closer than the minimum "
+                                     f"{self.min_stop_ticks}: slippage would dominate the risk")
+        risk_ticks = stop_dist + self.slippage_allowance_ticks
         rf = min(d.risk_fraction or params.risk_fraction, params.risk_fraction)
-        sized = self.ledger.risk.size(self.spec, rf, stop_dist)
+        sized = self.ledger.risk.size(self.spec, rf, risk_ticks)
         if sized.qty <= 0:
             return ExecResult(False, sized.reason)
-        verdict = self.ledger.risk.check_entry(self.spec, sized.qty, stop_dist, now_ns)
-        if not verdict.ok:
-            return ExecResult(False, verdict.reason)
-        qty = verdict.qty or sized.qty
+        qty, reason = self._fit(sized.qty, risk_ticks, now_ns)
+        if qty <= 0:
+            return ExecResult(False, reason)
         trade_id = f"{self.symbol}-T{self._next_trade}"
         request = BracketRequest(
             symbol=self.symbol, side=side, qty=qty, strategy=strategy,
@@ -213,6 +225,16 @@ class ExecutionEngine:
             "trade_date": self.ledger.trade_date, "orders": [o.id for o in orders],
         })
         return ExecResult(True, f"bracket sent: {qty} x {d.side}", trade_id, qty)
+
+    def _fit(self, qty: int, risk_ticks: int, now_ns: int) -> tuple[int, str]:
+        """The largest size up to `qty` the risk engine allows (0 and its reason if none)."""
+        reason = ""
+        for q in range(qty, 0, -1):
+            verdict = self.ledger.risk.check_entry(self.spec, q, risk_ticks, now_ns)
+            if verdict.ok:
+                return q, ""
+            reason = verdict.reason
+        return 0, reason
 
     def _bracket_ticks(self, d: TradeDecision, side: int, last: int,
                        params: StrategyParams) -> tuple[int, int, int] | str:

@@ -1,0 +1,191 @@
+"""What `fabio backtest` does, kept out of the CLI module: feeds, progress, sweep, report."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fabio.backtest.runner import BacktestResult, run_backtest, summarise, synthetic_labels
+from fabio.backtest.sweep import SweepJob, run_sweep
+from fabio.config import Settings
+from fabio.data import open_feed
+from fabio.data.base import MarketFeed
+from fabio.errors import FabioError
+from fabio.execution.types import ClosedTrade
+from fabio.instruments import parse_symbol
+
+
+def _date(text: str | None, flag: str) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise FabioError(f"{flag} '{text}': expected a date YYYY-MM-DD") from None
+
+
+def _chronological(paths: list[Path]) -> list[Path]:
+    """Contract files in expiry order (ESH15 before ESM15 before ESH16), others by name."""
+
+    def key(p: Path) -> tuple[int, str]:
+        try:
+            contract = parse_symbol(p.name.split(".")[0], 2000)
+        except FabioError:
+            return (0, p.name)
+        month = contract.expiry_month
+        return ((month.year * 100 + month.month) if month else 0, p.name)
+
+    return sorted(paths, key=key)
+
+
+def run_cli_backtest(
+    settings: Settings,
+    data: list[Path],
+    brain_kind: str,
+    start: str | None,
+    end: str | None,
+    symbol: str | None,
+    learning: bool,
+    report: Path | None,
+    jobs: int,
+    executor: str,
+    days: int,
+    seed: int,
+    log_dir: Path,
+    quiet: bool,
+    console: Console,
+) -> dict[str, Any]:
+    from fabio.brain.decide import make_brain
+    from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
+    from fabio.strategies import load_strategies
+
+    first, last = _date(start, "--from"), _date(end, "--to")
+    if jobs > 1 or executor != "local":
+        if not data:
+            raise FabioError("--jobs/--executor run data files in parallel: give the files")
+        return _sweep(
+            settings,
+            data,
+            brain_kind,
+            start,
+            end,
+            symbol,
+            learning,
+            jobs,
+            executor,
+            log_dir,
+            quiet,
+            console,
+        )
+    feeds: list[MarketFeed]
+    if data:
+        feeds = [open_feed(p, symbol=symbol) for p in _chronological(data)]
+    else:
+        root = (symbol or settings.symbol)[:3].rstrip("FGHJKMNQUVXZ0123456789") or "ES"
+        synthetic = SyntheticFeed(SyntheticConfig(symbol=root, days=days, seed=seed))
+        feeds = [synthetic]
+    brain = make_brain(brain_kind, settings)
+    with Progress(
+        TextColumn("[bold]backtest"),
+        BarColumn(),
+        TextColumn("{task.completed:,} trades"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    ) as progress:
+        task = progress.add_task("trades", total=None)
+        result = run_backtest(
+            feeds,
+            brain,
+            log_dir,
+            feature_config=settings.feature_config(),
+            risk_config=settings.risk_config(),
+            strategies=load_strategies(settings.strategies_file),
+            learning=learning,
+            start=first,
+            end=last,
+            progress=lambda n: progress.advance(task, n),
+        )
+    if not data:
+        result.labels = synthetic_labels(feeds[0])
+    summary = dict(result.summary)
+    summary["journal"] = str(log_dir)
+    if report is not None:
+        from fabio.backtest.report import write_report
+
+        summary["report"] = str(write_report(result, report))
+    return summary
+
+
+def _sweep(
+    settings: Settings,
+    data: list[Path],
+    brain_kind: str,
+    start: str | None,
+    end: str | None,
+    symbol: str | None,
+    learning: bool,
+    jobs: int,
+    executor: str,
+    log_dir: Path,
+    quiet: bool,
+    console: Console,
+) -> dict[str, Any]:
+    paths = _chronological(data)
+    sweep_jobs = [
+        SweepJob(
+            str(p), symbol, brain_kind, learning, start, end, str(log_dir / "jobs" / p.name), None
+        )
+        for p in paths
+    ]
+    out = log_dir / "results"
+    with Progress(
+        TextColumn("[bold]sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    ) as progress:
+        done = sum(1 for j in sweep_jobs if (out / f"{Path(j.data).name}.json").exists())
+        task = progress.add_task("files", total=len(sweep_jobs), completed=done)
+        results = run_sweep(
+            sweep_jobs, out, jobs, executor, on_done=lambda _j, _r: progress.advance(task)
+        )
+    trades = [ClosedTrade(**t) for r in results for t in r["closed_trades"]]
+    trades.sort(key=lambda t: t.exit_ns)
+    merged = BacktestResult(
+        symbol=", ".join(sorted({r["symbol"] for r in results})),
+        brain=brain_kind,
+        learning=learning,
+        sources=[s for r in results for s in r["sources"]],
+        starting_balance=results[0]["starting_balance"] if results else 0.0,
+        closed_trades=trades,
+        strategy_changes=[c for r in results for c in r["strategy_changes"]],
+        timeline={},
+        stats=_sum_stats([r["stats"] for r in results]),
+        risk=results[0]["risk"] if results else {},
+        strategy_state={},
+    )
+    summary = summarise(merged)
+    summary["journal"] = str(log_dir)
+    summary["files"] = len(results)
+    summary["note"] = "each file is an independent backtest (learning restarts per file)"
+    return summary
+
+
+def _sum_stats(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = (
+        "decisions",
+        "fallbacks",
+        "stale_dropped",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "cost_usd",
+    )
+    return {k: sum(s.get(k, 0) for s in stats) for k in keys}
