@@ -20,7 +20,7 @@ from fabio.brain.base import Brain, BrainReply
 from fabio.brain.cadence import Cadence
 from fabio.brain.context import DecisionContext, PositionView, build_context
 from fabio.brain.exchange import RECORD_TYPE, exchange_record
-from fabio.brain.notes import notes_from_records
+from fabio.brain.notes import NoteStore
 from fabio.brain.schema import ImportanceZone
 from fabio.domain import TradeBatch
 from fabio.execution.engine import ExecutionEngine
@@ -108,7 +108,9 @@ class Agent:
         self.zones: list[ImportanceZone] = []
         self.stats = AgentStats()
         self.timeline = Timeline()
-        self._note_records = note_records or []
+        self.notes = NoteStore(self.symbol)
+        for rec in note_records or []:
+            self.notes.add_record(rec)
         self._session_index = -1
         self._session_open_ns = 0
         self._session_close_ns = 0
@@ -212,9 +214,8 @@ class Agent:
                 strategy=trade.strategy,
                 unrealized_ticks=round((snap.price / self.tick - trade.avg_entry) * trade.side, 2),
             )
-        notes = notes_from_records(self._note_records, self.symbol, snap.ts_ns, self._regime,
-                                   {s.strategy for s in setups},
-                                   closed_trades=self.execution.ledger.closed)
+        notes = self.notes.select(snap.ts_ns, self._regime, {s.strategy for s in setups},
+                                  closed_trades=self.execution.ledger.closed)
         return build_context(
             snap, self.tick, self.execution.strategy_state,
             self.execution.get_performance_stats(), notes, position, self.zones, setups, trigger,
@@ -265,7 +266,7 @@ class Agent:
         ]
         record = self._journal(ctx, reply)
         if d.notes_to_future_self and record is not None:
-            self._note_records.append(record)
+            self.notes.add_record(record)
         event = {
             "type": "trade_update", "symbol": self.symbol, "ts_ns": now,
             "price": ctx.price, "market_assessment": d.market_assessment.model_dump(),

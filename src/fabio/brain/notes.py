@@ -8,6 +8,7 @@ note carries its later outcome: what the strategy it was about did after it was 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,76 @@ def _outcome(strategy: str | None, since_ns: int, now_ns: int,
     return f"{strategy} after this note: {len(after)} trades, {wins} won, net ${net:,.0f}"
 
 
+@dataclass(slots=True)
+class _Note:
+    ts: int
+    session: int | None
+    text: str
+    regime: str | None
+    strategy: str | None
+
+
+class NoteStore:
+    """Notes indexed as they arrive: deduplicated, bounded to the newest `capacity`."""
+
+    def __init__(self, symbol: str, capacity: int = 500) -> None:
+        self.symbol = symbol
+        self.capacity = capacity
+        self._notes: dict[str, _Note] = {}
+        self._cal = cme_calendar()
+
+    def add_record(self, rec: dict[str, Any]) -> None:
+        """Take the notes of one `llm_exchange` record (other records and symbols are skipped)."""
+        if rec.get("type") != RECORD_TYPE or rec.get("symbol") != self.symbol:
+            return
+        decision = rec.get("decision") or {}
+        assessment = decision.get("market_assessment") or {}
+        ts = int(rec.get("market_time_ns") or 0)
+        for text in decision.get("notes_to_future_self") or []:
+            if isinstance(text, str) and text.strip():
+                self.add(ts, text, assessment.get("regime"), assessment.get("chosen_model"))
+
+    def add(self, ts: int, text: str, regime: str | None, strategy: str | None) -> None:
+        key = _key(text)
+        old = self._notes.get(key)
+        if old is not None and old.ts > ts:
+            return
+        day = self._cal.trade_date_of(ts)
+        session = self._cal.index_on(day) if day is not None else None
+        self._notes.pop(key, None)  # re-insert: dict order is recency order
+        self._notes[key] = _Note(ts, session, text.strip(), regime, strategy)
+        while len(self._notes) > self.capacity:
+            self._notes.pop(next(iter(self._notes)))
+
+    def select(
+        self,
+        now_ns: int,
+        regime: str | None = None,
+        strategies: set[str] | None = None,
+        limit: int = MAX_NOTES_IN_CONTEXT,
+        closed_trades: list[ClosedTrade] | None = None,
+    ) -> list[NoteView]:
+        """The `limit` most relevant notes written before `now_ns`, with their outcome."""
+        wanted = strategies or set()
+        day = self._cal.trade_date_of(now_ns)
+        today = self._cal.index_on(day) if day is not None else None
+        candidates = [n for n in self._notes.values() if n.ts < now_ns]
+        candidates.sort(key=lambda n: (
+            0 if regime is not None and n.regime == regime else 1,
+            0 if n.strategy in wanted else 1,
+            -n.ts,
+        ))
+        return [
+            NoteView(
+                text=n.text, regime=n.regime, strategy=n.strategy,
+                sessions_ago=max(0, today - n.session)
+                if today is not None and n.session is not None else 0,
+                outcome=_outcome(n.strategy, n.ts, now_ns, closed_trades or []),
+            )
+            for n in candidates[:limit]
+        ]
+
+
 def notes_from_records(
     records: list[dict[str, Any]],
     symbol: str,
@@ -45,48 +116,10 @@ def notes_from_records(
     closed_trades: list[ClosedTrade] | None = None,
 ) -> list[NoteView]:
     """Select notes from `llm_exchange` records written before `now_ns`, with their outcome."""
-    cal = cme_calendar()
-    today = cal.trade_date_of(now_ns)
-    today_index = cal.index_on(today) if today is not None else None
-    latest: dict[str, tuple[int, NoteView]] = {}
+    store = NoteStore(symbol, capacity=max(500, len(records)))
     for rec in records:
-        if rec.get("type") != RECORD_TYPE or rec.get("symbol") != symbol:
-            continue
-        ts = int(rec.get("market_time_ns") or 0)
-        if ts >= now_ns:
-            continue
-        decision = rec.get("decision") or {}
-        assessment = decision.get("market_assessment") or {}
-        day = cal.trade_date_of(ts)
-        day_index = cal.index_on(day) if day is not None else None
-        ago = 0
-        if today_index is not None and day_index is not None:
-            ago = max(0, today_index - day_index)
-        for text in decision.get("notes_to_future_self") or []:
-            if not isinstance(text, str) or not text.strip():
-                continue
-            view = NoteView(
-                text=text.strip(),
-                regime=assessment.get("regime"),
-                strategy=assessment.get("chosen_model"),
-                sessions_ago=ago,
-                outcome=_outcome(assessment.get("chosen_model"), ts, now_ns,
-                                 closed_trades or []),
-            )
-            key = _key(text)
-            if key not in latest or latest[key][0] <= ts:
-                latest[key] = (ts, view)
-    wanted = strategies or set()
-
-    def rank(item: tuple[int, NoteView]) -> tuple[int, int, int]:
-        ts, note = item
-        return (
-            0 if regime is not None and note.regime == regime else 1,
-            0 if note.strategy in wanted else 1,
-            -ts,
-        )
-
-    return [note for _, note in sorted(latest.values(), key=rank)[:limit]]
+        store.add_record(rec)
+    return store.select(now_ns, regime, strategies, limit, closed_trades)
 
 
 def load_notes(
