@@ -358,6 +358,59 @@ def _print_decision(record: dict[str, Any]) -> None:
 
 
 @app.command()
+def run(
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.01, help="Market seconds per wall-clock second.")
+    ] = 600.0,
+    duration: Annotated[
+        str | None,
+        typer.Option("--duration", help="Stop after this much market time: 90s, 30m, 2h."),
+    ] = None,
+    feed: Annotated[
+        Path | None, typer.Option("--feed", help="Replay this data file instead of the "
+                                  "synthetic market.")
+    ] = None,
+    brain: Annotated[
+        str | None, typer.Option("--brain", help="rules, llm or cache. Default: llm when "
+                                 "OPENAI_API_KEY or OPENAI_BASE_URL is set, else rules.")
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="Synthetic sessions to trade.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Synthetic market seed.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No live view; summary only.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Paper-trade (MODE=test): the synthetic market by default, paced by the wall clock."""
+    import asyncio
+
+    from fabio.paper import PaperSession, RunOptions
+
+    settings = _settings()
+    options = RunOptions(speed=speed, duration_sec=_duration(duration), feed_path=feed,
+                         brain=brain, days=days, seed=seed, live_view=not (quiet or json_out))
+    session = PaperSession(settings, options)
+    try:
+        summary = asyncio.run(session.run())
+    except KeyboardInterrupt:
+        summary = session.summary()
+    if json_out:
+        _print_json(summary)
+    else:
+        out.print(_kv_table("Paper session", summary))
+
+
+def _duration(text: str | None) -> float | None:
+    if not text:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise FabioError(f"--duration '{text}': expected e.g. 90s, 30m or 2h") from None
+
+
+@app.command()
 def backtest(
     data: Annotated[
         list[Path] | None,

@@ -123,13 +123,20 @@ def _fig_html(fig: go.Figure) -> str:
 
 # ---------------------------------------------------------------- time and sampling
 def _local(ns: Any) -> np.ndarray:
-    """UTC ns to naive America/Chicago ISO strings (what the axes show)."""
+    """UTC ns to America/Chicago wall-clock milliseconds: what a plotly date axis shows.
+
+    Numbers rather than date strings: plotly stores them as compact binary arrays."""
     arr = np.asarray(ns, dtype=np.int64)
     if arr.size == 0:
-        return np.empty(0, dtype=object)
+        return np.empty(0, dtype=np.float64)
     idx = pd.DatetimeIndex(pd.to_datetime(arr, unit="ns", utc=True)).tz_convert(CHICAGO)
-    local = idx.tz_localize(None).to_numpy().astype("datetime64[s]")
-    return np.datetime_as_string(local, unit="s").astype(object)
+    wall = idx.tz_localize(None).to_numpy().astype("datetime64[ms]").astype(np.int64)
+    return wall.astype(np.float64)
+
+
+def minmax_bucket(n: int, limit: int = MAX_POINTS) -> int:
+    """How many points `minmax_indices` folds into one bucket (1: none folded)."""
+    return 1 if n <= limit else math.ceil(n / max(limit // 2, 1))
 
 
 def minmax_indices(values: np.ndarray, limit: int = MAX_POINTS) -> np.ndarray:
@@ -137,7 +144,7 @@ def minmax_indices(values: np.ndarray, limit: int = MAX_POINTS) -> np.ndarray:
     n = len(values)
     if n <= limit:
         return np.arange(n)
-    bucket = math.ceil(n / max(limit // 2, 1))
+    bucket = minmax_bucket(n, limit)
     buckets = math.ceil(n / bucket)
     padded = np.full(buckets * bucket, np.nan)
     padded[:n] = values
@@ -192,7 +199,7 @@ def _longest_uncovered(covered: np.ndarray) -> tuple[int, int]:
     first = int(np.argmax(covered))  # rotate so the day starts at a covered minute
     rolled = np.roll(covered, -first)
     best_start, best_len, run_start = 0, 0, -1
-    for i, c in enumerate(rolled.tolist() + [True]):
+    for i, c in enumerate([*rolled.tolist(), True]):
         if not c and run_start < 0:
             run_start = i
         elif c and run_start >= 0:
@@ -281,13 +288,12 @@ def _summary(result: BacktestResult) -> str:
 
 # ---------------------------------------------------------------- equity and daily P&L
 def _trade_hover(t: ClosedTrade) -> str:
+    """Compact hover text of a trade (thousands of trades stay small)."""
     side = "long" if t.side > 0 else "short"
-    r = f", R {t.r_multiple:.2f}" if t.r_multiple is not None else ""
-    return (f"<b>{_esc(t.trade_id)}</b> {side} x{t.qty}<br>strategy: {_esc(t.strategy)}"
-            f"<br>regime: {_esc(t.regime or 'unknown')}"
-            f"<br>entry {format_ns(t.entry_ns)[:19]} @ {t.entry_price:,.2f}"
-            f"<br>exit {format_ns(t.exit_ns)[:19]} @ {t.exit_price:,.2f}"
-            f" ({_esc(t.exit_reason)})<br>net P&amp;L {_esc(_money(t.net_pnl_usd))}{r}")
+    r = f" R {t.r_multiple:.2f}" if t.r_multiple is not None else ""
+    return (f"{_esc(t.trade_id)} {side} {t.qty} {_esc(t.strategy)} ({_esc(t.regime or '?')})"
+            f"<br>{t.entry_price:.2f}&rarr;{t.exit_price:.2f} {_esc(t.exit_reason)}"
+            f"<br>P&amp;L {_esc(_money(t.net_pnl_usd))}{r}")
 
 
 def _equity(result: BacktestResult, breaks: list[dict[str, Any]]) -> str:
@@ -346,13 +352,12 @@ def _trade_traces(trades: list[ClosedTrade]) -> list[go.Scatter]:
                                       "line": {"width": 1, "color": "#333"}},
                               hovertext=[hover[t.trade_id] for t in ts], hovertemplate=tmpl))
     if trades:
-        px = np.empty(3 * len(trades), dtype=object)
+        px = np.full(3 * len(trades), np.nan)
         px[0::3] = _local([t.entry_ns for t in trades])
         px[1::3] = _local([t.exit_ns for t in trades])
         py = np.full(3 * len(trades), np.nan)
         py[0::3] = [t.entry_price for t in trades]
         py[1::3] = [t.exit_price for t in trades]
-        px[2::3] = px[1::3]
         out.append(go.Scatter(x=px, y=py, mode="lines", name="trade path", hoverinfo="skip",
                               line={"color": "#555", "width": 1, "dash": "dot"}))
     return out
@@ -369,7 +374,7 @@ def _price(result: BacktestResult, breaks: list[dict[str, Any]]) -> str:
     price = np.asarray(tl["price"], dtype=float)
     keep = minmax_indices(price)
     n, shown = len(t_all), len(keep)
-    step = max(1, math.ceil(n / max(shown // 2, 1))) if shown < n else 1
+    step = minmax_bucket(n)
     levels = {k: np.asarray(tl.get(k) or [None] * n, dtype=float)[keep]
               for k in ("poc", "vah", "val")}
     t, ys = _break_gaps(t_all[keep], [price[keep], *levels.values()], _gap_ns(step * NS_PER_MIN))
@@ -452,12 +457,12 @@ def _band_traces(t_ns: np.ndarray, regimes: Sequence[str | None], row: str, step
         if name not in runs:
             continue
         starts, ends = runs[name]
-        x = np.empty(3 * len(starts), dtype=object)
+        x = np.full(3 * len(starts), np.nan)
         x[0::3], x[1::3] = _local(starts), _local(ends)
-        y = np.empty(3 * len(starts), dtype=object)
-        y[0::3] = y[1::3] = row
+        y = np.full(3 * len(starts), np.nan)
+        y[0::3] = y[1::3] = level
         out.append(go.Scatter(x=x, y=y, mode="lines", name=_esc(name), legendgroup=name,
-                              showlegend=legend, line={"color": _colour(name, order), "width": 26},
+                              showlegend=legend, line={"color": _colour(name, order), "width": 28},
                               hovertemplate=f"{_esc(row)}: {_esc(name)}<br>%{{x}}<extra></extra>"))
     return out
 
@@ -508,8 +513,9 @@ def _regimes(result: BacktestResult, breaks: list[dict[str, Any]]) -> str:
                                stride * NS_PER_MIN, order, False)
         rows = ["true", "brain"]
     fig = go.Figure(traces)
-    fig.update_layout(height=160 + 60 * len(rows), legend={"orientation": "h", "y": 1.15})
-    fig.update_yaxes(type="category", categoryorder="array", categoryarray=rows)
+    fig.update_layout(height=130 + 45 * len(rows), legend={"orientation": "h", "y": 1.25})
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=rows,
+                     range=[-0.6, len(rows) - 0.4], fixedrange=True)
     fig.update_xaxes(rangebreaks=breaks, title_text=f"time ({TZ_NOTE})")
     what = "the brain's regime (top) and the true regime (bottom)" if truth is not None \
         else "the brain's regime"
