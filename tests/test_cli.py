@@ -116,3 +116,24 @@ def test_state_and_kill_switch(tmp_path: Path) -> None:
     assert released.returncode == 0 and not (tmp_path / "logs" / "KILL").exists()
     human = run("state", "--symbol", "ESH4", cwd=tmp_path)
     assert human.returncode == 0 and "strategy_state" in human.stdout
+
+
+def test_backtest_cli_synthetic_and_sweep_resume(tmp_path: Path) -> None:
+    result = run("backtest", "--days", "2", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["decisions"] > 0 and summary["rule_breaches"] == []
+    for name, seed in (("a", "1"), ("b", "2")):
+        made = run("synth", "--days", "2", "--seed", seed, "--out", f"{name}.parquet", cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
+    files = [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
+    sweep = run("backtest", *files, "--jobs", "2", "--json", cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr
+    merged = json.loads(sweep.stdout)
+    results = tmp_path / "logs" / "backtest" / "results"
+    assert sorted(p.name for p in results.iterdir()) == ["a.parquet.json", "b.parquet.json"]
+    (results / "b.parquet.json").unlink()  # as if interrupted before b finished
+    again = run("backtest", *files, "--jobs", "2", "--json", cwd=tmp_path)
+    assert json.loads(again.stdout)["trades"] == merged["trades"]
+    bad = run("backtest", "--from", "yesterday", cwd=tmp_path)
+    assert bad.returncode == 2 and "expected a date" in bad.stderr

@@ -116,6 +116,7 @@ def _section(title: str, body: str, note: str = "") -> str:
 def _fig_html(fig: go.Figure) -> str:
     fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 30, "b": 40},
                       hovermode="closest")
+    fig.update_xaxes(hoverformat="%Y-%m-%d %H:%M:%S")
     out: str = fig.to_html(full_html=False, include_plotlyjs=False,
                            config={"displaylogo": False, "responsive": True})
     return out
@@ -313,7 +314,7 @@ def _equity(result: BacktestResult, breaks: list[dict[str, Any]]) -> str:
                                hovertemplate="%{hovertext}<br>balance $%{y:,.2f}<extra></extra>"))
     fig.add_hline(y=result.starting_balance, line_dash="dot", line_color="#999")
     fig.update_layout(height=360, yaxis_title="balance (USD)", showlegend=False)
-    fig.update_xaxes(rangebreaks=breaks, title_text=f"exit time ({TZ_NOTE})")
+    fig.update_xaxes(type="date", rangebreaks=breaks, title_text=f"exit time ({TZ_NOTE})")
     return _section(EQUITY_TITLE, _fig_html(fig), f"{len(trades):,} trades")
 
 
@@ -389,7 +390,7 @@ def _price(result: BacktestResult, breaks: list[dict[str, Any]]) -> str:
     for trace in _trade_traces(trades):
         fig.add_trace(trace)
     fig.update_layout(height=560, yaxis_title="price", legend={"orientation": "h", "y": 1.04})
-    fig.update_xaxes(rangebreaks=breaks, title_text=f"time ({TZ_NOTE})")
+    fig.update_xaxes(type="date", rangebreaks=breaks, title_text=f"time ({TZ_NOTE})")
     note = (f"downsampled: {shown:,} of {n:,} minutes shown (lowest and highest price per "
             f"{step}-minute bucket); trades exact" if shown < n else f"all {n:,} minutes")
     return _section(title, _fig_html(fig), note)
@@ -432,9 +433,10 @@ def _regime_order(*groups: Iterable[str | None]) -> list[str]:
     return [r for r in _REGIME_ORDER if r in seen] + sorted(seen - set(_REGIME_ORDER))
 
 
-def _band_traces(t_ns: np.ndarray, regimes: Sequence[str | None], row: str, step_ns: int,
-                 order: list[str], legend: bool) -> list[go.Scatter]:
-    """One thick line per regime: a segment per run of equal regime within a session."""
+def _band_traces(t_ns: np.ndarray, regimes: Sequence[str | None], row: tuple[str, int],
+                 step_ns: int, order: list[str], shown: set[str]) -> list[go.Scatter]:
+    """One thick line per regime at height `row[1]`: a segment per run of equal regime within
+    a session. `shown`: the regimes already in the legend (updated)."""
     n = len(t_ns)
     if n == 0:
         return []
@@ -459,11 +461,12 @@ def _band_traces(t_ns: np.ndarray, regimes: Sequence[str | None], row: str, step
         starts, ends = runs[name]
         x = np.full(3 * len(starts), np.nan)
         x[0::3], x[1::3] = _local(starts), _local(ends)
-        y = np.full(3 * len(starts), np.nan)
-        y[0::3] = y[1::3] = level
+        y = np.full(3 * len(starts), row[1], dtype=np.int8)  # the NaN x breaks the line
         out.append(go.Scatter(x=x, y=y, mode="lines", name=_esc(name), legendgroup=name,
-                              showlegend=legend, line={"color": _colour(name, order), "width": 28},
-                              hovertemplate=f"{_esc(row)}: {_esc(name)}<br>%{{x}}<extra></extra>"))
+                              showlegend=name not in shown,
+                              line={"color": _colour(name, order), "width": 28},
+                              hovertemplate=f"{row[0]}: {_esc(name)}<br>%{{x}}<extra></extra>"))
+        shown.add(name)
     return out
 
 
@@ -505,18 +508,18 @@ def _regimes(result: BacktestResult, breaks: list[dict[str, Any]]) -> str:
     stride = math.ceil(n / MAX_POINTS)
     keep = np.arange(0, n, stride)
     order = _regime_order(brain, truth or [])
-    traces = _band_traces(minutes[keep], [brain[i] for i in keep], "brain", stride * NS_PER_MIN,
-                          order, True)
-    rows = ["brain"]
+    rows = ["true", "brain"] if truth is not None else ["brain"]
+    shown: set[str] = set()
+    traces = _band_traces(minutes[keep], [brain[i] for i in keep], ("brain", len(rows) - 1),
+                          stride * NS_PER_MIN, order, shown)
     if truth is not None:
-        traces += _band_traces(minutes[keep], [truth[i] for i in keep], "true",
-                               stride * NS_PER_MIN, order, False)
-        rows = ["true", "brain"]
+        traces += _band_traces(minutes[keep], [truth[i] for i in keep], ("true", 0),
+                               stride * NS_PER_MIN, order, shown)
     fig = go.Figure(traces)
     fig.update_layout(height=130 + 45 * len(rows), legend={"orientation": "h", "y": 1.25})
-    fig.update_yaxes(type="category", categoryorder="array", categoryarray=rows,
-                     range=[-0.6, len(rows) - 0.4], fixedrange=True)
-    fig.update_xaxes(rangebreaks=breaks, title_text=f"time ({TZ_NOTE})")
+    fig.update_yaxes(tickvals=list(range(len(rows))), ticktext=rows, showgrid=False,
+                     zeroline=False, range=[-0.6, len(rows) - 0.4], fixedrange=True)
+    fig.update_xaxes(type="date", rangebreaks=breaks, title_text=f"time ({TZ_NOTE})")
     what = "the brain's regime (top) and the true regime (bottom)" if truth is not None \
         else "the brain's regime"
     note = (f"{what} per decision minute; downsampled: every {stride}th of {n:,} minutes shown"
@@ -597,7 +600,7 @@ def _params(result: BacktestResult, breaks: list[dict[str, Any]]) -> str:
             ), row=row, col=1)
     fig.update_yaxes(tickvals=[0, 1], ticktext=["off", "on"], range=[-0.2, 1.2], row=2, col=1)
     fig.update_layout(height=520)
-    fig.update_xaxes(rangebreaks=breaks)
+    fig.update_xaxes(type="date", rangebreaks=breaks)
     fig.update_xaxes(title_text=f"time ({TZ_NOTE})", row=2, col=1)
     note = f"{len(changes):,} accepted changes, from each strategy's initial value"
     return _section(PARAMS_TITLE, _fig_html(fig) + _change_log(changes)
