@@ -172,9 +172,17 @@ def _sweep(
         strategy_state={},
     )
     summary = summarise(merged)
+    # Each file is its own account: breaches are judged per account, not on the merged trades.
+    summary["rule_breaches"] = [
+        f"{Path(r['sources'][0]).name}: {b}" for r in results
+        for b in r["summary"]["rule_breaches"]
+    ]
+    summary["max_drawdown_usd_worst_account"] = max(
+        (r["summary"]["max_drawdown_usd"] for r in results), default=0.0)
+    summary.pop("max_drawdown_usd", None)  # the merged equity of separate accounts means nothing
     summary["journal"] = str(log_dir)
     summary["files"] = len(results)
-    summary["note"] = "each file is an independent backtest (learning restarts per file)"
+    summary["note"] = "each file is an independent backtest and account (learning restarts)"
     return summary
 
 

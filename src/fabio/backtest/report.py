@@ -25,6 +25,7 @@ from fabio.backtest.runner import BacktestResult, daily_pnl
 from fabio.execution.types import ClosedTrade
 from fabio.timeutil import CHICAGO, NS_PER_MIN, format_ns
 
+NS = 1_000_000_000
 MAX_POINTS = 20_000  # per drawn series (price and levels, regime bands)
 MAX_CHANGE_ROWS = 200  # rows of the strategy change log
 TZ_NOTE = "America/Chicago"
@@ -52,7 +53,7 @@ h2 small{font-weight:normal;color:#666;font-size:0.6em}
 table{border-collapse:collapse;margin:8px 0 16px;font-size:14px}
 th,td{border:1px solid #ddd;padding:4px 10px;text-align:right;vertical-align:top}
 th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
-td.hit{font-weight:bold;background:#eef7ee}.summary td{text-align:left}
+table.text td{text-align:left}.summary td{text-align:left}
 .summary th{text-align:left;width:280px}ul.breaches{margin:0;padding-left:18px;color:#b00}
 """
 
@@ -86,7 +87,9 @@ def _num(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):
-        return f"{v:,.3f}".rstrip("0").rstrip(".") if math.isfinite(v) else str(v)
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) >= 1 else f"{v:.4g}"
     return str(v)
 
 
@@ -180,7 +183,7 @@ def _rangebreaks(ns: np.ndarray) -> list[dict[str, Any]]:
         return []
     idx = pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True)).tz_convert(CHICAGO)
     minute_of_day = np.unique(np.asarray(idx.hour * 60 + idx.minute, dtype=np.int64))
-    days = set(np.unique(np.asarray(idx.dayofweek)).tolist())
+    days = set(np.unique(np.asarray(idx.day_of_week)).tolist())
     out: list[dict[str, Any]] = []
     if 5 not in days:
         out.append({"bounds": ["sat", "sun" if 6 in days else "mon"]})
@@ -242,11 +245,17 @@ def _header(result: BacktestResult) -> str:
     return f"<h1>Backtest report: {_esc(result.symbol)}</h1><p class=\"meta\">{meta}</p>"
 
 
-def _breaches_html(breaches: list[str]) -> _Html:
+def _breaches_html(breaches: list[str], shown: int = 10, cap: int = 1000) -> _Html:
+    """All breaches listed (a long list folded, at most `cap` items)."""
     if not breaches:
         return _Html("none")
-    items = "".join(f"<li>{_esc(b)}</li>" for b in breaches)
-    return _Html(f"{len(breaches)}<ul class=\"breaches\">{items}</ul>")
+    items = "".join(f"<li>{_esc(b)}</li>" for b in breaches[:cap])
+    more = f"<li>... and {len(breaches) - cap:,} more</li>" if len(breaches) > cap else ""
+    listing = f"<ul class=\"breaches\">{items}{more}</ul>"
+    if len(breaches) <= shown:
+        return _Html(f"{len(breaches)}{listing}")
+    return _Html(f"<details><summary>{len(breaches):,} breaches (click to list)</summary>"
+                 f"{listing}</details>")
 
 
 def _llm_rows(result: BacktestResult, s: dict[str, Any]) -> list[tuple[str, object]]:
@@ -309,7 +318,8 @@ def _equity(result: BacktestResult, breaks: list[dict[str, Any]]) -> str:
     x = _local([start_ns, *[t.exit_ns for t in trades]])
     y = result.starting_balance + np.cumsum([0.0, *[t.net_pnl_usd for t in trades]])
     hover = ["start", *[_trade_hover(t) for t in trades]]
-    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines+markers", line_shape="hv",
+    mode = "lines+markers" if len(trades) <= 500 else "lines"
+    fig = go.Figure(go.Scatter(x=x, y=y, mode=mode, line_shape="hv",
                                hovertext=hover, name="balance",
                                hovertemplate="%{hovertext}<br>balance $%{y:,.2f}<extra></extra>"))
     fig.add_hline(y=result.starting_balance, line_dash="dot", line_color="#999")
@@ -449,7 +459,8 @@ def _band_traces(t_ns: np.ndarray, regimes: Sequence[str | None], row: tuple[str
             continue
         name = regimes[i]
         if name is not None:
-            end = int(t_ns[i + 1]) if joined else int(t_ns[i]) + step_ns
+            # a session's last run ends within its last minute: not in hidden (rangebreak) time
+            end = int(t_ns[i + 1]) if joined else int(t_ns[i]) + min(step_ns, NS_PER_MIN) - NS
             starts, ends = runs.setdefault(name, ([], []))
             starts.append(int(t_ns[start]))
             ends.append(end)
@@ -464,7 +475,7 @@ def _band_traces(t_ns: np.ndarray, regimes: Sequence[str | None], row: tuple[str
         y = np.full(3 * len(starts), row[1], dtype=np.int8)  # the NaN x breaks the line
         out.append(go.Scatter(x=x, y=y, mode="lines", name=_esc(name), legendgroup=name,
                               showlegend=name not in shown,
-                              line={"color": _colour(name, order), "width": 28},
+                              line={"color": _colour(name, order), "width": 28, "simplify": False},
                               hovertemplate=f"{row[0]}: {_esc(name)}<br>%{{x}}<extra></extra>"))
         shown.add(name)
     return out
@@ -522,7 +533,7 @@ def _regimes(result: BacktestResult, breaks: list[dict[str, Any]]) -> str:
     fig.update_xaxes(type="date", rangebreaks=breaks, title_text=f"time ({TZ_NOTE})")
     what = "the brain's regime (top) and the true regime (bottom)" if truth is not None \
         else "the brain's regime"
-    note = (f"{what} per decision minute; downsampled: every {stride}th of {n:,} minutes shown"
+    note = (f"{what} per decision minute; downsampled: 1 in {stride} of {n:,} minutes shown"
             if stride > 1 else f"{what} per decision minute, {n:,} minutes")
     return _section(REGIME_TITLE, accuracy + _fig_html(fig) + confusion, note)
 
@@ -546,7 +557,8 @@ def _param_steps(result: BacktestResult, t0: int,
                 continue
             steps = [(t0, float(first), "initial value")]
             for c in mine:
-                hover = (f"{_esc(fld)}: {_esc(c.get('old'))} &rarr; {_esc(c.get('new'))}"
+                hover = (f"{_esc(fld)}: {_esc(_num(c.get('old')))} &rarr; "
+                         f"{_esc(_num(c.get('new')))}"
                          f"<br>{_esc(c.get('reason', ''))} ({_esc(c.get('source', ''))})")
                 steps.append((int(c["ts_ns"]), float(c.get("new") or 0), hover))
             steps.append((t1, steps[-1][1], "end"))
@@ -557,12 +569,13 @@ def _param_steps(result: BacktestResult, t0: int,
 def _change_log(changes: list[dict[str, Any]]) -> str:
     shown = sorted(changes, key=lambda c: int(c.get("ts_ns", 0)))[-MAX_CHANGE_ROWS:]
     rows = [[format_ns(int(c.get("ts_ns", 0)))[:19], c.get("strategy", ""), c.get("field", ""),
-             f"{c.get('old')} -> {c.get('new')}", c.get("reason", ""), c.get("source", "")]
+             f"{_num(c.get('old'))} -> {_num(c.get('new'))}", c.get("reason", ""),
+             c.get("source", "")]
             for c in shown]
     note = (f"the last {len(shown):,} of {len(changes):,} accepted changes"
             if len(shown) < len(changes) else f"{len(changes):,} accepted changes")
     return (f"<p class=\"note\">Change log ({_esc(note)}, {TZ_NOTE}):</p>"
-            + _table(["time", "strategy", "field", "change", "reason", "source"], rows))
+            + _table(["time", "strategy", "field", "change", "reason", "source"], rows, "text"))
 
 
 def _params_table(state: dict[str, Any]) -> str:
@@ -587,17 +600,20 @@ def _params(result: BacktestResult, breaks: list[dict[str, Any]]) -> str:
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         subplot_titles=("risk_fraction", "enabled"))
     for i, (name, fields) in enumerate(steps.items()):
-        colour = _PALETTE[i % len(_PALETTE)] if i < len(_PALETTE) else None
+        nudge = (i - (len(steps) - 1) / 2) * 0.03  # on/off lines of strategies stay apart
+        first = True
         for row, fld in enumerate(_PARAM_FIELDS, start=1):
             pts = fields.get(fld)
             if not pts:
                 continue
             fig.add_trace(go.Scatter(
-                x=_local([p[0] for p in pts]), y=[p[1] for p in pts], mode="lines+markers",
-                line_shape="hv", name=_esc(name), legendgroup=name, showlegend=row == 1,
-                line={"color": colour}, hovertext=[p[2] for p in pts],
+                x=_local([p[0] for p in pts]), y=[p[1] + (nudge if row == 2 else 0) for p in pts],
+                mode="lines+markers", line_shape="hv", name=_esc(name), legendgroup=name,
+                showlegend=first, line={"color": _PALETTE[i % len(_PALETTE)]},
+                hovertext=[p[2] for p in pts],
                 hovertemplate=f"{_esc(name)}<br>%{{hovertext}}<br>%{{x}}<extra></extra>",
             ), row=row, col=1)
+            first = False
     fig.update_yaxes(tickvals=[0, 1], ticktext=["off", "on"], range=[-0.2, 1.2], row=2, col=1)
     fig.update_layout(height=520)
     fig.update_xaxes(type="date", rangebreaks=breaks)
