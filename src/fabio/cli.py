@@ -446,14 +446,15 @@ def backtest(
     json_out: JsonOpt = False,
 ) -> None:
     """Replay data through the agent as fast as possible; summary, journals and a report."""
-    from fabio.backtest.cli_support import run_cli_backtest
+    from fabio.backtest.cli_support import BacktestRequest, run_cli_backtest
 
     settings = _settings()
-    summary = run_cli_backtest(
-        settings, data or [], brain, start, end, symbol, not no_learning, report, jobs,
-        executor, days, seed, out_dir or settings.log_dir / "backtest", quiet=json_out,
-        console=err,
+    request = BacktestRequest(
+        data=data or [], brain=brain, start=start, end=end, symbol=symbol,
+        learning=not no_learning, report=report, jobs=jobs, executor=executor, days=days,
+        seed=seed, log_dir=out_dir or settings.log_dir / "backtest", quiet=json_out,
     )
+    summary = run_cli_backtest(settings, request, console=err)
     if json_out:
         _print_json(summary)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -42,126 +43,110 @@ def _chronological(paths: list[Path]) -> list[Path]:
     return sorted(paths, key=key)
 
 
-def run_cli_backtest(
-    settings: Settings,
-    data: list[Path],
-    brain_kind: str,
-    start: str | None,
-    end: str | None,
-    symbol: str | None,
-    learning: bool,
-    report: Path | None,
-    jobs: int,
-    executor: str,
-    days: int,
-    seed: int,
-    log_dir: Path,
-    quiet: bool,
-    console: Console,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class BacktestRequest:
+    """What `fabio backtest` was asked for."""
+
+    data: list[Path]
+    brain: str
+    start: str | None
+    end: str | None
+    symbol: str | None
+    learning: bool
+    report: Path | None
+    jobs: int
+    executor: str
+    days: int
+    seed: int
+    log_dir: Path
+    quiet: bool
+
+
+def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console) -> dict[str, Any]:
     from fabio.brain.decide import make_brain
     from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
     from fabio.strategies import load_strategies
 
-    first, last = _date(start, "--from"), _date(end, "--to")
-    if jobs > 1 or executor != "local":
-        if not data:
+    first, last = _date(req.start, "--from"), _date(req.end, "--to")
+    if req.jobs > 1 or req.executor != "local":
+        if not req.data:
             raise FabioError("--jobs/--executor run data files in parallel: give the files")
-        return _sweep(
-            settings,
-            data,
-            brain_kind,
-            start,
-            end,
-            symbol,
-            learning,
-            jobs,
-            executor,
-            log_dir,
-            quiet,
-            console,
-        )
+        return _sweep(req, console)
     feeds: list[MarketFeed]
-    if data:
-        feeds = [open_feed(p, symbol=symbol) for p in _chronological(data)]
+    if req.data:
+        feeds = [open_feed(p, symbol=req.symbol) for p in _chronological(req.data)]
     else:
-        root = (symbol or settings.symbol)[:3].rstrip("FGHJKMNQUVXZ0123456789") or "ES"
-        synthetic = SyntheticFeed(SyntheticConfig(symbol=root, days=days, seed=seed))
+        root = (req.symbol or settings.symbol)[:3].rstrip("FGHJKMNQUVXZ0123456789") or "ES"
+        synthetic = SyntheticFeed(SyntheticConfig(symbol=root, days=req.days, seed=req.seed))
         feeds = [synthetic]
-    brain = make_brain(brain_kind, settings)
+    brain = make_brain(req.brain, settings)
     with Progress(
         TextColumn("[bold]backtest"),
         BarColumn(),
         TextColumn("{task.completed:,} trades"),
         TimeElapsedColumn(),
         console=console,
-        disable=quiet,
+        disable=req.quiet,
     ) as progress:
         task = progress.add_task("trades", total=None)
         result = run_backtest(
             feeds,
             brain,
-            log_dir,
+            req.log_dir,
             feature_config=settings.feature_config(),
             risk_config=settings.risk_config(),
             strategies=load_strategies(settings.strategies_file),
-            learning=learning,
+            learning=req.learning,
             start=first,
             end=last,
             progress=lambda n: progress.advance(task, n),
         )
-    if not data:
+    if not req.data:
         result.labels = synthetic_labels(feeds[0])
     summary = dict(result.summary)
-    summary["journal"] = str(log_dir)
-    if report is not None:
+    summary["journal"] = str(req.log_dir)
+    if req.report is not None:
         from fabio.backtest.report import write_report
 
-        summary["report"] = str(write_report(result, report))
+        summary["report"] = str(write_report(result, req.report))
     return summary
 
 
-def _sweep(
-    settings: Settings,
-    data: list[Path],
-    brain_kind: str,
-    start: str | None,
-    end: str | None,
-    symbol: str | None,
-    learning: bool,
-    jobs: int,
-    executor: str,
-    log_dir: Path,
-    quiet: bool,
-    console: Console,
-) -> dict[str, Any]:
-    paths = _chronological(data)
+def _sweep(req: BacktestRequest, console: Console) -> dict[str, Any]:
+    paths = _chronological(req.data)
     sweep_jobs = [
         SweepJob(
-            str(p), symbol, brain_kind, learning, start, end, str(log_dir / "jobs" / p.name), None
+            str(p),
+            req.symbol,
+            req.brain,
+            req.learning,
+            req.start,
+            req.end,
+            str(req.log_dir / "jobs" / p.name),
+            None,
         )
         for p in paths
     ]
-    out = log_dir / "results"
+    out = req.log_dir / "results"
     with Progress(
         TextColumn("[bold]sweep"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        disable=quiet,
+        disable=req.quiet,
     ) as progress:
         done = sum(1 for j in sweep_jobs if (out / f"{Path(j.data).name}.json").exists())
         task = progress.add_task("files", total=len(sweep_jobs), completed=done)
         results = run_sweep(
-            sweep_jobs, out, jobs, executor, on_done=lambda _j, _r: progress.advance(task)
+            sweep_jobs, out, req.jobs, req.executor, on_done=lambda _j, _r: progress.advance(task)
         )
     trades = [ClosedTrade(**t) for r in results for t in r["closed_trades"]]
     trades.sort(key=lambda t: t.exit_ns)
     merged = BacktestResult(
         symbol=", ".join(sorted({r["symbol"] for r in results})),
-        brain=brain_kind,
-        learning=learning,
+        brain=req.brain,
+        learning=req.learning,
         sources=[s for r in results for s in r["sources"]],
         starting_balance=results[0]["starting_balance"] if results else 0.0,
         closed_trades=trades,
@@ -174,15 +159,15 @@ def _sweep(
     summary = summarise(merged)
     # Each file is its own account: breaches are judged per account, not on the merged trades.
     summary["rule_breaches"] = [
-        f"{Path(r['sources'][0]).name}: {b}" for r in results
-        for b in r["summary"]["rule_breaches"]
+        f"{Path(r['sources'][0]).name}: {b}" for r in results for b in r["summary"]["rule_breaches"]
     ]
     summary["max_drawdown_usd_worst_account"] = max(
-        (r["summary"]["max_drawdown_usd"] for r in results), default=0.0)
+        (r["summary"]["max_drawdown_usd"] for r in results), default=0.0
+    )
     summary.pop("max_drawdown_usd", None)  # the merged equity of separate accounts means nothing
-    summary["journal"] = str(log_dir)
+    summary["journal"] = str(req.log_dir)
     summary["files"] = len(results)
-    summary["note"] = "each file is an independent backtest and account (learning restarts)"
+    summary["note"] = "each file is an independent backtest and account (req.learning restarts)"
     return summary
 
 
