@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from enum import StrEnum
 from functools import lru_cache
 
@@ -123,20 +123,9 @@ class CmeCalendar:
         )
         return self.trade_dates[i : i + count]
 
-    @staticmethod
-    def minutes_into(ts_ns: int, open_ns: int) -> float:
-        return (ts_ns - open_ns) / 60e9
 
 
 @lru_cache(maxsize=1)
 def cme_calendar() -> CmeCalendar:
     """The process-wide calendar (built once, ~0.1 s)."""
     return CmeCalendar()
-
-
-def day_start(d: date) -> datetime:
-    return datetime.combine(d, time(0, 0), CHICAGO)
-
-
-def one_day() -> timedelta:
-    return timedelta(days=1)

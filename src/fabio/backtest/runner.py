@@ -23,7 +23,7 @@ from fabio.execution.performance import performance_by_strategy
 from fabio.execution.risk import RiskConfig, RiskEngine
 from fabio.execution.types import ClosedTrade
 from fabio.features.engine import FeatureEngine
-from fabio.journal import LLM_EXCHANGES, Journal
+from fabio.journal import LLM_EXCHANGES, Journal, iter_records
 from fabio.strategies import StrategyParams
 from fabio.timeutil import CHICAGO, datetime_to_ns
 
@@ -129,7 +129,8 @@ def run_backtest(
     lo, hi = _date_bounds(start, end)
     asyncio.run(_replay(agent, feeds, lo, hi, progress))
     changes = [
-        r for r in _read_type(log_dir / "execution.jsonl", "strategy_change") if r.get("accepted")
+        r for r in iter_records(log_dir / "execution.jsonl", "strategy_change")
+        if r.get("accepted")
     ]
     t = agent.timeline
     result = BacktestResult(
@@ -158,12 +159,6 @@ def _resolution_sec(feed: MarketFeed) -> float:
     if isinstance(feed, SierraBarFeed):
         return (feed.bar_length_ns or 300 * 1_000_000_000) / 1e9
     return 0.0
-
-
-def _read_type(path: Path, kind: str) -> list[dict[str, Any]]:
-    from fabio.journal import iter_records
-
-    return list(iter_records(path, kind))
 
 
 def daily_pnl(trades: list[ClosedTrade]) -> dict[str, float]:

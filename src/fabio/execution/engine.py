@@ -66,8 +66,7 @@ class ExecutionEngine:
         self.slippage_allowance_ticks = slippage_allowance_ticks
         self.order_trade: dict[str, str] = {}
         self.problems: list[str] = []
-        self._next_trade = 1 + sum(
-            1 for _ in ledger.closed) + len(ledger.open_trades)
+        self._next_trade = 1  # `open` continues the journal's numbering
 
     # ---------------------------------------------------------------- construction
     @classmethod

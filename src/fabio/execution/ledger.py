@@ -64,6 +64,8 @@ class Ledger:
     trade_date: str | None = None
     records_applied: int = 0
     last_ts_ns: int = 0
+    _perf_key: tuple[int, str | None] | None = None
+    _perf: dict[str, StrategyPerformance] = field(default_factory=dict)
 
     @classmethod
     def new(cls, spec: InstrumentSpec, defaults: dict[str, StrategyParams], risk: RiskEngine,
@@ -162,7 +164,12 @@ class Ledger:
 
     # ---------------------------------------------------------------- views
     def performance(self) -> dict[str, StrategyPerformance]:
-        return performance_by_strategy(self.closed, self.trade_date)
+        """Per-strategy results; recomputed only when a trade closes or the trade date moves."""
+        key = (len(self.closed), self.trade_date)
+        if key != self._perf_key:
+            self._perf = performance_by_strategy(self.closed, self.trade_date)
+            self._perf_key = key
+        return self._perf
 
     def position_of(self, symbol: str) -> OpenTrade | None:
         for trade in self.open_trades.values():
