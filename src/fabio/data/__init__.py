@@ -51,8 +51,6 @@ def detect_format(path: str | Path) -> str:
     require_file(p)
     with p.open("rb") as fh:
         magic = fh.read(4)
-    if not magic:
-        raise DataError(f"{p}: the file is empty")
     name = p.name.lower()
     if magic[:3] == DBN_MAGIC or name.endswith((".dbn", ".dbn.zst")):
         return "dbn"

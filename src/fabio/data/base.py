@@ -142,7 +142,10 @@ def check_mostly_readable(report: LoadReport, min_share: float = 0.5) -> None:
 
 
 def require_file(path: Path) -> None:
+    """A readable, non-empty regular file, or a DataError saying what is wrong."""
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if not path.is_file():
         raise DataError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")

@@ -197,8 +197,6 @@ class SierraTimeAndSalesFeed:
         self.tz = tz or "UTC"
         self.batch_rows = batch_rows
         self.report = LoadReport(source=str(self.path), format="sierra-time-and-sales")
-        if self.path.stat().st_size == 0:
-            raise DataError(f"{self.path}: the file is empty")
         with file_errors(self.path, "Sierra Chart time-and-sales"), open_binary(self.path) as fh:
             head = pd.read_csv(fh, sep=";", nrows=8, dtype=str, on_bad_lines="skip")
         self.columns = _map_header([str(c) for c in head.columns], _TAS_COLUMNS)
@@ -496,8 +494,6 @@ class SierraBarFeed:
         self.tz = tz or "America/Chicago"
         self.batch_rows = batch_rows
         self.report = LoadReport(source=str(self.path), format="sierra-bars")
-        if self.path.stat().st_size == 0:
-            raise DataError(f"{self.path}: the file is empty")
         with file_errors(self.path, "Sierra Chart bar"):
             self._frame = self._read()
         ref_year = _first_year(self._frame[self.columns["Date"]].iloc[:8])

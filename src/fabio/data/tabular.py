@@ -555,8 +555,6 @@ class TabularFeed:
         self.report = LoadReport(source=str(self.path), format=fmt)
         self._symbol_filter: str | None = None
         self._ref_year: int | None = None
-        if self.path.stat().st_size == 0:
-            raise DataError(f"{self.path}: the file is empty")
         with file_errors(self.path, fmt):
             if self.is_parquet:
                 self.columns, file_symbol, head = self._inspect_parquet()
