@@ -137,3 +137,18 @@ def test_backtest_cli_synthetic_and_sweep_resume(tmp_path: Path) -> None:
     assert json.loads(again.stdout)["trades"] == merged["trades"]
     bad = run("backtest", "--from", "yesterday", cwd=tmp_path)
     assert bad.returncode == 2 and "expected a date" in bad.stderr
+
+
+def test_backtest_log_dir_dot_deletes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = run("backtest", "--days", "6", "--log-dir", ".", "--json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "nothing was deleted" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "KILL").write_text("halt")
+    refused = run("backtest", "--days", "6", "--log-dir", "logs", "--json", cwd=tmp_path)
+    assert refused.returncode == 2 and "paper/live journal" in refused.stderr
+    assert (logs / "KILL").exists()

@@ -440,7 +440,8 @@ def backtest(
     seed: Annotated[int, typer.Option("--seed", help="Synthetic market seed.")] = 7,
     out_dir: Annotated[
         Path | None,
-        typer.Option("--log-dir", help="Where the backtest journals go (wiped first). "
+        typer.Option("--log-dir", help="Where the backtest journals go: a new or empty "
+                     "folder, or one an earlier backtest wrote (only its journals are replaced). "
                      "Default: logs/backtest."),
     ] = None,
     json_out: JsonOpt = False,

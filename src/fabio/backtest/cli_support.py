@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fabio.backtest.logdir import claim_backtest_dir
 from fabio.backtest.runner import BacktestResult, run_backtest, summarise, synthetic_labels
 from fabio.backtest.sweep import SweepJob, run_sweep
 from fabio.config import Settings
@@ -68,6 +69,8 @@ def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console)
     from fabio.strategies import load_strategies
 
     first, last = _date(req.start, "--from"), _date(req.end, "--to")
+    # Refuse a user's folder or the paper/live journal before anything runs; a sweep resumes.
+    claim_backtest_dir(req.log_dir, protected=settings.log_dir, clear=False)
     if req.jobs > 1 or req.executor != "local":
         if not req.data:
             raise FabioError("--jobs/--executor run data files in parallel: give the files")

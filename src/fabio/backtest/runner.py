@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from fabio.agent import Agent
+from fabio.backtest.logdir import claim_backtest_dir
 from fabio.brain.base import Brain
 from fabio.brain.cadence import Cadence
 from fabio.config import FeatureConfig
@@ -104,9 +104,7 @@ def run_backtest(
     labels: dict[str, list[Any]] | None = None,
 ) -> BacktestResult:
     """Replay `feeds` (one contract) through a fresh agent journaling into `log_dir`."""
-    if log_dir.exists():
-        shutil.rmtree(log_dir)  # a backtest starts from nothing: its journal is its own
-    log_dir.mkdir(parents=True)
+    claim_backtest_dir(log_dir)  # a backtest starts from nothing, deleting only its own files
     contract = feeds[0].contract
     resolution = max((_resolution_sec(f) for f in feeds), default=0.0)
     if cadence is None and resolution > 5:
