@@ -120,6 +120,9 @@ class Agent:
         self._closed_seen = len(execution.ledger.closed)
         self._next_setup_check = 0
         self._pending: asyncio.Task[tuple[DecisionContext, BrainReply]] | None = None
+        # A backtest's decision that took time to come back: applied once market time has
+        # moved on by its latency, as it would have been live (a rule brain's is instant).
+        self._delayed: tuple[DecisionContext, BrainReply, int] | None = None
         self._minute = -1
         self._regime: str | None = None
 
@@ -148,6 +151,7 @@ class Agent:
         self._last_price = int(trades.price[-1])
         self._last_ts = int(trades.ts[-1])
         await self._collect_pending(now)
+        self._collect_delayed(now)
         if self._session_index < 0 or now > self._session_close_ns:
             return
         event = len(self.execution.ledger.closed) > self._closed_seen
@@ -161,7 +165,8 @@ class Agent:
             event = event or bool(names - self._last_setups)
             self._last_setups = names
         band = self.cadence.band(self._last_price * self.tick, self.tick, self.zones)
-        if self._pending is None and self.cadence.due(now, band, event):
+        waiting = self._pending is not None or self._delayed is not None
+        if not waiting and self.cadence.due(now, band, event):
             trigger = "event" if event else f"interval_{band.value}"
             await self._decide(snap or self.features.snapshot(now), now, trigger)
 
@@ -186,6 +191,7 @@ class Agent:
         if self._session_index < 0:
             return
         await self._drain_pending()
+        self._drop_delayed()
         session = self.features.calendar.session(self._session_index)
         end_ns = min(self._session_close_ns, self._last_ts) if self._last_ts else \
             self._session_close_ns
@@ -230,7 +236,35 @@ class Agent:
             self._pending = asyncio.create_task(self._ask(ctx))
             return
         reply = await self.brain.decide(ctx)
+        if reply.latency_ms > 0:
+            self._delayed = (ctx, reply, now + int(reply.latency_ms * 1e6))
+            self._collect_delayed(now)
+            return
         self._apply(ctx, reply, now)
+
+    def _collect_delayed(self, now: int) -> None:
+        """Apply a backtest decision once its latency has passed in market time (stale: drop)."""
+        if self._delayed is None or now < self._delayed[2]:
+            return
+        ctx, reply, _due = self._delayed
+        self._delayed = None
+        age = (now - ctx.market_time_ns) / NS
+        if age > self.stale_sec:
+            self.stats.stale_dropped += 1
+            self._account(reply)
+            self._journal(ctx, reply, dropped=f"stale: the snapshot was {age:.1f} s old")
+            return
+        self._apply(ctx, reply, now)
+
+    def _drop_delayed(self) -> None:
+        """The session ended before a delayed decision came back: journal it as dropped."""
+        if self._delayed is None:
+            return
+        ctx, reply, _due = self._delayed
+        self._delayed = None
+        self.stats.stale_dropped += 1
+        self._account(reply)
+        self._journal(ctx, reply, dropped="the session ended before the decision came back")
 
     async def _ask(self, ctx: DecisionContext) -> tuple[DecisionContext, BrainReply]:
         return ctx, await self.brain.decide(ctx)

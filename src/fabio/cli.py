@@ -487,6 +487,8 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
         for name, row in rows.items():
             table.add_row(name, *(_fmt(row[c]) for c in cols))
         out.print(table)
+    if s.get("llm_failure"):
+        out.print(f"[yellow]LLM:[/] {s['llm_failure']}")
     for breach in s.get("rule_breaches", []):
         out.print(f"[red]rule breach:[/] {breach}")
     for extra in ("journal", "report"):

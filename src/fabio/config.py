@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_model: str = "gpt-4o-mini"
     openai_base_url: str | None = None
+    # LLM spending per RTH session; once spent, the rule brain decides until the next session.
+    llm_max_cost_per_session: float | None = Field(None, ge=0, allow_inf_nan=False)
+    llm_max_tokens_per_session: int | None = Field(None, ge=0)
 
     # TopStep / ProjectX Gateway
     topstep_username: str | None = None

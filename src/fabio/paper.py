@@ -184,7 +184,7 @@ class PaperSession:
             head.add_row(f"POC {levels.poc[-1]}", f"VAH {levels.vah[-1]}", f"VAL {levels.val[-1]}",
                          f"decisions {agent.stats.decisions}",
                          f"fallbacks {agent.stats.fallbacks}",
-                         f"LLM ${agent.stats.cost_usd:.4f}", "")
+                         f"LLM ${agent.stats.cost_usd:.4f}", _llm_status(self.brain))
         table = Table(title="strategy_state", title_justify="left")
         for col in ("strategy", "on", "risk", "trades", "win rate", "net P&L"):
             table.add_column(col)
@@ -211,6 +211,7 @@ class PaperSession:
             "trades_closed": len(ex.ledger.closed),
             "net_pnl_usd": round(sum(t.net_pnl_usd for t in ex.ledger.closed), 2),
             "llm_cost_usd": round(agent.stats.cost_usd, 4),
+            "llm_status": _llm_status(self.brain),
             "wall_sec": round(time.monotonic() - self.started, 1),
             "journal": str(self.settings.log_dir),
         }
@@ -245,3 +246,18 @@ def _seconds(trades: TradeBatch) -> list[TradeBatch]:
     cuts = np.flatnonzero(np.diff(sec)) + 1
     bounds = [0, *cuts.tolist(), len(trades)]
     return [trades.slice(a, b) for a, b in itertools.pairwise(bounds)]
+
+
+def _llm_status(brain: object) -> str:
+    """The LLM's breaker and budget state for the view ('' for a brain without an LLM)."""
+    from fabio.brain.llm import llm_brain_of
+
+    llm = llm_brain_of(brain)
+    if llm is None:
+        return ""
+    st = llm.stats()
+    if st.breaker_state == "open":
+        return f"[red]LLM breaker open[/] ({st.breaker_skipped} skipped)"
+    if llm.budget_spent() is not None:
+        return "[yellow]LLM budget spent: rules decide[/]"
+    return f"LLM ok, cached {st.cached_tokens} tok"

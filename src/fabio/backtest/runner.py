@@ -16,6 +16,7 @@ from fabio.agent import Agent
 from fabio.backtest.logdir import claim_backtest_dir
 from fabio.brain.base import Brain
 from fabio.brain.cadence import Cadence
+from fabio.brain.llm import failure_summary, llm_brain_of
 from fabio.config import FeatureConfig
 from fabio.data.base import MarketFeed
 from fabio.execution.engine import ExecutionEngine
@@ -131,6 +132,11 @@ def run_backtest(
         if r.get("accepted")
     ]
     t = agent.timeline
+    stats = asdict(agent.stats)
+    llm = llm_brain_of(brain)
+    if llm is not None:
+        llm_stats = llm.stats()
+        stats["llm"] = {**llm_stats.as_dict(), "failure": failure_summary(llm_stats)}
     result = BacktestResult(
         symbol=contract.symbol,
         brain=brain.name,
@@ -141,7 +147,7 @@ def run_backtest(
         strategy_changes=changes,
         timeline={"minute_ts": t.minute_ts, "price": t.price, "poc": t.poc, "vah": t.vah,
                   "val": t.val, "decisions": t.decisions},
-        stats=asdict(agent.stats),
+        stats=stats,
         risk=risk.to_dict(),
         strategy_state={k: v.model_dump() for k, v in execution.strategy_state.items()},
         labels=labels,
@@ -215,6 +221,19 @@ def summarise(result: BacktestResult) -> dict[str, Any]:
                    "completion": stats.get("completion_tokens", 0),
                    "cached": stats.get("cached_tokens", 0)},
         "llm_cost_usd": round(float(stats.get("cost_usd", 0.0)), 4),
+        **_llm_summary(stats.get("llm")),
+    }
+
+
+def _llm_summary(llm: dict[str, Any] | None) -> dict[str, Any]:
+    """What the LLM brain itself went through: requests, breaker, budget, how it failed."""
+    if not llm:
+        return {}
+    return {
+        "llm": {k: llm.get(k) for k in (
+            "requests", "decisions", "fallbacks", "fallback_reasons", "breaker_opens",
+            "breaker_skipped", "budget_skipped", "budget_sessions", "cached_tokens")},
+        "llm_failure": llm.get("failure"),
     }
 
 
