@@ -24,6 +24,7 @@ from fabio.brain.notes import NoteStore
 from fabio.brain.schema import ImportanceZone
 from fabio.domain import TradeBatch
 from fabio.execution.engine import ExecutionEngine
+from fabio.execution.shadow import ShadowBook
 from fabio.features.engine import FeatureEngine
 from fabio.features.snapshot import FeatureSnapshot
 from fabio.journal import Journal
@@ -109,6 +110,12 @@ class Agent:
         self.stats = AgentStats()
         self.timeline = Timeline()
         self.notes = NoteStore(self.symbol)
+        # Strategies disabled by learning keep trading in shadow, so that they can earn their
+        # way back; a frozen agent (learning off) has no use for it.
+        self.shadow: ShadowBook | None = None
+        if learning:
+            self.shadow = ShadowBook(self.tick, execution.emit, self.symbol,
+                                     min_stop_ticks=execution.min_stop_ticks)
         for rec in note_records or []:
             self.notes.add_record(rec)
         self._session_index = -1
@@ -148,6 +155,8 @@ class Agent:
         await self._roll_session(int(trades.ts[0]))
         self.features.update(trades)
         self.execution.on_trades(trades)
+        if self.shadow is not None:
+            self.shadow.on_trades(trades)
         self._last_price = int(trades.price[-1])
         self._last_ts = int(trades.ts[-1])
         await self._collect_pending(now)
@@ -163,6 +172,7 @@ class Agent:
             self._record_minute(snap, now)
             names = {s.strategy for s in self._setups(snap)}
             event = event or bool(names - self._last_setups)
+            self._shadow_setups(snap, now)
             self._last_setups = names
         band = self.cadence.band(self._last_price * self.tick, self.tick, self.zones)
         waiting = self._pending is not None or self._delayed is not None
@@ -196,6 +206,8 @@ class Agent:
         end_ns = min(self._session_close_ns, self._last_ts) if self._last_ts else \
             self._session_close_ns
         self.execution.end_session(session.trade_date.isoformat(), end_ns, self._last_price)
+        if self.shadow is not None:
+            self.shadow.close_all(end_ns, self._last_price)
         self._session_index = -1
         self._session_open_ns = self._session_close_ns = 0
 
@@ -204,6 +216,23 @@ class Agent:
         if snap.market_stats is None or snap.price is None:
             return []
         return detect_setups(snap, self.execution.strategy_state, self.tick)
+
+    def _shadow_setups(self, snap: FeatureSnapshot, now: int) -> None:
+        """Setups of strategies learning disabled become shadow trades (in RTH, flat or not)."""
+        book = self.execution.ledger.book
+        if self.shadow is None or not book.disabled_by_brain or snap.market_stats is None \
+                or snap.price is None or self._last_price is None \
+                or now > self._session_close_ns - 15 * 60 * NS:
+            return
+        disabled = {name: p.model_copy(update={"enabled": True})
+                    for name, p in self.execution.strategy_state.items()
+                    if not p.enabled and name in book.disabled_by_brain}
+        if not disabled:
+            return
+        found = detect_setups(snap, disabled, self.tick)
+        limits = {name: p.max_trades_per_session for name, p in disabled.items()}
+        trade_date = self.execution.ledger.trade_date or ""
+        self.shadow.consider(found, limits, now, self._last_price, self._regime, trade_date)
 
     def context(self, snap: FeatureSnapshot, trigger: str) -> DecisionContext | None:
         if snap.market_stats is None or snap.price is None or snap.session is None:

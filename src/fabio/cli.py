@@ -426,6 +426,11 @@ def backtest(
     no_learning: Annotated[
         bool, typer.Option("--no-learning", help="Freeze strategy state: the static baseline.")
     ] = False,
+    learning_policy: Annotated[
+        str, typer.Option("--learning", help="How learning judges strategies: expectancy "
+                          "(expectancy in R with its uncertainty; default) or seed (the spec's "
+                          "win-rate rules).")
+    ] = "expectancy",
     report: Annotated[
         Path | None, typer.Option("--report", help="Write an HTML report here.")
     ] = None,
@@ -452,7 +457,8 @@ def backtest(
     settings = _settings()
     request = BacktestRequest(
         data=data or [], brain=brain, start=start, end=end, symbol=symbol,
-        learning=not no_learning, report=report, jobs=jobs, executor=executor, days=days,
+        learning=not no_learning, policy=learning_policy, report=report, jobs=jobs,
+        executor=executor, days=days,
         seed=seed, log_dir=out_dir or settings.log_dir / "backtest", quiet=json_out,
     )
     summary = run_cli_backtest(settings, request, console=err)

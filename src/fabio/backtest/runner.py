@@ -48,6 +48,8 @@ class BacktestResult:
     strategy_state: dict[str, Any]
     labels: dict[str, list[Any]] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    # What the agent learned, for the next account to inherit (`run_backtest(carry=...)`).
+    learning_state: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -103,8 +105,12 @@ def run_backtest(
     end: date | None = None,
     progress: Progress | None = None,
     labels: dict[str, list[Any]] | None = None,
+    carry: dict[str, Any] | None = None,
 ) -> BacktestResult:
-    """Replay `feeds` (one contract) through a fresh agent journaling into `log_dir`."""
+    """Replay `feeds` (one contract) through a fresh agent journaling into `log_dir`.
+
+    `carry` is an earlier account's `learning_state`: a new account (fresh balance and risk
+    limits) that keeps the strategy statistics, strategy state, shadow trades and notes."""
     claim_backtest_dir(log_dir)  # a backtest starts from nothing, deleting only its own files
     contract = feeds[0].contract
     resolution = max((_resolution_sec(f) for f in feeds), default=0.0)
@@ -119,12 +125,17 @@ def run_backtest(
         contract, log_dir, defaults=strategies, risk=risk,
         min_stop_ticks=8 if coarse else 4, slippage_allowance_ticks=8 if coarse else 2,
     )
+    if carry is not None:
+        execution.emit({"type": "learning_carry", "ts_ns": 0,
+                        **{k: v for k, v in carry.items() if k != "notes"}})
     agent = Agent(
         FeatureEngine(contract, feature_config or FeatureConfig()),
         execution, brain, cadence or Cadence(),
         exchanges=Journal(log_dir / LLM_EXCHANGES), learning=learning,
         setup_check_sec=max(5, int(resolution)),
     )
+    if carry is not None:
+        agent.notes.add_exported(carry.get("notes", []))
     lo, hi = _date_bounds(start, end)
     asyncio.run(_replay(agent, feeds, lo, hi, progress))
     changes = [
@@ -133,6 +144,9 @@ def run_backtest(
     ]
     t = agent.timeline
     stats = asdict(agent.stats)
+    policy = getattr(getattr(brain, "learning", None), "name", None) or getattr(
+        getattr(getattr(brain, "fallback", None), "learning", None), "name", None)
+    stats["learning_policy"] = policy
     llm = llm_brain_of(brain)
     if llm is not None:
         llm_stats = llm.stats()
@@ -151,6 +165,7 @@ def run_backtest(
         risk=risk.to_dict(),
         strategy_state={k: v.model_dump() for k, v in execution.strategy_state.items()},
         labels=labels,
+        learning_state={**execution.ledger.learning_state(), "notes": agent.notes.export()},
     )
     result.summary = summarise(result)
     return result
@@ -195,6 +210,7 @@ def summarise(result: BacktestResult) -> dict[str, Any]:
         "symbol": result.symbol,
         "brain": result.brain,
         "learning": result.learning,
+        "learning_policy": result.stats.get("learning_policy") if result.learning else None,
         "sessions_traded": len(days),
         "trades": len(trades),
         "net_pnl_usd": round(float(sum(pnls)), 2),

@@ -64,7 +64,13 @@ class Ledger:
     trade_date: str | None = None
     records_applied: int = 0
     last_ts_ns: int = 0
-    _perf_key: tuple[int, str | None] | None = None
+    # Learning: trades of earlier accounts (they count for strategy statistics, never for this
+    # account's risk), shadow trades of disabled strategies, and when each was last disabled.
+    carried: list[ClosedTrade] = field(default_factory=list)
+    shadow: list[dict[str, Any]] = field(default_factory=list)
+    disabled_at: dict[str, int] = field(default_factory=dict)
+    enabled_at: dict[str, int] = field(default_factory=dict)  # re-enabled after a disable
+    _perf_key: tuple[int, ...] | None = None
     _perf: dict[str, StrategyPerformance] = field(default_factory=dict)
 
     @classmethod
@@ -84,6 +90,12 @@ class Ledger:
         self.last_ts_ns = max(self.last_ts_ns, int(rec.get("ts_ns") or 0))
 
     def _strategy_change(self, rec: dict[str, Any]) -> None:
+        if rec.get("accepted") and rec.get("field") == "enabled":
+            name = str(rec["strategy"])
+            if rec.get("new") is False:
+                self.disabled_at[name] = int(rec["ts_ns"])
+            elif rec.get("new") is True and name in self.disabled_at:
+                self.enabled_at[name] = int(rec["ts_ns"])
         self.book.apply_change(StrategyChange(
             ts_ns=int(rec["ts_ns"]), strategy=rec["strategy"], field=rec["field"],
             old=rec.get("old"), proposed=rec.get("proposed"), new=rec.get("new"),
@@ -159,15 +171,55 @@ class Ledger:
             trade.stop_ticks = int(rec.get("stop_ticks", trade.stop_ticks))
             trade.target_ticks = int(rec.get("target_ticks", trade.target_ticks))
 
+    def _shadow(self, rec: dict[str, Any]) -> None:
+        self.shadow.append(rec)
+
+    def _carry(self, rec: dict[str, Any]) -> None:
+        """What an earlier account learned: statistics, shadow trades and strategy state."""
+        self.carried = [ClosedTrade(**t) for t in rec.get("trades", [])]
+        self.shadow = list(rec.get("shadow", [])) + self.shadow
+        self.disabled_at.update({str(k): int(v) for k, v in rec.get("disabled_at", {}).items()})
+        self.enabled_at.update({str(k): int(v) for k, v in rec.get("enabled_at", {}).items()})
+        for name, params in rec.get("strategy_state", {}).items():
+            self.book.strategy_state[name] = StrategyParams(**params)
+            if not params.get("enabled", True) and name in rec.get("disabled_by_brain", []):
+                self.book.disabled_by_brain.add(name)
+
+    def learning_state(self) -> dict[str, Any]:
+        """What a new account should inherit (the body of a `learning_carry` record)."""
+        return {
+            "trades": [t.to_dict() for t in (*self.carried, *self.closed)],
+            "shadow": list(self.shadow),
+            "disabled_at": dict(self.disabled_at),
+            "enabled_at": dict(self.enabled_at),
+            "strategy_state": {k: v.model_dump() for k, v in self.book.strategy_state.items()},
+            "disabled_by_brain": sorted(self.book.disabled_by_brain),
+        }
+
     def _kill(self, rec: dict[str, Any]) -> None:
         self.risk.kill(str(rec.get("reason", "kill switch")))
 
     # ---------------------------------------------------------------- views
     def performance(self) -> dict[str, StrategyPerformance]:
         """Per-strategy results; recomputed only when a trade closes or the trade date moves."""
-        key = (len(self.closed), self.trade_date)
+        key = (len(self.closed), len(self.carried), len(self.shadow),
+               hash(tuple(self.disabled_at.items())), hash(tuple(self.enabled_at.items())),
+               hash(self.trade_date))
         if key != self._perf_key:
-            self._perf = performance_by_strategy(self.closed, self.trade_date)
+            shadow: dict[str, list[dict[str, Any]]] = {}
+            for rec in self.shadow:  # a disabled strategy's trades since it was disabled
+                name = str(rec.get("strategy"))
+                since = self.disabled_at.get(name)
+                if since is not None and int(rec.get("entry_ns", 0)) >= since:
+                    shadow.setdefault(name, []).append(rec)
+            perf = performance_by_strategy([*self.carried, *self.closed], self.trade_date,
+                                           shadow, self.enabled_at)
+            if self.carried:  # today's count is this account's own
+                today = performance_by_strategy(self.closed, self.trade_date)
+                perf = {k: v.model_copy(update={"trades_this_session": today[k].trades_this_session
+                                                if k in today else 0})
+                        for k, v in perf.items()}
+            self._perf = perf
             self._perf_key = key
         return self._perf
 
@@ -205,4 +257,6 @@ _HANDLERS = {
     "entry_cancelled": Ledger._cancelled_entry,
     "kill": Ledger._kill,
     "bracket_modified": Ledger._bracket_modified,
+    "shadow_trade": Ledger._shadow,
+    "learning_carry": Ledger._carry,
 }
