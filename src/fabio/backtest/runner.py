@@ -19,6 +19,7 @@ from fabio.brain.cadence import Cadence
 from fabio.brain.llm import failure_summary, llm_brain_of
 from fabio.config import FeatureConfig
 from fabio.data.base import MarketFeed
+from fabio.execution.broker import SimBrokerConfig
 from fabio.execution.engine import ExecutionEngine
 from fabio.execution.performance import performance_by_strategy
 from fabio.execution.risk import RiskConfig, RiskEngine
@@ -106,6 +107,7 @@ def run_backtest(
     progress: Progress | None = None,
     labels: dict[str, list[Any]] | None = None,
     carry: dict[str, Any] | None = None,
+    broker_config: SimBrokerConfig | None = None,
 ) -> BacktestResult:
     """Replay `feeds` (one contract) through a fresh agent journaling into `log_dir`.
 
@@ -124,6 +126,7 @@ def run_backtest(
     execution = ExecutionEngine.open(
         contract, log_dir, defaults=strategies, risk=risk,
         min_stop_ticks=8 if coarse else 4, slippage_allowance_ticks=8 if coarse else 2,
+        broker_config=broker_config,
     )
     if carry is not None:
         execution.emit({"type": "learning_carry", "ts_ns": 0,
