@@ -83,7 +83,7 @@ def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console)
         root = (req.symbol or settings.symbol)[:3].rstrip("FGHJKMNQUVXZ0123456789") or "ES"
         synthetic = SyntheticFeed(SyntheticConfig(symbol=root, days=req.days, seed=req.seed))
         feeds = [synthetic]
-    brain = make_brain(req.brain, settings, req.policy)
+    brain = make_brain(req.brain, settings, req.policy if req.learning else "off")
     with Progress(
         TextColumn("[bold]backtest"),
         BarColumn(),

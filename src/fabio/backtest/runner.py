@@ -114,6 +114,8 @@ def run_backtest(
     `carry` is an earlier account's `learning_state`: a new account (fresh balance and risk
     limits) that keeps the strategy statistics, strategy state, shadow trades and notes."""
     claim_backtest_dir(log_dir)  # a backtest starts from nothing, deleting only its own files
+    if not learning:
+        _freeze(brain)
     contract = feeds[0].contract
     resolution = max((_resolution_sec(f) for f in feeds), default=0.0)
     if cadence is None and resolution > 5:
@@ -172,6 +174,16 @@ def run_backtest(
     )
     result.summary = summarise(result)
     return result
+
+
+def _freeze(brain: Brain) -> None:
+    """A frozen run: the rule brain (also behind an LLM) stops judging and blocking strategies."""
+    from fabio.brain.learning import FrozenPolicy
+
+    for b in (brain, getattr(brain, "fallback", None),
+              getattr(getattr(brain, "llm", None), "fallback", None)):
+        if b is not None and hasattr(b, "learning"):
+            b.learning = FrozenPolicy()
 
 
 def _resolution_sec(feed: MarketFeed) -> float:

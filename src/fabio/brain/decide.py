@@ -43,7 +43,7 @@ def make_brain(kind: str, settings: Settings, learning: str = "expectancy") -> B
         raise FabioError(f"--brain {kind}: choose one of {', '.join(BRAINS)}")
     from fabio.brain.learning import POLICIES
 
-    if learning not in POLICIES:
+    if learning not in (*POLICIES, "off"):
         raise FabioError(f"--learning {learning}: choose one of {', '.join(POLICIES)}")
     rules = RuleBrain(RegimeThresholds(), LearningRules(), learning=learning)
     if kind == "rules":

@@ -312,13 +312,27 @@ def by_regime_text(perf: StrategyPerformance, worst_first: bool) -> str:
     return "; ".join(parts)
 
 
+class FrozenPolicy:
+    """No learning at all (`--no-learning`): no tweaks, no regime blocks."""
+
+    name = "off"
+
+    def allows(self, strategy: str, regime: str, ctx: DecisionContext) -> bool:
+        return True
+
+    def judge(self, ctx: DecisionContext, regime: str) -> tuple[list[StrategyTweak], list[str]]:
+        return [], []
+
+
 def make_policy(name: str | LearningPolicy | None, rules: LearningRules | None = None
                 ) -> LearningPolicy:
-    """The policy `--learning` names (default: expectancy)."""
+    """The policy `--learning` names (default: expectancy; "off" for a frozen agent)."""
     if name is None or name == "expectancy":
         return ExpectancyPolicy()
     if name == "seed":
         return SeedPolicy(rules)
+    if name == "off":
+        return FrozenPolicy()
     if isinstance(name, str):
         raise ValueError(f"learning policy {name!r}: choose one of {', '.join(POLICIES)}")
     return name
