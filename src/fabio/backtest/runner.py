@@ -133,8 +133,15 @@ def run_backtest(
     if carry is not None:
         execution.emit({"type": "learning_carry", "ts_ns": 0,
                         **{k: v for k, v in carry.items() if k != "notes"}})
+    features = feature_config or FeatureConfig()
+    if coarse and not features.bar_absorption_sec:
+        # Bars: absorption is read per bar against the three bars before it.
+        bar = int(resolution)
+        features = features.model_copy(update={
+            "bar_absorption_sec": bar,
+            "signal_window_sec": max(features.signal_window_sec, 4 * bar)})
     agent = Agent(
-        FeatureEngine(contract, feature_config or FeatureConfig()),
+        FeatureEngine(contract, features),
         execution, brain, cadence or Cadence(),
         exchanges=Journal(log_dir / LLM_EXCHANGES), learning=learning,
         setup_check_sec=max(5, int(resolution)),

@@ -59,7 +59,8 @@ def run_job(job: SweepJob, carry: dict[str, Any] | None = None) -> dict[str, Any
     settings = load_settings(job.env_file)
     feed = open_feed(job.data, symbol=job.symbol)
     result = run_backtest(
-        [feed], make_brain(job.brain, settings, job.policy if job.learning else "off"), Path(job.log_dir),
+        [feed], make_brain(job.brain, settings, job.policy if job.learning else "off"),
+        Path(job.log_dir),
         feature_config=settings.feature_config(), risk_config=settings.risk_config(),
         strategies=load_strategies(settings.strategies_file), learning=job.learning,
         start=date.fromisoformat(job.start) if job.start else None,
