@@ -32,7 +32,16 @@ from typing import Any
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "es-5m-sierra"
+def _shared() -> Path:
+    """../shared/data/es-5m-sierra beside the checkout (or beside a folder above a worktree)."""
+    for up in Path(__file__).resolve().parents[1:]:
+        found = up.parent / "shared" / "data" / "es-5m-sierra"
+        if found.is_dir():
+            return found
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "es-5m-sierra"
+
+
+SHARED = _shared()
 ARMS = ("frozen", "expectancy", "seed")
 
 

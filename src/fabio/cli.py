@@ -441,6 +441,11 @@ def backtest(
     executor: Annotated[
         str, typer.Option("--executor", help="local, or ray (pip install 'fabio[ray]').")
     ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="With --executor ray: the cluster "
+                                 "(ray://head:10001 or head:6379); default RAY_ADDRESS, else a "
+                                 "local Ray instance.")
+    ] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="Synthetic sessions.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Synthetic market seed.")] = 7,
     out_dir: Annotated[
@@ -458,7 +463,7 @@ def backtest(
     request = BacktestRequest(
         data=data or [], brain=brain, start=start, end=end, symbol=symbol,
         learning=not no_learning, policy=learning_policy, report=report, jobs=jobs,
-        executor=executor, days=days,
+        executor=executor, ray_address=ray_address, days=days,
         seed=seed, log_dir=out_dir or settings.log_dir / "backtest", quiet=json_out,
     )
     summary = run_cli_backtest(settings, request, console=err)

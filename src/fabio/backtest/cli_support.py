@@ -62,6 +62,7 @@ class BacktestRequest:
     log_dir: Path
     quiet: bool
     policy: str = "expectancy"
+    ray_address: str | None = None
 
 
 def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console) -> dict[str, Any]:
@@ -145,7 +146,8 @@ def _sweep(req: BacktestRequest, console: Console) -> dict[str, Any]:
         done = sum(1 for j in sweep_jobs if (out / f"{Path(j.data).name}.json").exists())
         task = progress.add_task("files", total=len(sweep_jobs), completed=done)
         results = run_sweep(
-            sweep_jobs, out, req.jobs, req.executor, on_done=lambda _j, _r: progress.advance(task)
+            sweep_jobs, out, req.jobs, req.executor,
+            on_done=lambda _j, _r: progress.advance(task), ray_address=req.ray_address,
         )
     trades = [ClosedTrade(**t) for r in results for t in r["closed_trades"]]
     trades.sort(key=lambda t: t.exit_ns)

@@ -78,6 +78,7 @@ def run_sweep(
     workers: int,
     executor: str = "local",
     on_done: Callable[[SweepJob, dict[str, Any]], None] | None = None,
+    ray_address: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run the jobs not yet done; return every job's result (done before or now)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +86,7 @@ def run_sweep(
     if any(j.carry for j in jobs):
         _run_chain(jobs, out, on_done)
     elif executor == "ray":
-        _run_ray(todo, out, on_done)
+        _run_ray(todo, out, on_done, ray_address)
     elif executor == "local":
         with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = {pool.submit(run_job, j): j for j in todo}
@@ -131,14 +132,26 @@ def _save(out: Path, job: SweepJob, result: dict[str, Any],
 
 
 def _run_ray(todo: list[SweepJob], out: Path,
-             on_done: Callable[[SweepJob, dict[str, Any]], None] | None) -> None:
+             on_done: Callable[[SweepJob, dict[str, Any]], None] | None,
+             address: str | None = None) -> None:
+    """Each job a Ray task: on the cluster at `address` (`ray://host:10001` or `host:6379`),
+    else RAY_ADDRESS, else a local Ray instance started here. Results come back to this
+    machine and are written as on the local executor; the data files and the env file must be
+    readable at the same paths on the workers."""
     try:
         import ray
     except ImportError:
         raise FabioError(
-            "--executor ray needs Ray: pip install 'fabio[ray]' (and RAY_ADDRESS for a cluster)"
+            "--executor ray needs Ray: pip install 'fabio[ray]' (and --ray-address or RAY_ADDRESS "
+            "for a cluster)"
         ) from None
-    ray.init(ignore_reinit_error=True)
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
+                     log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise FabioError(f"cannot reach the Ray cluster at {address or 'RAY_ADDRESS'}: "
+                             f"{exc}") from None
     remote = ray.remote(run_job)
     pending = {remote.remote(j): j for j in todo}
     while pending:
