@@ -1,5 +1,5 @@
 """Walk-forward evaluation of learning: `python bench/walk_forward.py [--es] [--synthetic]
-[--jobs 2] [--out DIR] [--json]`.
+[--contracts HMUZ] [--jobs 2] [--out DIR] [--json]`.
 
 Every account is a fresh TopStep 50K account (rule brain, costs, the default slippage model).
 Three arms trade the same accounts in time order:
@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+
 def _shared() -> Path:
     """../shared/data/es-5m-sierra beside the checkout (or beside a folder above a worktree)."""
     for up in Path(__file__).resolve().parents[1:]:
@@ -48,19 +49,21 @@ ARMS = ("frozen", "expectancy", "seed")
 # ---------------------------------------------------------------- running the arms
 
 
-def _run(feed: Any, arm: str, log_dir: Path, carry: dict[str, Any] | None
-         ) -> dict[str, Any]:
+def _run(feed: Any, arm: str, log_dir: Path, carry: dict[str, Any] | None) -> dict[str, Any]:
     from fabio.backtest.runner import run_backtest
     from fabio.brain.rules import RuleBrain
 
     learning = arm != "frozen"
     brain = RuleBrain(learning=arm if learning else "off")
-    result = run_backtest([feed], brain, log_dir, learning=learning,
-                          carry=carry if learning else None)
+    result = run_backtest(
+        [feed], brain, log_dir, learning=learning, carry=carry if learning else None
+    )
     return {
         "source": result.sources[0] if result.sources else "",
-        "trades": [{"date": t.trade_date, "pnl": t.net_pnl_usd, "strategy": t.strategy}
-                   for t in result.closed_trades],
+        "trades": [
+            {"date": t.trade_date, "pnl": t.net_pnl_usd, "strategy": t.strategy}
+            for t in result.closed_trades
+        ],
         "breaches": result.summary["rule_breaches"],
         "changes": len(result.strategy_changes),
         "shadow": len(result.learning_state["shadow"]) if result.learning_state else 0,
@@ -78,12 +81,18 @@ def run_chain(task: tuple[str, str, list[Any], str]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     carry: dict[str, Any] | None = None
     for i, spec in enumerate(feeds_spec):
-        cache = Path(out) / name / arm / f"{i:03d}.json"
+        label = Path(spec).name if isinstance(spec, str) else f"seed{spec['seed']}"
+        cache = Path(out) / name / arm / f"{i:03d}-{label}.json"
         if cache.exists():
             res = json.loads(cache.read_text())
         else:
-            feed = open_feed(spec) if isinstance(spec, str) else SyntheticFeed(
-                SyntheticConfig(**{**spec, "start": date.fromisoformat(spec["start"])}))
+            feed = (
+                open_feed(spec)
+                if isinstance(spec, str)
+                else SyntheticFeed(
+                    SyntheticConfig(**{**spec, "start": date.fromisoformat(spec["start"])})
+                )
+            )
             res = _run(feed, arm, Path(out) / name / arm / f"log{i:03d}", carry)
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(res, default=str))
@@ -113,8 +122,9 @@ def boot_ci(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[
     return round(float(lo), 2), round(float(hi), 2)
 
 
-def compare(arms: dict[str, list[dict[str, Any]]], n_boot: int, key: str | None = None
-            ) -> dict[str, Any]:
+def compare(
+    arms: dict[str, list[dict[str, Any]]], n_boot: int, key: str | None = None
+) -> dict[str, Any]:
     """Per arm: net P&L, trades, CI; per learning arm: the paired difference to frozen."""
     rng = np.random.default_rng(7)
     days_by_arm = {a: daily(r) for a, r in arms.items()}
@@ -124,22 +134,27 @@ def compare(arms: dict[str, list[dict[str, Any]]], n_boot: int, key: str | None 
     out: dict[str, Any] = {}
     for arm, days in days_by_arm.items():
         v = np.array([days.get(d, 0.0) for d in all_days])
-        trades = sum(1 for r in arms[arm] for t in r["trades"]
-                     if key is None or t["date"].startswith(key))
-        out[arm] = {"net_pnl_usd": round(float(v.sum()), 2), "trades": trades,
-                    "ci95": boot_ci(v, n_boot, rng)}
+        trades = sum(
+            1 for r in arms[arm] for t in r["trades"] if key is None or t["date"].startswith(key)
+        )
+        out[arm] = {
+            "net_pnl_usd": round(float(v.sum()), 2),
+            "trades": trades,
+            "ci95": boot_ci(v, n_boot, rng),
+        }
     base = np.array([days_by_arm["frozen"].get(d, 0.0) for d in all_days])
     for arm in arms:
         if arm == "frozen":
             continue
         v = np.array([days_by_arm[arm].get(d, 0.0) for d in all_days]) - base
-        out[arm]["minus_frozen"] = {"net_pnl_usd": round(float(v.sum()), 2),
-                                    "ci95": boot_ci(v, n_boot, rng)}
+        out[arm]["minus_frozen"] = {
+            "net_pnl_usd": round(float(v.sum()), 2),
+            "ci95": boot_ci(v, n_boot, rng),
+        }
     return out
 
 
-def summary(arms: dict[str, list[dict[str, Any]]], n_boot: int, by_year: bool
-            ) -> dict[str, Any]:
+def summary(arms: dict[str, list[dict[str, Any]]], n_boot: int, by_year: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"total": compare(arms, n_boot)}
     for arm, results in arms.items():
         per_strategy: dict[str, int] = defaultdict(int)
@@ -152,7 +167,8 @@ def summary(arms: dict[str, list[dict[str, Any]]], n_boot: int, by_year: bool
         out["total"][arm]["shadow_trades"] = results[-1]["shadow"] if results else 0
         out["total"][arm]["final_strategy_state"] = {
             k: {"enabled": v["enabled"], "risk_fraction": v["risk_fraction"]}
-            for k, v in (results[-1]["strategy_state"] if results else {}).items()}
+            for k, v in (results[-1]["strategy_state"] if results else {}).items()
+        }
     if by_year:
         years = sorted({t["date"][:4] for rs in arms.values() for r in rs for t in r["trades"]})
         out["by_year"] = {y: compare(arms, n_boot, y) for y in years}
@@ -162,23 +178,32 @@ def summary(arms: dict[str, list[dict[str, Any]]], n_boot: int, by_year: bool
 # ---------------------------------------------------------------- main
 
 
-def es_tasks(out: str) -> list[tuple[str, str, list[Any], str]]:
+def es_tasks(out: str, months: str) -> list[tuple[str, str, list[Any], str]]:
     from fabio.backtest.cli_support import _chronological
 
-    files = [str(p) for p in _chronological(sorted(SHARED.glob("*.txt.gz")))]
+    files = [str(p) for p in _chronological(sorted(SHARED.glob("*.txt.gz"))) if p.name[2] in months]
     return [("es", arm, files, out) for arm in ARMS]
 
 
-def synthetic_tasks(out: str, seeds: int, accounts: int, days: int, trades: int
-                    ) -> list[tuple[str, str, list[Any], str]]:
+def synthetic_tasks(
+    out: str, seeds: int, accounts: int, days: int, trades: int
+) -> list[tuple[str, str, list[Any], str]]:
     from fabio.data.synthetic import SyntheticConfig
 
     dates = SyntheticConfig(days=accounts * days).trade_dates()
     tasks = []
     for seed in range(1, seeds + 1):
-        specs = [{"symbol": "ES", "days": days, "seed": seed * 100 + k, "eth": False,
-                  "rth_trades": trades, "start": dates[k * days].isoformat()}
-                 for k in range(accounts)]
+        specs = [
+            {
+                "symbol": "ES",
+                "days": days,
+                "seed": seed * 100 + k,
+                "eth": False,
+                "rth_trades": trades,
+                "start": dates[k * days].isoformat(),
+            }
+            for k in range(accounts)
+        ]
         tasks.extend((f"synthetic-{seed}", arm, specs, out) for arm in ARMS)
     return tasks
 
@@ -186,6 +211,12 @@ def synthetic_tasks(out: str, seeds: int, accounts: int, days: int, trades: int
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--es", action="store_true")
+    ap.add_argument(
+        "--contracts",
+        default="HMUZ",
+        help="ES contract months to include (HMUZ: all 36 files; HU: 18, one account "
+        "per half year)",
+    )
     ap.add_argument("--synthetic", action="store_true")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=6)
@@ -199,11 +230,12 @@ def main() -> None:
     if not args.es and not args.synthetic:
         args.es = args.synthetic = True
     if args.es and not SHARED.is_dir():
-        sys.exit(f"no ES data at {SHARED}: run with --synthetic, or from a checkout beside "
-                 "../shared")
+        sys.exit(
+            f"no ES data at {SHARED}: run with --synthetic, or from a checkout beside ../shared"
+        )
     tasks = []
     if args.es:
-        tasks += es_tasks(args.out)
+        tasks += es_tasks(args.out, args.contracts)
     if args.synthetic:
         tasks += synthetic_tasks(args.out, args.seeds, args.accounts, args.days, args.trades)
     t0 = time.perf_counter()
@@ -241,12 +273,21 @@ def _text(report: dict[str, Any]) -> str:
                 f"{arm:>10}: net {s['net_pnl_usd']:>11,.2f} CI {s['ci95']}  trades "
                 f"{s['trades']}  breaches {len(s['rule_breaches'])}  changes "
                 f"{s['strategy_changes']}  by setup {s['per_strategy_trades']}"
-                + (f"  - frozen {diff['net_pnl_usd']:,.2f} CI {diff['ci95']}" if diff else ""))
+                + (f"  - frozen {diff['net_pnl_usd']:,.2f} CI {diff['ci95']}" if diff else "")
+            )
         for year, arms in report[part].get("by_year", {}).items():
-            lines.append(f"  {year}: " + "  ".join(
-                f"{a} {s['net_pnl_usd']:,.0f}" + (
-                    f" (Δ {s['minus_frozen']['net_pnl_usd']:,.0f} CI {s['minus_frozen']['ci95']})"
-                    if "minus_frozen" in s else "") for a, s in arms.items()))
+            lines.append(
+                f"  {year}: "
+                + "  ".join(
+                    f"{a} {s['net_pnl_usd']:,.0f}"
+                    + (
+                        f" (Δ {s['minus_frozen']['net_pnl_usd']:,.0f} CI {s['minus_frozen']['ci95']})"
+                        if "minus_frozen" in s
+                        else ""
+                    )
+                    for a, s in arms.items()
+                )
+            )
     return "\n".join(lines)
 
 
