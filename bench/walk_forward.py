@@ -281,7 +281,8 @@ def _text(report: dict[str, Any]) -> str:
                 + "  ".join(
                     f"{a} {s['net_pnl_usd']:,.0f}"
                     + (
-                        f" (Δ {s['minus_frozen']['net_pnl_usd']:,.0f} CI {s['minus_frozen']['ci95']})"
+                        f" (Δ {s['minus_frozen']['net_pnl_usd']:,.0f} "
+                        f"CI {s['minus_frozen']['ci95']})"
                         if "minus_frozen" in s
                         else ""
                     )
