@@ -441,7 +441,7 @@ class RuleBrain:
         active = [
             name
             for name, p in ctx.strategy_state.items()
-            if p.enabled and _fits_regime(name, regime, self.variants)
+            if p.enabled and (_fits_regime(name, regime, self.variants) or name == chosen)
             and self.learning.allows(name, regime, ctx)
         ]
         return Decision(
