@@ -174,6 +174,7 @@ class KillSwitchEvent(Event):
     engaged: bool
     reason: str
     source: KillSource
+    request_id: str | None = None  # set when another process (`fabio kill`) asked for it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
