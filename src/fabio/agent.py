@@ -254,6 +254,8 @@ class Agent:
         end_ns = min(self._session_close_ns, self._last_ts) if self._last_ts else \
             self._session_close_ns
         self.execution.end_session(session.trade_date.isoformat(), end_ns, self._last_price)
+        price = self.execution.spec.to_price(self._last_price) if self._last_price else None
+        self.bus.publish(self._trade_update(end_ns, price, None))
         self._session_index = -1
         self._session_open_ns = self._session_close_ns = 0
 
