@@ -18,9 +18,9 @@ from fabio.brain.rules import RuleBrain
 from fabio.config import Settings
 from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
 from fabio.errors import FabioError
-from fabio.execution.engine import ExecutionEngine
 from fabio.features.engine import FeatureEngine
 from fabio.journal import read_journal
+from fabio.wiring import open_execution
 
 GOLDEN = Path(__file__).parent / "golden" / "backtest_synthetic_es.json"
 
@@ -80,7 +80,7 @@ class SlowBrain:
 
 def test_paper_mode_keeps_data_flowing_and_drops_stale_decisions(tmp_path: Path) -> None:
     feed = small_feed()
-    execution = ExecutionEngine.open(feed.contract, tmp_path)
+    execution = open_execution(feed.contract, tmp_path)
     agent = Agent(FeatureEngine(feed.contract), execution, SlowBrain(), Cadence(),
                   live=True, stale_sec=1.0)
 
