@@ -283,3 +283,16 @@ def test_trade_decision_is_a_domain_type() -> None:
     from fabio.brain import schema
 
     assert schema.TradeDecision is TradeDecision  # the brain re-exports the domain contract
+
+
+def test_golden_masters_never_rewrite_themselves() -> None:
+    """The tests compare only; regeneration is a separate command (tests.golden.regenerate)."""
+    import inspect
+
+    from tests import test_agent
+    from tests.execution import test_engine
+
+    for module in (test_agent, test_engine):
+        source = inspect.getsource(module)
+        assert "os.environ" not in source and "FABIO_UPDATE_GOLDEN" not in source
+        assert ".write_text(" not in source.split("def test_golden_master")[-1][:800]

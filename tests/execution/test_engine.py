@@ -244,10 +244,9 @@ def test_kill_dash_nine_restarts_into_the_journaled_state(tmp_path: Path) -> Non
 def test_golden_master() -> None:
     """A fixed synthetic session and a fixed decision script give fixed trades and statistics.
 
-    Regenerate deliberately with FABIO_UPDATE_GOLDEN=1 after an intended change.
+    Compare only: regenerate deliberately with `python -m tests.golden.regenerate` after an
+    intended change (never through an environment variable).
     """
     result = json.loads(json.dumps(scenario.summary(scenario.run(None)), sort_keys=True))
-    if os.environ.get("FABIO_UPDATE_GOLDEN"):
-        GOLDEN.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     expected = json.loads(GOLDEN.read_text())
     assert result == expected
