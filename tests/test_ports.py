@@ -296,3 +296,52 @@ def test_golden_masters_never_rewrite_themselves() -> None:
         source = inspect.getsource(module)
         assert "os.environ" not in source and "FABIO_UPDATE_GOLDEN" not in source
         assert ".write_text(" not in source.split("def test_golden_master")[-1][:800]
+
+
+def test_a_paper_agent_starts_knowing_the_kill_switch_is_engaged(tmp_path: Path) -> None:
+    from fabio.brain.rules import RuleBrain
+    from fabio.wiring import AgentOptions, build_agent
+
+    request_kill_switch(tmp_path, True, "pre-open stop", "cli")
+    agent = build_agent(ES, RuleBrain(), AgentOptions(mode="paper", log_dir=tmp_path))
+    assert agent.status.kill_switch.engaged and agent.status.risk_label == "killed"
+    assert agent.status.kill_switch.reason == "pre-open stop"
+    assert not (tmp_path / "KILL").exists()  # the request was taken
+    kills = [r for r in read_journal(tmp_path / EXECUTION_JOURNAL).records
+             if r["type"] == "kill_switch"]
+    assert len(kills) == 1
+
+
+def test_live_mode_refuses_until_a_venue_is_registered(tmp_path: Path) -> None:
+    from fabio.brain.rules import RuleBrain
+    from fabio.wiring import AgentOptions, LiveVenue, build_agent, register_live_venue
+
+    with pytest.raises(FabioError, match="MODE=live needs the TopstepX adapter"):
+        build_agent(ES, RuleBrain(), AgentOptions(mode="live", log_dir=tmp_path))
+    venues: list[FakeVenue] = []
+
+    def factory(contract: Any, n: int) -> Broker:
+        venues.append(FakeVenue(n))
+        return venues[-1]
+
+    register_live_venue(LiveVenue("fake", broker=factory, feed=lambda c, s: None))  # type: ignore[arg-type,return-value]
+    try:
+        agent = build_agent(ES, RuleBrain(), AgentOptions(mode="live", log_dir=tmp_path))
+        assert agent.execution.broker is venues[0] and agent.live
+    finally:
+        register_live_venue(None)
+
+
+def test_agents_and_engines_are_built_only_in_the_composition_root() -> None:
+    src = Path(__file__).parents[1] / "src" / "fabio"
+    builders = {"Agent(": set(), "ExecutionEngine.open(": set(), "SimulatedBroker(": set()}
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        for needle, found in builders.items():
+            if needle in text.replace(f"class {needle}", ""):
+                found.add(path.relative_to(src).as_posix())
+    assert builders["Agent("] == {"wiring.py"}
+    assert builders["ExecutionEngine.open("] == {"wiring.py"}
+    assert builders["SimulatedBroker("] == {"wiring.py"}
+    engine = (src / "execution" / "engine.py").read_text()
+    assert "SimulatedBroker" not in engine and "fabio.brain" not in engine
