@@ -345,3 +345,24 @@ def test_agents_and_engines_are_built_only_in_the_composition_root() -> None:
     assert builders["SimulatedBroker("] == {"wiring.py"}
     engine = (src / "execution" / "engine.py").read_text()
     assert "SimulatedBroker" not in engine and "fabio.brain" not in engine
+
+
+def test_a_venue_that_still_works_the_protection_keeps_it_at_restart(tmp_path: Path) -> None:
+    _open_position_journal(tmp_path)
+    journaled = read_state(ES, tmp_path).ledger.open_orders
+    venues: list[FakeVenue] = []
+
+    def factory(contract: Any, n: int) -> Broker:
+        venue = FakeVenue(n)
+        for order_id, role, type_ in zip(sorted(journaled), (OrderRole.STOP, OrderRole.TARGET),
+                                         (OrderType.STOP, OrderType.LIMIT), strict=True):
+            venue.orders[order_id] = Order(order_id, "ESH4", -1, 1, type_, role, "s", 0,
+                                           status=OrderStatus.ACCEPTED)
+        venues.append(venue)
+        return venue
+
+    before = (tmp_path / EXECUTION_JOURNAL).read_bytes()
+    engine = open_execution(ES, tmp_path, RiskConfig(), broker=factory)
+    assert venues[0].calls == []  # nothing cancelled, nothing re-placed
+    assert (tmp_path / EXECUTION_JOURNAL).read_bytes() == before
+    assert set(engine.order_trade) >= set(journaled)
