@@ -366,3 +366,16 @@ def test_a_venue_that_still_works_the_protection_keeps_it_at_restart(tmp_path: P
     assert venues[0].calls == []  # nothing cancelled, nothing re-placed
     assert (tmp_path / EXECUTION_JOURNAL).read_bytes() == before
     assert set(engine.order_trade) >= set(journaled)
+
+
+def test_both_journals_carry_the_schema_version(tmp_path: Path) -> None:
+    from fabio.backtest.runner import run_backtest
+    from fabio.brain.rules import RuleBrain
+    from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
+
+    feed = SyntheticFeed(SyntheticConfig(symbol="ES", days=1, seed=3, eth=False,
+                                         rth_trades=20_000))
+    run_backtest([feed], RuleBrain(), tmp_path / "bt")
+    for name in ("execution.jsonl", "llm_exchanges.jsonl"):
+        records = read_journal(tmp_path / "bt" / name).records
+        assert records and all(r["schema_version"] == SCHEMA_VERSION for r in records), name
