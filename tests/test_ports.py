@@ -50,8 +50,16 @@ class FakeVenue:
         self.events: list[BrokerEvent] = []
         self.calls: list[str] = []
 
-    def _order(self, side: int, qty: int, type_: OrderType, role: OrderRole, strategy: str,
-               now: int, **prices: Any) -> Order:
+    def _order(
+        self,
+        side: int,
+        qty: int,
+        type_: OrderType,
+        role: OrderRole,
+        strategy: str,
+        now: int,
+        **prices: Any,
+    ) -> Order:
         order = Order(f"ESH4-{self.n}", "ESH4", side, qty, type_, role, strategy, now, **prices)
         self.n += 1
         self.orders[order.id] = order
@@ -59,28 +67,55 @@ class FakeVenue:
 
     def submit_bracket(self, request: BracketRequest, now_ns: int) -> list[Order]:
         self.calls.append("bracket")
-        e = self._order(request.side, request.qty, request.entry_type, OrderRole.ENTRY,
-                        request.strategy, now_ns)
-        s = self._order(-request.side, request.qty, OrderType.STOP, OrderRole.STOP,
-                        request.strategy, now_ns, stop_ticks=request.stop_ticks)
-        t = self._order(-request.side, request.qty, OrderType.LIMIT, OrderRole.TARGET,
-                        request.strategy, now_ns, limit_ticks=request.target_ticks)
+        e = self._order(
+            request.side, request.qty, request.entry_type, OrderRole.ENTRY, request.strategy, now_ns
+        )
+        s = self._order(
+            -request.side,
+            request.qty,
+            OrderType.STOP,
+            OrderRole.STOP,
+            request.strategy,
+            now_ns,
+            stop_ticks=request.stop_ticks,
+        )
+        t = self._order(
+            -request.side,
+            request.qty,
+            OrderType.LIMIT,
+            OrderRole.TARGET,
+            request.strategy,
+            now_ns,
+            limit_ticks=request.target_ticks,
+        )
         return [e, s, t]
 
-    def protect(self, *, side: int, qty: int, stop_ticks: int, target_ticks: int,
-                strategy: str, now_ns: int) -> list[Order]:
+    def protect(
+        self, *, side: int, qty: int, stop_ticks: int, target_ticks: int, strategy: str, now_ns: int
+    ) -> list[Order]:
         self.calls.append("protect")
-        return [self._order(-side, qty, OrderType.STOP, OrderRole.STOP, strategy, now_ns,
-                            stop_ticks=stop_ticks),
-                self._order(-side, qty, OrderType.LIMIT, OrderRole.TARGET, strategy, now_ns,
-                            limit_ticks=target_ticks)]
+        return [
+            self._order(
+                -side, qty, OrderType.STOP, OrderRole.STOP, strategy, now_ns, stop_ticks=stop_ticks
+            ),
+            self._order(
+                -side,
+                qty,
+                OrderType.LIMIT,
+                OrderRole.TARGET,
+                strategy,
+                now_ns,
+                limit_ticks=target_ticks,
+            ),
+        ]
 
     def submit_exit(self, side: int, qty: int, strategy: str, now_ns: int, reason: str) -> Order:
         self.calls.append("exit")
         return self._order(side, qty, OrderType.MARKET, OrderRole.EXIT, strategy, now_ns)
 
-    def modify(self, order_id: str, stop_ticks: int | None = None,
-               limit_ticks: int | None = None) -> Order:
+    def modify(
+        self, order_id: str, stop_ticks: int | None = None, limit_ticks: int | None = None
+    ) -> Order:
         self.calls.append(f"modify {order_id}")
         return self.orders[order_id]
 
@@ -113,11 +148,25 @@ class FakeVenue:
         fill = None
         if price is not None:
             order.filled_qty = order.qty
-            fill = Fill(order.id, "ESH4", ts, order.side, order.qty, price, 1.4, order.role,
-                        order.strategy)
-        self.events.append(OrderUpdate(ts, order.id, "ESH4", status, "", order.role, order.type,
-                                       order.side, order.qty, order.filled_qty, order.strategy,
-                                       fill=fill))
+            fill = Fill(
+                order.id, "ESH4", ts, order.side, order.qty, price, 1.4, order.role, order.strategy
+            )
+        self.events.append(
+            OrderUpdate(
+                ts,
+                order.id,
+                "ESH4",
+                status,
+                "",
+                order.role,
+                order.type,
+                order.side,
+                order.qty,
+                order.filled_qty,
+                order.strategy,
+                fill=fill,
+            )
+        )
 
 
 def test_a_fake_broker_drives_the_engine_through_the_port(tmp_path: Path) -> None:
@@ -170,9 +219,20 @@ def test_every_journal_record_reads_back_as_the_same_typed_event(tmp_path: Path)
 
 
 def test_old_and_newer_journal_records() -> None:
-    old = {"type": "fill", "ts_ns": 5, "symbol": "ESH4", "trade_id": "ESH4-T1",
-           "order_id": "ESH4-1", "side": 1, "qty": 1, "price_ticks": 20000,
-           "commission_usd": 1.4, "role": "entry", "strategy": "s", "reason": "entry"}
+    old = {
+        "type": "fill",
+        "ts_ns": 5,
+        "symbol": "ESH4",
+        "trade_id": "ESH4-T1",
+        "order_id": "ESH4-1",
+        "side": 1,
+        "qty": 1,
+        "price_ticks": 20000,
+        "commission_usd": 1.4,
+        "role": "entry",
+        "strategy": "s",
+        "reason": "entry",
+    }
     assert isinstance(parse_record(old), FillEvent)  # no schema_version: version 0, same fields
     assert parse_record({"type": "something_else", "ts_ns": 1}) is None
     with pytest.raises(JournalVersionError, match="upgrade Fabio"):
@@ -185,19 +245,29 @@ def test_agent_status_folds_the_events() -> None:
     bus = EventBus()
     status = AgentStatus()
     bus.subscribe(status.apply)
-    bus.publish(TradeUpdate(ts_ns=1, symbol="ESH4", price=5000.0,
-                            position={"side": "long", "qty": 1, "avg_entry": 4999.0},
-                            pnl={"realised_usd": 12.5},
-                            market_assessment={"regime": "trend", "market_state": "balanced"},
-                            strategy_state={"A": {"enabled": True, "risk_fraction": 0.005}},
-                            trading_state="active", brain={"decisions": 3}))
+    bus.publish(
+        TradeUpdate(
+            ts_ns=1,
+            symbol="ESH4",
+            price=5000.0,
+            position={"side": "long", "qty": 1, "avg_entry": 4999.0},
+            pnl={"realised_usd": 12.5},
+            market_assessment={"regime": "trend", "market_state": "balanced"},
+            strategy_state={"A": {"enabled": True, "risk_fraction": 0.005}},
+            trading_state="active",
+            brain={"decisions": 3},
+        )
+    )
     assert (status.symbol, status.last_price, status.regime) == ("ESH4", 5000.0, "trend")
     assert status.position["qty"] == 1 and status.brain["decisions"] == 3
     assert status.risk_label == "active"
     bus.publish(KillSwitchEvent(ts_ns=2, engaged=True, reason="news", source="dashboard"))
     assert status.risk_label == "killed" and status.kill_switch.source == "dashboard"
-    bus.publish(RiskStateEvent(ts_ns=3, symbol="ESH4", state="halted", previous="active",
-                               reason="daily loss"))
+    bus.publish(
+        RiskStateEvent(
+            ts_ns=3, symbol="ESH4", state="halted", previous="active", reason="daily loss"
+        )
+    )
     assert status.trading_state == "halted"
     assert json.loads(json.dumps(status.to_dict()))["risk_label"] == "killed"
 
@@ -261,8 +331,11 @@ def test_restart_recovers_once_and_closes_out_superseded_orders(tmp_path: Path) 
     reprotected = [r for r in records if isinstance(r, OrderEvent) and r.event == "reprotected"]
     assert len(reprotected) == 1 and len(reprotected[0].orders) == 2
     old = set(view.ledger.open_orders)
-    cancelled = {r.order_id for r in records if isinstance(r, OrderEvent)
-                 and r.status == "cancelled" and r.reason.startswith("restart")}
+    cancelled = {
+        r.order_id
+        for r in records
+        if isinstance(r, OrderEvent) and r.status == "cancelled" and r.reason.startswith("restart")
+    }
     assert cancelled == old  # every superseded protective order ends journaled cancelled
     # A second restart: again exactly one pair, and the first restart's pair is closed out.
     open_execution(ES, tmp_path, RiskConfig())
@@ -307,8 +380,9 @@ def test_a_paper_agent_starts_knowing_the_kill_switch_is_engaged(tmp_path: Path)
     assert agent.status.kill_switch.engaged and agent.status.risk_label == "killed"
     assert agent.status.kill_switch.reason == "pre-open stop"
     assert not (tmp_path / "KILL").exists()  # the request was taken
-    kills = [r for r in read_journal(tmp_path / EXECUTION_JOURNAL).records
-             if r["type"] == "kill_switch"]
+    kills = [
+        r for r in read_journal(tmp_path / EXECUTION_JOURNAL).records if r["type"] == "kill_switch"
+    ]
     assert len(kills) == 1
 
 
@@ -354,10 +428,15 @@ def test_a_venue_that_still_works_the_protection_keeps_it_at_restart(tmp_path: P
 
     def factory(contract: Any, n: int) -> Broker:
         venue = FakeVenue(n)
-        for order_id, role, type_ in zip(sorted(journaled), (OrderRole.STOP, OrderRole.TARGET),
-                                         (OrderType.STOP, OrderType.LIMIT), strict=True):
-            venue.orders[order_id] = Order(order_id, "ESH4", -1, 1, type_, role, "s", 0,
-                                           status=OrderStatus.ACCEPTED)
+        for order_id, role, type_ in zip(
+            sorted(journaled),
+            (OrderRole.STOP, OrderRole.TARGET),
+            (OrderType.STOP, OrderType.LIMIT),
+            strict=True,
+        ):
+            venue.orders[order_id] = Order(
+                order_id, "ESH4", -1, 1, type_, role, "s", 0, status=OrderStatus.ACCEPTED
+            )
         venues.append(venue)
         return venue
 
@@ -373,8 +452,7 @@ def test_both_journals_carry_the_schema_version(tmp_path: Path) -> None:
     from fabio.brain.rules import RuleBrain
     from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
 
-    feed = SyntheticFeed(SyntheticConfig(symbol="ES", days=1, seed=3, eth=False,
-                                         rth_trades=20_000))
+    feed = SyntheticFeed(SyntheticConfig(symbol="ES", days=1, seed=3, eth=False, rth_trades=20_000))
     run_backtest([feed], RuleBrain(), tmp_path / "bt")
     for name in ("execution.jsonl", "llm_exchanges.jsonl"):
         records = read_journal(tmp_path / "bt" / name).records
