@@ -457,3 +457,35 @@ def test_both_journals_carry_the_schema_version(tmp_path: Path) -> None:
     for name in ("execution.jsonl", "llm_exchanges.jsonl"):
         records = read_journal(tmp_path / "bt" / name).records
         assert records and all(r["schema_version"] == SCHEMA_VERSION for r in records), name
+
+
+def test_the_live_view_is_drawn_from_agent_status_only() -> None:
+    from rich.console import Console
+
+    from fabio.config import Settings
+    from fabio.paper import PaperSession, RunOptions
+
+    session = PaperSession(Settings(_env_file=None), RunOptions(live_view=False, brain="rules"))  # type: ignore[call-arg]
+    status = AgentStatus(symbol="ESH4")
+    status.apply(
+        TradeUpdate(
+            ts_ns=1_704_207_000_000_000_000,
+            symbol="ESH4",
+            price=4800.25,
+            position={
+                "side": "long",
+                "qty": 1,
+                "avg_entry": 4799.0,
+                "strategy": "MeanReversionPOC_v2",
+            },
+            pnl={"realised_usd": 12.5},
+            trading_state="active",
+            strategy_state={"MeanReversionPOC_v2": {"enabled": True, "risk_fraction": 0.005}},
+        )
+    )
+    status.apply(KillSwitchEvent(ts_ns=2, engaged=True, reason="[news] spike", source="cli"))
+    console = Console(width=200, record=True)
+    console.print(session._view(status, None))
+    text = console.export_text()
+    assert "KILL SWITCH ENGAGED ([news] spike)" in text and "risk active" not in text
+    assert "long 1 @ 4799.00" in text and "0.0050" in text
