@@ -185,7 +185,7 @@ def tape(ts0: int, prices: list[int]) -> TradeBatch:
 
 def test_shadow_trades_close_at_stop_or_target_and_are_journaled() -> None:
     records: list[dict[str, Any]] = []
-    book = ShadowBook(0.25, records.append, "ESH4", min_stop_ticks=4)
+    book = ShadowBook(0.25, lambda e: records.append(e.to_record()), "ESH4", min_stop_ticks=4)
     p = PRICE / 0.25
     long = SetupCandidate(strategy=TREND_PULLBACK, side="long", entry_price=PRICE,
                           stop_price=PRICE - 2.0, target_price=PRICE + 5.0, rr=2.5, reason="t")

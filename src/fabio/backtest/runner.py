@@ -18,16 +18,16 @@ from fabio.brain.base import Brain
 from fabio.brain.cadence import Cadence
 from fabio.brain.llm import failure_summary, llm_brain_of
 from fabio.config import FeatureConfig
-from fabio.data.base import MarketFeed
+from fabio.events import LearningCarryEvent
 from fabio.execution.broker import SimBrokerConfig
-from fabio.execution.engine import ExecutionEngine
 from fabio.execution.performance import performance_by_strategy
-from fabio.execution.risk import RiskConfig, RiskEngine
-from fabio.execution.types import ClosedTrade
-from fabio.features.engine import FeatureEngine
-from fabio.journal import LLM_EXCHANGES, Journal, iter_records
+from fabio.execution.risk import RiskConfig
+from fabio.journal import iter_records
+from fabio.orders import ClosedTrade
+from fabio.ports import MarketFeed
 from fabio.strategies import StrategyParams
 from fabio.timeutil import CHICAGO, datetime_to_ns
+from fabio.wiring import AgentOptions, build_agent
 
 Progress = Callable[[int], None]
 
@@ -118,35 +118,16 @@ def run_backtest(
         _freeze(brain)
     contract = feeds[0].contract
     resolution = max((_resolution_sec(f) for f in feeds), default=0.0)
-    if cadence is None and resolution > 5:
-        # Bars: nothing changes inside a bar, so decide (and step) at most once per bar.
-        cadence = Cadence(default_sec=max(30.0, resolution), outer_sec=max(15.0, resolution),
-                          inner_sec=resolution, floor_sec=resolution)
-    risk = RiskEngine(risk_config or RiskConfig())
-    # Coarse data jumps between prints: bars need wider minimum stops and slippage allowance.
-    coarse = resolution > 5
-    execution = ExecutionEngine.open(
-        contract, log_dir, defaults=strategies, risk=risk,
-        min_stop_ticks=8 if coarse else 4, slippage_allowance_ticks=8 if coarse else 2,
-        broker_config=broker_config,
-    )
-    if carry is not None:
-        execution.emit({"type": "learning_carry", "ts_ns": 0,
-                        **{k: v for k, v in carry.items() if k != "notes"}})
-    features = feature_config or FeatureConfig()
-    if coarse and not features.bar_absorption_sec:
-        # Bars: absorption is read per bar against the three bars before it.
-        bar = int(resolution)
-        features = features.model_copy(update={
-            "bar_absorption_sec": bar,
-            "signal_window_sec": max(features.signal_window_sec, 4 * bar)})
-    agent = Agent(
-        FeatureEngine(contract, features),
-        execution, brain, cadence or Cadence(),
-        exchanges=Journal(log_dir / LLM_EXCHANGES), learning=learning,
-        setup_check_sec=max(5, int(resolution)),
-    )
-    if carry is not None:
+    agent = build_agent(contract, brain, AgentOptions(
+        mode="backtest", log_dir=log_dir, feature_config=feature_config or FeatureConfig(),
+        risk_config=risk_config or RiskConfig(), strategies=strategies, cadence=cadence,
+        learning=learning, resolution_sec=resolution, broker_config=broker_config,
+    ))
+    execution = agent.execution
+    risk = execution.ledger.risk
+    if carry is not None:  # a new account inherits what the earlier ones learned
+        execution.emit(LearningCarryEvent(ts_ns=0, symbol=contract.symbol, **{
+            k: v for k, v in carry.items() if k != "notes"}))
         agent.notes.add_exported(carry.get("notes", []))
     lo, hi = _date_bounds(start, end)
     asyncio.run(_replay(agent, feeds, lo, hi, progress))

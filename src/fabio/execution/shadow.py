@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from fabio.domain import TradeBatch
+from fabio.events import ShadowTradeEvent
 from fabio.playbook.base import SetupCandidate
 
 
@@ -36,7 +36,7 @@ class ShadowPosition:
 class ShadowBook:
     """Open shadow positions of disabled strategies, closed against the tape."""
 
-    def __init__(self, tick_size: float, emit: Callable[[dict[str, Any]], None], symbol: str,
+    def __init__(self, tick_size: float, emit: Callable[[ShadowTradeEvent], None], symbol: str,
                  min_stop_ticks: int = 4, slippage_ticks: int = 1) -> None:
         self.tick = tick_size
         self.emit = emit
@@ -106,10 +106,9 @@ class ShadowBook:
         pos = self.open.pop(name)
         risk = abs(pos.entry - pos.stop)
         r = pos.side * (exit_ticks - pos.entry) / risk
-        self.emit({
-            "type": "shadow_trade", "ts_ns": now_ns, "symbol": self.symbol,
-            "strategy": pos.strategy, "regime": pos.regime, "side": pos.side,
-            "trade_date": pos.trade_date, "entry_ns": pos.entry_ns, "entry_ticks": pos.entry,
-            "stop_ticks": pos.stop, "target_ticks": pos.target, "exit_ticks": exit_ticks,
-            "exit_reason": reason, "r_multiple": round(r, 4),
-        })
+        self.emit(ShadowTradeEvent(
+            ts_ns=now_ns, symbol=self.symbol, strategy=pos.strategy, regime=pos.regime,
+            side=pos.side, trade_date=pos.trade_date, entry_ns=pos.entry_ns,
+            entry_ticks=pos.entry, stop_ticks=pos.stop, target_ticks=pos.target,
+            exit_ticks=exit_ticks, exit_reason=reason, r_multiple=round(r, 4),
+        ))
