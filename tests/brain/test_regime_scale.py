@@ -73,8 +73,9 @@ def test_scores_are_invariant_to_tick_and_flow_scale(
              price_change_last_15min_ticks=max(-r15, min(r15, move)), cvd_slope_5min=s5,
              cvd_slope_15min=s15)  # fmt: skip
     assert _scores(_scaled(ms, k, f)) == _scores(ms)
-    assert market_state(_scaled(ms, k, f), "above_value", T, MarketScale.of(
-        _scaled(ms, k, f), T)) == market_state(ms, "above_value", T, MarketScale.of(ms, T))
+    assert market_state(
+        _scaled(ms, k, f), "above_value", T, MarketScale.of(_scaled(ms, k, f), T)
+    ) == market_state(ms, "above_value", T, MarketScale.of(ms, T))
 
 
 def test_without_a_scale_the_product_tick_scale_applies() -> None:
