@@ -234,13 +234,22 @@ def _velocity(mid: F64, window: int = 60) -> F64:
 
 
 def generate_msv_session(
-    cfg: MsvConfig, index: int, prev_close_ticks: int | None, state: int, age: int, day_var: float
+    cfg: MsvConfig,
+    index: int,
+    prev_close_ticks: int | None,
+    state: int,
+    age: int,
+    day_var: float,
+    trade_date: date | None = None,
 ) -> tuple[SyntheticSession, int, int, float]:
-    """Trade date `index`: the session, the chain's state and age at its close, the day variance."""
+    """Trade date `index`: the session, the chain's state and age at its close, the day variance.
+
+    `trade_date` is `cfg.trade_dates()[index]` (pass it when generating many sessions).
+    """
     p = cfg.params
     spec = SPECS[cfg.symbol]
     cal = cme_calendar()
-    cal_index = cal.index_on(cfg.trade_dates()[index])
+    cal_index = cal.index_on(trade_date or cfg.trade_dates()[index])
     assert cal_index is not None
     session = cal.session(cal_index)
     rng = np.random.default_rng([cfg.seed, _STREAM, index])
@@ -309,8 +318,8 @@ def iter_msv_sessions(cfg: MsvConfig) -> Iterator[SyntheticSession]:
     state, age = int(rng.choice(3, p=pi)), int(rng.integers(0, 60))
     prev: int | None = None
     day_var = 1.0
-    for i in range(cfg.days):
-        s, state, age, day_var = generate_msv_session(cfg, i, prev, state, age, day_var)
+    for i, trade_date in enumerate(cfg.trade_dates()):
+        s, state, age, day_var = generate_msv_session(cfg, i, prev, state, age, day_var, trade_date)
         prev = s.close_ticks
         yield s
 
