@@ -117,6 +117,7 @@ def run_backtest(
     execution = ExecutionEngine.open(
         contract, log_dir, defaults=strategies, risk=risk,
         min_stop_ticks=8 if coarse else 4, slippage_allowance_ticks=8 if coarse else 2,
+        durable=False,  # a backtest can be rerun: no fsync
     )
     agent = Agent(
         FeatureEngine(contract, feature_config or FeatureConfig()),

@@ -11,6 +11,7 @@ a restart replays (docs/execution.md).
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from fabio.journal import Journal, read_journal
 from fabio.strategies import StrategyParams, StrategyPerformance, initialize_default_strategies
 
 EXECUTION_JOURNAL = "execution.jsonl"
+# Records that are not fsynced one by one (the next state record's fsync carries them).
+BUFFERED = frozenset({"decision"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +85,14 @@ class ExecutionEngine:
         risk: RiskEngine | None = None,
         min_stop_ticks: int = 4,
         slippage_allowance_ticks: int = 2,
+        durable: bool = True,
     ) -> ExecutionEngine:
         """A new engine, or the one the journal in `log_dir` describes (crash-only restart).
 
         Pass one `risk` engine to several symbols' engines to share the account's limits.
+        `durable`: fsync order, fill and position records (decisions stay buffered); a backtest,
+        which can be rerun, passes False. A corrupt record inside the journal (not a torn last
+        line) stops here with a FabioError naming the file and the line.
         """
         risk = risk or RiskEngine(risk_config or RiskConfig())
         ledger = Ledger.new(contract.spec, defaults or initialize_default_strategies(), risk,
@@ -96,10 +103,12 @@ class ExecutionEngine:
         if log_dir is not None:
             path = log_dir / EXECUTION_JOURNAL
             read = read_journal(path)
+            read.raise_if_corrupt(path)
             records, problems = read.records, read.problems
             for rec in records:
                 ledger.apply(rec)
-            journal = Journal(path, secrets=secrets)
+            problems += [f"{path}: {c}" for c in ledger.conflicts]
+            journal = Journal(path, secrets=secrets, fsync=durable, buffered_types=BUFFERED)
         broker = SimulatedBroker(contract.spec, contract.symbol, broker_config,
                                  id_prefix=_next_order_number(records, contract.symbol))
         engine = cls(contract, ledger, broker, journal, min_stop_ticks, slippage_allowance_ticks)
@@ -313,13 +322,18 @@ class ExecutionEngine:
         """Fill working orders against the trades, journal fills, obey the risk engine."""
         if len(trades) == 0:
             return []
-        fills = self.broker.on_trades(trades)
-        for f in fills:
-            self._journal_fill(f)
-        for event in self.broker.drain_events():
-            self._order_event(event)
-        self._risk_check(int(trades.ts[-1]), int(trades.price[-1]))
+        with self._group():
+            fills = self.broker.on_trades(trades)
+            for f in fills:
+                self._journal_fill(f)
+            for event in self.broker.drain_events():
+                self._order_event(event)
+            self._risk_check(int(trades.ts[-1]), int(trades.price[-1]))
         return fills
+
+    def _group(self) -> AbstractContextManager[None]:
+        """Group commit: one fsync for the records of one step."""
+        return self.journal.group() if self.journal is not None else nullcontext()
 
     def _journal_fill(self, f: Fill) -> None:
         trade_id = self.order_trade.get(f.order_id)
@@ -365,6 +379,34 @@ class ExecutionEngine:
         if self.ledger.trade_date != trade_date:
             self.emit({"type": "session", "event": "start", "trade_date": trade_date,
                        "ts_ns": now_ns})
+        self._flatten_stale(trade_date, now_ns)
+
+    def _flatten_stale(self, trade_date: str, now_ns: int) -> None:
+        """A position from an earlier session (a crash left it open) or held past the flat
+        time is closed at once, and the journal says why; if it cannot be, trading halts."""
+        trade = self.position()
+        if trade is None:
+            return
+        if trade.trade_date and trade.trade_date < trade_date:
+            why = (f"restart: {trade.trade_id} from trade date {trade.trade_date} is still open "
+                   f"on {trade_date}; TopStep requires flat by the flat time: flattened at once")
+        else:
+            late = self.ledger.risk.must_flatten(now_ns)
+            if late is None or trade.qty == 0:
+                return
+            why = f"restart: {trade.trade_id} is held past the point of being flat ({late})"
+        self.emit({"type": "stale_position", "ts_ns": now_ns, "trade_id": trade.trade_id,
+                   "trade_date": trade.trade_date, "qty": trade.qty, "reason": why})
+        result = self._exit(now_ns, why)
+        order = next((o for o in reversed(list(self.broker.orders.values()))
+                      if self.order_trade.get(o.id) == trade.trade_id
+                      and o.role is OrderRole.EXIT), None)
+        if not result.accepted or (order is not None and order.status is OrderStatus.REJECTED):
+            halt = (f"cannot flatten {trade.trade_id} left open from {trade.trade_date}: "
+                    f"{result.reason if not result.accepted else order.reason if order else ''}"
+                    "; trading halted until it is closed by hand")
+            self.problems.append(halt)
+            self.emit({"type": "kill", "ts_ns": now_ns, "reason": halt, "source": "engine"})
 
     def end_session(self, trade_date: str, now_ns: int, last_price_ticks: int | None) -> None:
         """Flat at the session's end: exits fill at its last print, pending orders are cancelled."""

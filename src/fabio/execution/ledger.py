@@ -64,6 +64,10 @@ class Ledger:
     trade_date: str | None = None
     records_applied: int = 0
     last_ts_ns: int = 0
+    # Ids written twice (two processes on one journal): flagged, never folded silently.
+    conflicts: list[str] = field(default_factory=list)
+    _trade_ids: set[str] = field(default_factory=set)
+    _order_ids: dict[str, str] = field(default_factory=dict)
     _perf_key: tuple[int, str | None] | None = None
     _perf: dict[str, StrategyPerformance] = field(default_factory=dict)
 
@@ -91,7 +95,23 @@ class Ledger:
             source=str(rec.get("source", "")),
         ))
 
+    def _check_ids(self, rec: dict[str, Any]) -> None:
+        where = f"record {self.records_applied + 1} ({rec.get('type')}, ts_ns {rec.get('ts_ns')})"
+        trade_id = str(rec.get("trade_id"))
+        if rec.get("type") == "entry":
+            if trade_id in self._trade_ids:
+                self.conflicts.append(f"{where}: duplicate trade id {trade_id}")
+            self._trade_ids.add(trade_id)
+        orders = rec.get("orders")
+        for order_id in orders if isinstance(orders, list) else []:
+            first = self._order_ids.get(str(order_id))
+            if first is not None:
+                self.conflicts.append(f"{where}: duplicate order id {order_id} (first used by "
+                                      f"{first})")
+            self._order_ids[str(order_id)] = trade_id
+
     def _entry(self, rec: dict[str, Any]) -> None:
+        self._check_ids(rec)
         self.open_trades[rec["trade_id"]] = OpenTrade(
             trade_id=rec["trade_id"], symbol=rec["symbol"], strategy=rec["strategy"],
             regime=rec.get("regime"), side=int(rec["side"]),
@@ -159,6 +179,10 @@ class Ledger:
             trade.stop_ticks = int(rec.get("stop_ticks", trade.stop_ticks))
             trade.target_ticks = int(rec.get("target_ticks", trade.target_ticks))
 
+    def _order_event(self, rec: dict[str, Any]) -> None:
+        if rec.get("event") == "reprotected":
+            self._check_ids(rec)
+
     def _kill(self, rec: dict[str, Any]) -> None:
         self.risk.kill(str(rec.get("reason", "kill switch")))
 
@@ -204,5 +228,6 @@ _HANDLERS = {
     "session": Ledger._session,
     "entry_cancelled": Ledger._cancelled_entry,
     "kill": Ledger._kill,
+    "order_event": Ledger._order_event,
     "bracket_modified": Ledger._bracket_modified,
 }
