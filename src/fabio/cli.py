@@ -557,6 +557,32 @@ def kill(
         out.print(f"[red]kill switch engaged[/] ({path}): flatten and halt")
 
 
+@app.command("journal-repair")
+def journal_repair(
+    path: Annotated[Path | None, typer.Argument(
+        help="Journal to repair. Default: the execution journal under LOGS_DIR.")] = None,
+) -> None:
+    """Move the unreadable lines of a journal aside (after a backup), so Fabio can start again.
+
+    Stop Fabio first. Records on those lines are lost to the rebuilt state: review the
+    `.corrupt` file (and `fabio state`) before trading on.
+    """
+    from fabio.journal import repair_journal
+    from fabio.runlock import RunLock
+
+    settings = _settings()
+    target = path or settings.log_dir / "execution.jsonl"
+    if not target.is_file():
+        raise FabioError(f"{target}: no such journal")
+    with RunLock(target.parent):  # never under a running agent
+        backup, quarantine, lines = repair_journal(target)
+    if not lines:
+        out.print(f"{target}: no corrupt line, nothing changed")
+        return
+    out.print(f"{target}: moved {len(lines)} unreadable line(s) ({', '.join(map(str, lines))}) "
+              f"to {quarantine}; original kept as {backup}")
+
+
 def _secrets(settings: Settings) -> tuple[str, ...]:
     from fabio.brain.decide import secret_values
 
@@ -595,7 +621,7 @@ def main() -> None:
     try:
         app()
     except FabioError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True)  # one line, never wrapped
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -29,9 +29,10 @@ from fabio.config import Settings
 from fabio.data.base import MarketFeed
 from fabio.domain import TradeBatch
 from fabio.errors import FabioError
-from fabio.execution.engine import ExecutionEngine
+from fabio.execution.engine import EXECUTION_JOURNAL, ExecutionEngine
 from fabio.features.engine import FeatureEngine
 from fabio.journal import LLM_EXCHANGES, Journal, read_journal
+from fabio.runlock import RunLock
 from fabio.sessions import cme_calendar
 from fabio.strategies import load_strategies
 from fabio.timeutil import format_ns
@@ -107,10 +108,21 @@ class PaperSession:
         )
 
     async def run(self) -> dict[str, Any]:
+        account = self.settings.topstep_account_id if self.settings.mode == "live" else None
+        with RunLock(self.settings.log_dir, account):
+            return await self._run()
+
+    async def _run(self) -> dict[str, Any]:
         from fabio.data import open_feed
 
         probe = ExecutionEngine.open(_contract(self.settings), self.settings.log_dir,
                                      self.settings.risk_config())
+        if probe.ledger.conflicts:
+            raise FabioError(
+                f"{self.settings.log_dir / EXECUTION_JOURNAL}: {probe.ledger.conflicts[0]} "
+                f"({len(probe.ledger.conflicts)} conflict(s): two processes wrote this journal?); "
+                "refusing to trade on an ambiguous state: review it with `fabio state`"
+            )
         if self.options.feed_path is not None:
             feed: MarketFeed = open_feed(self.options.feed_path)
             trade_from = 0
