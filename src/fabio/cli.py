@@ -67,7 +67,12 @@ VaRowsOpt = Annotated[
 
 
 def _settings() -> Settings:
-    return load_settings()
+    from fabio.config import unknown_settings
+
+    settings = load_settings()
+    for warning in unknown_settings():
+        err.print(f"warning: {warning}", soft_wrap=True, markup=False, style="yellow")
+    return settings
 
 
 def _feature_config(
@@ -139,7 +144,11 @@ def _kv_table(title: str, data: dict[str, Any]) -> Table:
 
 
 def _print_json(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    """Standard JSON only: a NaN or an infinity is printed as null, never `Infinity`."""
+    from fabio.journal import to_json_safe
+
+    sys.stdout.write(json.dumps(to_json_safe(payload), indent=2, default=str, allow_nan=False)
+                     + "\n")
 
 
 @app.command()
