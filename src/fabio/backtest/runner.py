@@ -102,8 +102,13 @@ def run_backtest(
     end: date | None = None,
     progress: Progress | None = None,
     labels: dict[str, list[Any]] | None = None,
+    durable: bool = False,
 ) -> BacktestResult:
-    """Replay `feeds` (one contract) through a fresh agent journaling into `log_dir`."""
+    """Replay `feeds` (one contract) through a fresh agent journaling into `log_dir`.
+
+    `durable`: fsync state records as paper and live trading do (a backtest, which can be rerun,
+    does not by default; the agent benchmark measures the difference).
+    """
     claim_backtest_dir(log_dir)  # a backtest starts from nothing, deleting only its own files
     contract = feeds[0].contract
     resolution = max((_resolution_sec(f) for f in feeds), default=0.0)
@@ -117,7 +122,7 @@ def run_backtest(
     execution = ExecutionEngine.open(
         contract, log_dir, defaults=strategies, risk=risk,
         min_stop_ticks=8 if coarse else 4, slippage_allowance_ticks=8 if coarse else 2,
-        durable=False,  # a backtest can be rerun: no fsync
+        durable=durable,
     )
     agent = Agent(
         FeatureEngine(contract, feature_config or FeatureConfig()),
