@@ -18,16 +18,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI_", "TOPSTEP_", "LOGS", "LOG_DIR"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "TOPSTEP_", "LOGS", "LOG_DIR"))
+    }
     env["PYTHONPATH"] = str(ROOT)
     return env
 
 
 def start_run(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*FABIO, "run", "--quiet", "--brain", "rules", *args], cwd=cwd,
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [*FABIO, "run", "--quiet", "--brain", "rules", *args],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def open_position(journal: Path) -> str | None:
@@ -39,8 +47,7 @@ def open_position(journal: Path) -> str | None:
     return next((t for t, q in net.items() if q != 0), None)
 
 
-def test_kill_dash_nine_with_a_position_open_then_restart_next_day_is_flat(
-        tmp_path: Path) -> None:
+def test_kill_dash_nine_with_a_position_open_then_restart_next_day_is_flat(tmp_path: Path) -> None:
     journal = tmp_path / "logs" / "execution.jsonl"
     proc = start_run(tmp_path, "--speed", "800")
     deadline = time.monotonic() + 240
@@ -63,29 +70,42 @@ def test_kill_dash_nine_with_a_position_open_then_restart_next_day_is_flat(
     _, stderr = again.communicate(timeout=240)
     assert again.returncode == 0, stderr
     records = read_journal(journal).records
-    days = [r["trade_date"] for r in records if r.get("type") == "session"
-            and r.get("event") == "start"]
+    days = [
+        r["trade_date"] for r in records if r.get("type") == "session" and r.get("event") == "start"
+    ]
     assert days[-1] > first_day  # a later trade date
     [stale] = [r for r in records if r.get("type") == "stale_position"]
     assert stale["trade_id"] == trade_id and stale["trade_date"] == first_day
     assert "flattened at once" in stale["reason"]
-    exits = [r for r in records if r.get("type") == "fill" and r["trade_id"] == trade_id
-             and r["role"] == "exit"]
+    exits = [
+        r
+        for r in records
+        if r.get("type") == "fill" and r["trade_id"] == trade_id and r["role"] == "exit"
+    ]
     assert exits and exits[0]["reason"].startswith("restart:")
     # It was closed at the new session's first prints, not carried or re-protected for days.
-    start_ns = next(r["ts_ns"] for r in records if r.get("type") == "session"
-                    and r.get("trade_date") == days[-1])
+    start_ns = next(
+        r["ts_ns"]
+        for r in records
+        if r.get("type") == "session" and r.get("trade_date") == days[-1]
+    )
     assert exits[0]["ts_ns"] - start_ns < 60 * 1_000_000_000
     assert open_position(journal) is None
-    state = subprocess.run([*FABIO, "state", "--symbol", "ESH4", "--json"], cwd=tmp_path,
-                           env=_env(), capture_output=True, text=True, timeout=120, check=False)
+    state = subprocess.run(
+        [*FABIO, "state", "--symbol", "ESH4", "--json"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert state.returncode == 0, state.stderr
     summary = json.loads(state.stdout)
     assert summary["open_trades"] == [] and summary["closed_trades"] >= 1
 
 
-def test_a_second_run_on_the_same_logs_folder_refuses_naming_the_first_pid(
-        tmp_path: Path) -> None:
+def test_a_second_run_on_the_same_logs_folder_refuses_naming_the_first_pid(tmp_path: Path) -> None:
     first = start_run(tmp_path, "--speed", "1")
     try:
         lock = tmp_path / "logs" / "fabio.lock"

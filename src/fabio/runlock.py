@@ -50,8 +50,9 @@ def account_lock_dir() -> Path:
 class RunLock:
     """Exclusive locks for a trading process; use as a context manager or call `release`."""
 
-    def __init__(self, log_dir: Path, account: str | None = None,
-                 lock_dir: Path | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, account: str | None = None, lock_dir: Path | None = None
+    ) -> None:
         self.paths = [log_dir / LOCK_NAME]
         if account:
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", account)[:64]
@@ -91,6 +92,10 @@ class RunLock:
     def __enter__(self) -> RunLock:
         return self.acquire()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.release()

@@ -299,7 +299,8 @@ def test_profile_of_a_file_with_a_fat_finger_print_is_sane(tmp_path: Path) -> No
     path = write_csv(tmp_path / "ESU4.csv", ["ts,price,size,side", *rows])
     result = subprocess.run(
         [sys.executable, "-c", "from fabio.cli import main; main()", "profile", str(path),
-         "--eth", "--symbol", "ESU4", "--json"], capture_output=True, text=True, timeout=300, check=False)
+         "--eth", "--symbol", "ESU4", "--json"],
+        capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     profile = json.loads(result.stdout)
     assert profile["high"] == 5001.75 and profile["vah"] <= 5001.75
