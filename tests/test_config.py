@@ -149,3 +149,18 @@ def test_json_output_is_always_standard(capsys: pytest.CaptureFixture[str]) -> N
     printed = capsys.readouterr().out
     assert json.loads(printed) == {"a": None, "b": [None], "c": 1.5}
     assert "Infinity" not in printed and "NaN" not in printed
+
+
+def test_a_settings_alias_is_not_an_unknown_key(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from pydantic import AliasChoices, Field
+
+    from fabio import config
+
+    class Aliased(config.Settings):
+        log_dir: config.Path = Field(config.Path("logs"),
+                                     validation_alias=AliasChoices("logs_dir", "log_dir"))
+
+    monkeypatch.setattr(config, "Settings", Aliased)
+    env = tmp_path / ".env"
+    env.write_text("LOGS_DIR=/tmp/x\nLOG_DIR=/tmp/y\n")
+    assert config.unknown_settings(env, {}) == []

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -191,12 +192,25 @@ _OUR_PREFIXES = ("FABIO_", "TOPSTEP_", "LLM_", "FEATURE_", "ACCOUNT_", "RISK_", 
 _NOT_SETTINGS = frozenset({"FABIO_DEBUG", "FABIO_UPDATE_GOLDEN"})
 
 
+def _setting_names() -> set[str]:
+    """Every name a setting is read under: the field's name and its aliases, upper case."""
+    names: set[str] = set()
+    for name, info in Settings.model_fields.items():
+        names.add(name.upper())
+        for alias in (info.alias, info.validation_alias):
+            if isinstance(alias, str):
+                names.add(alias.upper())
+            elif isinstance(alias, AliasChoices):
+                names.update(str(c).upper() for c in alias.choices if isinstance(c, str))
+    return names
+
+
 def unknown_settings(
     env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
 ) -> list[str]:
     """One warning per unknown key: every key of `.env`, and environment variables whose name
     is ours (FABIO_*, the spec's prefixes, a strategy parameter, or close to a setting)."""
-    known = {name.upper() for name in Settings.model_fields}
+    known = _setting_names()
     params = {name.upper() for name in STRATEGY_BOUNDS}
 
     def hint(key: str) -> str:
