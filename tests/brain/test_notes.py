@@ -123,14 +123,14 @@ def test_guardrails_hold_when_a_brain_obeys_a_hostile_note(tmp_path) -> None:  #
         check_decision,
     )
     from fabio.domain import TradeBatch
-    from fabio.execution.engine import ExecutionEngine
     from fabio.execution.risk import RiskConfig
     from fabio.instruments import parse_symbol
     from fabio.strategies import MEAN_REVERSION, STRATEGY_BOUNDS
     from fabio.timeutil import CHICAGO, datetime_to_ns
+    from fabio.wiring import open_execution
 
     es = parse_symbol("ESH4", 2024)
-    engine = ExecutionEngine.open(es, tmp_path, RiskConfig())
+    engine = open_execution(es, tmp_path, RiskConfig())
     t0 = datetime_to_ns(datetime(2024, 3, 5, 9, 0, tzinfo=CHICAGO))
     engine.start_session("2024-03-05", t0)
     price = 4 * 5000

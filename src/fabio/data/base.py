@@ -11,16 +11,18 @@ or not time-ordered raises `DataError` with a message saying what to do.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
-from fabio.domain import LoadReport, MarketBatch, TradeBatch
+from fabio.domain import LoadReport, TradeBatch
 from fabio.errors import DataError
-from fabio.instruments import Contract, InstrumentSpec
+from fabio.instruments import InstrumentSpec
+from fabio.ports import MarketFeed
+
+__all__ = ["MarketFeed", "TradeSanitizer", "check_mostly_readable", "price_limits", "require_file"]
 
 DEFAULT_BATCH_ROWS = 65_536
 # A trade further than this share from the median of recent prices is a bad print.
@@ -38,18 +40,6 @@ def price_limits(spec: InstrumentSpec) -> tuple[float, float]:
     return _PRICE_LIMITS.get(spec.root, (spec.tick_size, 10_000_000.0))
 # Above this share of rows going back in time, the file is refused as unsorted.
 MAX_OUT_OF_ORDER_SHARE = 0.01
-
-
-@runtime_checkable
-class MarketFeed(Protocol):
-    """A source of time-ordered market data for one contract."""
-
-    contract: Contract
-    report: LoadReport
-
-    def batches(self) -> Iterator[MarketBatch]:
-        """Yield batches in time order; trades within a batch are time-ordered too."""
-        ...
 
 
 class TradeSanitizer:

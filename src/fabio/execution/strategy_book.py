@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fabio.brain.schema import StrategyTweak, StrategyUpdates
+from fabio.decision import StrategyTweak, StrategyUpdates
 from fabio.strategies import STRATEGY_BOUNDS as _B
 from fabio.strategies import StrategyParams, StrategyPerformance
 
