@@ -114,7 +114,7 @@ def run_backtest(
     agent = build_agent(contract, brain, AgentOptions(
         mode="backtest", log_dir=log_dir, feature_config=feature_config or FeatureConfig(),
         risk_config=risk_config or RiskConfig(), strategies=strategies, cadence=cadence,
-        learning=learning, resolution_sec=resolution,
+        learning=learning, resolution_sec=resolution, durable=durable,
     ))
     execution = agent.execution
     risk = execution.ledger.risk
