@@ -25,3 +25,20 @@ def test_one_holder_per_logs_folder_and_per_account(tmp_path: Path) -> None:
         first.release()
     with RunLock(tmp_path / "a", "PRAC-V2-1234", lock_dir=accounts):  # released: free again
         assert (tmp_path / "a" / "fabio.lock").read_text().strip() == str(os.getpid())
+
+
+def test_paper_journals_are_durable_and_locked_backtests_are_neither(tmp_path: Path) -> None:
+    from fabio.brain.rules import RuleBrain
+    from fabio.instruments import parse_symbol
+    from fabio.wiring import AgentOptions, build_agent
+
+    es = parse_symbol("ESH4", 2024)
+    paper = build_agent(es, RuleBrain(), AgentOptions(mode="paper", log_dir=tmp_path / "p"))
+    journal = paper.execution.journal
+    assert journal is not None and journal.fsync and "decision" in journal.buffered_types
+    with pytest.raises(FabioError, match=rf"pid {os.getpid()}"):
+        build_agent(es, RuleBrain(), AgentOptions(mode="paper", log_dir=tmp_path / "p"))
+    paper.run_lock.release()
+    backtest = build_agent(es, RuleBrain(), AgentOptions(mode="backtest", log_dir=tmp_path / "b"))
+    assert backtest.execution.journal is not None and not backtest.execution.journal.fsync
+    assert backtest.run_lock is None
