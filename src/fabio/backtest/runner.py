@@ -108,11 +108,15 @@ def run_backtest(
     labels: dict[str, list[Any]] | None = None,
     carry: dict[str, Any] | None = None,
     broker_config: SimBrokerConfig | None = None,
+    durable: bool = False,
 ) -> BacktestResult:
     """Replay `feeds` (one contract) through a fresh agent journaling into `log_dir`.
 
     `carry` is an earlier account's `learning_state`: a new account (fresh balance and risk
-    limits) that keeps the strategy statistics, strategy state, shadow trades and notes."""
+    limits) that keeps the strategy statistics, strategy state, shadow trades and notes.
+    `durable`: fsync state records as paper and live trading do (a backtest, which can be rerun,
+    does not by default; the agent benchmark measures the difference).
+    """
     claim_backtest_dir(log_dir)  # a backtest starts from nothing, deleting only its own files
     if not learning:
         _freeze(brain)
@@ -122,6 +126,7 @@ def run_backtest(
         mode="backtest", log_dir=log_dir, feature_config=feature_config or FeatureConfig(),
         risk_config=risk_config or RiskConfig(), strategies=strategies, cadence=cadence,
         learning=learning, resolution_sec=resolution, broker_config=broker_config,
+        durable=durable,
     ))
     execution = agent.execution
     risk = execution.ledger.risk
