@@ -61,6 +61,16 @@ AtOpt = Annotated[
         "session).",
     ),
 ]
+HostOpt = Annotated[
+    str | None,
+    typer.Option("--host", help="Dashboard address (default DASHBOARD_HOST, 127.0.0.1); any "
+                 "other than loopback needs DASHBOARD_TOKEN."),
+]
+PortOpt = Annotated[
+    int | None,
+    typer.Option("--port", min=0, max=65535, help="Dashboard port (default DASHBOARD_PORT, "
+                 "8765)."),
+]
 VaRowsOpt = Annotated[
     int | None, typer.Option("--va-rows", help="Value area rule: 1, 2 (CBOT, default) or 3 rows.")
 ]
@@ -377,6 +387,11 @@ def run(
     days: Annotated[int, typer.Option("--days", min=1, help="Synthetic sessions to trade.")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Synthetic market seed.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", help="No live view; summary only.")] = False,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard", help="Serve the web dashboard from this process.")
+    ] = False,
+    host: HostOpt = None,
+    port: PortOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Paper-trade (MODE=test): the synthetic market by default, paced by the wall clock."""
@@ -388,14 +403,48 @@ def run(
     options = RunOptions(speed=speed, duration_sec=_duration(duration), feed_path=feed,
                          brain=brain, days=days, seed=seed, live_view=not (quiet or json_out))
     session = PaperSession(settings, options)
+    server = None
+    if dashboard:
+        from fabio.dashboard.app import build_dashboard
+
+        server = build_dashboard(settings, host, port)
+        options.subscribers.append(server.hub.on_event)
+
+    async def main() -> dict[str, Any]:
+        if server is None:
+            return await session.run()
+        from fabio.dashboard.app import announce
+
+        await server.start()
+        announce(server)
+        try:
+            return await session.run()
+        finally:
+            await server.stop()
+
     try:
-        summary = asyncio.run(session.run())
+        summary = asyncio.run(main())
     except KeyboardInterrupt:
         summary = session.summary()
     if json_out:
         _print_json(summary)
     else:
         out.print(_kv_table("Paper session", summary))
+
+
+@app.command()
+def serve(
+    host: HostOpt = None,
+    port: PortOpt = None,
+) -> None:
+    """The web dashboard over every agent's journals under LOG_DIR (running or finished)."""
+    import asyncio
+
+    from fabio.dashboard.app import announce, build_dashboard, serve_until_signal
+
+    settings = _settings()
+    server = build_dashboard(settings, host, port)
+    asyncio.run(serve_until_signal(server, lambda: announce(server)))
 
 
 def _duration(text: str | None) -> float | None:

@@ -9,9 +9,12 @@ journaled state, on the next trade date after the last one traded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import signal
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,7 @@ class RunOptions:
     days: int = 1
     seed: int = 1
     live_view: bool = True
+    subscribers: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
 
 
 def _next_trade_date(engine: ExecutionEngine) -> date:
@@ -100,11 +104,14 @@ class PaperSession:
         notes = read_journal(s.log_dir / LLM_EXCHANGES).records
         cadence = Cadence(s.llm_decision_interval_default, s.llm_decision_interval_outer_band,
                           s.llm_decision_interval_inner_band)
-        return Agent(
+        agent = Agent(
             FeatureEngine(feed.contract, s.feature_config()), execution, self.brain, cadence,
             exchanges=Journal(s.log_dir / LLM_EXCHANGES, secrets=secret_values(s)),
             live=True, note_records=notes,
         )
+        for subscriber in self.options.subscribers:
+            agent.bus.subscribe(subscriber)
+        return agent
 
     async def run(self) -> dict[str, Any]:
         from fabio.data import open_feed
@@ -120,15 +127,38 @@ class PaperSession:
         self.agent = agent
         view = Live(self._view(agent, None), refresh_per_second=4) if self.options.live_view \
             else _NoView()
+        self.terminated = False
+        pacing = asyncio.ensure_future(self._pace(agent, feed, trade_from, view))
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, self._terminate, pacing)
         with view as live:
             try:
-                await self._pace(agent, feed, trade_from, live)
+                await pacing
             except (KeyboardInterrupt, asyncio.CancelledError):
-                pass
+                pacing.cancel()
             finally:
-                await agent.close_session()
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(signal.SIGTERM)
+                if self.terminated:
+                    self._journal_shutdown(agent)
+                else:
+                    await agent.close_session()
                 live.update(self._view(agent, "stopped"))
         return self.summary()
+
+    def _terminate(self, pacing: asyncio.Future[None]) -> None:
+        """SIGTERM (PM2, systemd): stop taking entries now; positions keep their stops."""
+        self.terminated = True
+        pacing.cancel()
+
+    def _journal_shutdown(self, agent: Agent) -> None:
+        """Leave positions and their bracket orders as journaled; a restart re-protects them."""
+        trade = agent.execution.position()
+        agent.execution.emit({
+            "type": "shutdown", "ts_ns": agent._last_ts, "reason": "SIGTERM",
+            "open_trade": None if trade is None or trade.qty == 0 else trade.trade_id,
+        })
 
     async def _pace(self, agent: Agent, feed: MarketFeed, trade_from: int,
                     live: Live | _NoView) -> None:

@@ -1,0 +1,72 @@
+"""Build the dashboard from the settings (`fabio serve` and `fabio run --dashboard`)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fabio.config import Settings
+from fabio.dashboard.security import control_token
+from fabio.dashboard.server import DashboardServer, Hub, HubConfig, KillAction, Source
+from fabio.execution.risk import engage_kill_switch, release_kill_switch
+from fabio.strategies import load_strategies
+
+
+def file_kill_switch(settings: Settings) -> KillAction:
+    """Engage or release the kill-switch file every agent under the logs folder watches."""
+    path = settings.kill_switch_path()
+
+    def act(engage: bool, reason: str, source: Source) -> None:
+        if engage:
+            engage_kill_switch(path, f"{reason} (from the {source})")
+        else:
+            release_kill_switch(path)
+
+    return act
+
+
+def build_dashboard(settings: Settings, host: str | None = None, port: int | None = None,
+                    kill: KillAction | None = None) -> DashboardServer:
+    """The server over `settings.log_dir`; refuses a public bind without DASHBOARD_TOKEN."""
+    host = host or settings.dashboard_host
+    port = settings.dashboard_port if port is None else port
+    configured = settings.dashboard_token.get_secret_value() if settings.dashboard_token else None
+    token = control_token(configured, host)
+    hub = Hub(HubConfig(log_dir=settings.log_dir, risk=settings.risk_config(),
+                        strategies=load_strategies(settings.strategies_file),
+                        kill_switch_path=settings.kill_switch_path()))
+    return DashboardServer(hub, token, kill or file_kill_switch(settings), host, port)
+
+
+def announce(server: DashboardServer, write: Callable[[str], Any] | None = None) -> None:
+    """Say where the page is; print a generated token once (it is not stored anywhere)."""
+    say = write or (lambda text: print(text, file=sys.stderr, flush=True))
+    say(f"dashboard: {server.url} (healthz: {server.url}healthz)")
+    if server.token.generated:
+        say(f"dashboard control token (kill/release; set DASHBOARD_TOKEN to choose one): "
+            f"{server.token.value}")
+
+
+
+
+async def serve_until_signal(server: DashboardServer,
+                             on_start: Callable[[], Awaitable[None] | None] | None = None) -> None:
+    """`fabio serve`: run until SIGTERM or SIGINT, then close the sockets and return."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    if on_start is not None:
+        result = on_start()
+        if result is not None:
+            await result
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.stop()
