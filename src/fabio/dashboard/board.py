@@ -344,8 +344,7 @@ class SymbolBoard:
             "kill_switch": dict(self.kill_switch),
             "limits": {
                 "daily_loss_limit_usd": daily,
-                "room_daily_usd": round(daily + risk.account.day_realised + min(unrealised, 0),
-                                        2),
+                "room_daily_usd": round(daily + risk.account.day_realised + unrealised, 2),
                 "max_loss_usd": risk.limits.max_loss_usd,
                 "floor_usd": round(risk.floor, 2),
                 "room_trailing_usd": round(risk.account.balance + unrealised - risk.floor, 2),
