@@ -32,52 +32,118 @@ def require(condition: bool, reason: str) -> None:
 
 
 def chromium_path() -> str | None:
-    return os.environ.get("FABIO_CHROMIUM") or shutil.which("chromium") or \
-        shutil.which("chromium-browser")
+    return (
+        os.environ.get("FABIO_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
 
 
-def exchange(ts: int, price: float, symbol: str = "ESH4", regime: str = "trend",
-             reasoning: str = "trend holds above value", notes: list[str] | None = None,
-             prompt_tokens: int = 0, cost: float = 0.0, brain: str = "rules") -> dict[str, Any]:
+def exchange(
+    ts: int,
+    price: float,
+    symbol: str = "ESH4",
+    regime: str = "trend",
+    reasoning: str = "trend holds above value",
+    notes: list[str] | None = None,
+    prompt_tokens: int = 0,
+    cost: float = 0.0,
+    brain: str = "rules",
+) -> dict[str, Any]:
     return {
-        "type": "llm_exchange", "market_time": "2024-01-02 08:50:00 CST", "market_time_ns": ts,
-        "wall_time": "2026-12-02T03:00:00.000+00:00", "symbol": symbol, "brain": brain,
+        "type": "llm_exchange",
+        "market_time": "2024-01-02 08:50:00 CST",
+        "market_time_ns": ts,
+        "wall_time": "2026-12-02T03:00:00.000+00:00",
+        "symbol": symbol,
+        "brain": brain,
         "trigger": "interval_outside",
-        "context": {"price": price, "profile": {"poc": price - 2, "vah": price + 1,
-                                                "val": price - 3}},
-        "decision": {"market_assessment": {"regime": regime, "market_state": "balanced",
-                                           "confidence": 0.7, "reasoning": reasoning},
-                     "trade_decisions": [],
-                     "strategy_updates": {"active_strategies": ["MeanReversionPOC_v2"],
-                                          "strategy_tweaks": []},
-                     "notes_to_future_self": notes or []},
-        "rejected": [], "tokens": {"prompt": prompt_tokens, "completion": 0, "cached": 0},
+        "context": {
+            "price": price,
+            "profile": {"poc": price - 2, "vah": price + 1, "val": price - 3},
+        },
+        "decision": {
+            "market_assessment": {
+                "regime": regime,
+                "market_state": "balanced",
+                "confidence": 0.7,
+                "reasoning": reasoning,
+            },
+            "trade_decisions": [],
+            "strategy_updates": {
+                "active_strategies": ["MeanReversionPOC_v2"],
+                "strategy_tweaks": [],
+            },
+            "notes_to_future_self": notes or [],
+        },
+        "rejected": [],
+        "tokens": {"prompt": prompt_tokens, "completion": 0, "cached": 0},
         "cost_usd": cost,
     }
 
 
-def trade_records(symbol: str = "ESH4", trade: str = "T1", ts: int = T0, entry: int = 18940,
-                  exit_: int = 18950) -> list[dict[str, Any]]:
+def trade_records(
+    symbol: str = "ESH4", trade: str = "T1", ts: int = T0, entry: int = 18940, exit_: int = 18950
+) -> list[dict[str, Any]]:
     """A long of 2 from `entry` to `exit_` ticks (its entry, entry fill and target fill)."""
     tid = f"{symbol}-{trade}"
     return [
-        {"type": "entry", "ts_ns": ts, "trade_id": tid, "strategy": "MeanReversionPOC_v2",
-         "regime": "range", "side": 1, "qty": 2, "entry_type": "market",
-         "entry_ref_ticks": entry, "stop_ticks": entry - 8, "target_ticks": exit_,
-         "risk_ticks": 8, "risk_usd": 200.0, "trade_date": "2024-01-02",
-         "orders": [f"{tid}-1"], "symbol": symbol},
-        {"type": "fill", "ts_ns": ts + NS, "trade_id": tid, "order_id": f"{tid}-1", "side": 1,
-         "qty": 2, "price_ticks": entry, "commission_usd": 2.5, "role": "entry",
-         "strategy": "MeanReversionPOC_v2", "symbol": symbol},
-        {"type": "fill", "ts_ns": ts + 60 * NS, "trade_id": tid, "order_id": f"{tid}-3",
-         "side": -1, "qty": 2, "price_ticks": exit_, "commission_usd": 2.5, "role": "target",
-         "reason": "target", "strategy": "MeanReversionPOC_v2", "symbol": symbol},
+        {
+            "type": "entry",
+            "ts_ns": ts,
+            "trade_id": tid,
+            "strategy": "MeanReversionPOC_v2",
+            "regime": "range",
+            "side": 1,
+            "qty": 2,
+            "entry_type": "market",
+            "entry_ref_ticks": entry,
+            "stop_ticks": entry - 8,
+            "target_ticks": exit_,
+            "risk_ticks": 8,
+            "risk_usd": 200.0,
+            "trade_date": "2024-01-02",
+            "orders": [f"{tid}-1"],
+            "symbol": symbol,
+        },
+        {
+            "type": "fill",
+            "ts_ns": ts + NS,
+            "trade_id": tid,
+            "order_id": f"{tid}-1",
+            "side": 1,
+            "qty": 2,
+            "price_ticks": entry,
+            "commission_usd": 2.5,
+            "role": "entry",
+            "strategy": "MeanReversionPOC_v2",
+            "symbol": symbol,
+        },
+        {
+            "type": "fill",
+            "ts_ns": ts + 60 * NS,
+            "trade_id": tid,
+            "order_id": f"{tid}-3",
+            "side": -1,
+            "qty": 2,
+            "price_ticks": exit_,
+            "commission_usd": 2.5,
+            "role": "target",
+            "reason": "target",
+            "strategy": "MeanReversionPOC_v2",
+            "symbol": symbol,
+        },
     ]
 
 
 def session_start(symbol: str = "ESH4") -> dict[str, Any]:
-    return {"type": "session", "event": "start", "trade_date": "2024-01-02",
-            "ts_ns": T0 - 600 * NS, "symbol": symbol}
+    return {
+        "type": "session",
+        "event": "start",
+        "trade_date": "2024-01-02",
+        "ts_ns": T0 - 600 * NS,
+        "symbol": symbol,
+    }
 
 
 def write(path: Path, records: list[dict[str, Any]]) -> None:
@@ -88,8 +154,14 @@ def write(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def hub_for(log_dir: Path) -> Hub:
-    return Hub(HubConfig(log_dir=log_dir, risk=RiskConfig(kill_switch_path=log_dir / "KILL"),
-                         strategies=load_strategies(None), kill_switch_path=log_dir / "KILL"))
+    return Hub(
+        HubConfig(
+            log_dir=log_dir,
+            risk=RiskConfig(kill_switch_path=log_dir / "KILL"),
+            strategies=load_strategies(None),
+            kill_switch_path=log_dir / "KILL",
+        )
+    )
 
 
 @asynccontextmanager

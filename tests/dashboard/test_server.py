@@ -36,6 +36,7 @@ class Recorder:
     def _keep(self, name: str) -> Any:
         async def handler(data: dict[str, Any]) -> None:
             self.events.append((name, data))
+
         return handler
 
     async def wait_for(self, predicate: Any, timeout: float = 5.0) -> tuple[str, dict[str, Any]]:
@@ -67,18 +68,28 @@ def test_snapshot_on_connect_then_events_in_order_and_reconnect(tmp_path: Path) 
 
             # the journal grows: the exit fill, then another decision
             write(tmp_path / "execution.jsonl", trade_records()[2:])
-            write(tmp_path / "llm_exchanges.jsonl",
-                  [exchange(T0 + 120 * NS, 4738.5, regime="range", reasoning="back in value")])
-            _, update = await rec.wait_for(lambda e: e[0] == "trade_update" and
-                                           e[1].get("fill", {}).get("kind") == "exit")
+            write(
+                tmp_path / "llm_exchanges.jsonl",
+                [exchange(T0 + 120 * NS, 4738.5, regime="range", reasoning="back in value")],
+            )
+            _, update = await rec.wait_for(
+                lambda e: e[0] == "trade_update" and e[1].get("fill", {}).get("kind") == "exit"
+            )
             assert update["position"] == {}
             # spec fields the dashboard code reads
-            for key in ("symbol", "position", "pnl", "strategy_performance",
-                        "active_strategies", "market_assessment"):
+            for key in (
+                "symbol",
+                "position",
+                "pnl",
+                "strategy_performance",
+                "active_strategies",
+                "market_assessment",
+            ):
                 assert key in update
             assert update["pnl"]["realized_today_usd"] == pytest.approx(10 * 12.5 * 2 - 5.0)
-            await rec.wait_for(lambda e: e[0] == "decision" and
-                               e[1]["decision"]["regime"] == "range")
+            await rec.wait_for(
+                lambda e: e[0] == "decision" and e[1]["decision"]["regime"] == "range"
+            )
             seqs = [d["seq"] for n, d in rec.events if n != "snapshot"]
             assert seqs == list(range(first_seq + 1, first_seq + 1 + len(seqs)))
             names = [n for n, _ in rec.events if n in ("trade_update", "decision")]
@@ -99,12 +110,16 @@ def test_snapshot_on_connect_then_events_in_order_and_reconnect(tmp_path: Path) 
 
 
 def test_two_symbols_and_a_torn_line(tmp_path: Path) -> None:
-    write(tmp_path / "execution.jsonl", [session_start(), session_start("NQH4"),
-                                         *trade_records("NQH4", entry=67000, exit_=67010)])
+    write(
+        tmp_path / "execution.jsonl",
+        [session_start(), session_start("NQH4"), *trade_records("NQH4", entry=67000, exit_=67010)],
+    )
     with (tmp_path / "execution.jsonl").open("a") as fh:
         fh.write('{"type": "fill", "ts_ns": 1\n')  # torn mid-file line, then a good one
-    write(tmp_path / "llm_exchanges.jsonl", [exchange(T0, 4735.0),
-                                             exchange(T0, 16750.0, symbol="NQH4")])
+    write(
+        tmp_path / "llm_exchanges.jsonl",
+        [exchange(T0, 4735.0), exchange(T0, 16750.0, symbol="NQH4")],
+    )
 
     async def go() -> None:
         async with running(tmp_path) as server, httpx.AsyncClient() as http:
@@ -125,13 +140,20 @@ def test_controls_need_the_token_and_validate_input(tmp_path: Path) -> None:
             kill = server.url + "api/kill"
             r = await http.post(kill, json={"reason": "x"})
             assert r.status_code == 401
-            r = await http.post(kill, json={"reason": "x"},
-                                headers={"Authorization": "Bearer wrong-token-123456789"})
+            r = await http.post(
+                kill,
+                json={"reason": "x"},
+                headers={"Authorization": "Bearer wrong-token-123456789"},
+            )
             assert r.status_code == 403
             assert not (tmp_path / "KILL").exists()
             auth = {"Authorization": f"Bearer {TOKEN}"}
-            for bad in ({"reason": "a" * 201}, {"reason": "line\nbreak"}, {"other": 1},
-                        {"reason": ""}):
+            for bad in (
+                {"reason": "a" * 201},
+                {"reason": "line\nbreak"},
+                {"other": 1},
+                {"reason": ""},
+            ):
                 r = await http.post(kill, json=bad, headers=auth)
                 assert r.status_code == 422, bad
             r = await http.post(kill, json={"reason": "news in 2 min"}, headers=auth)
@@ -173,14 +195,28 @@ def test_headers_hosts_static_and_health(tmp_path: Path) -> None:
             # no agent yet: nothing fresh to report, so a monitor sees 503
             health = await http.get(server.url + "healthz")
             assert health.status_code == 503 and health.json()["status"] == "degraded"
-            server.hub.on_event({"type": "heartbeat", "symbol": "ESH4", "ts_ns": T0,
-                                 "market_ts_ns": T0, "last_price": 4735.25})
+            server.hub.on_event(
+                {
+                    "type": "heartbeat",
+                    "symbol": "ESH4",
+                    "ts_ns": T0,
+                    "market_ts_ns": T0,
+                    "last_price": 4735.25,
+                }
+            )
             health = await http.get(server.url + "healthz")
             assert health.status_code == 200
             body = health.json()["symbols"]["ESH4"]
             assert body["risk_state"] == "active" and body["tick_age_sec"] < 5
-            server.hub.on_event({"type": "connection_state", "symbol": "ESH4", "ts_ns": T0,
-                                 "component": "venue", "status": "disconnected"})
+            server.hub.on_event(
+                {
+                    "type": "connection_state",
+                    "symbol": "ESH4",
+                    "ts_ns": T0,
+                    "component": "venue",
+                    "status": "disconnected",
+                }
+            )
             health = await http.get(server.url + "healthz")
             assert health.status_code == 503
             assert health.json()["symbols"]["ESH4"]["venue"] == "disconnected"

@@ -28,16 +28,25 @@ def file_kill_switch(settings: Settings) -> KillAction:
     return act
 
 
-def build_dashboard(settings: Settings, host: str | None = None, port: int | None = None,
-                    kill: KillAction | None = None) -> DashboardServer:
+def build_dashboard(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    kill: KillAction | None = None,
+) -> DashboardServer:
     """The server over `settings.log_dir`; refuses a public bind without DASHBOARD_TOKEN."""
     host = host or settings.dashboard_host
     port = settings.dashboard_port if port is None else port
     configured = settings.dashboard_token.get_secret_value() if settings.dashboard_token else None
     token = control_token(configured, host)
-    hub = Hub(HubConfig(log_dir=settings.log_dir, risk=settings.risk_config(),
-                        strategies=load_strategies(settings.strategies_file),
-                        kill_switch_path=settings.kill_switch_path()))
+    hub = Hub(
+        HubConfig(
+            log_dir=settings.log_dir,
+            risk=settings.risk_config(),
+            strategies=load_strategies(settings.strategies_file),
+            kill_switch_path=settings.kill_switch_path(),
+        )
+    )
     return DashboardServer(hub, token, kill or file_kill_switch(settings), host, port)
 
 
@@ -46,14 +55,15 @@ def announce(server: DashboardServer, write: Callable[[str], Any] | None = None)
     say = write or (lambda text: print(text, file=sys.stderr, flush=True))
     say(f"dashboard: {server.url} (healthz: {server.url}healthz)")
     if server.token.generated:
-        say(f"dashboard control token (kill/release; set DASHBOARD_TOKEN to choose one): "
-            f"{server.token.value}")
+        say(
+            f"dashboard control token (kill/release; set DASHBOARD_TOKEN to choose one): "
+            f"{server.token.value}"
+        )
 
 
-
-
-async def serve_until_signal(server: DashboardServer,
-                             on_start: Callable[[], Awaitable[None] | None] | None = None) -> None:
+async def serve_until_signal(
+    server: DashboardServer, on_start: Callable[[], Awaitable[None] | None] | None = None
+) -> None:
     """`fabio serve`: run until SIGTERM or SIGINT, then close the sockets and return."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -95,8 +95,9 @@ class Chart:
     vah: list[float | None] = field(default_factory=list)
     val: list[float | None] = field(default_factory=list)
 
-    def add(self, ts_ns: int, price: float, poc: float | None, vah: float | None,
-            val: float | None) -> bool:
+    def add(
+        self, ts_ns: int, price: float, poc: float | None, vah: float | None, val: float | None
+    ) -> bool:
         if self.t and ts_ns <= self.t[-1]:
             return False
         if len(self.t) >= MAX_POINTS:  # keep the recent half whole, thin the older half
@@ -114,15 +115,20 @@ class Chart:
         return True
 
     def to_dict(self) -> dict[str, Any]:
-        return {"t": self.t, "price": self.price, "poc": self.poc, "vah": self.vah,
-                "val": self.val}
+        return {"t": self.t, "price": self.price, "poc": self.poc, "vah": self.vah, "val": self.val}
 
 
 class SymbolBoard:
     """One symbol's dashboard state."""
 
-    def __init__(self, symbol: str, spec: InstrumentSpec, risk_config: RiskConfig,
-                 strategies: dict[str, StrategyParams], source: str = "") -> None:
+    def __init__(
+        self,
+        symbol: str,
+        spec: InstrumentSpec,
+        risk_config: RiskConfig,
+        strategies: dict[str, StrategyParams],
+        source: str = "",
+    ) -> None:
         self.symbol = symbol
         self.spec = spec
         self.source = source
@@ -136,8 +142,12 @@ class SymbolBoard:
         self.market_state: str | None = None
         self.confidence: float | None = None
         self.active_strategies: list[str] = []
-        self.kill_switch: dict[str, Any] = {"engaged": False, "reason": "", "source": "",
-                                            "ts_ns": None}
+        self.kill_switch: dict[str, Any] = {
+            "engaged": False,
+            "reason": "",
+            "source": "",
+            "ts_ns": None,
+        }
         self.connections: dict[str, dict[str, Any]] = {}
         self.last_tick_wall: float | None = None
         self.decisions: deque[dict[str, Any]] = deque(maxlen=MAX_DECISIONS)
@@ -177,14 +187,21 @@ class SymbolBoard:
         point = None
         if isinstance(price, int | float) and ts:
             self._mark(ts, float(price), wall)
-            self.poc, self.vah, self.val = profile.get("poc"), profile.get("vah"), \
-                profile.get("val")
+            self.poc, self.vah, self.val = (
+                profile.get("poc"),
+                profile.get("vah"),
+                profile.get("val"),
+            )
             if self.chart.add(ts, float(price), self.poc, self.vah, self.val):
                 point = self._point()
         item = {
-            "ts_ns": ts, "time": rec.get("market_time"), "brain": rec.get("brain"),
-            "trigger": rec.get("trigger"), "regime": self.regime,
-            "market_state": self.market_state, "confidence": self.confidence,
+            "ts_ns": ts,
+            "time": rec.get("market_time"),
+            "brain": rec.get("brain"),
+            "trigger": rec.get("trigger"),
+            "regime": self.regime,
+            "market_state": self.market_state,
+            "confidence": self.confidence,
             "reasoning": ma.get("reasoning"),
             "trade_decisions": decision.get("trade_decisions") or [],
             "strategy_tweaks": updates.get("strategy_tweaks") or [],
@@ -195,8 +212,17 @@ class SymbolBoard:
             "cost_usd": rec.get("cost_usd"),
         }
         self.decisions.append(item)
-        out: Emitted = [("decision", {"symbol": self.symbol, "decision": item,
-                                      "llm": self.llm.to_dict(), "point": point})]
+        out: Emitted = [
+            (
+                "decision",
+                {
+                    "symbol": self.symbol,
+                    "decision": item,
+                    "llm": self.llm.to_dict(),
+                    "point": point,
+                },
+            )
+        ]
         out.append(("trade_update", self.trade_update()))
         return out + self._risk_changed()
 
@@ -208,12 +234,18 @@ class SymbolBoard:
             return []
         price = self.spec.to_price(int(rec["price_ticks"]))
         ts = int(rec.get("ts_ns") or 0)
-        self.markers.append({
-            "ts_ns": ts, "price": price, "side": int(rec.get("side") or 0),
-            "kind": "entry" if rec.get("role") == "entry" else "exit",
-            "qty": rec.get("qty"), "reason": rec.get("reason") or rec.get("role"),
-            "trade_id": rec.get("trade_id"), "strategy": rec.get("strategy"),
-        })
+        self.markers.append(
+            {
+                "ts_ns": ts,
+                "price": price,
+                "side": int(rec.get("side") or 0),
+                "kind": "entry" if rec.get("role") == "entry" else "exit",
+                "qty": rec.get("qty"),
+                "reason": rec.get("reason") or rec.get("role"),
+                "trade_id": rec.get("trade_id"),
+                "strategy": rec.get("strategy"),
+            }
+        )
         self._mark(ts, price, wall)
         update = self.trade_update()
         update["fill"] = self.markers[-1]
@@ -243,9 +275,12 @@ class SymbolBoard:
         return []
 
     def _kill_switch(self, rec: dict[str, Any], wall: float | None) -> Emitted:
-        self.kill_switch = {"engaged": bool(rec.get("engaged")),
-                            "reason": str(rec.get("reason") or ""),
-                            "source": str(rec.get("source") or ""), "ts_ns": rec.get("ts_ns")}
+        self.kill_switch = {
+            "engaged": bool(rec.get("engaged")),
+            "reason": str(rec.get("reason") or ""),
+            "source": str(rec.get("source") or ""),
+            "ts_ns": rec.get("ts_ns"),
+        }
         try:
             self.ledger.apply(rec)
         except (KeyError, TypeError, ValueError) as exc:
@@ -254,9 +289,11 @@ class SymbolBoard:
 
     def _connection(self, rec: dict[str, Any], wall: float | None) -> Emitted:
         component = str(rec.get("component") or "venue")
-        self.connections[component] = {"status": rec.get("status"),
-                                       "detail": rec.get("detail") or "",
-                                       "since": wall if wall is not None else time.time()}
+        self.connections[component] = {
+            "status": rec.get("status"),
+            "detail": rec.get("detail") or "",
+            "since": wall if wall is not None else time.time(),
+        }
         return [("status", self.status())]
 
     def set_kill_file(self, reason: str | None) -> Emitted:
@@ -264,8 +301,12 @@ class SymbolBoard:
         engaged = reason is not None
         if engaged == self.kill_switch["engaged"]:
             return []
-        self.kill_switch = {"engaged": engaged, "reason": reason or "", "source": "file",
-                            "ts_ns": time.time_ns()}
+        self.kill_switch = {
+            "engaged": engaged,
+            "reason": reason or "",
+            "source": "file",
+            "ts_ns": time.time_ns(),
+        }
         return self._risk_changed(force=True)
 
     def _mark(self, ts_ns: int, price: float | None, wall: float | None) -> None:
@@ -278,14 +319,24 @@ class SymbolBoard:
 
     def _point(self) -> dict[str, Any]:
         c = self.chart
-        return {"t": c.t[-1], "price": c.price[-1], "poc": c.poc[-1], "vah": c.vah[-1],
-                "val": c.val[-1]}
+        return {
+            "t": c.t[-1],
+            "price": c.price[-1],
+            "poc": c.poc[-1],
+            "vah": c.vah[-1],
+            "val": c.val[-1],
+        }
 
     def _risk_changed(self, force: bool = False) -> Emitted:
         risk = self.risk()
-        key = (risk["trading_state"], risk["reason"], risk["kill_switch"]["engaged"],
-               risk["limits"]["room_daily_usd"], risk["limits"]["room_trailing_usd"],
-               risk["limits"]["contracts_open"])
+        key = (
+            risk["trading_state"],
+            risk["reason"],
+            risk["kill_switch"]["engaged"],
+            risk["limits"]["room_daily_usd"],
+            risk["limits"]["room_trailing_usd"],
+            risk["limits"]["contracts_open"],
+        )
         if key == self._risk_key and not force:
             return []
         self._risk_key = key
@@ -298,11 +349,13 @@ class SymbolBoard:
             return {}
         unrealised = self.unrealised_usd()
         return {
-            "side": "long" if trade.side > 0 else "short", "qty": abs(trade.qty),
+            "side": "long" if trade.side > 0 else "short",
+            "qty": abs(trade.qty),
             "entry": round(self.spec.to_price(trade.avg_entry), 6),
             "stop": self.spec.to_price(trade.stop_ticks),
             "target": self.spec.to_price(trade.target_ticks),
-            "strategy": trade.strategy, "trade_id": trade.trade_id,
+            "strategy": trade.strategy,
+            "trade_id": trade.trade_id,
             "unrealized_usd": None if unrealised is None else round(unrealised, 2),
         }
 
@@ -339,7 +392,8 @@ class SymbolBoard:
             "symbol": self.symbol,
             "trading_state": state,
             "engine_state": risk.state.value,
-            "reason": self.kill_switch["reason"] if self.kill_switch["engaged"]
+            "reason": self.kill_switch["reason"]
+            if self.kill_switch["engaged"]
             else risk.state_reason,
             "kill_switch": dict(self.kill_switch),
             "limits": {
@@ -361,14 +415,18 @@ class SymbolBoard:
         rows = []
         for name, params in self.ledger.book.strategy_state.items():
             p = perf.get(name)
-            rows.append({
-                "name": name, "enabled": params.enabled, "risk_fraction": params.risk_fraction,
-                "active": name in self.active_strategies,
-                "trades": p.trades if p else 0,
-                "win_rate": p.win_rate if p else None,
-                "expectancy_r": p.avg_r if p else None,
-                "net_pnl": p.net_pnl if p else 0.0,
-            })
+            rows.append(
+                {
+                    "name": name,
+                    "enabled": params.enabled,
+                    "risk_fraction": params.risk_fraction,
+                    "active": name in self.active_strategies,
+                    "trades": p.trades if p else 0,
+                    "win_rate": p.win_rate if p else None,
+                    "expectancy_r": p.avg_r if p else None,
+                    "net_pnl": p.net_pnl if p else 0.0,
+                }
+            )
         return rows
 
     def trade_update(self) -> dict[str, Any]:
@@ -379,11 +437,15 @@ class SymbolBoard:
             "price": self.last_price,
             "position": self.position(),
             "pnl": self.pnl(),
-            "strategy_performance": {k: v.model_dump()
-                                     for k, v in self.ledger.performance().items()},
+            "strategy_performance": {
+                k: v.model_dump() for k, v in self.ledger.performance().items()
+            },
             "active_strategies": list(self.active_strategies),
-            "market_assessment": {"regime": self.regime, "market_state": self.market_state,
-                                  "confidence": self.confidence},
+            "market_assessment": {
+                "regime": self.regime,
+                "market_state": self.market_state,
+                "confidence": self.confidence,
+            },
             "strategies": self.strategies(),
         }
 
@@ -399,7 +461,9 @@ class SymbolBoard:
             "source": self.source,
             "market_ts_ns": self.market_ts_ns,
             "price": self.last_price,
-            "poc": self.poc, "vah": self.vah, "val": self.val,
+            "poc": self.poc,
+            "vah": self.vah,
+            "val": self.val,
             "tick_age_sec": None if age is None else round(age, 1),
             "connections": {k: v["status"] for k, v in self.connections.items()},
             "llm": self.llm.to_dict(),

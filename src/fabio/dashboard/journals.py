@@ -60,8 +60,7 @@ class JournalFollower:
         tail = self._tails.setdefault(path, _Tail(path))
         try:
             stat = path.stat()
-            if tail.inode is not None and (stat.st_ino != tail.inode or stat.st_size <
-                                           tail.offset):
+            if tail.inode is not None and (stat.st_ino != tail.inode or stat.st_size < tail.offset):
                 tail.offset = tail.line_no = 0  # replaced or truncated: start over
                 self.problems.append(f"{path}: file replaced; reading it again from the start")
             tail.inode = stat.st_ino

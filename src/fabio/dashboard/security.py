@@ -60,14 +60,18 @@ def control_token(configured: str | None, host: str) -> ControlToken:
     """DASHBOARD_TOKEN, or a generated one on loopback; a public bind without one refuses."""
     if configured:
         if len(configured) < MIN_TOKEN_LENGTH:
-            raise FabioError(f"DASHBOARD_TOKEN is too short: use at least {MIN_TOKEN_LENGTH} "
-                             "characters (e.g. `python -c 'import secrets; "
-                             "print(secrets.token_urlsafe(24))'`)")
+            raise FabioError(
+                f"DASHBOARD_TOKEN is too short: use at least {MIN_TOKEN_LENGTH} "
+                "characters (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(24))'`)"
+            )
         return ControlToken(configured)
     if not is_loopback(host):
-        raise FabioError(f"--host {host} exposes the dashboard beyond this machine: set "
-                         "DASHBOARD_TOKEN (at least 16 characters) first, or keep the default "
-                         "127.0.0.1")
+        raise FabioError(
+            f"--host {host} exposes the dashboard beyond this machine: set "
+            "DASHBOARD_TOKEN (at least 16 characters) first, or keep the default "
+            "127.0.0.1"
+        )
     return ControlToken(secrets.token_urlsafe(24), generated=True)
 
 

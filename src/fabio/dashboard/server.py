@@ -154,16 +154,23 @@ class Hub:
         for key, b in self.boards.items():
             age = b.tick_age_sec(now)
             risk = b.risk()
-            venue = b.connections.get("venue", {}).get("status") or \
-                next(iter(v["status"] for v in b.connections.values()), None)
+            venue = b.connections.get("venue", {}).get("status") or next(
+                iter(v["status"] for v in b.connections.values()), None
+            )
             stale = age is None or age > self.config.stale_tick_sec
             if stale or venue == "disconnected":
                 healthy = False
-            symbols[key] = {"tick_age_sec": None if age is None else round(age, 1),
-                            "venue": venue, "risk_state": risk["trading_state"],
-                            "position": b.position() or None}
-        return healthy, {"status": "ok" if healthy else "degraded", "symbols": symbols,
-                         "stale_after_sec": self.config.stale_tick_sec}
+            symbols[key] = {
+                "tick_age_sec": None if age is None else round(age, 1),
+                "venue": venue,
+                "risk_state": risk["trading_state"],
+                "position": b.position() or None,
+            }
+        return healthy, {
+            "status": "ok" if healthy else "degraded",
+            "symbols": symbols,
+            "stale_after_sec": self.config.stale_tick_sec,
+        }
 
 
 class NoSignalServer(uvicorn.Server):
@@ -177,18 +184,22 @@ class NoSignalServer(uvicorn.Server):
 class DashboardServer:
     """The ASGI app (FastAPI + Socket.IO), its poller and its uvicorn server."""
 
-    def __init__(self, hub: Hub, token: ControlToken, kill: KillAction, host: str = "127.0.0.1",
-                 port: int = 8765) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        token: ControlToken,
+        kill: KillAction,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+    ) -> None:
         self.hub = hub
         self.token = token
         self.kill_action = kill
         self.host = host
         self.port = port
-        self.sio = socketio.AsyncServer(async_mode="asgi",
-                                        logger=False, engineio_logger=False)
+        self.sio = socketio.AsyncServer(async_mode="asgi", logger=False, engineio_logger=False)
         self.api = self._build_api()
-        self.app = socketio.ASGIApp(self.sio, other_asgi_app=self.api,
-                                    socketio_path="socket.io")
+        self.app = socketio.ASGIApp(self.sio, other_asgi_app=self.api, socketio_path="socket.io")
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.server: uvicorn.Server | None = None
@@ -196,8 +207,7 @@ class DashboardServer:
         self.sio.on("connect", self._on_connect)
 
     # ---------------------------------------------------------------- socket.io
-    async def _on_connect(self, sid: str, environ: dict[str, Any],
-                          auth: Any = None) -> bool:
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         if not self._host_ok(_header(environ, "HTTP_HOST")):
             return False
         await self.sio.emit("snapshot", self.hub.snapshot(), to=sid)
@@ -233,8 +243,9 @@ class DashboardServer:
         index = Path(str(resources.files("fabio.dashboard") / "static" / "index.html"))
 
         @api.middleware("http")
-        async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                        ) -> Response:
+        async def guard(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
             if not self._host_ok(request.headers.get("host")):
                 response: Response = JSONResponse({"error": "host not allowed"}, 421)
             else:
@@ -277,8 +288,9 @@ class DashboardServer:
 
     async def _control(self, request: Request, engage: bool, reason: str) -> JSONResponse:
         presented = request.headers.get("authorization", "")
-        token = presented.removeprefix("Bearer ").strip() if presented.startswith("Bearer ") \
-            else None
+        token = (
+            presented.removeprefix("Bearer ").strip() if presented.startswith("Bearer ") else None
+        )
         if token is None:
             return JSONResponse({"error": "a token is required (Authorization: Bearer …)"}, 401)
         if not self.token.matches(token):
@@ -293,13 +305,23 @@ class DashboardServer:
     async def start(self) -> None:
         """Serve on host:port until `stop` (the port is bound when this returns)."""
         self.hub.poll()
-        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning",
-                                access_log=False, lifespan="off", ws="auto",
-                                server_header=False)
+        config = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws="auto",
+            server_header=False,
+        )
         self.server = NoSignalServer(config)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._broadcast()), loop.create_task(self._poll()),
-                       loop.create_task(self.server.serve())]
+        self._tasks = [
+            loop.create_task(self._broadcast()),
+            loop.create_task(self._poll()),
+            loop.create_task(self.server.serve()),
+        ]
         while not self.server.started:
             if self._tasks[2].done():
                 self._tasks[2].result()  # raises the bind error
