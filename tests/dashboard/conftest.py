@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from fabio.dashboard.alerts import Alerter
 from fabio.dashboard.security import ControlToken
 from fabio.dashboard.server import DashboardServer, Hub, HubConfig, Source
 from fabio.execution.risk import RiskConfig, engage_kill_switch, release_kill_switch
@@ -165,7 +166,9 @@ def hub_for(log_dir: Path) -> Hub:
 
 
 @asynccontextmanager
-async def running(log_dir: Path, host: str = "127.0.0.1") -> AsyncIterator[DashboardServer]:
+async def running(
+    log_dir: Path, host: str = "127.0.0.1", alerter: Alerter | None = None
+) -> AsyncIterator[DashboardServer]:
     """A dashboard on a free port whose kill switch is the file under `log_dir`."""
 
     def kill(engage: bool, reason: str, source: Source) -> None:
@@ -174,7 +177,7 @@ async def running(log_dir: Path, host: str = "127.0.0.1") -> AsyncIterator[Dashb
         else:
             release_kill_switch(log_dir / "KILL")
 
-    server = DashboardServer(hub_for(log_dir), ControlToken(TOKEN), kill, host, 0)
+    server = DashboardServer(hub_for(log_dir), ControlToken(TOKEN), kill, host, 0, alerter)
     await server.start()
     try:
         yield server

@@ -8,9 +8,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from fabio.brain.decide import secret_values
 from fabio.config import Settings
+from fabio.dashboard.alerts import Alerter, parse_urls
 from fabio.dashboard.security import control_token
 from fabio.dashboard.server import DashboardServer, Hub, HubConfig, KillAction, Source
+from fabio.errors import FabioError
+from fabio.journal import redact
 from fabio.execution.risk import engage_kill_switch, release_kill_switch
 from fabio.strategies import load_strategies
 
@@ -18,10 +22,11 @@ from fabio.strategies import load_strategies
 def file_kill_switch(settings: Settings) -> KillAction:
     """Engage or release the kill-switch file every agent under the logs folder watches."""
     path = settings.kill_switch_path()
+    secrets = secret_values(settings)
 
     def act(engage: bool, reason: str, source: Source) -> None:
         if engage:
-            engage_kill_switch(path, f"{reason} (from the {source})")
+            engage_kill_switch(path, redact(f"{reason} (from the {source})", secrets))
         else:
             release_kill_switch(path)
 
@@ -47,7 +52,30 @@ def build_dashboard(
             kill_switch_path=settings.kill_switch_path(),
         )
     )
-    return DashboardServer(hub, token, kill or file_kill_switch(settings), host, port)
+    return DashboardServer(
+        hub, token, kill or file_kill_switch(settings), host, port, alerter=build_alerter(settings)
+    )
+
+
+def build_alerter(settings: Settings) -> Alerter | None:
+    """ALERT_URLS as an `Alerter`, or None when unset; a URL apprise rejects is an error."""
+    if settings.alert_urls is None:
+        return None
+    urls = parse_urls(settings.alert_urls.get_secret_value())
+    if not urls:
+        return None
+    alerter = Alerter(
+        urls,
+        settings.alert_min_interval_sec,
+        settings.alert_disconnect_sec,
+        secrets=secret_values(settings),
+    )
+    if alerter.bad_urls:
+        raise FabioError(
+            f"ALERT_URLS: {len(alerter.bad_urls)} of {len(urls)} URLs are not "
+            "valid apprise URLs (see https://github.com/caronc/apprise/wiki)"
+        )
+    return alerter
 
 
 def announce(server: DashboardServer, write: Callable[[str], Any] | None = None) -> None:

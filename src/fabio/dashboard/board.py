@@ -251,6 +251,25 @@ class SymbolBoard:
         update["fill"] = self.markers[-1]
         return [("trade_update", update), *self._risk_changed()]
 
+    def _session(self, rec: dict[str, Any], wall: float | None) -> Emitted:
+        """A trade date starts or ends; its end carries the day's summary."""
+        account = self.ledger.risk.account
+        day = {"realized_usd": round(account.day_realised, 2), "trades": account.trades_today}
+        try:
+            self.ledger.apply(rec)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.problems.append(f"session record skipped: {type(exc).__name__}: {exc}")
+            return []
+        summary = {
+            "symbol": self.symbol,
+            "event": rec.get("event"),
+            "trade_date": rec.get("trade_date"),
+            **day,
+            "balance_usd": round(self.ledger.risk.account.balance, 2),
+            "trading_state": self.risk()["trading_state"],
+        }
+        return [("session", summary), *self._risk_changed()]
+
     def _price(self, rec: dict[str, Any], wall: float | None) -> Emitted:
         """`feature_summary` / `heartbeat` from a running agent's bus."""
         ts = int(rec.get("market_ts_ns") or rec.get("ts_ns") or 0)
@@ -486,6 +505,7 @@ class SymbolBoard:
 _FOLDS = {
     "llm_exchange": SymbolBoard._exchange,
     "fill": SymbolBoard._fill,
+    "session": SymbolBoard._session,
     "feature_summary": SymbolBoard._price,
     "heartbeat": SymbolBoard._price,
     "trade_update": SymbolBoard._bus_trade_update,

@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from fabio.dashboard.alerts import Alerter
 from fabio.dashboard.board import SymbolBoard
 from fabio.dashboard.journals import JournalFollower
 from fabio.dashboard.security import SECURITY_HEADERS, ControlToken, allowed_hosts
@@ -191,6 +192,7 @@ class DashboardServer:
         kill: KillAction,
         host: str = "127.0.0.1",
         port: int = 8765,
+        alerter: Alerter | None = None,
     ) -> None:
         self.hub = hub
         self.token = token
@@ -204,6 +206,7 @@ class DashboardServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.server: uvicorn.Server | None = None
         hub.sinks.append(lambda name, payload: self._queue.put_nowait((name, payload)))
+        self.alerter = alerter
         self.sio.on("connect", self._on_connect)
 
     # ---------------------------------------------------------------- socket.io
@@ -304,7 +307,10 @@ class DashboardServer:
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         """Serve on host:port until `stop` (the port is bound when this returns)."""
-        self.hub.poll()
+        self.hub.poll()  # the history first: alerts are for what happens from now on
+        if self.alerter is not None:
+            self.hub.sinks.append(self.alerter.on_event)
+            self.alerter.start()
         config = uvicorn.Config(
             self.app,
             host=self.host,
@@ -340,6 +346,8 @@ class DashboardServer:
             with contextlib.suppress(asyncio.CancelledError, SystemExit):
                 await task
         self._tasks = []
+        if self.alerter is not None:
+            await self.alerter.stop()
 
     @property
     def url(self) -> str:
