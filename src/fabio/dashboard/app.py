@@ -14,8 +14,8 @@ from fabio.dashboard.alerts import Alerter, parse_urls
 from fabio.dashboard.security import control_token
 from fabio.dashboard.server import DashboardServer, Hub, HubConfig, KillAction, Source
 from fabio.errors import FabioError
-from fabio.journal import redact
 from fabio.execution.risk import engage_kill_switch, release_kill_switch
+from fabio.journal import redact
 from fabio.strategies import load_strategies
 
 
