@@ -233,3 +233,26 @@ def test_public_bind_needs_a_token() -> None:
     local = control_token(None, "127.0.0.1")
     assert local.generated and len(local.value) >= 16
     assert local.value not in repr(local)
+
+
+def test_an_account_wide_kill_switch_record_reaches_every_symbol(tmp_path: Path) -> None:
+    kill = {
+        "type": "kill_switch",
+        "ts_ns": T0,
+        "symbol": None,
+        "engaged": True,
+        "reason": "fomc",
+        "source": "cli",
+    }
+    write(tmp_path / "execution.jsonl", [session_start(), kill, session_start("NQH4")])
+
+    async def go() -> None:
+        async with running(tmp_path) as server, httpx.AsyncClient() as http:
+            snap = (await http.get(server.url + "api/snapshot")).json()
+            for symbol in ("ESH4", "NQH4"):
+                risk = snap["symbols"][symbol]["risk"]
+                assert risk["trading_state"] == "kill_switch"
+                assert risk["kill_switch"]["source"] == "cli"
+                assert risk["reason"] == "fomc"
+
+    asyncio.run(go())

@@ -320,6 +320,8 @@ class SymbolBoard:
         engaged = reason is not None
         if engaged == self.kill_switch["engaged"]:
             return []
+        if not engaged and self.kill_switch["source"] != "file":
+            return []  # engaged by a journaled event: only a journaled release lifts it
         self.kill_switch = {
             "engaged": engaged,
             "reason": reason or "",

@@ -79,6 +79,7 @@ class Hub:
     sinks: list[Sink] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     _follower: JournalFollower | None = None
+    _account_records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._follower = JournalFollower(self.config.log_dir)
@@ -95,11 +96,16 @@ class Hub:
             board = SymbolBoard(key, spec, self.config.risk, self.config.strategies, label)
             board.ledger.symbol = symbol
             self.boards[key] = board
+            for record in self._account_records.get(label, []):
+                board.apply(record)  # account-wide history (kill switch) before its first event
         return board
 
     def ingest(self, record: dict[str, Any], label: str = "", wall: float | None = None) -> None:
         """Fold one record (journal line or bus event) and send what it changes."""
         symbol = record.get("symbol")
+        if symbol is None and record.get("type") == "kill_switch":
+            self._account_record(record, label, wall)
+            return
         if not isinstance(symbol, str) or not symbol:
             return
         board = self.board(label, symbol)
@@ -107,6 +113,14 @@ class Hub:
             return
         for name, payload in board.apply(record, wall):
             self.send(name, payload)
+
+    def _account_record(self, record: dict[str, Any], label: str, wall: float | None) -> None:
+        """A record for the whole account (the kill switch): every symbol of that folder."""
+        self._account_records.setdefault(label, []).append(record)
+        for board in self.boards.values():
+            if board.source == label:
+                for name, payload in board.apply(record, wall):
+                    self.send(name, payload)
 
     def on_event(self, event: Any) -> None:
         """An event bus subscriber (in the agent's process): fold it, stamped with now."""
