@@ -186,8 +186,9 @@ def test_headers_hosts_static_and_health(tmp_path: Path) -> None:
             assert page.headers["x-frame-options"] == "DENY"
             assert "server" not in page.headers
             assert "<script" in page.text and "http" not in page.text.split("<body>")[0]
-            js = await http.get(server.url + "static/plotly.min.js")
-            assert js.status_code == 200 and len(js.content) > 1_000_000
+            assert "unsafe-inline" not in csp
+            js = await http.get(server.url + "static/uPlot.iife.min.js")
+            assert js.status_code == 200 and js.content.startswith(b"/* Vendored")
             assert (await http.get(server.url + "static/..%2Fserver.py")).status_code == 404
             assert (await http.get(server.url + "static/index.html")).status_code == 404
             rebound = await http.get(server.url, headers={"Host": "attacker.example"})

@@ -155,6 +155,7 @@ class SymbolBoard:
         self.chart = Chart()
         self.llm = LlmUsage()
         self.problems: list[str] = []
+        self.quiet = False  # catching up on history: fold only, build no events
         self._risk_key: tuple[Any, ...] = ()
 
     # ---------------------------------------------------------------- folding
@@ -212,6 +213,8 @@ class SymbolBoard:
             "cost_usd": rec.get("cost_usd"),
         }
         self.decisions.append(item)
+        if self.quiet:
+            return []
         out: Emitted = [
             (
                 "decision",
@@ -247,6 +250,8 @@ class SymbolBoard:
             }
         )
         self._mark(ts, price, wall)
+        if self.quiet:
+            return []
         update = self.trade_update()
         update["fill"] = self.markers[-1]
         return [("trade_update", update), *self._risk_changed()]
@@ -259,6 +264,8 @@ class SymbolBoard:
             self.ledger.apply(rec)
         except (KeyError, TypeError, ValueError) as exc:
             self.problems.append(f"session record skipped: {type(exc).__name__}: {exc}")
+            return []
+        if self.quiet:
             return []
         summary = {
             "symbol": self.symbol,
@@ -349,6 +356,8 @@ class SymbolBoard:
         }
 
     def _risk_changed(self, force: bool = False) -> Emitted:
+        if self.quiet:
+            return []
         risk = self.risk()
         key = (
             risk["trading_state"],

@@ -42,13 +42,13 @@ Sink = Callable[[str, dict[str, Any]], None]
 
 def _static_files() -> dict[str, tuple[Path, str]]:
     here = Path(str(resources.files("fabio.dashboard") / "static"))
-    plotly = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
-    js = "text/javascript; charset=utf-8"
+    js, css = "text/javascript; charset=utf-8", "text/css; charset=utf-8"
     return {
         "app.js": (here / "app.js", js),
-        "app.css": (here / "app.css", "text/css; charset=utf-8"),
+        "app.css": (here / "app.css", css),
         "socket.io.min.js": (here / "socket.io.min.js", js),
-        "plotly.min.js": (plotly, js),
+        "uPlot.iife.min.js": (here / "uPlot.iife.min.js", js),
+        "uPlot.min.css": (here / "uPlot.min.css", css),
     }
 
 
@@ -80,6 +80,7 @@ class Hub:
     problems: list[str] = field(default_factory=list)
     _follower: JournalFollower | None = None
     _account_records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    catching_up: bool = False
 
     def __post_init__(self) -> None:
         self._follower = JournalFollower(self.config.log_dir)
@@ -94,6 +95,7 @@ class Hub:
                 self.problems.append(f"record for unknown symbol {symbol!r} skipped: {exc}")
                 return None
             board = SymbolBoard(key, spec, self.config.risk, self.config.strategies, label)
+            board.quiet = self.catching_up
             board.ledger.symbol = symbol
             self.boards[key] = board
             for record in self._account_records.get(label, []):
@@ -134,13 +136,20 @@ class Hub:
         for sink in self.sinks:
             sink(name, payload)
 
-    def poll(self) -> int:
-        """Read what the journals gained; check the kill-switch file. Records read."""
+    def poll(self, catch_up: bool = False) -> int:
+        """Read what the journals gained; check the kill-switch file. Records read.
+
+        `catch_up`: the history at start-up, folded without building events nobody awaits.
+        """
         assert self._follower is not None
         n = 0
+        self.catching_up = catch_up
         for label, record in self._follower.poll():
             self.ingest(record, label)
             n += 1
+        self.catching_up = False
+        for board in self.boards.values():
+            board.quiet = False
         if self.config.kill_switch_path is not None:
             reason = kill_switch_reason(self.config.kill_switch_path)
             for board in self.boards.values():
@@ -321,7 +330,7 @@ class DashboardServer:
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         """Serve on host:port until `stop` (the port is bound when this returns)."""
-        self.hub.poll()  # the history first: alerts are for what happens from now on
+        self.hub.poll(catch_up=True)  # the history first: alerts are for what happens from now on
         if self.alerter is not None:
             self.hub.sinks.append(self.alerter.on_event)
             self.alerter.start()

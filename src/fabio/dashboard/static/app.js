@@ -33,9 +33,12 @@ function signClass(node, value) {
   node.classList.toggle("neg", typeof value === "number" && value < 0);
 }
 
+const CT_TIME = new Intl.DateTimeFormat("en-US", { timeZone: "America/Chicago", hour12: false,
+  hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
 function timeOf(ns) {
   if (!ns) return "—";
-  return new Date(ns / 1e6).toISOString().slice(11, 19) + "Z";
+  return CT_TIME.format(new Date(ns / 1e6)) + " CT";
 }
 
 function dl(card, rows) {
@@ -200,33 +203,62 @@ function renderDecisions(symbol) {
   p.decisions.replaceChildren(...list.slice(-MAX_DECISIONS_SHOWN).reverse().map(decisionNode));
 }
 
+const CHICAGO = (ts) => uPlot.tzDate(new Date(ts * 1e3), "America/Chicago");
+
+function drawMarkers(u, symbol) {
+  const markers = state.symbols[symbol].markers || [];
+  const ctx = u.ctx;
+  const r = 6 * devicePixelRatio;
+  const left = u.bbox.left;
+  const right = left + u.bbox.width;
+  ctx.save();
+  for (const m of markers) {
+    const x = u.valToPos(m.ts_ns / 1e9, "x", true);
+    const y = u.valToPos(m.price, "y", true);
+    if (!(x >= left && x <= right)) continue;
+    ctx.fillStyle = ctx.strokeStyle = m.side > 0 ? "#3fb950" : "#f85149";
+    ctx.beginPath();
+    if (m.kind === "entry") {  // a triangle pointing the way of the trade
+      const d = m.side > 0 ? 1 : -1;
+      ctx.moveTo(x, y - d * r); ctx.lineTo(x - r, y + d * r); ctx.lineTo(x + r, y + d * r);
+      ctx.closePath(); ctx.fill();
+    } else {  // an exit: a cross
+      ctx.lineWidth = 2 * devicePixelRatio;
+      ctx.moveTo(x - r, y - r); ctx.lineTo(x + r, y + r);
+      ctx.moveTo(x + r, y - r); ctx.lineTo(x - r, y + r); ctx.stroke();
+    }
+  }
+  ctx.restore();
+}
+
 function drawChart(symbol) {
   const s = state.symbols[symbol];
   const p = panel(symbol);
-  if (typeof Plotly === "undefined" || !s.chart) return;
+  if (typeof uPlot === "undefined" || !s.chart) return;
   const c = s.chart;
-  const x = c.t.map((t) => new Date(t / 1e6));
-  const line = (name, y, color, dash) => ({ x, y, name, type: "scatter", mode: "lines",
-    line: { color, width: name === "price" ? 2 : 1, dash }, connectgaps: false });
-  const markers = s.markers || [];
-  const mk = (kind, side, symbolName, color) => {
-    const sel = markers.filter((m) => m.kind === kind && Math.sign(m.side) === side);
-    return { x: sel.map((m) => new Date(m.ts_ns / 1e6)), y: sel.map((m) => m.price),
-      text: sel.map((m) => `${m.kind} ${m.side > 0 ? "buy" : "sell"} ${m.qty} (${m.reason})`),
-      name: `${kind} ${side > 0 ? "buy" : "sell"}`, type: "scatter", mode: "markers",
-      marker: { symbol: symbolName, size: 11, color } };
-  };
-  const traces = [line("price", c.price, "#d8dee6"), line("POC", c.poc, "#d29922"),
-    line("VAH", c.vah, "#58a6ff", "dot"), line("VAL", c.val, "#58a6ff", "dot"),
-    mk("entry", 1, "triangle-up", "#3fb950"), mk("entry", -1, "triangle-down", "#f85149"),
-    mk("exit", 1, "x", "#3fb950"), mk("exit", -1, "x", "#f85149")];
-  const layout = { margin: { l: 50, r: 10, t: 10, b: 30 }, paper_bgcolor: "#161d25",
-    plot_bgcolor: "#161d25", font: { color: "#d8dee6", size: 11 }, showlegend: true,
-    legend: { orientation: "h", y: -0.15 }, xaxis: { gridcolor: "#2a3440" },
-    yaxis: { gridcolor: "#2a3440", tickformat: ".2f" }, uirevision: symbol };
-  Plotly.react(p.chart, traces, layout, { displaylogo: false, responsive: true });
+  const data = [c.t.map((t) => t / 1e9), c.price, c.poc, c.vah, c.val];
+  if (!p.plot) {
+    const axis = { stroke: "#8a96a3", grid: { stroke: "#2a3440", width: 1 },
+                   ticks: { stroke: "#2a3440", width: 1 } };
+    const opts = {
+      width: Math.max(300, p.chart.clientWidth), height: 300, tzDate: CHICAGO,
+      scales: { x: { time: true } },
+      series: [{},
+        { label: "price", stroke: "#d8dee6", width: 1.5, points: { show: false } },
+        { label: "POC", stroke: "#d29922", width: 1, points: { show: false } },
+        { label: "VAH", stroke: "#58a6ff", width: 1, dash: [4, 4], points: { show: false } },
+        { label: "VAL", stroke: "#58a6ff", width: 1, dash: [4, 4], points: { show: false } }],
+      axes: [axis, Object.assign({ size: 64 }, axis)],
+      hooks: { draw: [(u) => drawMarkers(u, symbol)] },
+    };
+    p.plot = new uPlot(opts, data, p.chart);
+    new ResizeObserver(() => p.plot.setSize({ width: Math.max(300, p.chart.clientWidth),
+                                              height: 300 })).observe(p.chart);
+  } else {
+    p.plot.setData(data);
+  }
   p.chart.dataset.points = String(c.t.length);
-  p.chart.dataset.markers = String(markers.length);
+  p.chart.dataset.markers = String((s.markers || []).length);
 }
 
 function scheduleChart(symbol) {
@@ -259,6 +291,7 @@ function track(seq) {
 }
 
 function onSnapshot(snap) {
+  performance.mark("fabio-snapshot");
   state.serverOffset = snap.server_time * 1000 - Date.now();
   for (const [symbol, s] of Object.entries(snap.symbols)) {
     state.symbols[symbol] = { status: s.status, trade_update: s.trade_update, risk: s.risk,
@@ -270,6 +303,7 @@ function onSnapshot(snap) {
   problems.replaceChildren(...(snap.problems || []).map((t) => el("div", null, t)));
   track(snap.seq);
   document.body.dataset.ready = "1";
+  performance.mark("fabio-ready");
 }
 
 function connect() {
