@@ -15,7 +15,8 @@ import pytest
 from fabio.dashboard.alerts import Alerter
 from fabio.dashboard.security import ControlToken
 from fabio.dashboard.server import DashboardServer, Hub, HubConfig, Source
-from fabio.execution.risk import RiskConfig, engage_kill_switch, release_kill_switch
+from fabio.execution.risk import RiskConfig
+from fabio.killswitch import request_kill_switch
 from fabio.strategies import load_strategies
 
 TOKEN = "test-token-0123456789abcdef"
@@ -155,27 +156,31 @@ def write(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def hub_for(log_dir: Path) -> Hub:
-    return Hub(
-        HubConfig(
-            log_dir=log_dir,
-            risk=RiskConfig(kill_switch_path=log_dir / "KILL"),
-            strategies=load_strategies(None),
-            kill_switch_path=log_dir / "KILL",
-        )
-    )
+    return Hub(HubConfig(log_dir=log_dir, risk=RiskConfig(), strategies=load_strategies(None)))
+
+
+def journal_records(path: Path, kind: str) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # the line being written
+        if rec.get("type") == kind:
+            out.append(rec)
+    return out
 
 
 @asynccontextmanager
 async def running(
     log_dir: Path, host: str = "127.0.0.1", alerter: Alerter | None = None
 ) -> AsyncIterator[DashboardServer]:
-    """A dashboard on a free port whose kill switch is the file under `log_dir`."""
+    """A dashboard on a free port whose kill switch journals in `log_dir` (as `fabio kill`)."""
 
     def kill(engage: bool, reason: str, source: Source) -> None:
-        if engage:
-            engage_kill_switch(log_dir / "KILL", f"{reason} (from the {source})")
-        else:
-            release_kill_switch(log_dir / "KILL")
+        request_kill_switch(log_dir, engage, reason, source)
 
     server = DashboardServer(hub_for(log_dir), ControlToken(TOKEN), kill, host, 0, alerter)
     await server.start()

@@ -125,7 +125,7 @@ def test_paper_run_watched_and_killed_from_the_page(tmp_path: Path) -> None:
             page.wait_for_function(
                 "() => document.getElementById('message').textContent.includes('401')"
             )
-            assert not (logs / "KILL").exists()
+            assert _records(execution, "kill_switch") == []
             assert page.get_attribute(".risk-state", "data-state") == "active"
             page.wait_for_function(f"() => Number(document.body.dataset.seq) > {seq_before}")
             assert proc.poll() is None
@@ -138,7 +138,9 @@ def test_paper_run_watched_and_killed_from_the_page(tmp_path: Path) -> None:
                 "() => document.getElementById('message').textContent.includes('engaged')"
             )
             page.wait_for_selector(".risk-state[data-state='kill_switch']", timeout=5_000)
-            assert "browser test" in (logs / "KILL").read_text()
+            [kill] = _records(execution, "kill_switch")
+            assert kill["engaged"] and kill["source"] == "dashboard"
+            assert kill["reason"] == "browser test"
             page.wait_for_function(
                 "() => document.querySelector('[data-field=side]').textContent === 'flat'",
                 timeout=10_000,

@@ -17,6 +17,7 @@ from tests.dashboard.conftest import (
     T0,
     TOKEN,
     exchange,
+    journal_records,
     running,
     session_start,
     trade_records,
@@ -146,7 +147,8 @@ def test_controls_need_the_token_and_validate_input(tmp_path: Path) -> None:
                 headers={"Authorization": "Bearer wrong-token-123456789"},
             )
             assert r.status_code == 403
-            assert not (tmp_path / "KILL").exists()
+            journal = tmp_path / "execution.jsonl"
+            assert journal_records(journal, "kill_switch") == []
             auth = {"Authorization": f"Bearer {TOKEN}"}
             for bad in (
                 {"reason": "a" * 201},
@@ -158,13 +160,16 @@ def test_controls_need_the_token_and_validate_input(tmp_path: Path) -> None:
                 assert r.status_code == 422, bad
             r = await http.post(kill, json={"reason": "news in 2 min"}, headers=auth)
             assert r.status_code == 200
-            assert "news in 2 min" in (tmp_path / "KILL").read_text()
+            [engaged] = journal_records(journal, "kill_switch")
+            assert engaged["engaged"] and engaged["source"] == "dashboard"
+            assert engaged["reason"] == "news in 2 min"
             snap = (await http.get(server.url + "api/snapshot")).json()
             risk = snap["symbols"]["ESH4"]["risk"]
             assert risk["trading_state"] == "kill_switch"
             assert risk["kill_switch"]["engaged"]
             r = await http.post(server.url + "api/release", json={"reason": "ok"}, headers=auth)
-            assert r.status_code == 200 and not (tmp_path / "KILL").exists()
+            assert r.status_code == 200
+            assert not journal_records(journal, "kill_switch")[-1]["engaged"]
             snap = (await http.get(server.url + "api/snapshot")).json()
             assert snap["symbols"]["ESH4"]["risk"]["trading_state"] == "active"
             # the token never reaches the page or the snapshot

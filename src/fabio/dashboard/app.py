@@ -14,21 +14,18 @@ from fabio.dashboard.alerts import Alerter, parse_urls
 from fabio.dashboard.security import control_token
 from fabio.dashboard.server import DashboardServer, Hub, HubConfig, KillAction, Source
 from fabio.errors import FabioError
-from fabio.execution.risk import engage_kill_switch, release_kill_switch
 from fabio.journal import redact
+from fabio.killswitch import request_kill_switch
 from fabio.strategies import load_strategies
 
 
-def file_kill_switch(settings: Settings) -> KillAction:
-    """Engage or release the kill-switch file every agent under the logs folder watches."""
-    path = settings.kill_switch_path()
-    secrets = secret_values(settings)
+def journaled_kill_switch(settings: Settings) -> KillAction:
+    """Journal the kill-switch change (source `dashboard`) and leave the request a running agent
+    takes (the same path as `fabio kill`)."""
+    secrets = tuple(secret_values(settings))
 
     def act(engage: bool, reason: str, source: Source) -> None:
-        if engage:
-            engage_kill_switch(path, redact(f"{reason} (from the {source})", secrets))
-        else:
-            release_kill_switch(path)
+        request_kill_switch(settings.log_dir, engage, redact(reason, secrets), source, secrets)
 
     return act
 
@@ -49,11 +46,15 @@ def build_dashboard(
             log_dir=settings.log_dir,
             risk=settings.risk_config(),
             strategies=load_strategies(settings.strategies_file),
-            kill_switch_path=settings.kill_switch_path(),
         )
     )
     return DashboardServer(
-        hub, token, kill or file_kill_switch(settings), host, port, alerter=build_alerter(settings)
+        hub,
+        token,
+        kill or journaled_kill_switch(settings),
+        host,
+        port,
+        alerter=build_alerter(settings),
     )
 
 

@@ -1,10 +1,12 @@
-"""What the dashboard shows for one symbol: a fold over journal records and bus events.
+"""What the dashboard shows for one symbol: a fold over typed events and journal records.
 
-The board never reads an agent's objects. It folds the execution journal (through the same
-`Ledger` a restart uses, so positions, P&L, strategy state and the risk account are exactly what
-the agent would rebuild), the brain's exchanges (regime, reasoning, notes, tokens, cost) and the
-bus-only events of a running agent (prices, heartbeats, connection state). Each fold returns the
-Socket.IO events it causes, so a view can forward them as they happen.
+The board never reads an agent's objects. Every typed event (`fabio.events`, read back from a
+journal line or received from a running agent's bus) goes into the `AgentStatus` read model
+(prices, value area, connections, risk state, kill switch) and into the same `Ledger` a restart
+uses (positions, P&L, strategy state, the risk account: exactly what the agent would rebuild).
+The brain's exchanges (`llm_exchanges.jsonl`: regime, reasoning, notes, tokens, cost) add the
+rest. Each fold returns the Socket.IO events it causes, so a view can forward them as they
+happen; prices are batched into the once-a-second `status` event.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from fabio.errors import FabioError
+from fabio.events import Event, parse_record
 from fabio.execution.ledger import Ledger
 from fabio.execution.risk import RiskConfig, RiskEngine
 from fabio.instruments import InstrumentSpec
+from fabio.status import AgentStatus
 from fabio.strategies import StrategyParams
 
 CHICAGO = ZoneInfo("America/Chicago")
@@ -133,6 +138,7 @@ class SymbolBoard:
         self.spec = spec
         self.source = source
         self.ledger = Ledger.new(spec, strategies, RiskEngine(risk_config), symbol=symbol)
+        self.agent_status = AgentStatus(symbol=symbol)
         self.market_ts_ns: int | None = None
         self.last_price: float | None = None
         self.poc: float | None = None
@@ -142,13 +148,6 @@ class SymbolBoard:
         self.market_state: str | None = None
         self.confidence: float | None = None
         self.active_strategies: list[str] = []
-        self.kill_switch: dict[str, Any] = {
-            "engaged": False,
-            "reason": "",
-            "source": "",
-            "ts_ns": None,
-        }
-        self.connections: dict[str, dict[str, Any]] = {}
         self.last_tick_wall: float | None = None
         self.decisions: deque[dict[str, Any]] = deque(maxlen=MAX_DECISIONS)
         self.markers: deque[dict[str, Any]] = deque(maxlen=MAX_MARKERS)
@@ -157,17 +156,24 @@ class SymbolBoard:
         self.problems: list[str] = []
         self.quiet = False  # catching up on history: fold only, build no events
         self._risk_key: tuple[Any, ...] = ()
+        self._new_points: list[dict[str, Any]] = []
 
     # ---------------------------------------------------------------- folding
     def apply(self, rec: dict[str, Any], wall: float | None = None) -> Emitted:
-        """Fold one journal record or bus event; the Socket.IO events it causes."""
+        """Fold one journal record or bus event (as its record); the Socket.IO events it causes."""
         kind = rec.get("type")
+        event: Event | None = None
+        if kind != "llm_exchange":
+            try:
+                event = parse_record(rec)
+            except (FabioError, KeyError, TypeError, ValueError) as exc:
+                self.problems.append(f"{kind} record skipped: {type(exc).__name__}: {exc}")
+                return []
+        if event is not None:
+            self.agent_status.apply(event)
+            self.ledger.apply(event)
         handler = _FOLDS.get(str(kind))
         if handler is None:
-            try:
-                self.ledger.apply(rec)
-            except (KeyError, TypeError, ValueError) as exc:
-                self.problems.append(f"{kind} record skipped: {type(exc).__name__}: {exc}")
             return self._risk_changed()
         return handler(self, rec, wall)
 
@@ -230,11 +236,6 @@ class SymbolBoard:
         return out + self._risk_changed()
 
     def _fill(self, rec: dict[str, Any], wall: float | None) -> Emitted:
-        try:
-            self.ledger.apply(rec)
-        except (KeyError, TypeError, ValueError) as exc:
-            self.problems.append(f"fill record skipped: {type(exc).__name__}: {exc}")
-            return []
         price = self.spec.to_price(int(rec["price_ticks"]))
         ts = int(rec.get("ts_ns") or 0)
         self.markers.append(
@@ -258,15 +259,12 @@ class SymbolBoard:
 
     def _session(self, rec: dict[str, Any], wall: float | None) -> Emitted:
         """A trade date starts or ends; its end carries the day's summary."""
-        account = self.ledger.risk.account
-        day = {"realized_usd": round(account.day_realised, 2), "trades": account.trades_today}
-        try:
-            self.ledger.apply(rec)
-        except (KeyError, TypeError, ValueError) as exc:
-            self.problems.append(f"session record skipped: {type(exc).__name__}: {exc}")
-            return []
         if self.quiet:
             return []
+        day = {
+            "realized_usd": round(self.ledger.risk.account.day_realised, 2),
+            "trades": self.ledger.risk.account.trades_today,
+        }
         summary = {
             "symbol": self.symbol,
             "event": rec.get("event"),
@@ -278,7 +276,7 @@ class SymbolBoard:
         return [("session", summary), *self._risk_changed()]
 
     def _price(self, rec: dict[str, Any], wall: float | None) -> Emitted:
-        """`feature_summary` / `heartbeat` from a running agent's bus."""
+        """`feature_summary` / `heartbeat` from a running agent's bus: sent with `status`."""
         ts = int(rec.get("market_ts_ns") or rec.get("ts_ns") or 0)
         price = rec.get("price", rec.get("last_price"))
         if not isinstance(price, int | float):
@@ -286,12 +284,11 @@ class SymbolBoard:
                 self._mark(ts, None, wall)
             return []
         self._mark(ts, float(price), wall)
-        point = None
         if rec.get("type") == "feature_summary":
             self.poc, self.vah, self.val = rec.get("poc"), rec.get("vah"), rec.get("val")
         if self.chart.add(ts, float(price), self.poc, self.vah, self.val):
-            point = self._point()
-        return [("status", {**self.status(), "point": point})]
+            self._new_points.append(self._point())
+        return []
 
     def _bus_trade_update(self, rec: dict[str, Any], wall: float | None) -> Emitted:
         """A running agent's own `trade_update`: take its price; the journal has the rest."""
@@ -301,41 +298,10 @@ class SymbolBoard:
         return []
 
     def _kill_switch(self, rec: dict[str, Any], wall: float | None) -> Emitted:
-        self.kill_switch = {
-            "engaged": bool(rec.get("engaged")),
-            "reason": str(rec.get("reason") or ""),
-            "source": str(rec.get("source") or ""),
-            "ts_ns": rec.get("ts_ns"),
-        }
-        try:
-            self.ledger.apply(rec)
-        except (KeyError, TypeError, ValueError) as exc:
-            self.problems.append(f"kill_switch record skipped: {exc}")
         return self._risk_changed(force=True)
 
     def _connection(self, rec: dict[str, Any], wall: float | None) -> Emitted:
-        component = str(rec.get("component") or "venue")
-        self.connections[component] = {
-            "status": rec.get("status"),
-            "detail": rec.get("detail") or "",
-            "since": wall if wall is not None else time.time(),
-        }
-        return [("status", self.status())]
-
-    def set_kill_file(self, reason: str | None) -> Emitted:
-        """The kill-switch file's presence (`fabio kill`, or a press on the dashboard)."""
-        engaged = reason is not None
-        if engaged == self.kill_switch["engaged"]:
-            return []
-        if not engaged and self.kill_switch["source"] != "file":
-            return []  # engaged by a journaled event: only a journaled release lifts it
-        self.kill_switch = {
-            "engaged": engaged,
-            "reason": reason or "",
-            "source": "file",
-            "ts_ns": time.time_ns(),
-        }
-        return self._risk_changed(force=True)
+        return [] if self.quiet else [("status", self.status())]
 
     def _mark(self, ts_ns: int, price: float | None, wall: float | None) -> None:
         if ts_ns and (self.market_ts_ns is None or ts_ns >= self.market_ts_ns):
@@ -415,17 +381,16 @@ class SymbolBoard:
         daily = risk.config.daily_loss_limit_usd
         open_contracts = sum(abs(t.qty) for t in self.ledger.open_trades.values())
         open_minis = open_contracts * self.spec.mini_equivalent
+        kill = risk.kill_switch_status()
         state = risk.state.value
-        if self.kill_switch["engaged"]:
+        if kill["engaged"]:
             state = "kill_switch"
         return {
             "symbol": self.symbol,
             "trading_state": state,
             "engine_state": risk.state.value,
-            "reason": self.kill_switch["reason"]
-            if self.kill_switch["engaged"]
-            else risk.state_reason,
-            "kill_switch": dict(self.kill_switch),
+            "reason": kill["reason"] if kill["engaged"] else risk.state_reason,
+            "kill_switch": kill,
             "limits": {
                 "daily_loss_limit_usd": daily,
                 "room_daily_usd": round(daily + risk.account.day_realised + unrealised, 2),
@@ -495,9 +460,14 @@ class SymbolBoard:
             "vah": self.vah,
             "val": self.val,
             "tick_age_sec": None if age is None else round(age, 1),
-            "connections": {k: v["status"] for k, v in self.connections.items()},
+            "connections": dict(self.agent_status.connections),
             "llm": self.llm.to_dict(),
         }
+
+    def status_tick(self, now: float | None = None) -> dict[str, Any]:
+        """The once-a-second `status` event, with the chart points gained since the last one."""
+        points, self._new_points = self._new_points, []
+        return {**self.status(now), "points": points}
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the page needs to draw this symbol from nothing."""

@@ -28,7 +28,8 @@ from fabio.dashboard.alerts import Alerter
 from fabio.dashboard.board import SymbolBoard
 from fabio.dashboard.journals import JournalFollower
 from fabio.dashboard.security import SECURITY_HEADERS, ControlToken, allowed_hosts
-from fabio.execution.risk import RiskConfig, kill_switch_reason
+from fabio.events import Event
+from fabio.execution.risk import RiskConfig
 from fabio.instruments import parse_symbol
 from fabio.strategies import StrategyParams
 
@@ -65,7 +66,6 @@ class HubConfig:
     log_dir: Path
     risk: RiskConfig
     strategies: dict[str, StrategyParams]
-    kill_switch_path: Path | None = None
     stale_tick_sec: float = STALE_TICK_SEC
 
 
@@ -124,11 +124,19 @@ class Hub:
                 for name, payload in board.apply(record, wall):
                     self.send(name, payload)
 
-    def on_event(self, event: Any) -> None:
-        """An event bus subscriber (in the agent's process): fold it, stamped with now."""
-        record = event.to_record() if hasattr(event, "to_record") else event
-        if isinstance(record, dict):
-            self.ingest(record, "", time.time())
+    def on_event(self, event: Event | dict[str, Any]) -> None:
+        """An event bus subscriber (in the agent's process): fold it, stamped with now.
+
+        A journaled event is left to the journal (read a moment later) so that it is folded
+        once; the bus adds what is never journaled: prices, heartbeats, connection states.
+        """
+        if isinstance(event, Event):
+            if event.journaled:
+                return
+            record = event.to_record()
+        else:
+            record = event
+        self.ingest(record, "", time.time())
 
     def send(self, name: str, payload: dict[str, Any]) -> None:
         self.seq += 1
@@ -150,17 +158,12 @@ class Hub:
         self.catching_up = False
         for board in self.boards.values():
             board.quiet = False
-        if self.config.kill_switch_path is not None:
-            reason = kill_switch_reason(self.config.kill_switch_path)
-            for board in self.boards.values():
-                for name, payload in board.set_kill_file(reason):
-                    self.send(name, payload)
         return n
 
     def status_events(self) -> Iterator[tuple[str, dict[str, Any]]]:
         now = time.time()
         for board in self.boards.values():
-            yield "status", board.status(now)
+            yield "status", board.status_tick(now)
 
     def snapshot(self) -> dict[str, Any]:
         follower_problems = self._follower.problems[-5:] if self._follower else []
@@ -178,9 +181,8 @@ class Hub:
         for key, b in self.boards.items():
             age = b.tick_age_sec(now)
             risk = b.risk()
-            venue = b.connections.get("venue", {}).get("status") or next(
-                iter(v["status"] for v in b.connections.values()), None
-            )
+            connections = b.agent_status.connections
+            venue = connections.get("venue") or next(iter(connections.values()), None)
             stale = age is None or age > self.config.stale_tick_sec
             if stale or venue == "disconnected":
                 healthy = False

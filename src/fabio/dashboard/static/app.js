@@ -315,8 +315,9 @@ function connect() {
   });
   socket.on("snapshot", onSnapshot);
   socket.on("status", (m) => {
-    const s = sym(m.symbol); s.status = m; addPoint(s, m.point);
-    renderStatus(m.symbol); if (m.point) scheduleChart(m.symbol); track(m.seq);
+    const s = sym(m.symbol); s.status = m;
+    for (const point of m.points || []) addPoint(s, point);
+    renderStatus(m.symbol); if ((m.points || []).length) scheduleChart(m.symbol); track(m.seq);
   });
   socket.on("trade_update", (m) => {
     const s = sym(m.symbol); s.trade_update = m;
