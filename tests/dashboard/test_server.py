@@ -10,13 +10,15 @@ import httpx
 import pytest
 import socketio
 
-from fabio.dashboard.security import control_token
+from fabio.dashboard.security import ControlToken, control_token
+from fabio.dashboard.server import DashboardServer
 from fabio.errors import FabioError
 from tests.dashboard.conftest import (
     NS,
     T0,
     TOKEN,
     exchange,
+    hub_for,
     journal_records,
     running,
     session_start,
@@ -260,5 +262,17 @@ def test_an_account_wide_kill_switch_record_reaches_every_symbol(tmp_path: Path)
                 assert risk["trading_state"] == "kill_switch"
                 assert risk["kill_switch"]["source"] == "cli"
                 assert risk["reason"] == "fomc"
+
+    asyncio.run(go())
+
+
+def test_a_busy_port_is_one_clear_error(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with running(tmp_path) as first:
+            second = DashboardServer(
+                hub_for(tmp_path), ControlToken(TOKEN), lambda *a: None, "127.0.0.1", first.port
+            )
+            with pytest.raises(FabioError, match="cannot listen on 127.0.0.1"):
+                await second.start()
 
     asyncio.run(go())

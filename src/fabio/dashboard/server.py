@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from fabio.dashboard.alerts import Alerter
 from fabio.dashboard.board import SymbolBoard
 from fabio.dashboard.journals import JournalFollower
 from fabio.dashboard.security import SECURITY_HEADERS, ControlToken, allowed_hosts
+from fabio.errors import FabioError
 from fabio.events import Event
 from fabio.execution.risk import RiskConfig
 from fabio.instruments import parse_symbol
@@ -347,20 +349,34 @@ class DashboardServer:
             server_header=False,
         )
         self.server = NoSignalServer(config)
+        sock = self._bind()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._broadcast()),
             loop.create_task(self._poll()),
-            loop.create_task(self.server.serve()),
+            loop.create_task(self.server.serve(sockets=[sock])),
         ]
         while not self.server.started:
             if self._tasks[2].done():
-                self._tasks[2].result()  # raises the bind error
-                raise OSError(f"the dashboard could not listen on {self.host}:{self.port}")
+                await self.stop()
+                raise FabioError(f"the dashboard could not start on {self.host}:{self.port}")
             await asyncio.sleep(0.02)
-        sockets = [s for srv in self.server.servers for s in (srv.sockets or ())]
-        if sockets and self.port == 0:
-            self.port = int(sockets[0].getsockname()[1])
+
+    def _bind(self) -> socket.socket:
+        """The listening socket, bound here so that a busy port is one clear error."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise FabioError(
+                f"the dashboard cannot listen on {self.host}:{self.port}: {exc.strerror} "
+                "(choose another port with --port)"
+            ) from None
+        self.port = int(sock.getsockname()[1])
+        return sock
 
     async def stop(self) -> None:
         if self.server is not None:
