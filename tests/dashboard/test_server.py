@@ -272,7 +272,7 @@ def test_a_busy_port_is_one_clear_error(tmp_path: Path) -> None:
             second = DashboardServer(
                 hub_for(tmp_path), ControlToken(TOKEN), lambda *a: None, "127.0.0.1", first.port
             )
-            with pytest.raises(FabioError, match="cannot listen on 127.0.0.1"):
+            with pytest.raises(FabioError, match=r"cannot listen on 127\.0\.0\.1"):
                 await second.start()
 
     asyncio.run(go())
