@@ -107,7 +107,7 @@ class Hub:
     def ingest(self, record: dict[str, Any], label: str = "", wall: float | None = None) -> None:
         """Fold one record (journal line or bus event) and send what it changes."""
         symbol = record.get("symbol")
-        if symbol is None and record.get("type") == "kill_switch":
+        if symbol is None and record.get("type") != "llm_exchange":
             self._account_record(record, label, wall)
             return
         if not isinstance(symbol, str) or not symbol:
@@ -119,7 +119,7 @@ class Hub:
             self.send(name, payload)
 
     def _account_record(self, record: dict[str, Any], label: str, wall: float | None) -> None:
-        """A record for the whole account (the kill switch): every symbol of that folder."""
+        """A record for the whole account (e.g. the kill switch): every symbol of its folder."""
         self._account_records.setdefault(label, []).append(record)
         for board in self.boards.values():
             if board.source == label:
@@ -147,7 +147,7 @@ class Hub:
             sink(name, payload)
 
     def poll(self, catch_up: bool = False) -> int:
-        """Read what the journals gained; check the kill-switch file. Records read.
+        """Read what the journals gained; the number of records read.
 
         `catch_up`: the history at start-up, folded without building events nobody awaits.
         """
