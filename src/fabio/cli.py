@@ -404,24 +404,24 @@ def run(
     options = RunOptions(speed=speed, duration_sec=_duration(duration), feed_path=feed,
                          brain=brain, days=days, seed=seed, live_view=not (quiet or json_out))
     session = PaperSession(settings, options)
-    server = None
-    if dashboard:
-        from fabio.dashboard.app import build_dashboard
+    from fabio.dashboard.app import announce, build_alert_watcher, build_dashboard
 
-        server = build_dashboard(settings, host, port)
-        options.subscribers.append(server.hub.on_event)
+    server = build_dashboard(settings, host, port) if dashboard else None
+    watcher = None if server is not None else build_alert_watcher(settings)
+    service = server or watcher  # the dashboard sends alerts itself
+    if service is not None:
+        options.subscribers.append(service.hub.on_event)
 
     async def main() -> dict[str, Any]:
-        if server is None:
+        if service is None:
             return await session.run()
-        from fabio.dashboard.app import announce
-
-        await server.start()
-        announce(server)
+        await service.start()
+        if server is not None:
+            announce(server)
         try:
             return await session.run()
         finally:
-            await server.stop()
+            await service.stop()
 
     try:
         summary = asyncio.run(main())

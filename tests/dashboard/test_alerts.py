@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -191,3 +194,39 @@ def test_a_dead_receiver_costs_a_logged_failure_only(tmp_path: Path) -> None:
             assert (await asyncio.to_thread(httpx.get, server.url + "api/snapshot")).is_success
 
     asyncio.run(go())
+
+
+def test_a_run_without_the_dashboard_still_alerts(tmp_path: Path, receiver: Receiver) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DASHBOARD_"))}
+    env.update(
+        {
+            "LOG_DIR": str(tmp_path / "logs"),
+            "ALERT_URLS": receiver.url,
+            "ALERT_MIN_INTERVAL_SEC": "0",
+        }
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fabio.cli",
+            "run",
+            "--speed",
+            "300",
+            "--duration",
+            "90m",
+            "--brain",
+            "rules",
+            "--quiet",
+            "--json",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    titles = [m["title"] for m in receiver.received]
+    assert "ESH4: entry fill" in titles, titles
+    assert receiver.url not in json.dumps(receiver.received)

@@ -12,7 +12,14 @@ from fabio.brain.decide import secret_values
 from fabio.config import Settings
 from fabio.dashboard.alerts import Alerter, parse_urls
 from fabio.dashboard.security import control_token
-from fabio.dashboard.server import DashboardServer, Hub, HubConfig, KillAction, Source
+from fabio.dashboard.server import (
+    AlertWatcher,
+    DashboardServer,
+    Hub,
+    HubConfig,
+    KillAction,
+    Source,
+)
 from fabio.errors import FabioError
 from fabio.journal import redact
 from fabio.killswitch import request_kill_switch
@@ -41,21 +48,30 @@ def build_dashboard(
     port = settings.dashboard_port if port is None else port
     configured = settings.dashboard_token.get_secret_value() if settings.dashboard_token else None
     token = control_token(configured, host)
-    hub = Hub(
-        HubConfig(
-            log_dir=settings.log_dir,
-            risk=settings.risk_config(),
-            strategies=load_strategies(settings.strategies_file),
-        )
-    )
     return DashboardServer(
-        hub,
+        build_hub(settings),
         token,
         kill or journaled_kill_switch(settings),
         host,
         port,
         alerter=build_alerter(settings),
     )
+
+
+def build_hub(settings: Settings) -> Hub:
+    return Hub(
+        HubConfig(
+            log_dir=settings.log_dir,
+            risk=settings.risk_config(),
+            strategies=load_strategies(settings.strategies_file),
+        )
+    )
+
+
+def build_alert_watcher(settings: Settings) -> AlertWatcher | None:
+    """Alerts for a run without the dashboard; None when ALERT_URLS is unset."""
+    alerter = build_alerter(settings)
+    return None if alerter is None else AlertWatcher(build_hub(settings), alerter)
 
 
 def build_alerter(settings: Settings) -> Alerter | None:

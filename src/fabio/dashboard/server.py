@@ -201,6 +201,46 @@ class Hub:
         }
 
 
+async def follow(hub: Hub) -> None:
+    """Poll the journals and send the once-a-second status, until cancelled."""
+    last_status = 0.0
+    while True:
+        try:
+            hub.poll()
+        except Exception as exc:  # a view must never take the agent down
+            hub.problems.append(f"journal poll failed: {type(exc).__name__}: {exc}")
+        now = time.monotonic()
+        if now - last_status >= STATUS_SEC:
+            last_status = now
+            for name, payload in list(hub.status_events()):
+                hub.send(name, payload)
+        await asyncio.sleep(POLL_SEC)
+
+
+class AlertWatcher:
+    """Alerts without a dashboard (`fabio run` with ALERT_URLS and no `--dashboard`)."""
+
+    def __init__(self, hub: Hub, alerter: Alerter) -> None:
+        self.hub = hub
+        self.alerter = alerter
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.hub.poll(catch_up=True)  # the history sends nothing
+        self.hub.sinks.append(self.alerter.on_event)
+        self.alerter.start()
+        self._task = asyncio.get_running_loop().create_task(follow(self.hub))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.hub.poll()  # what the agent journaled last (its shutdown, a final fill)
+        await self.alerter.stop()
+
+
 class NoSignalServer(uvicorn.Server):
     """uvicorn without its own signal handlers: the process decides what SIGTERM means."""
 
@@ -253,18 +293,7 @@ class DashboardServer:
             await self.sio.emit(name, payload)
 
     async def _poll(self) -> None:
-        last_status = 0.0
-        while True:
-            try:
-                self.hub.poll()
-            except Exception as exc:  # a view must never take the agent down
-                self.hub.problems.append(f"journal poll failed: {type(exc).__name__}: {exc}")
-            now = time.monotonic()
-            if now - last_status >= STATUS_SEC:
-                last_status = now
-                for name, payload in list(self.hub.status_events()):
-                    self.hub.send(name, payload)
-            await asyncio.sleep(POLL_SEC)
+        await follow(self.hub)
 
     # ---------------------------------------------------------------- http
     def _build_api(self) -> FastAPI:
@@ -388,6 +417,7 @@ class DashboardServer:
                 await task
         self._tasks = []
         if self.alerter is not None:
+            self.hub.poll()  # what the agent journaled last (its shutdown, a final fill)
             await self.alerter.stop()
 
     @property
