@@ -184,3 +184,68 @@ def test_paper_run_watched_and_killed_from_the_page(tmp_path: Path) -> None:
     assert not [p for p in problems if "Content Security Policy" in p], problems
     expected = "the server responded with a status of 401"  # the refused kill, logged by chromium
     assert not [p for p in problems if expected not in p], problems
+
+
+def test_two_symbols_side_by_side_and_hostile_text_stays_text(tmp_path: Path) -> None:
+    require(importlib.util.find_spec("playwright") is not None, "Playwright is not installed")
+    executable = chromium_path()
+    require(executable is not None, "Debian chromium is missing (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    from tests.dashboard.conftest import T0, exchange, session_start, trade_records, write
+
+    logs = tmp_path / "logs"
+    hostile = '<img src=x onerror="document.body.dataset.pwned=1">'
+    write(
+        logs / "execution.jsonl",
+        [
+            session_start(),
+            session_start("NQH4"),
+            *trade_records(),
+            *trade_records("NQH4", entry=67000, exit_=67010),
+        ],
+    )
+    write(
+        logs / "llm_exchanges.jsonl",
+        [
+            exchange(T0, 4735.0, reasoning=hostile, notes=[hostile]),
+            exchange(T0, 16750.0, symbol="NQH4", regime="range"),
+        ],
+    )
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DASHBOARD_"))}
+    env["LOG_DIR"] = str(logs)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fabio.cli", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    problems: list[str] = []
+    try:
+        _wait(lambda: _healthz(url), 60, "fabio serve to listen", proc)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(url)
+            page.wait_for_selector("body[data-ready='1']", timeout=15_000)
+            page.wait_for_selector("[data-symbol='NQH4'] .chart canvas")
+            es = page.locator("[data-symbol='ESH4']").bounding_box()
+            nq = page.locator("[data-symbol='NQH4']").bounding_box()
+            assert es is not None and nq is not None
+            assert abs(es["y"] - nq["y"]) < 1 and nq["x"] > es["x"] + es["width"] / 2
+            assert page.inner_text("[data-symbol='NQH4'] [data-field=closed_trades]") == "1"
+            reasoning = page.inner_text("[data-symbol='ESH4'] .decision .reasoning")
+            assert reasoning == hostile  # shown as text
+            assert page.locator(".decisions img").count() == 0
+            assert page.get_attribute("body", "data-pwned") is None
+            browser.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert not problems, problems
