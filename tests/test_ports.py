@@ -50,8 +50,16 @@ class FakeVenue:
         self.events: list[BrokerEvent] = []
         self.calls: list[str] = []
 
-    def _order(self, side: int, qty: int, type_: OrderType, role: OrderRole, strategy: str,
-               now: int, **prices: Any) -> Order:
+    def _order(
+        self,
+        side: int,
+        qty: int,
+        type_: OrderType,
+        role: OrderRole,
+        strategy: str,
+        now: int,
+        **prices: Any,
+    ) -> Order:
         order = Order(f"ESH4-{self.n}", "ESH4", side, qty, type_, role, strategy, now, **prices)
         self.n += 1
         self.orders[order.id] = order
@@ -59,28 +67,55 @@ class FakeVenue:
 
     def submit_bracket(self, request: BracketRequest, now_ns: int) -> list[Order]:
         self.calls.append("bracket")
-        e = self._order(request.side, request.qty, request.entry_type, OrderRole.ENTRY,
-                        request.strategy, now_ns)
-        s = self._order(-request.side, request.qty, OrderType.STOP, OrderRole.STOP,
-                        request.strategy, now_ns, stop_ticks=request.stop_ticks)
-        t = self._order(-request.side, request.qty, OrderType.LIMIT, OrderRole.TARGET,
-                        request.strategy, now_ns, limit_ticks=request.target_ticks)
+        e = self._order(
+            request.side, request.qty, request.entry_type, OrderRole.ENTRY, request.strategy, now_ns
+        )
+        s = self._order(
+            -request.side,
+            request.qty,
+            OrderType.STOP,
+            OrderRole.STOP,
+            request.strategy,
+            now_ns,
+            stop_ticks=request.stop_ticks,
+        )
+        t = self._order(
+            -request.side,
+            request.qty,
+            OrderType.LIMIT,
+            OrderRole.TARGET,
+            request.strategy,
+            now_ns,
+            limit_ticks=request.target_ticks,
+        )
         return [e, s, t]
 
-    def protect(self, *, side: int, qty: int, stop_ticks: int, target_ticks: int,
-                strategy: str, now_ns: int) -> list[Order]:
+    def protect(
+        self, *, side: int, qty: int, stop_ticks: int, target_ticks: int, strategy: str, now_ns: int
+    ) -> list[Order]:
         self.calls.append("protect")
-        return [self._order(-side, qty, OrderType.STOP, OrderRole.STOP, strategy, now_ns,
-                            stop_ticks=stop_ticks),
-                self._order(-side, qty, OrderType.LIMIT, OrderRole.TARGET, strategy, now_ns,
-                            limit_ticks=target_ticks)]
+        return [
+            self._order(
+                -side, qty, OrderType.STOP, OrderRole.STOP, strategy, now_ns, stop_ticks=stop_ticks
+            ),
+            self._order(
+                -side,
+                qty,
+                OrderType.LIMIT,
+                OrderRole.TARGET,
+                strategy,
+                now_ns,
+                limit_ticks=target_ticks,
+            ),
+        ]
 
     def submit_exit(self, side: int, qty: int, strategy: str, now_ns: int, reason: str) -> Order:
         self.calls.append("exit")
         return self._order(side, qty, OrderType.MARKET, OrderRole.EXIT, strategy, now_ns)
 
-    def modify(self, order_id: str, stop_ticks: int | None = None,
-               limit_ticks: int | None = None) -> Order:
+    def modify(
+        self, order_id: str, stop_ticks: int | None = None, limit_ticks: int | None = None
+    ) -> Order:
         self.calls.append(f"modify {order_id}")
         return self.orders[order_id]
 
@@ -113,11 +148,25 @@ class FakeVenue:
         fill = None
         if price is not None:
             order.filled_qty = order.qty
-            fill = Fill(order.id, "ESH4", ts, order.side, order.qty, price, 1.4, order.role,
-                        order.strategy)
-        self.events.append(OrderUpdate(ts, order.id, "ESH4", status, "", order.role, order.type,
-                                       order.side, order.qty, order.filled_qty, order.strategy,
-                                       fill=fill))
+            fill = Fill(
+                order.id, "ESH4", ts, order.side, order.qty, price, 1.4, order.role, order.strategy
+            )
+        self.events.append(
+            OrderUpdate(
+                ts,
+                order.id,
+                "ESH4",
+                status,
+                "",
+                order.role,
+                order.type,
+                order.side,
+                order.qty,
+                order.filled_qty,
+                order.strategy,
+                fill=fill,
+            )
+        )
 
 
 def test_a_fake_broker_drives_the_engine_through_the_port(tmp_path: Path) -> None:
@@ -170,9 +219,20 @@ def test_every_journal_record_reads_back_as_the_same_typed_event(tmp_path: Path)
 
 
 def test_old_and_newer_journal_records() -> None:
-    old = {"type": "fill", "ts_ns": 5, "symbol": "ESH4", "trade_id": "ESH4-T1",
-           "order_id": "ESH4-1", "side": 1, "qty": 1, "price_ticks": 20000,
-           "commission_usd": 1.4, "role": "entry", "strategy": "s", "reason": "entry"}
+    old = {
+        "type": "fill",
+        "ts_ns": 5,
+        "symbol": "ESH4",
+        "trade_id": "ESH4-T1",
+        "order_id": "ESH4-1",
+        "side": 1,
+        "qty": 1,
+        "price_ticks": 20000,
+        "commission_usd": 1.4,
+        "role": "entry",
+        "strategy": "s",
+        "reason": "entry",
+    }
     assert isinstance(parse_record(old), FillEvent)  # no schema_version: version 0, same fields
     assert parse_record({"type": "something_else", "ts_ns": 1}) is None
     with pytest.raises(JournalVersionError, match="upgrade Fabio"):
@@ -185,19 +245,29 @@ def test_agent_status_folds_the_events() -> None:
     bus = EventBus()
     status = AgentStatus()
     bus.subscribe(status.apply)
-    bus.publish(TradeUpdate(ts_ns=1, symbol="ESH4", price=5000.0,
-                            position={"side": "long", "qty": 1, "avg_entry": 4999.0},
-                            pnl={"realised_usd": 12.5},
-                            market_assessment={"regime": "trend", "market_state": "balanced"},
-                            strategy_state={"A": {"enabled": True, "risk_fraction": 0.005}},
-                            trading_state="active", brain={"decisions": 3}))
+    bus.publish(
+        TradeUpdate(
+            ts_ns=1,
+            symbol="ESH4",
+            price=5000.0,
+            position={"side": "long", "qty": 1, "avg_entry": 4999.0},
+            pnl={"realised_usd": 12.5},
+            market_assessment={"regime": "trend", "market_state": "balanced"},
+            strategy_state={"A": {"enabled": True, "risk_fraction": 0.005}},
+            trading_state="active",
+            brain={"decisions": 3},
+        )
+    )
     assert (status.symbol, status.last_price, status.regime) == ("ESH4", 5000.0, "trend")
     assert status.position["qty"] == 1 and status.brain["decisions"] == 3
     assert status.risk_label == "active"
     bus.publish(KillSwitchEvent(ts_ns=2, engaged=True, reason="news", source="dashboard"))
     assert status.risk_label == "killed" and status.kill_switch.source == "dashboard"
-    bus.publish(RiskStateEvent(ts_ns=3, symbol="ESH4", state="halted", previous="active",
-                               reason="daily loss"))
+    bus.publish(
+        RiskStateEvent(
+            ts_ns=3, symbol="ESH4", state="halted", previous="active", reason="daily loss"
+        )
+    )
     assert status.trading_state == "halted"
     assert json.loads(json.dumps(status.to_dict()))["risk_label"] == "killed"
 
@@ -261,8 +331,11 @@ def test_restart_recovers_once_and_closes_out_superseded_orders(tmp_path: Path) 
     reprotected = [r for r in records if isinstance(r, OrderEvent) and r.event == "reprotected"]
     assert len(reprotected) == 1 and len(reprotected[0].orders) == 2
     old = set(view.ledger.open_orders)
-    cancelled = {r.order_id for r in records if isinstance(r, OrderEvent)
-                 and r.status == "cancelled" and r.reason.startswith("restart")}
+    cancelled = {
+        r.order_id
+        for r in records
+        if isinstance(r, OrderEvent) and r.status == "cancelled" and r.reason.startswith("restart")
+    }
     assert cancelled == old  # every superseded protective order ends journaled cancelled
     # A second restart: again exactly one pair, and the first restart's pair is closed out.
     open_execution(ES, tmp_path, RiskConfig())
@@ -296,3 +369,123 @@ def test_golden_masters_never_rewrite_themselves() -> None:
         source = inspect.getsource(module)
         assert "os.environ" not in source and "FABIO_UPDATE_GOLDEN" not in source
         assert ".write_text(" not in source.split("def test_golden_master")[-1][:800]
+
+
+def test_a_paper_agent_starts_knowing_the_kill_switch_is_engaged(tmp_path: Path) -> None:
+    from fabio.brain.rules import RuleBrain
+    from fabio.wiring import AgentOptions, build_agent
+
+    request_kill_switch(tmp_path, True, "pre-open stop", "cli")
+    agent = build_agent(ES, RuleBrain(), AgentOptions(mode="paper", log_dir=tmp_path))
+    assert agent.status.kill_switch.engaged and agent.status.risk_label == "killed"
+    assert agent.status.kill_switch.reason == "pre-open stop"
+    assert not (tmp_path / "KILL").exists()  # the request was taken
+    kills = [
+        r for r in read_journal(tmp_path / EXECUTION_JOURNAL).records if r["type"] == "kill_switch"
+    ]
+    assert len(kills) == 1
+
+
+def test_live_mode_refuses_until_a_venue_is_registered(tmp_path: Path) -> None:
+    from fabio.brain.rules import RuleBrain
+    from fabio.wiring import AgentOptions, LiveVenue, build_agent, register_live_venue
+
+    with pytest.raises(FabioError, match="MODE=live needs the TopstepX adapter"):
+        build_agent(ES, RuleBrain(), AgentOptions(mode="live", log_dir=tmp_path))
+    venues: list[FakeVenue] = []
+
+    def factory(contract: Any, n: int) -> Broker:
+        venues.append(FakeVenue(n))
+        return venues[-1]
+
+    register_live_venue(LiveVenue("fake", broker=factory, feed=lambda c, s: None))  # type: ignore[arg-type,return-value]
+    try:
+        agent = build_agent(ES, RuleBrain(), AgentOptions(mode="live", log_dir=tmp_path))
+        assert agent.execution.broker is venues[0] and agent.live
+    finally:
+        register_live_venue(None)
+
+
+def test_agents_and_engines_are_built_only_in_the_composition_root() -> None:
+    src = Path(__file__).parents[1] / "src" / "fabio"
+    builders = {"Agent(": set(), "ExecutionEngine.open(": set(), "SimulatedBroker(": set()}
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        for needle, found in builders.items():
+            if needle in text.replace(f"class {needle}", ""):
+                found.add(path.relative_to(src).as_posix())
+    assert builders["Agent("] == {"wiring.py"}
+    assert builders["ExecutionEngine.open("] == {"wiring.py"}
+    assert builders["SimulatedBroker("] == {"wiring.py"}
+    engine = (src / "execution" / "engine.py").read_text()
+    assert "SimulatedBroker" not in engine and "fabio.brain" not in engine
+
+
+def test_a_venue_that_still_works_the_protection_keeps_it_at_restart(tmp_path: Path) -> None:
+    _open_position_journal(tmp_path)
+    journaled = read_state(ES, tmp_path).ledger.open_orders
+    venues: list[FakeVenue] = []
+
+    def factory(contract: Any, n: int) -> Broker:
+        venue = FakeVenue(n)
+        for order_id, role, type_ in zip(
+            sorted(journaled),
+            (OrderRole.STOP, OrderRole.TARGET),
+            (OrderType.STOP, OrderType.LIMIT),
+            strict=True,
+        ):
+            venue.orders[order_id] = Order(
+                order_id, "ESH4", -1, 1, type_, role, "s", 0, status=OrderStatus.ACCEPTED
+            )
+        venues.append(venue)
+        return venue
+
+    before = (tmp_path / EXECUTION_JOURNAL).read_bytes()
+    engine = open_execution(ES, tmp_path, RiskConfig(), broker=factory)
+    assert venues[0].calls == []  # nothing cancelled, nothing re-placed
+    assert (tmp_path / EXECUTION_JOURNAL).read_bytes() == before
+    assert set(engine.order_trade) >= set(journaled)
+
+
+def test_both_journals_carry_the_schema_version(tmp_path: Path) -> None:
+    from fabio.backtest.runner import run_backtest
+    from fabio.brain.rules import RuleBrain
+    from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
+
+    feed = SyntheticFeed(SyntheticConfig(symbol="ES", days=1, seed=3, eth=False, rth_trades=20_000))
+    run_backtest([feed], RuleBrain(), tmp_path / "bt")
+    for name in ("execution.jsonl", "llm_exchanges.jsonl"):
+        records = read_journal(tmp_path / "bt" / name).records
+        assert records and all(r["schema_version"] == SCHEMA_VERSION for r in records), name
+
+
+def test_the_live_view_is_drawn_from_agent_status_only() -> None:
+    from rich.console import Console
+
+    from fabio.config import Settings
+    from fabio.paper import PaperSession, RunOptions
+
+    session = PaperSession(Settings(_env_file=None), RunOptions(live_view=False, brain="rules"))  # type: ignore[call-arg]
+    status = AgentStatus(symbol="ESH4")
+    status.apply(
+        TradeUpdate(
+            ts_ns=1_704_207_000_000_000_000,
+            symbol="ESH4",
+            price=4800.25,
+            position={
+                "side": "long",
+                "qty": 1,
+                "avg_entry": 4799.0,
+                "strategy": "MeanReversionPOC_v2",
+            },
+            pnl={"realised_usd": 12.5},
+            trading_state="active",
+            strategy_state={"MeanReversionPOC_v2": {"enabled": True, "risk_fraction": 0.005}},
+        )
+    )
+    status.apply(KillSwitchEvent(ts_ns=2, engaged=True, reason="[news] spike", source="cli"))
+    console = Console(width=200, record=True)
+    console.print(session._view(status, None))
+    text = console.export_text()
+    assert "KILL SWITCH ENGAGED ([news] spike)" in text and "risk active" not in text
+    assert "long 1 @ 4799.00" in text and "0.0050" in text
