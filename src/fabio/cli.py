@@ -78,7 +78,12 @@ VaRowsOpt = Annotated[
 
 
 def _settings() -> Settings:
-    return load_settings()
+    from fabio.config import unknown_settings
+
+    settings = load_settings()
+    for warning in unknown_settings():
+        err.print(f"warning: {warning}", soft_wrap=True, markup=False, style="yellow")
+    return settings
 
 
 def _feature_config(
@@ -150,7 +155,11 @@ def _kv_table(title: str, data: dict[str, Any]) -> Table:
 
 
 def _print_json(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    """Standard JSON only: a NaN or an infinity is printed as null, never `Infinity`."""
+    from fabio.journal import to_json_safe
+
+    sys.stdout.write(json.dumps(to_json_safe(payload), indent=2, default=str, allow_nan=False)
+                     + "\n")
 
 
 @app.command()
@@ -619,6 +628,32 @@ def kill(
                   f"{escape(str(settings.log_dir / 'execution.jsonl'))})")
 
 
+@app.command("journal-repair")
+def journal_repair(
+    path: Annotated[Path | None, typer.Argument(
+        help="Journal to repair. Default: the execution journal under LOGS_DIR.")] = None,
+) -> None:
+    """Move the unreadable lines of a journal aside (after a backup), so Fabio can start again.
+
+    Stop Fabio first. Records on those lines are lost to the rebuilt state: review the
+    `.corrupt` file (and `fabio state`) before trading on.
+    """
+    from fabio.journal import repair_journal
+    from fabio.runlock import RunLock
+
+    settings = _settings()
+    target = path or settings.log_dir / "execution.jsonl"
+    if not target.is_file():
+        raise FabioError(f"{target}: no such journal")
+    with RunLock(target.parent):  # never under a running agent
+        backup, quarantine, lines = repair_journal(target)
+    if not lines:
+        out.print(f"{target}: no corrupt line, nothing changed")
+        return
+    out.print(f"{target}: moved {len(lines)} unreadable line(s) ({', '.join(map(str, lines))}) "
+              f"to {quarantine}; original kept as {backup}")
+
+
 def _secrets(settings: Settings) -> tuple[str, ...]:
     from fabio.brain.decide import secret_values
 
@@ -791,7 +826,7 @@ def main() -> None:
     try:
         app()
     except FabioError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True)  # one line, never wrapped
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err.print("interrupted")
