@@ -62,6 +62,16 @@ AtOpt = Annotated[
         "session).",
     ),
 ]
+HostOpt = Annotated[
+    str | None,
+    typer.Option("--host", help="Dashboard address (default DASHBOARD_HOST, 127.0.0.1); any "
+                 "other than loopback needs DASHBOARD_TOKEN."),
+]
+PortOpt = Annotated[
+    int | None,
+    typer.Option("--port", min=0, max=65535, help="Dashboard port (default DASHBOARD_PORT, "
+                 "8765)."),
+]
 VaRowsOpt = Annotated[
     int | None, typer.Option("--va-rows", help="Value area rule: 1, 2 (CBOT, default) or 3 rows.")
 ]
@@ -387,6 +397,11 @@ def run(
     days: Annotated[int, typer.Option("--days", min=1, help="Synthetic sessions to trade.")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Synthetic market seed.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", help="No live view; summary only.")] = False,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard", help="Serve the web dashboard from this process.")
+    ] = False,
+    host: HostOpt = None,
+    port: PortOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Paper-trade (MODE=test): the synthetic market by default, paced by the wall clock."""
@@ -398,14 +413,48 @@ def run(
     options = RunOptions(speed=speed, duration_sec=_duration(duration), feed_path=feed,
                          brain=brain, days=days, seed=seed, live_view=not (quiet or json_out))
     session = PaperSession(settings, options)
+    from fabio.dashboard.app import announce, build_alert_watcher, build_dashboard
+
+    server = build_dashboard(settings, host, port) if dashboard else None
+    watcher = None if server is not None else build_alert_watcher(settings)
+    service = server or watcher  # the dashboard sends alerts itself
+    if service is not None:
+        options.subscribers.append(service.hub.on_event)
+
+    async def main() -> dict[str, Any]:
+        if service is None:
+            return await session.run()
+        await service.start()
+        if server is not None:
+            announce(server)
+        try:
+            return await session.run()
+        finally:
+            await service.stop()
+
     try:
-        summary = asyncio.run(session.run())
+        summary = asyncio.run(main())
     except KeyboardInterrupt:
         summary = session.summary()
     if json_out:
         _print_json(summary)
     else:
         out.print(_kv_table("Paper session", summary))
+
+
+@app.command()
+def serve(
+    host: HostOpt = None,
+    port: PortOpt = None,
+) -> None:
+    """The web dashboard over every agent's journals under LOG_DIR (running or finished)."""
+    import asyncio
+
+    from fabio.dashboard.app import announce, build_dashboard, serve_until_signal
+
+    settings = _settings()
+    server = build_dashboard(settings, host, port)
+    asyncio.run(serve_until_signal(server, lambda: announce(server)))
 
 
 def _duration(text: str | None) -> float | None:

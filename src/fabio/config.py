@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     feature_poc_cross_tolerance_ticks: int = Field(2, ge=1, le=50)
     feature_range_percentile_sessions: int = Field(20, ge=1, le=1000)
 
+    # Dashboard and alerts (docs: README "Dashboard and running as a service")
+    dashboard_token: SecretStr | None = None
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(8765, ge=0, le=65535)
+    alert_urls: SecretStr | None = None  # apprise URLs, space or comma separated
+    alert_min_interval_sec: float = Field(60.0, ge=0, le=86_400)
+    alert_disconnect_sec: float = Field(30.0, ge=1, le=86_400)
+
     @field_validator("symbol")
     @classmethod
     def _symbol(cls, value: str) -> str:

@@ -284,6 +284,15 @@ class Heartbeat(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ShutdownEvent(Event):
+    """The process stopped on a signal without flattening: `open_trade` keeps its stops."""
+
+    type: ClassVar[str] = "shutdown"
+    reason: str
+    open_trade: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionState(Event):
     """A venue or feed connection changed state."""
 
@@ -295,6 +304,7 @@ class ConnectionState(Event):
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
+    ShutdownEvent,
     SessionEvent,
     StrategyChangeEvent,
     EntryEvent,

@@ -9,9 +9,12 @@ journaled state, on the next trade date after the last one traded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import signal
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from fabio.agent import Agent
 from fabio.brain.decide import make_brain
 from fabio.config import Settings
 from fabio.domain import TradeBatch
+from fabio.events import Event, ShutdownEvent
 from fabio.execution.ledger import Ledger
 from fabio.ports import MarketFeed
 from fabio.sessions import cme_calendar
@@ -47,6 +51,7 @@ class RunOptions:
     days: int = 1
     seed: int = 1
     live_view: bool = True
+    subscribers: list[Callable[[Event], None]] = field(default_factory=list)
 
 
 def _next_trade_date(ledger: Ledger) -> date:
@@ -89,7 +94,10 @@ class PaperSession:
     def _open(self, feed: MarketFeed) -> Agent:
         options = AgentOptions.from_settings(
             self.settings, "live" if self.settings.mode == "live" else "paper")
-        return build_agent(feed.contract, self.brain, options)
+        agent = build_agent(feed.contract, self.brain, options)
+        for subscriber in self.options.subscribers:
+            agent.bus.subscribe(subscriber)
+        return agent
 
     async def run(self) -> dict[str, Any]:
         from fabio.data import open_feed
@@ -111,15 +119,38 @@ class PaperSession:
                 Console(stderr=True).print(escape(notice), style="bold red")
         view = Live(self._view(agent.status, None), refresh_per_second=4) \
             if self.options.live_view else _NoView()
+        self.terminated = False
+        pacing = asyncio.ensure_future(self._pace(agent, feed, trade_from, view))
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, self._terminate, pacing)
         with view as live:
             try:
-                await self._pace(agent, feed, trade_from, live)
+                await pacing
             except (KeyboardInterrupt, asyncio.CancelledError):
-                pass
+                pacing.cancel()
             finally:
-                await agent.close_session()
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(signal.SIGTERM)
+                if self.terminated:
+                    self._journal_shutdown(agent)
+                else:
+                    await agent.close_session()
                 live.update(self._view(agent.status, "stopped"))
         return self.summary()
+
+    def _terminate(self, pacing: asyncio.Future[None]) -> None:
+        """SIGTERM (PM2, systemd): stop taking entries now; positions keep their stops."""
+        self.terminated = True
+        pacing.cancel()
+
+    def _journal_shutdown(self, agent: Agent) -> None:
+        """Leave positions and their bracket orders as journaled; a restart re-protects them."""
+        trade = agent.execution.position()
+        agent.execution.emit(ShutdownEvent(
+            ts_ns=agent.status.market_ts_ns or 0, symbol=agent.symbol, reason="SIGTERM",
+            open_trade=None if trade is None or trade.qty == 0 else trade.trade_id,
+        ))
 
     async def _pace(self, agent: Agent, feed: MarketFeed, trade_from: int,
                     live: Live | _NoView) -> None:
