@@ -148,7 +148,8 @@ def test_backtest_cli_synthetic_and_sweep_resume(tmp_path: Path) -> None:
     assert sweep.returncode == 0, sweep.stderr
     merged = json.loads(sweep.stdout)
     results = tmp_path / "logs" / "backtest" / "results"
-    assert sorted(p.name for p in results.iterdir()) == ["a.parquet.json", "b.parquet.json"]
+    assert sorted(p.name for p in results.glob("*.parquet.json")) == ["a.parquet.json",
+                                                                      "b.parquet.json"]
     (results / "b.parquet.json").unlink()  # as if interrupted before b finished
     again = run("backtest", *files, "--jobs", "2", "--json", cwd=tmp_path)
     assert json.loads(again.stdout)["trades"] == merged["trades"]

@@ -27,6 +27,7 @@ from fabio.decision import ImportanceZone
 from fabio.domain import TradeBatch
 from fabio.events import EventBus, FeatureSummary, Heartbeat, KillSwitchEvent, TradeUpdate
 from fabio.execution.engine import ExecutionEngine
+from fabio.execution.shadow import ShadowBook
 from fabio.features.engine import FeatureEngine
 from fabio.features.snapshot import FeatureSnapshot
 from fabio.journal import Journal
@@ -108,6 +109,12 @@ class Agent:
         self.stats = AgentStats()
         self.timeline = Timeline()
         self.notes = NoteStore(self.symbol)
+        # Strategies disabled by learning keep trading in shadow, so that they can earn their
+        # way back; a frozen agent (learning off) has no use for it.
+        self.shadow: ShadowBook | None = None
+        if learning:
+            self.shadow = ShadowBook(self.tick, execution.emit, self.symbol,
+                                     min_stop_ticks=execution.min_stop_ticks)
         for rec in note_records or []:
             self.notes.add_record(rec)
         self._session_index = -1
@@ -119,6 +126,9 @@ class Agent:
         self._closed_seen = len(execution.ledger.closed)
         self._next_setup_check = 0
         self._pending: asyncio.Task[tuple[DecisionContext, BrainReply]] | None = None
+        # A backtest's decision that took time to come back: applied once market time has
+        # moved on by its latency, as it would have been live (a rule brain's is instant).
+        self._delayed: tuple[DecisionContext, BrainReply, int] | None = None
         self._minute = -1
         self._regime: str | None = None
         # Held for the agent's life (paper / live): one trading process per journal and account.
@@ -210,9 +220,12 @@ class Agent:
         await self._roll_session(int(trades.ts[0]))
         self.features.update(trades)
         self.execution.on_trades(trades)
+        if self.shadow is not None:
+            self.shadow.on_trades(trades)
         self._last_price = int(trades.price[-1])
         self._last_ts = int(trades.ts[-1])
         await self._collect_pending(now)
+        self._collect_delayed(now)
         if self._session_index < 0 or now > self._session_close_ns:
             return
         event = len(self.execution.ledger.closed) > self._closed_seen
@@ -225,9 +238,11 @@ class Agent:
             self._publish_features(snap, now)
             names = {s.strategy for s in self._setups(snap)}
             event = event or bool(names - self._last_setups)
+            self._shadow_setups(snap, now)
             self._last_setups = names
         band = self.cadence.band(self._last_price * self.tick, self.tick, self.zones)
-        if self._pending is None and self.cadence.due(now, band, event):
+        waiting = self._pending is not None or self._delayed is not None
+        if not waiting and self.cadence.due(now, band, event):
             trigger = "event" if event else f"interval_{band.value}"
             await self._decide(snap or self.features.snapshot(now), now, trigger)
 
@@ -252,10 +267,13 @@ class Agent:
         if self._session_index < 0:
             return
         await self._drain_pending()
+        self._drop_delayed()
         session = self.features.calendar.session(self._session_index)
         end_ns = min(self._session_close_ns, self._last_ts) if self._last_ts else \
             self._session_close_ns
         self.execution.end_session(session.trade_date.isoformat(), end_ns, self._last_price)
+        if self.shadow is not None:
+            self.shadow.close_all(end_ns, self._last_price)
         price = self.execution.spec.to_price(self._last_price) if self._last_price else None
         self.bus.publish(self._trade_update(end_ns, price, None))
         self._session_index = -1
@@ -266,6 +284,23 @@ class Agent:
         if snap.market_stats is None or snap.price is None:
             return []
         return detect_setups(snap, self.execution.strategy_state, self.tick)
+
+    def _shadow_setups(self, snap: FeatureSnapshot, now: int) -> None:
+        """Setups of strategies learning disabled become shadow trades (in RTH, flat or not)."""
+        book = self.execution.ledger.book
+        if self.shadow is None or not book.disabled_by_brain or snap.market_stats is None \
+                or snap.price is None or self._last_price is None \
+                or now > self._session_close_ns - 15 * 60 * NS:
+            return
+        disabled = {name: p.model_copy(update={"enabled": True})
+                    for name, p in self.execution.strategy_state.items()
+                    if not p.enabled and name in book.disabled_by_brain}
+        if not disabled:
+            return
+        found = detect_setups(snap, disabled, self.tick)
+        limits = {name: p.max_trades_per_session for name, p in disabled.items()}
+        trade_date = self.execution.ledger.trade_date or ""
+        self.shadow.consider(found, limits, now, self._last_price, self._regime, trade_date)
 
     def context(self, snap: FeatureSnapshot, trigger: str) -> DecisionContext | None:
         if snap.market_stats is None or snap.price is None or snap.session is None:
@@ -298,7 +333,35 @@ class Agent:
             self._pending = asyncio.create_task(self._ask(ctx))
             return
         reply = await self.brain.decide(ctx)
+        if reply.latency_ms > 0:
+            self._delayed = (ctx, reply, now + int(reply.latency_ms * 1e6))
+            self._collect_delayed(now)
+            return
         self._apply(ctx, reply, now)
+
+    def _collect_delayed(self, now: int) -> None:
+        """Apply a backtest decision once its latency has passed in market time (stale: drop)."""
+        if self._delayed is None or now < self._delayed[2]:
+            return
+        ctx, reply, _due = self._delayed
+        self._delayed = None
+        age = (now - ctx.market_time_ns) / NS
+        if age > self.stale_sec:
+            self.stats.stale_dropped += 1
+            self._account(reply)
+            self._journal(ctx, reply, dropped=f"stale: the snapshot was {age:.1f} s old")
+            return
+        self._apply(ctx, reply, now)
+
+    def _drop_delayed(self) -> None:
+        """The session ended before a delayed decision came back: journal it as dropped."""
+        if self._delayed is None:
+            return
+        ctx, reply, _due = self._delayed
+        self._delayed = None
+        self.stats.stale_dropped += 1
+        self._account(reply)
+        self._journal(ctx, reply, dropped="the session ended before the decision came back")
 
     async def _ask(self, ctx: DecisionContext) -> tuple[DecisionContext, BrainReply]:
         return ctx, await self.brain.decide(ctx)

@@ -485,6 +485,11 @@ def backtest(
     no_learning: Annotated[
         bool, typer.Option("--no-learning", help="Freeze strategy state: the static baseline.")
     ] = False,
+    learning_policy: Annotated[
+        str, typer.Option("--learning", help="How learning judges strategies: expectancy "
+                          "(expectancy in R with its uncertainty; default) or seed (the spec's "
+                          "win-rate rules).")
+    ] = "expectancy",
     report: Annotated[
         Path | None, typer.Option("--report", help="Write an HTML report here.")
     ] = None,
@@ -495,6 +500,11 @@ def backtest(
     executor: Annotated[
         str, typer.Option("--executor", help="local, or ray (pip install 'fabio[ray]').")
     ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="With --executor ray: the cluster "
+                                 "(ray://head:10001 or head:6379); default RAY_ADDRESS, else a "
+                                 "local Ray instance.")
+    ] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="Synthetic sessions.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Synthetic market seed.")] = 7,
     out_dir: Annotated[
@@ -511,7 +521,8 @@ def backtest(
     settings = _settings()
     request = BacktestRequest(
         data=data or [], brain=brain, start=start, end=end, symbol=symbol,
-        learning=not no_learning, report=report, jobs=jobs, executor=executor, days=days,
+        learning=not no_learning, policy=learning_policy, report=report, jobs=jobs,
+        executor=executor, ray_address=ray_address, days=days,
         seed=seed, log_dir=out_dir or settings.log_dir / "backtest", quiet=json_out,
     )
     summary = run_cli_backtest(settings, request, console=err)
@@ -546,6 +557,8 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
         for name, row in rows.items():
             table.add_row(name, *(_fmt(row[c]) for c in cols))
         out.print(table)
+    if s.get("llm_failure"):
+        out.print(f"[yellow]LLM:[/] {s['llm_failure']}")
     for breach in s.get("rule_breaches", []):
         out.print(f"[red]rule breach:[/] {breach}")
     for extra in ("journal", "report"):

@@ -52,6 +52,9 @@ class FeatureConfig(BaseModel):
     absorption_min_volume_share: float = Field(0.25, gt=0.0, le=1.0)
     absorption_min_imbalance: float = Field(0.6, gt=0.0, le=1.0)
     absorption_max_move_ticks: int = Field(2, ge=0, le=100)
+    # Bar data (set by the backtest to the bar length): absorption is read from the last bar's
+    # volume, delta and close (features/orderflow.py: bar_absorption); 0 = tick data.
+    bar_absorption_sec: int = Field(0, ge=0, le=3600)
     exhaustion_volume_ratio: float = Field(0.5, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
@@ -77,6 +80,9 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_model: str = "gpt-4o-mini"
     openai_base_url: str | None = None
+    # LLM spending per RTH session; once spent, the rule brain decides until the next session.
+    llm_max_cost_per_session: float | None = Field(None, ge=0, allow_inf_nan=False)
+    llm_max_tokens_per_session: int | None = Field(None, ge=0)
 
     # TopStep / ProjectX Gateway
     topstep_username: str | None = None

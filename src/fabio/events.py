@@ -207,6 +207,38 @@ class KillEvent(Event):
     reason: str = "kill switch"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShadowTradeEvent(Event):
+    """A paper trade of a strategy learning disabled: what it would have made (R)."""
+
+    type: ClassVar[str] = "shadow_trade"
+    strategy: str
+    regime: str | None
+    side: int
+    trade_date: str
+    entry_ns: int
+    entry_ticks: int
+    stop_ticks: int
+    target_ticks: int
+    exit_ticks: int
+    exit_reason: str
+    r_multiple: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LearningCarryEvent(Event):
+    """What earlier accounts learned, inherited by a new account: their closed trades (for
+    strategy statistics only), strategy state, shadow trades and re-/disable times."""
+
+    type: ClassVar[str] = "learning_carry"
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    shadow: list[dict[str, Any]] = field(default_factory=list)
+    disabled_at: dict[str, int] = field(default_factory=dict)
+    enabled_at: dict[str, int] = field(default_factory=dict)
+    strategy_state: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disabled_by_brain: list[str] = field(default_factory=list)
+
+
 # ---------------------------------------------------------------------- agent events
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TradeUpdate(Event):
@@ -285,6 +317,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     RiskStateEvent,
     StalePositionEvent,
     KillEvent,
+    ShadowTradeEvent,
+    LearningCarryEvent,
     TradeUpdate,
     FeatureSummary,
     Heartbeat,

@@ -209,7 +209,7 @@ class PaperSession:
             head.add_row(f"POC {st.poc}", f"VAH {st.vah}", f"VAL {st.val}",
                          f"decisions {brain.get('decisions', 0)}",
                          f"fallbacks {brain.get('fallbacks', 0)}",
-                         f"LLM ${brain.get('cost_usd', 0.0):.4f}", "")
+                         f"LLM ${brain.get('cost_usd', 0.0):.4f}", _llm_status(self.brain))
         table = Table(title="strategy_state", title_justify="left")
         for col in ("strategy", "on", "risk", "trades", "win rate", "net P&L"):
             table.add_column(col)
@@ -236,6 +236,7 @@ class PaperSession:
             "trades_closed": st.pnl.get("closed_trades", 0),
             "net_pnl_usd": st.pnl.get("realised_usd", 0.0),
             "llm_cost_usd": round(float(brain.get("cost_usd", 0.0)), 4),
+            "llm_status": _llm_status(self.brain),
             "trading_state": st.risk_label,
             "kill_switch": "engaged: " + st.kill_switch.reason if st.kill_switch.engaged
             else "released",
@@ -283,3 +284,18 @@ def _seconds(trades: TradeBatch) -> list[TradeBatch]:
     cuts = np.flatnonzero(np.diff(sec)) + 1
     bounds = [0, *cuts.tolist(), len(trades)]
     return [trades.slice(a, b) for a, b in itertools.pairwise(bounds)]
+
+
+def _llm_status(brain: object) -> str:
+    """The LLM's breaker and budget state for the view ('' for a brain without an LLM)."""
+    from fabio.brain.llm import llm_brain_of
+
+    llm = llm_brain_of(brain)
+    if llm is None:
+        return ""
+    st = llm.stats()
+    if st.breaker_state == "open":
+        return f"[red]LLM breaker open[/] ({st.breaker_skipped} skipped)"
+    if llm.budget_spent() is not None:
+        return "[yellow]LLM budget spent: rules decide[/]"
+    return f"LLM ok, cached {st.cached_tokens} tok"

@@ -100,6 +100,12 @@ class StrategyPerformance(BaseModel):
     trades_per_session: float | None = None
     trades_this_session: int = 0
     by_regime: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # What learning judges (R after costs): the last trades' expectancy and its spread, per
+    # strategy (`recent`: trades, avg_r, r_std) and per regime (in `by_regime`), and the
+    # trades a disabled strategy would have taken since it was disabled (`shadow`).
+    r_std: float | None = None
+    recent: dict[str, float] = Field(default_factory=dict)
+    shadow: dict[str, float] = Field(default_factory=dict)
 
 
 def load_strategies(path: Path | None) -> dict[str, StrategyParams]:

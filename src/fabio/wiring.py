@@ -269,8 +269,15 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
             notes = read_journal(options.log_dir / LLM_EXCHANGES).records
         if options.mode in ("paper", "live"):
             mailbox = KillSwitchMailbox(options.log_dir)
+    features = options.feature_config
+    if coarse and not features.bar_absorption_sec:
+        # Bars: absorption is read per bar against the three bars before it.
+        bar = int(options.resolution_sec)
+        features = features.model_copy(update={
+            "bar_absorption_sec": bar,
+            "signal_window_sec": max(features.signal_window_sec, 4 * bar)})
     agent = Agent(
-        FeatureEngine(contract, options.feature_config),
+        FeatureEngine(contract, features),
         execution,
         brain,
         cadence or Cadence(),

@@ -303,7 +303,7 @@ def test_bad_results_disable_with_a_note_naming_the_conditions() -> None:
         "trend": {"trades": 18, "win_rate": 0.17, "net_pnl": -800.0},
     }
     bad = {TREND_PULLBACK: perf(30, 9, -650.0, by_regime=by_regime)}
-    decision = RuleBrain().decide_now(context("chop", strategy_performance=bad))
+    decision = RuleBrain(learning="seed").decide_now(context("chop", strategy_performance=bad))
     assert tweaks(decision) == {TREND_PULLBACK: {"enabled": False}}
     note = decision.notes_to_future_self[-1]
     assert TREND_PULLBACK in note and "win rate 0.30" in note and "-650.00" in note
@@ -311,7 +311,7 @@ def test_bad_results_disable_with_a_note_naming_the_conditions() -> None:
     assert "regime now chop" in note
     # A losing strategy with a fine win rate is disabled on net P&L alone.
     losing = {MEAN_REVERSION: perf(40, 22, -10.0)}
-    assert tweaks(RuleBrain().decide_now(context(strategy_performance=losing))) == {
+    assert tweaks(RuleBrain(learning="seed").decide_now(context(strategy_performance=losing))) == {
         MEAN_REVERSION: {"enabled": False}
     }
 
@@ -320,7 +320,7 @@ def test_good_results_raise_risk_by_one_step_up_to_the_cap() -> None:
     rules = LearningRules()
     state = initialize_default_strategies()
     good = {MEAN_REVERSION: perf(40, 28, 2400.0)}
-    decision = RuleBrain().decide_now(context(strategy_performance=good))
+    decision = RuleBrain(learning="seed").decide_now(context(strategy_performance=good))
     step = state[MEAN_REVERSION].risk_fraction + rules.risk_step
     assert tweaks(decision) == {MEAN_REVERSION: {"risk_fraction": pytest.approx(step)}}
     assert "raised" in decision.notes_to_future_self[-1]
@@ -329,17 +329,18 @@ def test_good_results_raise_risk_by_one_step_up_to_the_cap() -> None:
         MEAN_REVERSION: state[MEAN_REVERSION].model_copy(update={"risk_fraction": 0.0095}),
     }
     ctx = context(strategy_performance=good, strategy_state=near_cap)
-    assert tweaks(RuleBrain().decide_now(ctx)) == {MEAN_REVERSION: {"risk_fraction": 0.01}}
+    seed = RuleBrain(learning="seed")
+    assert tweaks(seed.decide_now(ctx)) == {MEAN_REVERSION: {"risk_fraction": 0.01}}
     at_cap = {
         **state,
         MEAN_REVERSION: state[MEAN_REVERSION].model_copy(update={"risk_fraction": 0.01}),
     }
     ctx = context(strategy_performance=good, strategy_state=at_cap)
-    assert tweaks(RuleBrain().decide_now(ctx)) == {}
+    assert tweaks(RuleBrain(learning="seed").decide_now(ctx)) == {}
 
 
 def test_no_repeated_action_without_new_trades() -> None:
-    brain = RuleBrain()
+    brain = RuleBrain(learning="seed")
     good = {MEAN_REVERSION: perf(40, 28, 2400.0)}
     assert tweaks(brain.decide_now(context(minute=100, strategy_performance=good)))
     again = brain.decide_now(context(minute=101, strategy_performance=good))
@@ -356,7 +357,7 @@ def test_a_disabled_strategy_is_not_disabled_again() -> None:
     off = {**state, TREND_PULLBACK: state[TREND_PULLBACK].model_copy(update={"enabled": False})}
     bad = {TREND_PULLBACK: perf(30, 5, -900.0)}
     ctx = context(strategy_performance=bad, strategy_state=off)
-    assert tweaks(RuleBrain().decide_now(ctx)) == {}
+    assert tweaks(RuleBrain(learning="seed").decide_now(ctx)) == {}
 
 
 # ---------------------------------------------------------------- validity and speed

@@ -30,7 +30,27 @@ def tape(*rows: tuple[int, int] | tuple[int, int, int]) -> TradeBatch:
 
 
 def make_broker(root: str = "ES", symbol: str = SYMBOL, **config: Any) -> SimulatedBroker:
-    return SimulatedBroker(spec_for(root), symbol, SimBrokerConfig(**config))
+    """A broker whose market orders fill at the print unless a test says otherwise (the
+    mechanics tests below count ticks exactly; the default slippage has its own test)."""
+    return SimulatedBroker(spec_for(root), symbol,
+                           SimBrokerConfig(**{"market_slippage_ticks": 0, **config}))
+
+
+def test_default_slippage_model_one_tick_against_us_limits_through() -> None:
+    config = SimBrokerConfig()
+    assert (config.market_slippage_ticks, config.stop_slippage_ticks) == (1, 1)
+    assert config.limit_fill == "through"
+    broker = SimulatedBroker(spec_for("ES"), SYMBOL)
+    broker.submit_bracket(bracket(side=1, stop=90, target=110), 0)
+    fills = broker.on_trades(tape((1, 100), (2, 100)))
+    assert [f.price_ticks for f in fills] == [101]  # a market buy one tick worse
+    assert broker.on_trades(tape((10, 110), (11, 110))) == []  # touched: not through
+    assert [f.price_ticks for f in broker.on_trades(tape((20, 111)))] == [110]
+    short = SimulatedBroker(spec_for("ES"), SYMBOL)
+    short.submit_bracket(bracket(side=-1, stop=110, target=90), 0)
+    short.on_trades(tape((1, 100)))
+    fills = short.on_trades(tape((10, 110)))  # the stop triggers and fills a tick worse
+    assert [f.price_ticks for f in fills] == [111]
 
 
 def bracket(
@@ -565,7 +585,7 @@ def test_working_lists_oldest_first() -> None:
 
 
 def test_the_simulated_broker_implements_the_ports_and_reports_positions() -> None:
-    broker = SimulatedBroker(spec_for("ES"), "ESH4")
+    broker = SimulatedBroker(spec_for("ES"), "ESH4", SimBrokerConfig(market_slippage_ticks=0))
     assert isinstance(broker, Broker) and isinstance(broker, MarketDrivenBroker)
     entry, _, _ = broker.submit_bracket(
         BracketRequest("ESH4", 1, 2, "s", OrderType.MARKET, 90, 110), 0)

@@ -61,6 +61,8 @@ class BacktestRequest:
     seed: int
     log_dir: Path
     quiet: bool
+    policy: str = "expectancy"
+    ray_address: str | None = None
 
 
 def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console) -> dict[str, Any]:
@@ -82,7 +84,7 @@ def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console)
         root = (req.symbol or settings.symbol)[:3].rstrip("FGHJKMNQUVXZ0123456789") or "ES"
         synthetic = SyntheticFeed(SyntheticConfig(symbol=root, days=req.days, seed=req.seed))
         feeds = [synthetic]
-    brain = make_brain(req.brain, settings)
+    brain = make_brain(req.brain, settings, req.policy if req.learning else "off")
     with Progress(
         TextColumn("[bold]backtest"),
         BarColumn(),
@@ -127,6 +129,8 @@ def _sweep(req: BacktestRequest, console: Console) -> dict[str, Any]:
             req.end,
             str(req.log_dir / "jobs" / p.name),
             None,
+            policy=req.policy,
+            carry=req.learning,
         )
         for p in paths
     ]
@@ -142,7 +146,8 @@ def _sweep(req: BacktestRequest, console: Console) -> dict[str, Any]:
         done = sum(1 for j in sweep_jobs if (out / f"{Path(j.data).name}.json").exists())
         task = progress.add_task("files", total=len(sweep_jobs), completed=done)
         results = run_sweep(
-            sweep_jobs, out, req.jobs, req.executor, on_done=lambda _j, _r: progress.advance(task)
+            sweep_jobs, out, req.jobs, req.executor,
+            on_done=lambda _j, _r: progress.advance(task), ray_address=req.ray_address,
         )
     trades = [ClosedTrade(**t) for r in results for t in r["closed_trades"]]
     trades.sort(key=lambda t: t.exit_ns)
@@ -170,7 +175,9 @@ def _sweep(req: BacktestRequest, console: Console) -> dict[str, Any]:
     summary.pop("max_drawdown_usd", None)  # the merged equity of separate accounts means nothing
     summary["journal"] = str(req.log_dir)
     summary["files"] = len(results)
-    summary["note"] = "each file is an independent backtest and account (req.learning restarts)"
+    summary["note"] = (
+        "each file is its own account; learning carries from file to file in time order"
+        if req.learning else "each file is an independent account, strategy state frozen")
     return summary
 
 

@@ -16,7 +16,10 @@ from fabio.agent import Agent
 from fabio.backtest.logdir import claim_backtest_dir
 from fabio.brain.base import Brain
 from fabio.brain.cadence import Cadence
+from fabio.brain.llm import failure_summary, llm_brain_of
 from fabio.config import FeatureConfig
+from fabio.events import LearningCarryEvent
+from fabio.execution.broker import SimBrokerConfig
 from fabio.execution.performance import performance_by_strategy
 from fabio.execution.risk import RiskConfig
 from fabio.journal import iter_records
@@ -46,6 +49,8 @@ class BacktestResult:
     strategy_state: dict[str, Any]
     labels: dict[str, list[Any]] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    # What the agent learned, for the next account to inherit (`run_backtest(carry=...)`).
+    learning_state: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -101,23 +106,34 @@ def run_backtest(
     end: date | None = None,
     progress: Progress | None = None,
     labels: dict[str, list[Any]] | None = None,
+    carry: dict[str, Any] | None = None,
+    broker_config: SimBrokerConfig | None = None,
     durable: bool = False,
 ) -> BacktestResult:
     """Replay `feeds` (one contract) through a fresh agent journaling into `log_dir`.
 
+    `carry` is an earlier account's `learning_state`: a new account (fresh balance and risk
+    limits) that keeps the strategy statistics, strategy state, shadow trades and notes.
     `durable`: fsync state records as paper and live trading do (a backtest, which can be rerun,
     does not by default; the agent benchmark measures the difference).
     """
     claim_backtest_dir(log_dir)  # a backtest starts from nothing, deleting only its own files
+    if not learning:
+        _freeze(brain)
     contract = feeds[0].contract
     resolution = max((_resolution_sec(f) for f in feeds), default=0.0)
     agent = build_agent(contract, brain, AgentOptions(
         mode="backtest", log_dir=log_dir, feature_config=feature_config or FeatureConfig(),
         risk_config=risk_config or RiskConfig(), strategies=strategies, cadence=cadence,
-        learning=learning, resolution_sec=resolution, durable=durable,
+        learning=learning, resolution_sec=resolution, broker_config=broker_config,
+        durable=durable,
     ))
     execution = agent.execution
     risk = execution.ledger.risk
+    if carry is not None:  # a new account inherits what the earlier ones learned
+        execution.emit(LearningCarryEvent(ts_ns=0, symbol=contract.symbol, **{
+            k: v for k, v in carry.items() if k != "notes"}))
+        agent.notes.add_exported(carry.get("notes", []))
     lo, hi = _date_bounds(start, end)
     asyncio.run(_replay(agent, feeds, lo, hi, progress))
     changes = [
@@ -125,6 +141,14 @@ def run_backtest(
         if r.get("accepted")
     ]
     t = agent.timeline
+    stats = asdict(agent.stats)
+    policy = getattr(getattr(brain, "learning", None), "name", None) or getattr(
+        getattr(getattr(brain, "fallback", None), "learning", None), "name", None)
+    stats["learning_policy"] = policy
+    llm = llm_brain_of(brain)
+    if llm is not None:
+        llm_stats = llm.stats()
+        stats["llm"] = {**llm_stats.as_dict(), "failure": failure_summary(llm_stats)}
     result = BacktestResult(
         symbol=contract.symbol,
         brain=brain.name,
@@ -135,13 +159,24 @@ def run_backtest(
         strategy_changes=changes,
         timeline={"minute_ts": t.minute_ts, "price": t.price, "poc": t.poc, "vah": t.vah,
                   "val": t.val, "decisions": t.decisions},
-        stats=asdict(agent.stats),
+        stats=stats,
         risk=risk.to_dict(),
         strategy_state={k: v.model_dump() for k, v in execution.strategy_state.items()},
         labels=labels,
+        learning_state={**execution.ledger.learning_state(), "notes": agent.notes.export()},
     )
     result.summary = summarise(result)
     return result
+
+
+def _freeze(brain: Brain) -> None:
+    """A frozen run: the rule brain (also behind an LLM) stops judging and blocking strategies."""
+    from fabio.brain.learning import FrozenPolicy
+
+    for b in (brain, getattr(brain, "fallback", None),
+              getattr(getattr(brain, "llm", None), "fallback", None)):
+        if b is not None and hasattr(b, "learning"):
+            b.learning = FrozenPolicy()
 
 
 def _resolution_sec(feed: MarketFeed) -> float:
@@ -183,6 +218,7 @@ def summarise(result: BacktestResult) -> dict[str, Any]:
         "symbol": result.symbol,
         "brain": result.brain,
         "learning": result.learning,
+        "learning_policy": result.stats.get("learning_policy") if result.learning else None,
         "sessions_traded": len(days),
         "trades": len(trades),
         "net_pnl_usd": round(float(sum(pnls)), 2),
@@ -209,6 +245,19 @@ def summarise(result: BacktestResult) -> dict[str, Any]:
                    "completion": stats.get("completion_tokens", 0),
                    "cached": stats.get("cached_tokens", 0)},
         "llm_cost_usd": round(float(stats.get("cost_usd", 0.0)), 4),
+        **_llm_summary(stats.get("llm")),
+    }
+
+
+def _llm_summary(llm: dict[str, Any] | None) -> dict[str, Any]:
+    """What the LLM brain itself went through: requests, breaker, budget, how it failed."""
+    if not llm:
+        return {}
+    return {
+        "llm": {k: llm.get(k) for k in (
+            "requests", "decisions", "fallbacks", "fallback_reasons", "breaker_opens",
+            "breaker_skipped", "budget_skipped", "budget_sessions", "cached_tokens")},
+        "llm_failure": llm.get("failure"),
     }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +42,7 @@ class CacheEntry:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    latency_ms: float = 0.0  # how long the model took when recorded
 
     @staticmethod
     def from_record(rec: dict[str, Any]) -> CacheEntry | None:
@@ -55,7 +56,17 @@ class CacheEntry:
             prompt_tokens=int(rec.get("prompt_tokens") or 0),
             completion_tokens=int(rec.get("completion_tokens") or 0),
             cached_tokens=int(rec.get("cached_tokens") or 0),
+            latency_ms=_latency(rec.get("latency_ms")),
         )
+
+
+def _latency(value: Any) -> float:
+    """A recorded latency in ms (0 when absent or not a finite non-negative number)."""
+    try:
+        ms = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return ms if math.isfinite(ms) and ms >= 0 else 0.0
 
 
 @dataclass(slots=True)
@@ -142,6 +153,7 @@ class CachedBrain:
                 "completion_tokens": reply.completion_tokens,
                 "cached_tokens": reply.cached_tokens,
                 "cost_usd": reply.cost_usd,
+                "latency_ms": round(reply.latency_ms, 3),
             }
         )
         self.entries[key] = CacheEntry(
@@ -151,22 +163,22 @@ class CachedBrain:
             reply.prompt_tokens,
             reply.completion_tokens,
             reply.cached_tokens,
+            round(reply.latency_ms, 3),
         )
         self._stats.stored += 1
         self._stats.entries = len(self.entries)
         return reply
 
     async def _replay(self, context: DecisionContext) -> BrainReply:
-        start = time.perf_counter()
         entry = self.entries.get(self.key_for(context))
         if entry is None:
             self._stats.misses += 1
-            return await self._fall_back(context, "cache miss", start)
+            return await self._fall_back(context, "cache miss")
         try:
             decision, rejections = parse_decision(strip_fences(entry.raw_response), context)
         except ParseFailure as exc:
             self._stats.stale += 1
-            return await self._fall_back(context, f"cached answer no longer parses: {exc}", start)
+            return await self._fall_back(context, f"cached answer no longer parses: {exc}")
         self._stats.hits += 1
         return BrainReply(
             decision=decision,
@@ -174,14 +186,15 @@ class CachedBrain:
             requested_brain=CACHE_BRAIN,
             raw_response=entry.raw_response,
             rejections=rejections,
-            latency_ms=(time.perf_counter() - start) * 1e3,
+            # the recorded latency: a replayed backtest applies the decision as late as live
+            latency_ms=entry.latency_ms,
             prompt_tokens=entry.prompt_tokens,
             completion_tokens=entry.completion_tokens,
             cached_tokens=entry.cached_tokens,
             cost_usd=0.0,
         )
 
-    async def _fall_back(self, context: DecisionContext, reason: str, start: float) -> BrainReply:
+    async def _fall_back(self, context: DecisionContext, reason: str) -> BrainReply:
         other = await self.fallback.decide(context)
         return BrainReply(
             decision=other.decision,
@@ -189,7 +202,7 @@ class CachedBrain:
             requested_brain=CACHE_BRAIN,
             raw_response=other.raw_response,
             rejections=other.rejections,
-            latency_ms=(time.perf_counter() - start) * 1e3,
+            latency_ms=other.latency_ms,  # no call was made: only the fallback's own time
             prompt_tokens=other.prompt_tokens,
             completion_tokens=other.completion_tokens,
             cached_tokens=other.cached_tokens,

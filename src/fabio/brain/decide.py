@@ -21,15 +21,21 @@ def secret_values(settings: Settings) -> list[str]:
     return [s.get_secret_value() for s in secrets if s is not None]
 
 
-def make_brain(kind: str, settings: Settings) -> Brain:
-    """The brain `--brain` names; the rule brain always stands behind the others."""
+def make_brain(kind: str, settings: Settings, learning: str = "expectancy") -> Brain:
+    """The brain `--brain` names; the rule brain always stands behind the others.
+
+    `learning` names the rule brain's learning policy (`expectancy` or `seed`)."""
     from fabio.brain.cache import CachedBrain
     from fabio.brain.llm import LlmBrain
     from fabio.brain.rules import RuleBrain
 
     if kind not in BRAINS:
         raise FabioError(f"--brain {kind}: choose one of {', '.join(BRAINS)}")
-    rules = RuleBrain(RegimeThresholds(), LearningRules())
+    from fabio.brain.learning import POLICIES
+
+    if learning not in (*POLICIES, "off"):
+        raise FabioError(f"--learning {learning}: choose one of {', '.join(POLICIES)}")
+    rules = RuleBrain(RegimeThresholds(), LearningRules(), learning=learning)
     if kind == "rules":
         return rules
     cache_path = settings.log_dir / CACHE_FILE

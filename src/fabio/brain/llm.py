@@ -8,12 +8,19 @@ text, and the brain remembers the downgrade. Whatever the model says goes throug
 `parse_decision`, so the value policy is the same for every brain. Any failure (network, HTTP
 error, refusal, invalid answer) hands the decision to the injected fallback brain, with the
 reason, redacted: the SDK's 401 message quotes part of the API key.
+
+Cost and failure control: a circuit breaker stops calling a dead or hung endpoint after
+`breaker_failures` consecutive connection failures or timeouts, for a cool-off in market time
+that doubles after every failed probe (one request per cool-off); a per-session budget in
+dollars and/or tokens hands the rest of the session to the fallback brain once spent. Both say
+so once (a logged warning and a note on the reply, which the journal keeps) and show in `stats()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import re
 import time
@@ -38,6 +45,10 @@ _DOWNGRADE: dict[str, ResponseFormat] = {"json_schema": "json_object", "json_obj
 LOCAL_PLACEHOLDER_KEY = "no-key"
 _OPENAI_HOSTS = ("api.openai.com",)
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+NS = 1_000_000_000
+# Failures that say the endpoint is unreachable or hung: these open the circuit breaker.
+BREAKER_KINDS = frozenset({"connection", "timeout"})
+log = logging.getLogger(__name__)
 
 
 class ModelPrice(BaseModel):
@@ -107,6 +118,14 @@ class LlmConfig(BaseModel):
     temperature: float | None = Field(0.2, ge=0, le=2)
     max_completion_tokens: int = Field(900, ge=16, le=200_000)
     price: ModelPrice | None = None  # overrides the price table (e.g. a custom deployment)
+    # Circuit breaker: this many consecutive connection failures / timeouts open it ...
+    breaker_failures: int = Field(3, ge=1, le=100)
+    # ... for this long in market time; each failed probe doubles it, up to the maximum.
+    breaker_cooloff_sec: float = Field(60.0, gt=0, le=86_400)
+    breaker_max_cooloff_sec: float = Field(1800.0, gt=0, le=86_400)
+    # Per-session budget (a session = one trade date's RTH): then the fallback brain decides.
+    max_cost_per_session_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    max_tokens_per_session: int | None = Field(None, ge=0)
 
     def resolved_price(self) -> tuple[ModelPrice | None, str | None]:
         """(price, why there is none)."""
@@ -142,6 +161,13 @@ class LlmStats:
     cost_usd: float = 0.0
     response_format: ResponseFormat = "json_schema"
     fallback_reasons: dict[str, int] = field(default_factory=dict)
+    breaker_state: Literal["closed", "open"] = "closed"
+    breaker_opens: int = 0  # times the breaker opened (a failed probe re-opening it counts)
+    breaker_skipped: int = 0  # decisions not sent because the breaker was open
+    budget_skipped: int = 0  # decisions not sent because the session's budget was spent
+    budget_sessions: int = 0  # sessions whose budget ran out
+    session_cost_usd: float = 0.0
+    session_tokens: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,6 +330,61 @@ class _Call:
         self.cached_tokens += int(getattr(details, "cached_tokens", 0) or 0)
 
 
+# ------------------------------------------------------------------ breaker and budget
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    """Consecutive connection failures / timeouts open it for a cool-off (market time).
+
+    Closed: every decision is sent. After `failures` consecutive breaker failures it opens for
+    `cooloff_ns`; when that has passed, one decision is sent as a probe: success closes it, a
+    failure re-opens it for twice as long (at most `max_cooloff_ns`). So a dead endpoint costs
+    `failures` attempts, then one per cool-off.
+    """
+
+    failures: int
+    cooloff_ns: int
+    max_cooloff_ns: int
+    consecutive: int = 0
+    open_until_ns: int | None = None
+    current_cooloff_ns: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.open_until_ns is not None
+
+    def allows(self, now_ns: int) -> bool:
+        """Whether a request may go out now (closed, or open and due for a probe)."""
+        return self.open_until_ns is None or now_ns >= self.open_until_ns
+
+    def success(self) -> bool:
+        """Record an answer; True if that closed an open breaker."""
+        was_open = self.open_until_ns is not None
+        self.consecutive = 0
+        self.open_until_ns = None
+        self.current_cooloff_ns = 0
+        return was_open
+
+    def failure(self, now_ns: int) -> bool:
+        """Record a breaker failure; True if it (re-)opened the breaker."""
+        self.consecutive += 1
+        if self.open_until_ns is not None:  # a failed probe: wait twice as long
+            self.current_cooloff_ns = min(self.max_cooloff_ns, self.current_cooloff_ns * 2)
+        elif self.consecutive >= self.failures:
+            self.current_cooloff_ns = self.cooloff_ns
+        else:
+            return False
+        self.open_until_ns = now_ns + self.current_cooloff_ns
+        return True
+
+
+def session_key(context: DecisionContext) -> int:
+    """The UTC day of the session's open: one key per trade date's RTH session."""
+    open_ns = context.market_time_ns - int(context.session_minute * 60 * NS)
+    return open_ns // (86_400 * NS)
+
+
 # ------------------------------------------------------------------ the brain
 
 
@@ -321,6 +402,13 @@ class LlmBrain:
         self._stats = LlmStats()
         self._client: AsyncOpenAI | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self.breaker = CircuitBreaker(
+            config.breaker_failures,
+            int(config.breaker_cooloff_sec * NS),
+            int(max(config.breaker_max_cooloff_sec, config.breaker_cooloff_sec) * NS),
+        )
+        self._session: int | None = None
+        self._budget_said = False
 
     @classmethod
     def from_settings(
@@ -332,11 +420,15 @@ class LlmBrain:
             key = None
         if key is None and not settings.openai_base_url:
             return None
+        budget: dict[str, Any] = {
+            "max_cost_per_session_usd": settings.llm_max_cost_per_session,
+            "max_tokens_per_session": settings.llm_max_tokens_per_session,
+        }
         config = LlmConfig(
             model=settings.openai_model,
             base_url=settings.openai_base_url,
             api_key=key,
-            **overrides,
+            **{**budget, **overrides},
         )
         return cls(config, fallback, system)
 
@@ -347,6 +439,7 @@ class LlmBrain:
     def stats(self) -> LlmStats:
         """A copy of the running totals."""
         s = self._stats
+        s.breaker_state = "open" if self.breaker.is_open else "closed"
         return LlmStats(**{**asdict(s), "fallback_reasons": dict(s.fallback_reasons)})
 
     def _client_for_loop(self) -> AsyncOpenAI:
@@ -382,19 +475,28 @@ class LlmBrain:
         call = _Call()
         if self._price_note:
             call.notes.append(self._price_note)
+        now = context.market_time_ns
+        skip = self._gate(context, call)
+        if skip is not None:
+            return await self._fall_back(context, call, start, skip[0], skip[1])
         messages = [
             {"role": "system", "content": self.system},
             {"role": "user", "content": user_prompt(context)},
         ]
         try:
             call.raw = await self._ask(messages, start, call)
+            if self.breaker.success():
+                call.notes.append("the LLM answers again: circuit breaker closed")
+                log.warning("LLM %s answers again: circuit breaker closed", self.model)
             decision, rejections = parse_decision(strip_fences(call.raw), context)
         except ParseFailure as exc:
             return await self._fall_back(context, call, start, "invalid_answer", str(exc))
         except _Failed as exc:
+            self._breaker_failure(exc.kind, now, call)
             return await self._fall_back(context, call, start, exc.kind, exc.reason)
         except Exception as exc:  # never let a surprise from the SDK reach the agent
             failure = _classify(exc, self.config.timeout_sec)
+            self._breaker_failure(failure.kind, now, call)
             return await self._fall_back(context, call, start, failure.kind, failure.reason)
         cost = self._account(call)
         self._stats.decisions += 1
@@ -413,8 +515,65 @@ class LlmBrain:
             notes=[self._redact(n) for n in call.notes],
         )
 
+    def _gate(self, context: DecisionContext, call: _Call) -> tuple[str, str] | None:
+        """(kind, reason) when no request may go out: session budget spent, breaker open."""
+        s = self._stats
+        key = session_key(context)
+        if key != self._session:
+            self._session = key
+            s.session_cost_usd = 0.0
+            s.session_tokens = 0
+            self._budget_said = False
+        spent = self.budget_spent()
+        if spent is not None:
+            s.budget_skipped += 1
+            if not self._budget_said:
+                self._budget_said = True
+                s.budget_sessions += 1
+                message = f"LLM budget for this session spent ({spent}): the fallback brain " \
+                    "decides until the next session"
+                call.notes.append(message)
+                log.warning("%s", message)
+            return "budget", f"session budget spent ({spent})"
+        if not self.breaker.allows(context.market_time_ns):
+            s.breaker_skipped += 1
+            until = (self.breaker.open_until_ns or 0) - context.market_time_ns
+            return "circuit_open", (
+                f"circuit breaker open after {self.breaker.consecutive} consecutive connection "
+                f"failures or timeouts; next probe in {until / NS:.0f} s"
+            )
+        return None
+
+    def budget_spent(self) -> str | None:
+        """What exhausted the session's budget, or None while some is left."""
+        c, s = self.config, self._stats
+        if c.max_cost_per_session_usd is not None and s.session_cost_usd >= \
+                c.max_cost_per_session_usd:
+            return f"${s.session_cost_usd:.4f} of ${c.max_cost_per_session_usd:g}"
+        if c.max_tokens_per_session is not None and s.session_tokens >= c.max_tokens_per_session:
+            return f"{s.session_tokens} of {c.max_tokens_per_session} tokens"
+        return None
+
+    def _breaker_failure(self, kind: str, now_ns: int, call: _Call) -> None:
+        if kind not in BREAKER_KINDS:
+            return
+        first = not self.breaker.is_open
+        if not self.breaker.failure(now_ns):
+            return
+        self._stats.breaker_opens += 1
+        if first:  # said once per outage; failed probes only lengthen the cool-off
+            message = (
+                f"LLM circuit breaker open after {self.breaker.consecutive} consecutive "
+                f"connection failures or timeouts ({kind}): the fallback brain decides; one "
+                f"probe after {self.breaker.current_cooloff_ns / NS:g} s of market time, "
+                "doubling while it fails"
+            )
+            call.notes.append(message)
+            log.warning("%s", message)
+
     def _account(self, call: _Call) -> float:
         s = self._stats
+        s.session_tokens += call.prompt_tokens + call.completion_tokens
         s.prompt_tokens += call.prompt_tokens
         s.completion_tokens += call.completion_tokens
         s.cached_tokens += call.cached_tokens
@@ -424,6 +583,7 @@ class LlmBrain:
                 self._price, call.prompt_tokens, call.completion_tokens, call.cached_tokens
             )
         s.cost_usd += cost
+        s.session_cost_usd += cost
         return cost
 
     async def _fall_back(
@@ -549,3 +709,29 @@ class LlmBrain:
         if not content or not content.strip():
             raise _Failed("empty", "empty answer")
         return str(content)
+
+
+def llm_brain_of(brain: object) -> LlmBrain | None:
+    """The LlmBrain a brain is or wraps (a recording CachedBrain), if any."""
+    if isinstance(brain, LlmBrain):
+        return brain
+    inner = getattr(brain, "llm", None)
+    return inner if isinstance(inner, LlmBrain) else None
+
+
+def failure_summary(stats: LlmStats) -> str | None:
+    """One line naming how the LLM failed over a run, or None when it never did."""
+    if not stats.fallbacks:
+        return None
+    reasons = ", ".join(
+        f"{kind} {n}" for kind, n in sorted(stats.fallback_reasons.items(), key=lambda kv: -kv[1])
+    )
+    parts = [f"the LLM did not decide {stats.fallbacks} of {stats.calls} times ({reasons})"]
+    if stats.breaker_opens:
+        parts.append(
+            f"circuit breaker opened {stats.breaker_opens} times and saved "
+            f"{stats.breaker_skipped} requests"
+        )
+    if stats.budget_sessions:
+        parts.append(f"session budget spent in {stats.budget_sessions} sessions")
+    return "; ".join(parts)

@@ -71,6 +71,17 @@ class NoteStore:
             if isinstance(text, str) and text.strip():
                 self.add(ts, text, assessment.get("regime"), assessment.get("chosen_model"))
 
+    def export(self) -> list[dict[str, Any]]:
+        """The notes, oldest first, as plain records (what a new account inherits)."""
+        return [{"ts": n.ts, "text": n.text, "regime": n.regime, "strategy": n.strategy}
+                for n in self._notes.values()]
+
+    def add_exported(self, notes: list[dict[str, Any]]) -> None:
+        """Take notes `export` wrote (any contract of the product)."""
+        for n in notes:
+            if isinstance(n, dict) and isinstance(n.get("text"), str) and n["text"].strip():
+                self.add(int(n.get("ts") or 0), n["text"], n.get("regime"), n.get("strategy"))
+
     def add(self, ts: int, text: str, regime: str | None, strategy: str | None) -> None:
         """Index one note; a note flagged as an instruction (journals written before notes were
         checked, or edited by hand) is counted in `flagged` and never shown to a brain."""

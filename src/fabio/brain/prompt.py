@@ -151,7 +151,12 @@ to risk), `stop_ticks`, `target_ticks` (default bracket distances from the entry
 `strategy_performance`: closed-trade results by strategy: `trades`, `wins`, `win_rate` (0 to 1), \
 `net_pnl` (USD, after costs), `avg_pnl` (USD per trade: the expectancy), `net_r` and `avg_r` \
 (total and average result in multiples of the risk taken), `profit_factor`, `max_drawdown` \
-(USD), `avg_time_in_trade_sec`, `trades_per_session`, `trades_this_session`.
+(USD), `avg_time_in_trade_sec`, `trades_per_session`, `trades_this_session`, `r_std` (spread \
+of R after costs), `recent` (the last 100 trades since the strategy was last re-enabled: \
+`trades`, `avg_r`, `r_std`, `wins`; judge a strategy on its expectancy in R and how sure it is, \
+not on its win rate: 25 % winners at 4 R is a good strategy), and for a strategy that was \
+disabled, `shadow` (the trades it would have taken since, tracked without risk: the same \
+figures and `sessions`; a disabled strategy earns its way back there).
 
 `historical_notes`: up to {max_notes_in} of your earlier notes, most relevant first: its \
 `text`, the `regime` and `strategy` it was written under, `sessions_ago` (0 = today) and \

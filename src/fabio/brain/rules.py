@@ -16,6 +16,7 @@ from typing import Any
 
 from fabio.brain.base import BrainReply
 from fabio.brain.context import DecisionContext
+from fabio.brain.learning import LearningPolicy, make_policy
 from fabio.brain.schema import (
     Decision,
     ImportanceZone,
@@ -23,7 +24,6 @@ from fabio.brain.schema import (
     MarketState,
     PocSide,
     Regime,
-    StrategyChanges,
     StrategyTweak,
     StrategyUpdates,
     TradeDecision,
@@ -40,7 +40,6 @@ from fabio.strategies import (
     MEAN_REVERSION,
     TREND_PULLBACK,
     StrategyParams,
-    StrategyPerformance,
 )
 
 REGIMES: tuple[Regime, ...] = ("trend", "range", "chop")
@@ -427,15 +426,16 @@ class RuleBrain:
         thresholds: RegimeThresholds | None = None,
         rules: LearningRules | None = None,
         variants: Mapping[str, str] | None = None,
+        learning: str | LearningPolicy | None = None,
     ) -> None:
         self.thresholds = thresholds or RegimeThresholds()
         self.rules = rules or LearningRules()
+        # How results are judged: "expectancy" (default) or "seed" (the spec's rules).
+        self.learning = make_policy(learning, self.rules)
         self.variants = dict(variants or {})
         self.tracker = RegimeTracker(self.thresholds.hysteresis_confirmations)
         self._last_minute = -1.0  # a smaller session minute means a new session
         self._last_scores: RegimeScores | None = None
-        # Strategy -> its trade count when a learning rule last acted on it.
-        self.judged_at: dict[str, int] = {}
         self._scaled: dict[float, RegimeThresholds] = {}
 
     # -- regime ------------------------------------------------------------------
@@ -486,11 +486,13 @@ class RuleBrain:
         """The whole decision, synchronously (backtests call this directly)."""
         assessment, previous = self.assess(ctx)
         regime, state = assessment.regime, assessment.market_state
+        tweaks, learn_notes = self._learn(ctx, regime)
         fitting = [
-            c for c in ctx.triggered_setups if setup_fits(c, regime, state, ctx, self.variants)
+            c for c in ctx.triggered_setups
+            if setup_fits(c, regime, state, ctx, self.variants)
+            and self.learning.allows(c.strategy, regime, ctx)
         ]
         trades, chosen = self._trades(ctx, regime, state, fitting)
-        tweaks, learn_notes = self._learn(ctx, regime)
         notes: list[str] = []
         if previous is not None:
             notes.append(_regime_note(previous, assessment, ctx, self._last_scores))
@@ -498,7 +500,8 @@ class RuleBrain:
         active = [
             name
             for name, p in ctx.strategy_state.items()
-            if p.enabled and _fits_regime(name, regime, self.variants)
+            if p.enabled and (_fits_regime(name, regime, self.variants) or name == chosen)
+            and self.learning.allows(name, regime, ctx)
         ]
         return Decision(
             market_assessment=assessment.model_copy(update={"chosen_model": chosen}),
@@ -551,21 +554,7 @@ class RuleBrain:
 
     # -- learning -----------------------------------------------------------------
     def _learn(self, ctx: DecisionContext, regime: Regime) -> tuple[list[StrategyTweak], list[str]]:
-        tweaks: list[StrategyTweak] = []
-        notes: list[str] = []
-        for name in sorted(ctx.strategy_performance):
-            perf = ctx.strategy_performance[name]
-            params = ctx.strategy_state.get(name)
-            if params is None or perf.trades < self.rules.min_trades:
-                continue
-            if self.judged_at.get(name) == perf.trades:
-                continue  # already acted on these trades: wait for new ones
-            judged = _judge(name, perf, params, self.rules, regime, ctx.symbol)
-            if judged is not None:
-                tweaks.append(judged[0])
-                notes.append(judged[1])
-                self.judged_at[name] = perf.trades
-        return tweaks, notes
+        return self.learning.judge(ctx, regime)
 
 
 def _can_trade(cand: SetupCandidate, ctx: DecisionContext) -> bool:
@@ -606,77 +595,6 @@ def _exit_if_invalidated(
             reason=f"{pos.strategy} {pos.side} invalidated: regime {regime}, market {state}",
         )
     ]
-
-
-def _win_rate(perf: StrategyPerformance) -> float:
-    if perf.win_rate is not None:
-        return perf.win_rate
-    return perf.wins / perf.trades if perf.trades else 0.0
-
-
-def _judge(
-    name: str,
-    perf: StrategyPerformance,
-    params: StrategyParams,
-    rules: LearningRules,
-    regime: Regime,
-    symbol: str,
-) -> tuple[StrategyTweak, str] | None:
-    """The spec's learning rule for one strategy: (tweak, note), or None to leave it alone."""
-    win = _win_rate(perf)
-    stats = f"{perf.trades} trades, win rate {win:.2f}, net P&L {perf.net_pnl:.2f}"
-    if win < rules.disable_win_rate_below or perf.net_pnl < 0:
-        if not params.enabled:
-            return None
-        why = (
-            f"win rate {win:.2f} < {rules.disable_win_rate_below:g}"
-            if win < rules.disable_win_rate_below
-            else f"net P&L {perf.net_pnl:.2f} < 0"
-        )
-        note = (
-            f"{symbol}: disabled {name} after {stats} ({why}). Failed in: "
-            f"{_by_regime_text(perf, worst_first=True)}; regime now {regime}."
-        )
-        tweak = StrategyTweak(
-            name=name, changes=StrategyChanges(enabled=False), reason=f"{why} over {stats}"
-        )
-        return tweak, note
-    if win > rules.boost_win_rate_above and perf.net_pnl > 0 and params.enabled:
-        new = round(min(rules.risk_cap, params.risk_fraction + rules.risk_step), 6)
-        if new <= params.risk_fraction:
-            return None  # already at the cap
-        note = (
-            f"{symbol}: raised {name} risk_fraction {params.risk_fraction:g} -> {new:g} after "
-            f"{stats}. Worked in: {_by_regime_text(perf, worst_first=False)}; "
-            f"regime now {regime}."
-        )
-        tweak = StrategyTweak(
-            name=name,
-            changes=StrategyChanges(risk_fraction=new),
-            reason=f"win rate {win:.2f} > {rules.boost_win_rate_above:g} and net P&L > 0 "
-            f"over {stats}",
-        )
-        return tweak, note
-    return None
-
-
-def _by_regime_text(perf: StrategyPerformance, worst_first: bool) -> str:
-    """The regimes a strategy traded in, worst (or best) net P&L first."""
-    if not perf.by_regime:
-        return "no per-regime breakdown"
-    items = sorted(
-        perf.by_regime.items(),
-        key=lambda kv: (kv[1].get("net_pnl", 0.0) * (1 if worst_first else -1), kv[0]),
-    )
-    parts = []
-    for regime, s in items[:3]:
-        fields = ", ".join(
-            f"{k} {s[k]:.2f}" if isinstance(s[k], float) else f"{k} {s[k]}"
-            for k in ("trades", "win_rate", "net_pnl")
-            if k in s
-        )
-        parts.append(f"{regime} ({fields})")
-    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------- zones and notes

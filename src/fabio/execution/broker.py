@@ -59,9 +59,11 @@ class SimBrokerConfig(BaseModel):
     commission_per_contract_usd: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_COMMISSION_PER_CONTRACT_USD)
     )
+    # The slippage model: market and stop orders fill one tick against us by default (a stop
+    # that gaps fills at the gap, then the slippage); limits fill only when traded through.
     limit_fill: Literal["through", "touch"] = "through"
     stop_slippage_ticks: int = Field(1, ge=0, le=1000)
-    market_slippage_ticks: int = Field(0, ge=0, le=1000)
+    market_slippage_ticks: int = Field(1, ge=0, le=1000)
 
     @field_validator("commission_per_contract_usd")
     @classmethod

@@ -321,8 +321,16 @@ class ExecutionEngine:
         entry_ref, stop, target = plan
         stop_dist = side * (entry_ref - stop)
         if stop_dist < self.min_stop_ticks:
-            return ExecResult(False, f"stop {stop_dist} ticks away is closer than the minimum "
-                                     f"{self.min_stop_ticks}: slippage would dominate the risk")
+            # A stop closer than the instrument's minimum (where slippage would dominate the
+            # risk) moves further beyond the structure it protects; the size shrinks with it,
+            # so the money at risk stays the same. The reward must still pay for the wider risk.
+            stop = entry_ref - side * self.min_stop_ticks
+            stop_dist = self.min_stop_ticks
+            rr = side * (target - entry_ref) / stop_dist
+            if rr < params.min_rr:
+                return ExecResult(False, f"stop widened to the minimum {self.min_stop_ticks} "
+                                         f"ticks leaves reward:risk {rr:.2f} below the "
+                                         f"strategy's min_rr {params.min_rr}")
         risk_ticks = stop_dist + self.slippage_allowance_ticks
         rf = min(d.risk_fraction or params.risk_fraction, params.risk_fraction)
         sized = self.ledger.risk.size(self.spec, rf, risk_ticks)

@@ -1,8 +1,9 @@
 """The simulated venue's fill model: when and at what price the tape fills a working order.
 
-Conservative on purpose: a resting limit fills only when a trade prints through it (by
-default; `touch` fills at the limit), a stop fills at the triggering trade worsened by a
-slippage, a market order at the next trade (plus an optional slippage). The search for each
+Conservative on purpose (the default slippage model): a resting limit fills only when a trade
+prints through it (`touch` fills at the limit), a stop fills at the triggering trade (or the
+gap) worsened by one tick, a market order at the next trade worsened by one tick; both
+slippages are configurable (`SimBrokerConfig`). The search for each
 order's first fillable trade is vectorised: growing windows of the price array, so a near event
 costs a small scan and a batch with a resting bracket costs a few array scans.
 
@@ -62,7 +63,7 @@ class FillModel:
 
     limit_fill: str = "through"  # or "touch"
     stop_slippage_ticks: int = 1
-    market_slippage_ticks: int = 0
+    market_slippage_ticks: int = 1
 
     def first_fillable(self, order: Order, tape: Tape, cursor: int) -> int:
         """First trade (at or after `cursor`, not before the order existed) that can fill it."""

@@ -27,8 +27,10 @@ from fabio.events import (
     FillEvent,
     KillEvent,
     KillSwitchEvent,
+    LearningCarryEvent,
     OrderEvent,
     SessionEvent,
+    ShadowTradeEvent,
     StrategyChangeEvent,
     parse_record,
 )
@@ -80,6 +82,12 @@ class Ledger:
     trade_date: str | None = None
     records_applied: int = 0
     last_ts_ns: int = 0
+    # Learning: trades of earlier accounts (they count for strategy statistics, never for this
+    # account's risk), shadow trades of disabled strategies, and when each was last disabled.
+    carried: list[ClosedTrade] = field(default_factory=list)
+    shadow: list[dict[str, Any]] = field(default_factory=list)
+    disabled_at: dict[str, int] = field(default_factory=dict)
+    enabled_at: dict[str, int] = field(default_factory=dict)  # re-enabled after a disable
     # Ids written twice (two processes on one journal): flagged, never folded silently.
     conflicts: list[str] = field(default_factory=list)
     _trade_ids: set[str] = field(default_factory=set)
@@ -87,7 +95,7 @@ class Ledger:
     # Orders the journal last saw open (client order id -> trade id): a restart closes them out.
     open_orders: dict[str, str | None] = field(default_factory=dict)
     kill_requests: set[str] = field(default_factory=set)  # `fabio kill` requests folded
-    _perf_key: tuple[int, str | None] | None = None
+    _perf_key: tuple[int, ...] | None = None
     _perf: dict[str, StrategyPerformance] = field(default_factory=dict)
 
     @classmethod
@@ -116,6 +124,11 @@ class Ledger:
             self.last_ts_ns = max(self.last_ts_ns, int(event.ts_ns or 0))
 
     def _strategy_change(self, e: StrategyChangeEvent) -> None:
+        if e.accepted and e.field == "enabled":
+            if e.new is False:
+                self.disabled_at[e.strategy] = int(e.ts_ns)
+            elif e.new is True and e.strategy in self.disabled_at:
+                self.enabled_at[e.strategy] = int(e.ts_ns)
         self.book.apply_change(StrategyChange(
             ts_ns=int(e.ts_ns), strategy=e.strategy, field=e.field, old=e.old,
             proposed=e.proposed, new=e.new, accepted=bool(e.accepted), reason=str(e.reason),
@@ -205,6 +218,31 @@ class Ledger:
             trade.target_ticks = int(e.target_ticks if e.target_ticks is not None
                                      else trade.target_ticks)
 
+    def _shadow(self, e: ShadowTradeEvent) -> None:
+        self.shadow.append(e.to_record())
+
+    def _carry(self, e: LearningCarryEvent) -> None:
+        """What an earlier account learned: statistics, shadow trades and strategy state."""
+        self.carried = [ClosedTrade(**t) for t in e.trades]
+        self.shadow = list(e.shadow) + self.shadow
+        self.disabled_at.update({str(k): int(v) for k, v in e.disabled_at.items()})
+        self.enabled_at.update({str(k): int(v) for k, v in e.enabled_at.items()})
+        for name, params in e.strategy_state.items():
+            self.book.strategy_state[name] = StrategyParams(**params)
+            if not params.get("enabled", True) and name in e.disabled_by_brain:
+                self.book.disabled_by_brain.add(name)
+
+    def learning_state(self) -> dict[str, Any]:
+        """What a new account should inherit (the body of a `learning_carry` record)."""
+        return {
+            "trades": [t.to_dict() for t in (*self.carried, *self.closed)],
+            "shadow": list(self.shadow),
+            "disabled_at": dict(self.disabled_at),
+            "enabled_at": dict(self.enabled_at),
+            "strategy_state": {k: v.model_dump() for k, v in self.book.strategy_state.items()},
+            "disabled_by_brain": sorted(self.book.disabled_by_brain),
+        }
+
     def _order(self, e: OrderEvent) -> None:
         if e.event == "reprotected":
             self._check_ids(e)
@@ -232,9 +270,24 @@ class Ledger:
     # ---------------------------------------------------------------- views
     def performance(self) -> dict[str, StrategyPerformance]:
         """Per-strategy results; recomputed only when a trade closes or the trade date moves."""
-        key = (len(self.closed), self.trade_date)
+        key = (len(self.closed), len(self.carried), len(self.shadow),
+               hash(tuple(self.disabled_at.items())), hash(tuple(self.enabled_at.items())),
+               hash(self.trade_date))
         if key != self._perf_key:
-            self._perf = performance_by_strategy(self.closed, self.trade_date)
+            shadow: dict[str, list[dict[str, Any]]] = {}
+            for rec in self.shadow:  # a disabled strategy's trades since it was disabled
+                name = str(rec.get("strategy"))
+                since = self.disabled_at.get(name)
+                if since is not None and int(rec.get("entry_ns", 0)) >= since:
+                    shadow.setdefault(name, []).append(rec)
+            perf = performance_by_strategy([*self.carried, *self.closed], self.trade_date,
+                                           shadow, self.enabled_at)
+            if self.carried:  # today's count is this account's own
+                today = performance_by_strategy(self.closed, self.trade_date)
+                perf = {k: v.model_copy(update={"trades_this_session": today[k].trades_this_session
+                                                if k in today else 0})
+                        for k, v in perf.items()}
+            self._perf = perf
             self._perf_key = key
         return self._perf
 
@@ -275,4 +328,6 @@ _HANDLERS: dict[type[Event], Any] = {
     KillSwitchEvent: Ledger._kill_switch,
     BracketModifiedEvent: Ledger._bracket_modified,
     OrderEvent: Ledger._order,
+    ShadowTradeEvent: Ledger._shadow,
+    LearningCarryEvent: Ledger._carry,
 }

@@ -18,7 +18,12 @@ from numpy.typing import NDArray
 from fabio.config import FeatureConfig
 from fabio.domain import TradeBatch
 from fabio.features import kernels as K
-from fabio.features.orderflow import absorption, big_print_threshold, exhaustion
+from fabio.features.orderflow import (
+    absorption,
+    bar_absorption,
+    big_print_threshold,
+    exhaustion,
+)
 from fabio.features.profile import profile_levels, volume_nodes
 from fabio.features.snapshot import (
     BigPrint,
@@ -602,7 +607,11 @@ class FeatureEngine:
             )
             for b in big[-5:]
         ]
-        absorb = absorption(w.ts, w.price, w.size, w.side, now, window, self.config)
+        if self.config.bar_absorption_sec:  # bar data: read absorption from the last bar
+            absorb = bar_absorption(w.ts, w.price, w.size, w.side, now,
+                                    self.config.bar_absorption_sec * NS_PER_SEC)
+        else:
+            absorb = absorption(w.ts, w.price, w.size, w.side, now, window, self.config)
         exhaust = exhaustion(w.ts, w.price, w.size, w.side, now, window, self.config)
         for sig in (absorb, exhaust):
             if sig is not None:

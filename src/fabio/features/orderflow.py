@@ -101,6 +101,62 @@ def absorption(
     return best
 
 
+# Absorption read from bars (where the volume inside a bar is spread evenly and the tick-level
+# test above cannot see it): the last bar's volume is at least BAR_VOLUME_RATIO times the mean of
+# the earlier bars in the window, its aggressor imbalance at least BAR_MIN_IMBALANCE one way, and
+# yet it closed in the other half of its range (at least BAR_CLOSE_OFF of the range away from
+# the extreme the aggressors pushed to): heavy aggression that did not move the price.
+BAR_VOLUME_RATIO = 1.3
+BAR_MIN_IMBALANCE = 0.1
+BAR_CLOSE_OFF = 0.5
+BAR_MIN_RANGE_TICKS = 2
+
+
+def bar_absorption(
+    ts: NDArray[np.int64],
+    rows: NDArray[np.int64],
+    size: NDArray[np.int64],
+    side: NDArray[np.int8],
+    now_ns: int,
+    bar_ns: int,
+) -> dict[str, Any] | None:
+    """Absorption in the last complete bar [now - bar_ns, now), or None (see above)."""
+    if bar_ns <= 0 or len(ts) == 0:
+        return None
+    last = ts >= now_ns - bar_ns
+    if not last.any() or last.all():
+        return None
+    earlier_bars = (now_ns - bar_ns - int(ts[0])) / bar_ns
+    if earlier_bars < 1:
+        return None
+    vol = int(size[last].sum())
+    mean_before = int(size[~last].sum()) / max(1.0, float(np.ceil(earlier_bars)))
+    if vol < BAR_VOLUME_RATIO * mean_before or vol <= 0:
+        return None
+    buy = int(size[last & (side > 0)].sum())
+    sell = int(size[last & (side < 0)].sum())
+    lo, hi = int(rows[last].min()), int(rows[last].max())
+    close = int(rows[last][-1])
+    span = hi - lo
+    if span < BAR_MIN_RANGE_TICKS:
+        return None
+    imbalance = (buy - sell) / vol
+    if imbalance >= BAR_MIN_IMBALANCE and hi - close >= BAR_CLOSE_OFF * span:
+        name, extreme, aggressive = "ask", hi, buy  # buyers hit the offer; it held
+    elif -imbalance >= BAR_MIN_IMBALANCE and close - lo >= BAR_CLOSE_OFF * span:
+        name, extreme, aggressive = "bid", lo, sell
+    else:
+        return None
+    return {
+        "side": name,
+        "price_ticks": extreme,
+        "aggressive_volume": aggressive,
+        "volume_share": round(aggressive / vol, 3),
+        "imbalance": round(abs(imbalance), 3),
+        "held_sec": round(bar_ns / 1e9, 1),
+    }
+
+
 @nb.njit(cache=True, nogil=True)
 def _thirds_kernel(
     ts: NDArray[np.int64],

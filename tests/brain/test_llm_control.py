@@ -1,0 +1,244 @@
+"""LLM cost and failure control against the scripted local server, through the real SDK:
+the circuit breaker (connection failures and timeouts), the per-session budget, the stable
+cacheable prompt prefix, and LLM backtests applying each decision after its latency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from fabio.backtest.runner import run_backtest
+from fabio.brain.base import BrainReply
+from fabio.brain.context import DecisionContext, count_tokens
+from fabio.brain.llm import LlmBrain, LlmConfig, ModelPrice, failure_summary
+from fabio.brain.rules import RuleBrain
+from fabio.config import Settings
+from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
+from fabio.journal import read_journal
+from tests.brain.llm_server import Behaviour, FakeOpenAI, FixedBrain, completion, decision_dict
+
+NS = 1_000_000_000
+FAST = {"timeout_sec": 0.2, "total_budget_sec": 0.3, "min_attempt_sec": 0.25,
+        "retry_backoff_sec": 0.0}
+
+
+def brain_for(url: str, **overrides: Any) -> tuple[LlmBrain, FixedBrain]:
+    fallback = FixedBrain()
+    config = LlmConfig(model="test-model", base_url=url, api_key=SecretStr("k"),
+                       **{**FAST, **overrides})
+    return LlmBrain(config, fallback), fallback
+
+
+def at(context: DecisionContext, seconds: float) -> DecisionContext:
+    """The same context `seconds` later in market time (same session)."""
+    return context.model_copy(update={
+        "market_time_ns": context.market_time_ns + int(seconds * NS),
+        "session_minute": context.session_minute + seconds / 60,
+    })
+
+
+def run_all(brain: LlmBrain, contexts: list[DecisionContext]) -> list[BrainReply]:
+    async def go() -> list[BrainReply]:
+        out = [await brain.decide(c) for c in contexts]
+        await brain.aclose()
+        return out
+
+    return asyncio.run(go())
+
+
+def notes_with(replies: list[BrainReply], text: str) -> list[str]:
+    return [n for r in replies for n in r.notes if text in n]
+
+
+def dead_url() -> str:
+    server = FakeOpenAI().start()
+    server.stop()  # nothing listens on that port any more
+    return server.url
+
+
+def test_a_dead_endpoint_costs_a_handful_of_attempts_per_cool_off(
+    decision_context: DecisionContext,
+) -> None:
+    brain, fallback = brain_for(dead_url(), breaker_cooloff_sec=60, breaker_max_cooloff_sec=600)
+    # three hours of decisions every 30 s of market time
+    contexts = [at(decision_context, 30 * i) for i in range(360)]
+    replies = run_all(brain, contexts)
+    st = brain.stats()
+    assert fallback.calls == 360 and all(r.fell_back for r in replies)
+    # 3 to open, then one probe per cool-off: 60, 120, 240, 480, 600, 600, ... s
+    cooloffs = [60, 120, 240, 480] + [600] * 20
+    elapsed, probes = 0, 0
+    for c in cooloffs:
+        if elapsed + c > 359 * 30:
+            break
+        elapsed += c
+        probes += 1
+    assert st.requests <= 3 + probes + 1
+    assert st.requests < 30  # instead of 360
+    assert st.breaker_skipped == 360 - st.requests
+    assert st.breaker_state == "open"
+    assert st.fallback_reasons["circuit_open"] == st.breaker_skipped
+    said = notes_with(replies, "circuit breaker open")
+    assert len(said) == 1, said  # said once per outage
+    summary = failure_summary(st)
+    assert summary is not None and "circuit breaker opened" in summary
+
+
+def test_a_hung_endpoint_trips_the_breaker_on_timeouts(
+    decision_context: DecisionContext,
+) -> None:
+    server = FakeOpenAI(default=Behaviour(200, {}, delay=1.0)).start()
+    try:
+        brain, _ = brain_for(server.url, breaker_failures=2, breaker_cooloff_sec=300)
+        replies = run_all(brain, [at(decision_context, 30 * i) for i in range(11)])
+    finally:
+        server.stop()
+    st = brain.stats()
+    # two timed-out decisions open the breaker; nothing more is sent within 300 s
+    assert st.requests == 2, st
+    assert len(server.requests) == 2, [r.at for r in server.requests]
+    assert st.fallback_reasons == {"timeout": 2, "circuit_open": 9}
+    assert len(notes_with(replies, "circuit breaker open")) == 1
+
+
+def test_the_breaker_closes_when_a_probe_succeeds(
+    llm_server: FakeOpenAI, decision_context: DecisionContext
+) -> None:
+    brain, _ = brain_for(llm_server.url, breaker_cooloff_sec=60)
+    good = completion(json.dumps(decision_dict(decision_context.price)))
+    # a hung period (answers slower than the timeout), then the server answers again
+    hung = Behaviour(200, {}, delay=1.0)
+    llm_server.script(hung, hung, hung)
+    llm_server.default = good
+    contexts = [at(decision_context, 10 * i) for i in range(12)]
+    replies = run_all(brain, contexts)
+    st = brain.stats()
+    assert st.breaker_opens == 1 and st.breaker_state == "closed"
+    # decisions at 0, 10, 20 s time out; 30-70 s skipped; the probe at 80 s answers
+    assert [r.fell_back for r in replies] == [True] * 8 + [False] * 4
+    assert len(notes_with(replies, "circuit breaker closed")) == 1
+
+
+def test_other_failures_do_not_trip_the_breaker(
+    llm_server: FakeOpenAI, decision_context: DecisionContext
+) -> None:
+    brain, _ = brain_for(llm_server.url, breaker_failures=2)
+    llm_server.default = completion("not json at all")
+    run_all(brain, [at(decision_context, 30 * i) for i in range(5)])
+    st = brain.stats()
+    assert st.requests == 5 and st.breaker_opens == 0
+    assert st.fallback_reasons == {"invalid_answer": 5}
+
+
+def test_session_token_budget(llm_server: FakeOpenAI, decision_context: DecisionContext) -> None:
+    llm_server.default = completion(json.dumps(decision_dict(decision_context.price)),
+                                    prompt_tokens=1500, completion_tokens=200)
+    brain, _ = brain_for(llm_server.url, max_tokens_per_session=3000)
+    today = [at(decision_context, 30 * i) for i in range(5)]
+    tomorrow = [c.model_copy(update={"market_time_ns": c.market_time_ns + 86_400 * NS})
+                for c in today]
+    replies = run_all(brain, today + tomorrow)
+    st = brain.stats()
+    # 1,700 tokens a call: two calls spend the 3,000 of each session, the rest go to the rules
+    assert [r.fell_back for r in replies] == ([False] * 2 + [True] * 3) * 2
+    assert len(llm_server.requests) == 4
+    assert st.budget_skipped == 6 and st.budget_sessions == 2
+    assert st.fallback_reasons == {"budget": 6}
+    assert len(notes_with(replies, "LLM budget for this session spent")) == 2  # once a session
+
+
+def test_session_cost_budget(llm_server: FakeOpenAI, decision_context: DecisionContext) -> None:
+    llm_server.default = completion(json.dumps(decision_dict(decision_context.price)),
+                                    prompt_tokens=10_000, completion_tokens=1000,
+                                    cached_tokens=0)
+    price = ModelPrice(input=1.0, cached_input=0.5, output=4.0)  # $0.014 a call
+    brain, _ = brain_for(llm_server.url, price=price, max_cost_per_session_usd=0.03)
+    replies = run_all(brain, [at(decision_context, 30 * i) for i in range(6)])
+    assert [r.fell_back for r in replies] == [False] * 3 + [True] * 3
+    assert abs(brain.stats().session_cost_usd - 0.042) < 1e-9
+
+
+def test_budget_from_settings(llm_server: FakeOpenAI) -> None:
+    settings = Settings(_env_file=None, openai_base_url=llm_server.url,  # type: ignore[call-arg]
+                        llm_max_cost_per_session=2.5, llm_max_tokens_per_session=50_000)
+    brain = LlmBrain.from_settings(settings, FixedBrain())
+    assert brain is not None
+    assert brain.config.max_cost_per_session_usd == 2.5
+    assert brain.config.max_tokens_per_session == 50_000
+
+
+def test_stable_prompt_prefix_first_and_cached_tokens_reported(
+    llm_server: FakeOpenAI, decision_context: DecisionContext, rich_context: DecisionContext
+) -> None:
+    llm_server.default = completion(json.dumps(decision_dict(decision_context.price)),
+                                    cached_tokens=4608)
+    brain, _ = brain_for(llm_server.url)
+    run_all(brain, [decision_context, rich_context])
+    first, second = (r.body["messages"] for r in llm_server.requests)
+    assert first[0]["role"] == "system" and first[0] == second[0]  # the same bytes first
+    assert count_tokens(first[0]["content"]) >= 1024  # long enough for prompt caching
+    assert first[1] != second[1]  # only the user message changes
+    assert brain.stats().cached_tokens == 2 * 4608
+
+
+class LatencyBrain:
+    """The rule brain, but each decision 'takes' a fixed time (as a recorded LLM call)."""
+
+    def __init__(self, latency_ms: float) -> None:
+        self.inner = RuleBrain()
+        self.name = "slow"
+        self.latency_ms = latency_ms
+
+    async def decide(self, context: DecisionContext) -> BrainReply:
+        reply = await self.inner.decide(context)
+        return replace(reply, latency_ms=self.latency_ms, brain=self.name)
+
+
+def feed() -> SyntheticFeed:
+    return SyntheticFeed(SyntheticConfig(symbol="ES", days=2, seed=3, eth=False,
+                                         rth_trades=40_000))
+
+
+def test_backtest_applies_a_decision_after_its_latency(tmp_path: Path) -> None:
+    result = run_backtest([feed()], LatencyBrain(4000), tmp_path / "slow")
+    exchanges = read_journal(tmp_path / "slow" / "llm_exchanges.jsonl").records
+    entries = [r for r in read_journal(tmp_path / "slow" / "execution.jsonl").records
+               if r.get("type") == "entry"]
+    assert entries, "the slow brain should still trade"
+    asked = sorted(r["market_time_ns"] for r in exchanges
+                   if any(t["action"] == "enter" for t in r["decision"]["trade_decisions"]))
+    for e in entries:
+        # the entry went in at least 4 s after the snapshot its decision was made on
+        assert any(4 * NS <= e["ts_ns"] - t <= 10 * NS for t in asked), e
+    instant = run_backtest([feed()], RuleBrain(), tmp_path / "instant")
+    assert result.summary["decisions"] > 0
+    assert [t.entry_ns for t in result.closed_trades] != \
+        [t.entry_ns for t in instant.closed_trades]
+
+
+def test_backtest_drops_a_decision_slower_than_the_stale_limit(tmp_path: Path) -> None:
+    result = run_backtest([feed()], LatencyBrain(15_000), tmp_path / "stale")
+    assert result.closed_trades == []
+    assert result.stats["stale_dropped"] == result.stats["decisions"] > 0
+
+
+def test_backtest_summary_names_the_llm_failure(tmp_path: Path) -> None:
+    brain, _ = brain_for(dead_url())
+    brain.fallback = RuleBrain()
+    result = run_backtest([feed()], brain, tmp_path / "dead")
+    s = result.summary
+    decisions = s["decisions"]
+    assert decisions > 100
+    # a dead endpoint: 3 attempts, then one probe per cool-off (60 s doubling to 30 min) in
+    # each of the two 6.5-hour sessions, instead of one per decision
+    assert s["llm"]["requests"] <= 3 + 2 * 18
+    assert s["llm"]["breaker_opens"] >= 1
+    assert "circuit breaker opened" in s["llm_failure"]
+    exchanges = read_journal(tmp_path / "dead" / "llm_exchanges.jsonl").records
+    said = [n for r in exchanges for n in r["call_notes"] if "circuit breaker open" in n]
+    assert len(said) == 1  # once for the whole outage
