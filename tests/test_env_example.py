@@ -1,4 +1,4 @@
-"""Every setting documented in `.env.example` loads (issue 9: a copied `.env` broke every command)."""
+"""Every setting documented in `.env.example` loads (issue 9: a copied `.env` broke commands)."""
 
 from __future__ import annotations
 
@@ -45,10 +45,12 @@ def test_every_documented_setting_loads_with_its_value(tmp_path: Path) -> None:
     assert not unknown, f".env.example documents settings Fabio does not read: {unknown}"
     # Uncomment everything, inline comments included, and load it.
     env = tmp_path / ".env"
-    env.write_text("\n".join(
-        line.lstrip("# ") if _LINE.match(line.strip()) else line
-        for line in EXAMPLE.read_text().splitlines()
-    ))
+    env.write_text(
+        "\n".join(
+            line.lstrip("# ") if _LINE.match(line.strip()) else line
+            for line in EXAMPLE.read_text().splitlines()
+        )
+    )
     s = load_settings(env_file=env)
     dumped = s.model_dump()
     for key, raw in documented.items():

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fabio.config import FeatureConfig, Settings, load_settings
@@ -93,8 +94,9 @@ def _open(data: Path | None, symbol: str | None, settings: Settings) -> Any:
     """A feed over `data`, or the built-in synthetic market."""
     if data is None:
         from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
+        from fabio.instruments import parse_symbol
 
-        root = (symbol or settings.symbol)[:3].rstrip("FGHJKMNQUVXZ0123456789") or "ES"
+        root = parse_symbol(symbol or settings.symbol).spec.root
         return SyntheticFeed(
             SyntheticConfig(symbol=root, days=DEFAULT_SYNTH_DAYS, seed=DEFAULT_SYNTH_SEED)
         )
@@ -106,11 +108,11 @@ def _open(data: Path | None, symbol: str | None, settings: Settings) -> Any:
 def _report_skips(feed: Any) -> None:
     report = getattr(feed, "report", None)
     if report is not None and report.skipped:
-        err.print(f"[yellow]note:[/] {report.summary()}")
+        err.print(f"[yellow]note:[/] {escape(report.summary())}")
         for reason, example in report.examples.items():
-            err.print(f"  first '{reason}': {example}")
+            err.print(escape(f"  first '{reason}': {example}"))
         for note in report.notes:
-            err.print(f"  {note}")
+            err.print(escape(f"  {note}"))
 
 
 def _fmt(value: object) -> str:
@@ -128,13 +130,13 @@ def _fmt(value: object) -> str:
 
 
 def _kv_table(title: str, data: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left", pad_edge=False)
+    table = Table(title=escape(title), show_header=False, title_justify="left", pad_edge=False)
     table.add_column("name", style="cyan")
     table.add_column("value", justify="right")
     for key, value in data.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-        table.add_row(key, _fmt(value))
+        table.add_row(escape(str(key)), escape(_fmt(value)))
     return table
 
 
@@ -171,14 +173,14 @@ def features(
     if snap.session is None:
         out.print(
             f"[yellow]No trades in a {config.session.value.upper()} session up to "
-            f"{snap.time or 'the end of the data'}.[/]"
+            f"{escape(str(snap.time or 'the end of the data'))}.[/]"
         )
         if snap.prior_session:
             out.print(_kv_table("Prior session", snap.prior_session))
         return
     s = snap.session
     out.print(
-        f"[bold]{snap.symbol}[/] {snap.time}  last {_fmt(snap.price)}  "
+        f"[bold]{snap.symbol}[/] {escape(str(snap.time))}  last {_fmt(snap.price)}  "
         f"session {s.trade_date} {s.kind.upper()} "
         f"({'open' if s.is_open else 'closed'}, {s.minutes_into_session:g} min, "
         f"{s.trades:,} trades)"
@@ -295,7 +297,7 @@ def _print_decision(record: dict[str, Any]) -> None:
         f"[bold]{record['symbol']}[/] {record['market_time']}  price {_fmt(ctx['price'])}  "
         f"brain [cyan]{record['brain']}[/]"
         + (
-            f" (asked {record['requested_brain']}: {record['fallback_reason']})"
+            escape(f" (asked {record['requested_brain']}: {record['fallback_reason']})")
             if record.get("fallback_reason")
             else ""
         )
@@ -318,7 +320,7 @@ def _print_decision(record: dict[str, Any]) -> None:
         for t in d["trade_decisions"]:
             table.add_row(
                 *(
-                    _fmt(t[c])
+                    escape(_fmt(t[c]))
                     for c in (
                         "action",
                         "side",
@@ -338,22 +340,23 @@ def _print_decision(record: dict[str, Any]) -> None:
     su = d["strategy_updates"]
     for tw in su["strategy_tweaks"]:
         changes = ", ".join(f"{k}={v}" for k, v in tw["changes"].items() if v is not None)
-        out.print(f"strategy_tweak {tw['name']}: {changes} ({tw['reason']})")
+        out.print(escape(f"strategy_tweak {tw['name']}: {changes} ({tw['reason']})"))
     for z in d["importance_zones"]:
-        out.print(
+        out.print(escape(
             f"importance_zone {z['id']} @ {_fmt(z['center_price'])} "
             f"±{z['inner_band_ticks']}/{z['outer_band_ticks']} ticks, "
             f"priority {z['priority']}: {z['reason']}"
-        )
+        ))
     for note in d["notes_to_future_self"]:
-        out.print(f"note: {note}")
+        out.print(escape(f"note: {note}"))
     for r in record["rejected"]:
-        out.print(f"[yellow]{r['action']}[/] {r['path']}: {r['reason']} {r['value']}")
+        out.print(f"[yellow]{escape(str(r['action']))}[/] "
+                  + escape(f"{r['path']}: {r['reason']} {r['value']}"))
     tokens = record["tokens"]
     out.print(
         f"latency {record['latency_ms']:.1f} ms, tokens {tokens['prompt']} in / "
         f"{tokens['completion']} out ({tokens['cached']} cached), "
-        f"cost ${record['cost_usd']:.4f}; journaled to {record['journal']}"
+        f"cost ${record['cost_usd']:.4f}; journaled to {escape(str(record['journal']))}"
     )
 
 
@@ -485,13 +488,13 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
         for c in cols:
             table.add_column(c, justify="right")
         for name, row in rows.items():
-            table.add_row(name, *(_fmt(row[c]) for c in cols))
+            table.add_row(escape(str(name)), *(_fmt(row[c]) for c in cols))
         out.print(table)
     for breach in s.get("rule_breaches", []):
-        out.print(f"[red]rule breach:[/] {breach}")
+        out.print(f"[red]rule breach:[/] {escape(str(breach))}")
     for extra in ("journal", "report"):
         if s.get(extra):
-            out.print(f"{extra}: {s[extra]}")
+            out.print(escape(f"{extra}: {s[extra]}"))
 
 
 @app.command()
@@ -518,7 +521,7 @@ def state(
         _print_json(summary)
         return
     for problem in engine.problems:
-        err.print(f"[yellow]note:[/] {problem}")
+        err.print(f"[yellow]note:[/] {escape(str(problem))}")
     table = Table(title=f"strategy_state ({summary['records_applied']} journal records)",
                   title_justify="left")
     for col in ("strategy", "enabled", "risk_fraction", "max_trades_per_session", "min_rr",
@@ -551,10 +554,10 @@ def kill(
     path = settings.kill_switch_path()
     if release:
         release_kill_switch(path)
-        out.print(f"kill switch released ({path})")
+        out.print(escape(f"kill switch released ({path})"))
     else:
         engage_kill_switch(path, reason)
-        out.print(f"[red]kill switch engaged[/] ({path}): flatten and halt")
+        out.print(f"[red]kill switch engaged[/] ({escape(str(path))}): flatten and halt")
 
 
 def _secrets(settings: Settings) -> tuple[str, ...]:
@@ -595,7 +598,8 @@ def main() -> None:
     try:
         app()
     except FabioError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        # soft_wrap: one line that the terminal wraps, never broken inside a path
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -604,8 +608,9 @@ def main() -> None:
         if os.environ.get("FABIO_DEBUG"):
             raise
         err.print(
-            f"[red]internal error:[/] {type(exc).__name__}: {exc} "
-            "(set FABIO_DEBUG=1 to see the traceback)"
+            f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
+            "(set FABIO_DEBUG=1 to see the traceback)",
+            soft_wrap=True,
         )
         raise SystemExit(1) from None
 

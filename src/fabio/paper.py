@@ -31,6 +31,7 @@ from fabio.domain import TradeBatch
 from fabio.errors import FabioError
 from fabio.execution.engine import ExecutionEngine
 from fabio.features.engine import FeatureEngine
+from fabio.instruments import parse_symbol
 from fabio.journal import LLM_EXCHANGES, Journal, read_journal
 from fabio.sessions import cme_calendar
 from fabio.strategies import load_strategies
@@ -69,7 +70,7 @@ def _synthetic(settings: Settings, start: date, options: RunOptions) -> tuple[Ma
     index = cal.index_on(start)
     assert index is not None
     first = cal.trade_dates[max(0, index - WARMUP_SESSIONS)]
-    root = settings.symbol[:3].rstrip("FGHJKMNQUVXZ0123456789") or "ES"
+    root = parse_symbol(settings.symbol).spec.root
     feed = SyntheticFeed(SyntheticConfig(symbol=root, days=WARMUP_SESSIONS + options.days,
                                          seed=options.seed, start=first))
     return feed, cal.session(index).rth_open_ns

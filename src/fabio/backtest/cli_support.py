@@ -79,7 +79,7 @@ def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console)
     if req.data:
         feeds = [open_feed(p, symbol=req.symbol) for p in _chronological(req.data)]
     else:
-        root = (req.symbol or settings.symbol)[:3].rstrip("FGHJKMNQUVXZ0123456789") or "ES"
+        root = parse_symbol(req.symbol or settings.symbol).spec.root
         synthetic = SyntheticFeed(SyntheticConfig(symbol=root, days=req.days, seed=req.seed))
         feeds = [synthetic]
     brain = make_brain(req.brain, settings)
