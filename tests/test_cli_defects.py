@@ -124,3 +124,117 @@ def test_brackets_in_a_path_are_printed_as_they_are(fabio, tmp_path: Path) -> No
     result = fabio("features", str(path))
     one_line_error(result, "no such file")
     assert "[bold]x[/bold]" in result.err and "[/home]" in result.err
+
+
+# ------------------------------------------------------------- --symbol against the file's contract
+
+
+def test_symbol_conflicting_with_the_files_contract_needs_force(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = str(write_bars(tmp_path / "ESM23-CME.scid_BarData__5m.txt"))
+    one_line_error(fabio("profile", path, "--symbol", "NQH4", "--json"), "ESM3", "--force-symbol")
+    one_line_error(fabio("backtest", path, "--symbol", "NQH4", "--json"), "--force-symbol")
+    forced = fabio("profile", path, "--symbol", "NQH4", "--force-symbol", "--json")
+    assert forced.code == 0, forced.err
+    assert json.loads(forced.out)["symbol"] == "NQH4"
+    for same in ("ES", "ESM23", "esm3"):
+        ok = fabio("profile", path, "--symbol", same, "--json")
+        assert ok.code == 0, ok.err
+        assert json.loads(ok.out)["symbol"] == "ESM3"
+
+
+# ------------------------------------------------------------- backtest: ranges, accounts, labels
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "fragment"),
+    [
+        ("2023-05-10", "2023-05-08", "after --to"),
+        ("2024-01-06", "2024-01-07", "no CME trade date"),
+        ("2020-01-06", "2020-01-07", "no trade in this range"),
+    ],
+)
+def test_an_empty_or_reversed_range_is_a_one_line_error(
+    fabio,
+    start: str,
+    end: str,  # type: ignore[no-untyped-def]
+    fragment: str,
+) -> None:
+    result = fabio("backtest", "--days", "1", "--from", start, "--to", end, "--json")
+    one_line_error(result, fragment)
+
+
+@pytest.fixture
+def two_files(fabio, tmp_path: Path) -> list[str]:  # type: ignore[no-untyped-def]
+    files = []
+    for name, seed in (("a", "1"), ("b", "2")):
+        out = tmp_path / f"{name}.parquet"
+        made = fabio("synth", "--days", "2", "--seed", seed, "--out", str(out), "--json")
+        assert made.code == 0, made.err
+        files.append(str(out))
+    return files
+
+
+def test_accounts_model_is_explicit_and_jobs_change_nothing(  # type: ignore[no-untyped-def]
+    fabio, two_files: list[str], tmp_path: Path
+) -> None:
+    one_line_error(fabio("backtest", *two_files, "--jobs", "2", "--json"), "--accounts per-file")
+    one_line_error(fabio("backtest", *two_files, "--accounts", "daily"), "continuous or per-file")
+    serial = fabio("backtest", *two_files, "--accounts", "per-file", "--log-dir", "one", "--json")
+    report = tmp_path / "r.html"
+    parallel = fabio(
+        "backtest",
+        *two_files,
+        "--accounts",
+        "per-file",
+        "--jobs",
+        "2",
+        "--log-dir",
+        "two",
+        "--report",
+        str(report),
+        "--json",
+    )
+    assert serial.code == 0 and parallel.code == 0, serial.err + parallel.err
+    a, b = json.loads(serial.out), json.loads(parallel.out)
+    assert a["files"] == b["files"] == 2
+    for key in ("trades", "net_pnl_usd", "per_strategy", "per_year", "rule_breaches"):
+        assert a[key] == b[key], key
+    assert b["report"] == str(report) and report.exists()
+    assert "Backtest report" in report.read_text()
+    continuous = fabio("backtest", *two_files, "--log-dir", "three", "--json")
+    assert continuous.code == 0, continuous.err
+    assert "files" not in json.loads(continuous.out)  # one account through both files
+
+
+def test_synthetic_results_are_labelled_everywhere(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = fabio("backtest", "--days", "1", "--json", "--report", "r.html")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["data_source"] == "synthetic"
+    assert "says nothing about an edge" in summary["caveat"]
+    assert "SYNTHETIC DATA" in (tmp_path / "r.html").read_text()
+    human = fabio("backtest", "--days", "1", "--log-dir", "h")
+    assert human.code == 0, human.err
+    assert "SYNTHETIC DATA" in human.out and "synthetic" in human.out
+
+
+def test_file_results_are_not_labelled_synthetic(fabio, two_files: list[str]) -> None:  # type: ignore[no-untyped-def]
+    result = fabio("backtest", two_files[0], "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["data_source"] == "files" and "caveat" not in summary
+
+
+def test_a_backtest_without_trades_says_why(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "KILL").write_text("operator halt\n")  # the risk engine refuses all
+    result = fabio("backtest", "--days", "1", "--log-dir", "bt", "--report", "r.html", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["trades"] == 0
+    assert "refused" in summary["no_trades_reason"]
+    assert "kill switch" in summary["no_trades_reason"]
+    page = (tmp_path / "r.html").read_text()
+    assert "No trades." in page and "kill switch" in page
+    human = fabio("backtest", "--days", "1", "--log-dir", "bt2")
+    assert "no trades:" in human.out

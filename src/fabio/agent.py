@@ -10,6 +10,7 @@ as a task while market data keeps flowing, and drops a decision whose snapshot i
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,8 @@ class AgentStats:
     cached_tokens: int = 0
     cost_usd: float = 0.0
     brains: dict[str, int] = field(default_factory=dict)
+    entries_proposed: int = 0
+    entries_refused: dict[str, int] = field(default_factory=dict)  # reason -> count
 
 
 @dataclass(slots=True)
@@ -264,6 +267,7 @@ class Agent:
             self.execution.process_trade_decision(t, now, self._last_price or 0, self._regime)
             for t in d.trade_decisions
         ]
+        self._count_entries(d.trade_decisions, results)
         record = self._journal(ctx, reply)
         if d.notes_to_future_self and record is not None:
             self.notes.add_record(record)
@@ -281,6 +285,18 @@ class Agent:
             "price": ctx.price, "entries": sum(1 for r in results if r.accepted),
         })
         self.bus.publish(event)
+
+    def _count_entries(self, decisions: list[Any], results: list[Any]) -> None:
+        """Entries proposed and why they were refused (a backtest without trades says why)."""
+        for decision, result in zip(decisions, results, strict=True):
+            if decision.action != "enter":
+                continue
+            self.stats.entries_proposed += 1
+            if not result.accepted:
+                # Numbers vary from refusal to refusal; the kind of refusal is what is counted.
+                kind = re.sub(r"\$?-?\d[\d,.]*", "N", str(result.reason))[:120]
+                refused = self.stats.entries_refused
+                refused[kind] = refused.get(kind, 0) + 1
 
     def _account(self, reply: BrainReply) -> None:
         s = self.stats

@@ -42,6 +42,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 SymbolOpt = Annotated[
     str | None, typer.Option("--symbol", help="Contract, e.g. ESH4, when the file does not say.")
 ]
+ForceSymbolOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force-symbol",
+        help="Relabel the data as --symbol even though the file names another contract.",
+    ),
+]
 RthOpt = Annotated[
     bool | None,
     typer.Option(
@@ -90,7 +97,9 @@ def _feature_config(
     return base.model_copy(update=changes) if changes else base
 
 
-def _open(data: Path | None, symbol: str | None, settings: Settings) -> Any:
+def _open(
+    data: Path | None, symbol: str | None, settings: Settings, force_symbol: bool = False
+) -> Any:
     """A feed over `data`, or the built-in synthetic market."""
     if data is None:
         from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
@@ -102,7 +111,7 @@ def _open(data: Path | None, symbol: str | None, settings: Settings) -> Any:
         )
     from fabio.data import open_feed
 
-    return open_feed(data, symbol=symbol)
+    return open_feed(data, symbol=symbol, force_symbol=force_symbol)
 
 
 def _report_skips(feed: Any) -> None:
@@ -149,6 +158,7 @@ def features(
     data: DataArg = None,
     at: AtOpt = None,
     symbol: SymbolOpt = None,
+    force_symbol: ForceSymbolOpt = False,
     rth: RthOpt = None,
     va_pct: VaPctOpt = None,
     va_rows: VaRowsOpt = None,
@@ -160,7 +170,7 @@ def features(
 
     settings = _settings()
     config = _feature_config(settings, rth, va_pct, va_rows)
-    feed = _open(data, symbol, settings)
+    feed = _open(data, symbol, settings, force_symbol)
     at_ns = _moment(at, feed, data)
     engine = FeatureEngine(feed.contract, config)
     snap = snapshot_at(engine, feed, at_ns)
@@ -224,6 +234,7 @@ def profile(
         str | None, typer.Option("--session", help="Trade date YYYY-MM-DD. Default: the last.")
     ] = None,
     symbol: SymbolOpt = None,
+    force_symbol: ForceSymbolOpt = False,
     rth: RthOpt = None,
     va_pct: VaPctOpt = None,
     va_rows: VaRowsOpt = None,
@@ -240,7 +251,7 @@ def profile(
             trade_date = date.fromisoformat(session)
         except ValueError:
             raise FabioError(f"--session '{session}': expected a date YYYY-MM-DD") from None
-    feed = _open(data, symbol, settings)
+    feed = _open(data, symbol, settings, force_symbol)
     result = build_session_profile(feed, config, trade_date)
     _report_skips(feed)
     if json_out:
@@ -271,6 +282,7 @@ def decide(
     at: AtOpt = None,
     brain: BrainOpt = "rules",
     symbol: SymbolOpt = None,
+    force_symbol: ForceSymbolOpt = False,
     rth: RthOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -279,7 +291,7 @@ def decide(
 
     settings = _settings()
     config = _feature_config(settings, rth, None, None)
-    feed = _open(data, symbol, settings)
+    feed = _open(data, symbol, settings, force_symbol)
     at_ns = _moment(at, feed, data)
     record = decide_at(feed, config, settings, brain, at_ns)
     _report_skips(feed)
@@ -426,6 +438,16 @@ def backtest(
     ] = None,
     end: Annotated[str | None, typer.Option("--to", help="Last trade date YYYY-MM-DD.")] = None,
     symbol: SymbolOpt = None,
+    force_symbol: ForceSymbolOpt = False,
+    accounts: Annotated[
+        str,
+        typer.Option(
+            "--accounts",
+            help="continuous: one account carried through the files in expiry order (default); "
+            "per-file: a fresh account (and strategy state) per file. The result does not "
+            "depend on --jobs.",
+        ),
+    ] = "continuous",
     no_learning: Annotated[
         bool, typer.Option("--no-learning", help="Freeze strategy state: the static baseline.")
     ] = False,
@@ -433,8 +455,8 @@ def backtest(
         Path | None, typer.Option("--report", help="Write an HTML report here.")
     ] = None,
     jobs: Annotated[
-        int, typer.Option("--jobs", min=1, help="Run the files in N parallel processes "
-                          "(each file an independent backtest; results resume).")
+        int, typer.Option("--jobs", min=1, help="With --accounts per-file: run the files in "
+                          "N parallel processes (results resume).")
     ] = 1,
     executor: Annotated[
         str, typer.Option("--executor", help="local, or ray (pip install 'fabio[ray]').")
@@ -455,6 +477,7 @@ def backtest(
     settings = _settings()
     request = BacktestRequest(
         data=data or [], brain=brain, start=start, end=end, symbol=symbol,
+        force_symbol=force_symbol, accounts=accounts,
         learning=not no_learning, report=report, jobs=jobs, executor=executor, days=days,
         seed=seed, log_dir=out_dir or settings.log_dir / "backtest", quiet=json_out,
     )
@@ -471,12 +494,16 @@ _SUMMARY_COLUMNS = ("trades", "win_rate", "net_pnl_usd", "net_pnl", "avg_r", "pr
 
 def _print_backtest_summary(s: dict[str, Any]) -> None:
     head: dict[str, Any] = {k: s[k] for k in (
-        "symbol", "brain", "learning", "sessions_traded", "trades", "net_pnl_usd", "fees_usd",
-        "win_rate", "profit_factor", "max_drawdown_usd", "sharpe_daily", "final_balance",
-        "decisions", "llm_fallbacks", "llm_cost_usd") if k in s}
+        "data_source", "symbol", "brain", "learning", "sessions_traded", "trades", "net_pnl_usd",
+        "fees_usd", "win_rate", "profit_factor", "max_drawdown_usd", "sharpe_daily",
+        "final_balance", "decisions", "llm_fallbacks", "llm_cost_usd") if k in s}
     head["rule_breaches"] = len(s.get("rule_breaches", []))
     head["tokens"] = s.get("tokens", {})
     out.print(_kv_table("Backtest summary (after costs)", head))
+    if s.get("caveat"):
+        out.print(f"[bold yellow]SYNTHETIC DATA:[/] {escape(str(s['caveat']))}")
+    if s.get("no_trades_reason"):
+        out.print(f"[yellow]no trades:[/] {escape(str(s['no_trades_reason']))}")
     for title, key in (("Per strategy", "per_strategy"), ("Per regime", "per_regime"),
                        ("Per year", "per_year")):
         rows = s.get(key) or {}
@@ -492,7 +519,7 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
         out.print(table)
     for breach in s.get("rule_breaches", []):
         out.print(f"[red]rule breach:[/] {escape(str(breach))}")
-    for extra in ("journal", "report"):
+    for extra in ("note", "journal", "report"):
         if s.get(extra):
             out.print(escape(f"{extra}: {s[extra]}"))
 

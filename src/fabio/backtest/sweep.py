@@ -29,6 +29,7 @@ class SweepJob:
     end: str | None
     log_dir: str
     env_file: str | None
+    force_symbol: bool = False
 
 
 def result_path(out: Path, data: str) -> Path:
@@ -46,7 +47,7 @@ def run_job(job: SweepJob) -> dict[str, Any]:
     from fabio.strategies import load_strategies
 
     settings = load_settings(job.env_file)
-    feed = open_feed(job.data, symbol=job.symbol)
+    feed = open_feed(job.data, symbol=job.symbol, force_symbol=job.force_symbol)
     result = run_backtest(
         [feed], make_brain(job.brain, settings), Path(job.log_dir),
         feature_config=settings.feature_config(), risk_config=settings.risk_config(),
