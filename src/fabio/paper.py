@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -62,6 +63,12 @@ def _next_trade_date(engine: ExecutionEngine) -> date:
     return following[1] if len(following) > 1 else following[0]
 
 
+def day_seed(seed: int, trade_date: date) -> int:
+    """The synthetic market's seed for a paper session: each trade date its own market (a
+    restart continues on a new day), the same date and `--seed` always the same market."""
+    return seed * 1_000_000 + trade_date.toordinal()
+
+
 def _synthetic(settings: Settings, start: date, options: RunOptions) -> tuple[MarketFeed, int]:
     """Warm-up sessions (history for the range percentile) plus the sessions to paper-trade."""
     from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
@@ -72,7 +79,7 @@ def _synthetic(settings: Settings, start: date, options: RunOptions) -> tuple[Ma
     first = cal.trade_dates[max(0, index - WARMUP_SESSIONS)]
     root = parse_symbol(settings.symbol).spec.root
     feed = SyntheticFeed(SyntheticConfig(symbol=root, days=WARMUP_SESSIONS + options.days,
-                                         seed=options.seed, start=first))
+                                         seed=day_seed(options.seed, start), start=first))
     return feed, cal.session(index).rth_open_ns
 
 
@@ -177,7 +184,7 @@ class PaperSession:
             f"regime [cyan]{agent._regime or '—'}[/]",
             f"position {pos}",
             f"closed P&L ${pnl:,.2f}",
-            f"risk {ex.ledger.risk.state}",
+            risk_label(ex.ledger.risk),
             status or f"{self.options.speed:g}x",
         )
         levels = agent.timeline
@@ -215,6 +222,22 @@ class PaperSession:
             "wall_sec": round(time.monotonic() - self.started, 1),
             "journal": str(self.settings.log_dir),
         }
+
+
+def risk_label(risk: Any) -> str:
+    """What the live view says about trading: an engaged kill switch is never "risk active"."""
+    from fabio.execution.risk import HaltKind, kill_switch_reason
+
+    path = risk.config.kill_switch_path
+    if risk.kill_switch_active():
+        reason = kill_switch_reason(path) if path is not None else None
+        return f"[bold red]KILL SWITCH ENGAGED[/] ({escape(reason or 'no reason given')})"
+    if risk.halt_kind is HaltKind.KILL:
+        return f"[bold red]KILLED[/] ({escape(str(risk.account.halted_reason))})"
+    if str(risk.state) != "active":
+        why = risk.account.halted_reason or risk.reducing_reason
+        return f"[red]risk {risk.state}[/]" + (f" ({escape(str(why))})" if why else "")
+    return f"risk {risk.state}"
 
 
 class _NoView:
