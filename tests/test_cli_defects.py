@@ -238,3 +238,30 @@ def test_a_backtest_without_trades_says_why(fabio, tmp_path: Path) -> None:  # t
     assert "No trades." in page and "kill switch" in page
     human = fabio("backtest", "--days", "1", "--log-dir", "bt2")
     assert "no trades:" in human.out
+
+
+# ------------------------------------------------------------- fabio state
+
+
+def test_state_lists_every_symbol_in_the_journal_and_exact_risk(  # type: ignore[no-untyped-def]
+    fabio, tmp_path: Path
+) -> None:
+    lines = []
+    for sym in ("ES", "NQ"):
+        ran = fabio("backtest", "--symbol", sym, "--days", "2", "--log-dir", f"bt_{sym}", "--json")
+        assert ran.code == 0, ran.err
+        lines.append((tmp_path / f"bt_{sym}" / "execution.jsonl").read_text())
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "execution.jsonl").write_text("".join(lines))
+    result = fabio("state", "--json")
+    assert result.code == 0, result.err
+    listing = json.loads(result.out)
+    assert listing["symbols"] == ["ESH4", "NQH4"]
+    for sym, state in listing["states"].items():
+        assert state["symbol"] == sym and state["records_applied"] > 0
+    human = fabio("state")
+    assert human.code == 0, human.err
+    assert "ESH4" in human.out and "NQH4" in human.out
+    assert "0.005" in human.out and "0.004" in human.out
+    one = fabio("state", "--symbol", "NQH4", "--json")
+    assert json.loads(one.out)["symbol"] == "NQH4"

@@ -527,44 +527,70 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
 @app.command()
 def state(
     symbol: Annotated[
-        str | None, typer.Option("--symbol", help="Contract, e.g. ESH4. Default: SYMBOL.")
+        str | None,
+        typer.Option("--symbol", help="Contract, e.g. ESH4. Default: every symbol in the journal."),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """What a restart rebuilds from the journal: strategy_state, performance, positions, limits."""
+    from fabio.journal import read_journal
+
+    settings = _settings()
+    journal = settings.log_dir / "execution.jsonl"
+    if symbol is not None:
+        symbols = [symbol]
+    else:
+        seen = {str(r["symbol"]) for r in read_journal(journal).records if r.get("symbol")}
+        symbols = sorted(seen) or [settings.symbol]
+    summaries = {s: _state_of(s, settings) for s in symbols}
+    if json_out:
+        if symbol is not None:
+            _print_json(summaries[symbol])
+        else:
+            _print_json({"journal": str(journal), "symbols": list(summaries),
+                         "states": summaries})
+        return
+    for name, summary in summaries.items():
+        _print_state(name, summary)
+
+
+def _state_of(symbol: str, settings: Settings) -> dict[str, Any]:
     from fabio.execution.engine import ExecutionEngine
     from fabio.instruments import parse_symbol
     from fabio.strategies import load_strategies
 
-    settings = _settings()
-    contract = parse_symbol(symbol or settings.symbol)
+    contract = parse_symbol(symbol)
     engine = ExecutionEngine.open(contract, settings.log_dir, settings.risk_config(),
                                   defaults=load_strategies(settings.strategies_file),
                                   secrets=_secrets(settings))
     summary = engine.ledger.summary()
+    summary["symbol"] = contract.symbol
     summary["journal"] = str(settings.log_dir / "execution.jsonl")
     summary["journal_problems"] = engine.problems
-    if json_out:
-        _print_json(summary)
-        return
-    for problem in engine.problems:
+    return summary
+
+
+def _print_state(symbol: str, summary: dict[str, Any]) -> None:
+    for problem in summary["journal_problems"]:
         err.print(f"[yellow]note:[/] {escape(str(problem))}")
-    table = Table(title=f"strategy_state ({summary['records_applied']} journal records)",
-                  title_justify="left")
+    table = Table(title=f"{escape(symbol)} strategy_state ({summary['records_applied']} journal "
+                  "records)", title_justify="left")
     for col in ("strategy", "enabled", "risk_fraction", "max_trades_per_session", "min_rr",
                 "stop_ticks", "target_ticks", "trades", "win_rate", "net_pnl"):
         table.add_column(col)
     perf = summary["strategy_performance"]
     for name, params in summary["strategy_state"].items():
         p = perf.get(name, {})
-        table.add_row(name, *(_fmt(params[c]) for c in (
-            "enabled", "risk_fraction", "max_trades_per_session", "min_rr", "stop_ticks",
-            "target_ticks")), _fmt(p.get("trades", 0)), _fmt(p.get("win_rate")),
-            _fmt(p.get("net_pnl", 0.0)))
+        table.add_row(
+            escape(name), _fmt(params["enabled"]),
+            repr(params["risk_fraction"]),  # exactly: 0.005 is not 0.01
+            *(_fmt(params[c]) for c in ("max_trades_per_session", "min_rr", "stop_ticks",
+                                        "target_ticks")),
+            _fmt(p.get("trades", 0)), _fmt(p.get("win_rate")), _fmt(p.get("net_pnl", 0.0)))
     out.print(table)
-    out.print(_kv_table("risk", summary["risk"]))
+    out.print(_kv_table(f"{symbol} risk", summary["risk"]))
     out.print(f"closed trades {summary['closed_trades']}, net P&L ${summary['net_pnl_usd']:,.2f}, "
-              f"open {summary['open_trades'] or 'none'}")
+              f"open {escape(str(summary['open_trades'] or 'none'))}")
 
 
 @app.command()
