@@ -265,3 +265,78 @@ def test_state_lists_every_symbol_in_the_journal_and_exact_risk(  # type: ignore
     assert "0.005" in human.out and "0.004" in human.out
     one = fabio("state", "--symbol", "NQH4", "--json")
     assert json.loads(one.out)["symbol"] == "NQH4"
+
+
+# ------------------------------------------------------------- conveniences
+
+
+def test_version(fabio) -> None:  # type: ignore[no-untyped-def]
+    from importlib.metadata import version
+
+    result = fabio("--version")
+    assert result.code == 0 and result.out.strip() == f"fabio {version('fabio')}"
+
+
+def test_config_shows_effective_settings_their_source_and_masks_secrets(  # type: ignore[no-untyped-def]
+    fabio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(
+        "SYMBOL=NQZ5\nLOGS_DIR=journals\nTOPSTEP_PASSWORD=hunter2-secret\n"
+    )
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-abcdefghijklmnop")
+    result = fabio("config", "--json")
+    assert result.code == 0, result.err
+    rows = {r["variable"]: r for r in json.loads(result.out)["settings"]}
+    assert rows["SYMBOL"] == {"variable": "SYMBOL", "value": "NQZ5", "source": ".env"}
+    assert rows["LOGS_DIR"] == {"variable": "LOGS_DIR", "value": "journals", "source": ".env"}
+    assert rows["OPENAI_API_KEY"]["source"] == "env"
+    assert rows["OPENAI_API_KEY"]["value"] == rows["TOPSTEP_PASSWORD"]["value"] == "********"
+    assert rows["MODE"]["source"] == "default"
+    human = fabio("config")
+    for text in (result.out, human.out):
+        assert "sk-live" not in text and "hunter2" not in text
+    assert "LOGS_DIR" in human.out and "journals" in human.out
+
+
+def test_trades_exports_closed_trades_from_the_journal(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    ran = fabio("backtest", "--days", "3", "--log-dir", "bt", "--json")
+    assert ran.code == 0, ran.err
+    summary = json.loads(ran.out)
+    assert summary["trades"] > 0
+    frames = {}
+    for name in ("t.csv", "t.parquet", "t.json"):
+        result = fabio("trades", "--log-dir", "bt", "--out", name, "--json")
+        assert result.code == 0, result.err
+        assert json.loads(result.out)["trades"] == summary["trades"]
+    frames["csv"] = pd.read_csv(tmp_path / "t.csv")
+    frames["parquet"] = pd.read_parquet(tmp_path / "t.parquet")
+    frames["json"] = pd.DataFrame(json.loads((tmp_path / "t.json").read_text()))
+    for fmt, frame in frames.items():
+        assert len(frame) == summary["trades"], fmt
+        assert round(frame["net_pnl_usd"].sum(), 2) == summary["net_pnl_usd"], fmt
+        assert {"trade_id", "strategy", "entry_time", "exit_price"} <= set(frame.columns)
+    one_line_error(fabio("trades", "--log-dir", "bt", "--out", "t.xlsx"), "--format")
+    one_line_error(fabio("trades", "--log-dir", "nowhere", "--out", "t.csv"), "no such journal")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("1.5h", 5400),
+        ("90", 90),
+        ("2 hours", 7200),
+    ],
+)
+def test_duration_is_read_by_a_kept_library(text: str, seconds: float) -> None:
+    assert cli._duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "-5m", "0", "nan", "1e999"])
+def test_a_bad_duration_is_a_one_line_error(fabio, text: str) -> None:  # type: ignore[no-untyped-def]
+    one_line_error(fabio("run", "--duration", text, "--quiet"), "--duration")

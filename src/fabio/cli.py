@@ -28,6 +28,27 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"fabio {version('fabio')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Fabio: a self-learning order-flow trading agent for CME index futures."""
+
+
 DEFAULT_SYNTH_DAYS = 25
 DEFAULT_SYNTH_SEED = 7
 
@@ -414,15 +435,22 @@ def run(
 
 
 def _duration(text: str | None) -> float | None:
+    """Market time in seconds from `90s`, `30m`, `2h`, `1h30m`, `1.5h` (pandas' Timedelta) or a
+    bare number of seconds."""
     if not text:
         return None
-    units = {"s": 1, "m": 60, "h": 3600}
+    import pandas as pd
+
+    raw = text.strip()
     try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
+        seconds = float(raw) if raw.replace(".", "", 1).isdigit() else \
+            pd.Timedelta(raw).total_seconds()
     except ValueError:
-        raise FabioError(f"--duration '{text}': expected e.g. 90s, 30m or 2h") from None
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise FabioError(f"--duration '{text}': expected a positive duration, e.g. 90s, 30m, "
+                         "2h or 1h30m")
+    return seconds
 
 
 @app.command()
@@ -611,6 +639,58 @@ def kill(
     else:
         engage_kill_switch(path, reason)
         out.print(f"[red]kill switch engaged[/] ({escape(str(path))}): flatten and halt")
+
+
+@app.command()
+def config(json_out: JsonOpt = False) -> None:
+    """The effective settings and where each came from (env, .env, default); secrets masked."""
+    from fabio.config_sources import effective_settings
+
+    rows = effective_settings(_settings())
+    if json_out:
+        _print_json({"settings": rows, "env_file": str(Path(".env").resolve())})
+        return
+    table = Table(title="Effective settings", title_justify="left")
+    for col in ("variable", "value", "source"):
+        table.add_column(col)
+    for row in rows:
+        shown = "—" if row["value"] is None else str(row["value"])
+        table.add_row(row["variable"], escape(shown), row["source"])
+    out.print(table)
+
+
+@app.command()
+def trades(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="Output file: .csv, .parquet or .json.")
+    ],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv, parquet or json (default: from --out).")
+    ] = None,
+    symbol: Annotated[
+        str | None, typer.Option("--symbol", help="Only this contract. Default: every symbol.")
+    ] = None,
+    log_dir: Annotated[
+        Path | None,
+        typer.Option("--log-dir", help="Journal folder, e.g. logs/backtest. Default: LOGS_DIR."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export the closed trades of a journal (paper, live or a backtest's) to CSV/Parquet/JSON."""
+    from fabio.trades_export import closed_trades, export_trades
+
+    folder = log_dir or _settings().log_dir
+    closed, problems = closed_trades(folder, symbol)
+    for problem in problems:
+        err.print(f"[yellow]note:[/] {escape(str(problem))}")
+    written = export_trades(closed, out_path, fmt)
+    summary = {"trades": len(closed), "format": written, "out": str(out_path),
+               "journal": str(folder / "execution.jsonl"),
+               "net_pnl_usd": round(sum(t.net_pnl_usd for t in closed), 2)}
+    if json_out:
+        _print_json(summary)
+    else:
+        out.print(escape(f"{len(closed)} closed trades ({written}) -> {out_path}"))
 
 
 def _secrets(settings: Settings) -> tuple[str, ...]:
