@@ -20,10 +20,11 @@ import numpy as np
 from fabio.brain.base import Brain, BrainReply
 from fabio.brain.cadence import Cadence
 from fabio.brain.context import DecisionContext, PositionView, build_context
-from fabio.brain.exchange import RECORD_TYPE, exchange_record
+from fabio.brain.exchange import RECORD_TYPE
 from fabio.brain.notes import NoteStore
 from fabio.brain.schema import ImportanceZone
 from fabio.domain import TradeBatch
+from fabio.exchange_journal import ExchangeJournal
 from fabio.execution.engine import ExecutionEngine
 from fabio.features.engine import FeatureEngine
 from fabio.features.snapshot import FeatureSnapshot
@@ -98,6 +99,7 @@ class Agent:
         self.brain = brain
         self.cadence = cadence
         self.exchanges = exchanges
+        self.exchange_journal = ExchangeJournal(exchanges)
         self.learning = learning
         self.live = live
         self.bus = bus or EventBus()
@@ -187,12 +189,14 @@ class Agent:
     async def close_session(self) -> None:
         """Flat and closed at the session's end (also at the end of the data)."""
         if self._session_index < 0:
+            self.exchange_journal.flush()
             return
         await self._drain_pending()
         session = self.features.calendar.session(self._session_index)
         end_ns = min(self._session_close_ns, self._last_ts) if self._last_ts else \
             self._session_close_ns
         self.execution.end_session(session.trade_date.isoformat(), end_ns, self._last_price)
+        self.exchange_journal.flush()
         self._session_index = -1
         self._session_open_ns = self._session_close_ns = 0
 
@@ -310,11 +314,9 @@ class Agent:
 
     def _journal(self, ctx: DecisionContext, reply: BrainReply,
                  dropped: str | None = None) -> dict[str, Any] | None:
-        record = exchange_record(ctx, reply)
-        if dropped:
-            record["dropped"] = dropped
-        if self.exchanges is not None:
-            self.exchanges.append(record)
+        record = self.exchange_journal.record(ctx, reply, dropped)
+        if record is None:  # a quiet rule-brain decision, folded into a summary
+            return None
         return {"type": RECORD_TYPE, "symbol": record["symbol"],
                 "market_time_ns": record["market_time_ns"],
                 "decision": {"market_assessment": record["decision"]["market_assessment"],
