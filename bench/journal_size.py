@@ -22,7 +22,15 @@ from fabio.backtest.runner import run_backtest
 from fabio.brain.rules import RuleBrain
 from fabio.data import open_feed
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "es-5m-sierra"
+# ../shared/data beside the repository (or beside a folder holding it, e.g. a worktree).
+SHARED = next(
+    (
+        p / "shared" / "data" / "es-5m-sierra"
+        for p in Path(__file__).resolve().parents[1:4]
+        if (p / "shared" / "data" / "es-5m-sierra").is_dir()
+    ),
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "es-5m-sierra",
+)
 SPEC_GREPS = (
     "poc_cross_stats",
     "strategy_tweaks",

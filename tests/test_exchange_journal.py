@@ -96,6 +96,7 @@ def test_llm_calls_fallbacks_and_stale_answers_are_always_full(tmp_path: Path) -
     ctx, quiet = _reply_and_context(tmp_path)
     journal = ExchangeJournal(Journal(tmp_path / "x.jsonl"))
     assert journal.record(ctx, quiet) is None
+    assert journal.record(ctx, quiet) is None  # folded into the same summary
     llm = dataclasses.replace(
         quiet,
         brain="llm:gpt-4o-mini",
@@ -106,25 +107,24 @@ def test_llm_calls_fallbacks_and_stale_answers_are_always_full(tmp_path: Path) -
     fallback = dataclasses.replace(
         quiet, requested_brain="llm:gpt-4o-mini", fallback_reason="timeout after 12 s"
     )
+    for reply, dropped in ((llm, None), (fallback, None), (quiet, "stale: 12 s old")):
+        assert journal.record(ctx, reply, dropped) is not None
     noted = dataclasses.replace(
         quiet,
         decision=quiet.decision.model_copy(
             update={"notes_to_future_self": ["fade the open when VA is narrow"]}
         ),
     )
-    for reply, dropped in (
-        (llm, None),
-        (fallback, None),
-        (quiet, "stale: 12 s old"),
-        (noted, None),
-    ):
-        assert journal.record(ctx, reply, dropped) is not None
+    assert journal.record(ctx, noted) is None  # a rule-brain note: in a summary of its own
     journal.flush()
     lines = [json.loads(x) for x in (tmp_path / "x.jsonl").read_text().splitlines()]
-    assert [r["type"] for r in lines] == ["decision_summary", *["llm_exchange"] * 4]
-    assert lines[0]["decisions"] == 1
-    # A restart still reads the notes back from the full record.
+    kinds = [r["type"] for r in lines]
+    assert kinds == ["decision_summary", *["llm_exchange"] * 3, "decision_summary"]
+    assert lines[0]["decisions"] == 2 and lines[-1]["decisions"] == 1
+    assert lines[-1]["notes_to_future_self"] == ["fade the open when VA is narrow"]
+    # A restart reads the note back from the summary.
     store = NoteStore(ctx.symbol)
     for r in lines:
         store.add_record(r)
-    assert store.select(ctx.market_time_ns + 1, None, set())
+    notes = store.select(ctx.market_time_ns + 1, None, set())
+    assert [n.text for n in notes] == ["fade the open when VA is narrow"]

@@ -272,7 +272,8 @@ class Agent:
             for t in d.trade_decisions
         ]
         self._count_entries(d.trade_decisions, results)
-        record = self._journal(ctx, reply)
+        acted = any(r.accepted for r in results)
+        record = self._journal(ctx, reply, acted=acted)
         if d.notes_to_future_self and record is not None:
             self.notes.add_record(record)
         event = {
@@ -313,14 +314,13 @@ class Agent:
         s.brains[reply.brain] = s.brains.get(reply.brain, 0) + 1
 
     def _journal(self, ctx: DecisionContext, reply: BrainReply,
-                 dropped: str | None = None) -> dict[str, Any] | None:
-        record = self.exchange_journal.record(ctx, reply, dropped)
-        if record is None:  # a quiet rule-brain decision, folded into a summary
-            return None
-        return {"type": RECORD_TYPE, "symbol": record["symbol"],
-                "market_time_ns": record["market_time_ns"],
-                "decision": {"market_assessment": record["decision"]["market_assessment"],
-                             "notes_to_future_self": record["decision"]["notes_to_future_self"]}}
+                 dropped: str | None = None, acted: bool = False) -> dict[str, Any] | None:
+        # In full, or folded into a summary (a quiet rule-brain decision): exchange_journal.py.
+        self.exchange_journal.record(ctx, reply, dropped, acted)
+        d = reply.decision
+        return {"type": RECORD_TYPE, "symbol": ctx.symbol, "market_time_ns": ctx.market_time_ns,
+                "decision": {"market_assessment": d.market_assessment.model_dump(),
+                             "notes_to_future_self": list(d.notes_to_future_self)}}
 
     def _record_minute(self, snap: FeatureSnapshot, now: int) -> None:
         minute = now // (60 * NS)

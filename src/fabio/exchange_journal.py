@@ -1,18 +1,18 @@
 """What `llm_exchanges.jsonl` keeps: full records where they matter, a summary of the rest.
 
 A full `llm_exchange` record (the context sent, the answer, what was accepted, the cost) is kept
-for every LLM call (any brain but the deterministic rule brain, and every fallback), every
-decision that acts (a trade decision, a strategy tweak, a note to the future self, a rejected
-value) and every answer dropped as stale. The rule brain's other decisions change nothing and can
-be recomputed from the data, so consecutive ones with the same assessment are folded into one
-`decision_summary` record: the span, how many decisions, the regime and market state, the first
-and last price. That keeps a nine-year bar backtest's journals small (bench/journal_size.py)
-while the spec's greps (`grep strategy_tweaks`, `grep poc_cross_stats`, ...) still find every
-record that acted, and `grep market_assessment` also finds the summaries.
+for every LLM call (any brain but the deterministic rule brain, and every fallback), every decision
+that acts (a trade decision, a strategy tweak, a rejected value) and every answer dropped as stale.
+The rule brain's other decisions change nothing and can be recomputed from the data, so consecutive
+ones with the same assessment are folded into one `decision_summary` record: the span, how many
+decisions, the regime and market state, the first and last price, and the notes to the future self
+of its first decision (the rule brain notes a regime change, which is where a run starts; a restart
+reads them back like any note). That keeps a nine-year bar backtest's journals small
+(bench/journal_size.py) while the spec's greps (`grep strategy_tweaks`, `grep poc_cross_stats`,
+...) still find every record that acted, and `grep market_assessment` also finds the summaries.
 
-A summary is written when the assessment changes, before the next full record, and when a
-session closes (`flush`); a crash loses at most the summary being accumulated, never a full
-record.
+A summary is written when the assessment changes, before the next full record, and when a session
+closes (`flush`); a crash loses at most the summary being accumulated, never a full record.
 """
 
 from __future__ import annotations
@@ -22,24 +22,25 @@ from typing import Any
 
 from fabio.brain.base import BrainReply
 from fabio.brain.context import DecisionContext
-from fabio.brain.exchange import exchange_record
+from fabio.brain.exchange import SUMMARY_TYPE, exchange_record
 from fabio.journal import Journal
 from fabio.timeutil import format_ns
 
-SUMMARY_TYPE = "decision_summary"
 SUMMARISED_BRAIN = "rules"  # deterministic and offline: its quiet decisions can be recomputed
 
 
-def needs_full_record(reply: BrainReply, dropped: str | None) -> bool:
-    """An LLM call, a fallback, a stale answer, or a decision that acts."""
+def needs_full_record(reply: BrainReply, dropped: str | None, acted: bool = True) -> bool:
+    """An LLM call, a fallback, a stale answer, or a decision that acts: a trade decision that
+    was carried out (`acted`), a strategy tweak or a rejected value. A rule-brain entry the
+    engine refused (e.g. the risk engine is halted) acted on nothing: execution.jsonl journals
+    the refusal and the summary counts it."""
     d = reply.decision
     return bool(
         reply.brain != SUMMARISED_BRAIN
         or reply.fell_back
         or dropped
-        or d.trade_decisions
+        or (d.trade_decisions and acted)
         or d.strategy_updates.strategy_tweaks
-        or d.notes_to_future_self
         or reply.rejections
         or reply.prompt_tokens
         or reply.completion_tokens
@@ -58,13 +59,15 @@ class _Run:
     last_ns: int
     first_price: float
     last_price: float
+    notes: list[str]
     decisions: int = 1
+    refused: int = 0  # trade decisions the engine refused
 
     def key(self) -> tuple[str, str, str, str]:
         return (self.symbol, self.brain, self.regime, self.market_state)
 
     def record(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "type": SUMMARY_TYPE,
             "symbol": self.symbol,
             "brain": self.brain,
@@ -75,6 +78,11 @@ class _Run:
             "market_assessment": {"regime": self.regime, "market_state": self.market_state},
             "price": [self.first_price, self.last_price],
         }
+        if self.notes:
+            out["notes_to_future_self"] = self.notes
+        if self.refused:
+            out["trade_decisions_refused"] = self.refused
+        return out
 
 
 class ExchangeJournal:
@@ -87,10 +95,15 @@ class ExchangeJournal:
         self.summarised_decisions = 0
 
     def record(
-        self, ctx: DecisionContext, reply: BrainReply, dropped: str | None = None
+        self,
+        ctx: DecisionContext,
+        reply: BrainReply,
+        dropped: str | None = None,
+        acted: bool = True,
     ) -> dict[str, Any] | None:
-        """Journal one decision; the full record when one was written, else None."""
-        if needs_full_record(reply, dropped):
+        """Journal one decision; the full record when one was written, else None. `acted`: a
+        trade decision of it was carried out (callers that do not know keep the default)."""
+        if needs_full_record(reply, dropped, acted):
             self.flush()
             record = exchange_record(ctx, reply)
             if dropped:
@@ -99,7 +112,8 @@ class ExchangeJournal:
                 self.journal.append(record)
             self.full_records += 1
             return record
-        ma = reply.decision.market_assessment
+        d = reply.decision
+        ma = d.market_assessment
         run = _Run(
             ctx.symbol,
             reply.brain,
@@ -109,10 +123,14 @@ class ExchangeJournal:
             ctx.market_time_ns,
             ctx.price,
             ctx.price,
+            list(d.notes_to_future_self),
         )
+        run.refused = len(d.trade_decisions)
         self.summarised_decisions += 1
-        if self._run is not None and self._run.key() == run.key():
+        # A decision with notes starts a run of its own, so a note keeps its own time.
+        if self._run is not None and self._run.key() == run.key() and not run.notes:
             self._run.decisions += 1
+            self._run.refused += run.refused
             self._run.last_ns = run.last_ns
             self._run.last_price = run.last_price
             return None

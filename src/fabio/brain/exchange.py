@@ -15,6 +15,7 @@ from fabio.brain.context import DecisionContext
 from fabio.timeutil import format_ns
 
 RECORD_TYPE = "llm_exchange"
+SUMMARY_TYPE = "decision_summary"  # quiet rule-brain decisions folded (fabio.exchange_journal)
 
 
 def exchange_record(
