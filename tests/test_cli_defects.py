@@ -32,7 +32,16 @@ class Result:
 @pytest.fixture
 def fabio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
-    for name in ("SYMBOL", "LOG_DIR", "LOGS_DIR", "MODE", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+    for name in (
+        "SYMBOL",
+        "LOG_DIR",
+        "LOGS_DIR",
+        "MODE",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "DAILY_LOSS_LIMIT",
+        "STRATEGIES_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
 
     def run(*args: str) -> Result:
@@ -225,19 +234,30 @@ def test_file_results_are_not_labelled_synthetic(fabio, two_files: list[str]) ->
     assert summary["data_source"] == "files" and "caveat" not in summary
 
 
-def test_a_backtest_without_trades_says_why(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    (tmp_path / "logs").mkdir()
-    (tmp_path / "logs" / "KILL").write_text("operator halt\n")  # the risk engine refuses all
+def test_a_backtest_without_trades_says_why(  # type: ignore[no-untyped-def]
+    fabio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A daily limit just above the loss buffer: the risk engine refuses every entry.
+    monkeypatch.setenv("DAILY_LOSS_LIMIT", "101")
     result = fabio("backtest", "--days", "1", "--log-dir", "bt", "--report", "r.html", "--json")
     assert result.code == 0, result.err
     summary = json.loads(result.out)
     assert summary["trades"] == 0
-    assert "refused" in summary["no_trades_reason"]
-    assert "kill switch" in summary["no_trades_reason"]
+    reason = summary["no_trades_reason"]
+    assert "proposed entries were refused" in reason and "daily loss" in reason
     page = (tmp_path / "r.html").read_text()
-    assert "No trades." in page and "kill switch" in page
+    assert "No trades." in page and "daily loss" in page
     human = fabio("backtest", "--days", "1", "--log-dir", "bt2")
     assert "no trades:" in human.out
+    # Every strategy switched off: no setup fires at all.
+    monkeypatch.delenv("DAILY_LOSS_LIMIT")
+    off = {"enabled": False}
+    names = ("MeanReversionPOC_v2", "TrendLVN_Pullback_v1", "AbsorptionFade_v1")
+    (tmp_path / "s.json").write_text(json.dumps(dict.fromkeys(names, off)))
+    monkeypatch.setenv("STRATEGIES_FILE", str(tmp_path / "s.json"))
+    quiet = fabio("backtest", "--days", "1", "--log-dir", "bt3", "--json")
+    assert quiet.code == 0, quiet.err
+    assert json.loads(quiet.out)["no_trades_reason"].startswith("no setup fired")
 
 
 # ------------------------------------------------------------- fabio state

@@ -62,18 +62,10 @@ def _reply_and_context(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A real quiet rule-brain decision and its context, from a real backtest journal."""
     import asyncio
 
-    from fabio.agent import Agent
-    from fabio.brain.cadence import Cadence
-    from fabio.execution.engine import ExecutionEngine
-    from fabio.features.engine import FeatureEngine
+    from fabio.wiring import AgentOptions, build_agent
 
     feed = SyntheticFeed(SyntheticConfig(symbol="ES", days=2, seed=5, eth=False, rth_trades=50_000))
-    agent = Agent(
-        FeatureEngine(feed.contract),
-        ExecutionEngine.open(feed.contract, None),
-        RuleBrain(),
-        Cadence(),
-    )
+    agent = build_agent(feed.contract, RuleBrain(), AgentOptions(log_dir=None))
     found = []
 
     async def go() -> None:

@@ -37,18 +37,20 @@ def test_each_trade_date_gets_its_own_synthetic_market() -> None:
 def test_live_view_never_says_risk_active_with_the_kill_switch_engaged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from fabio.killswitch import request_kill_switch
+
     monkeypatch.chdir(tmp_path)
-    settings = Settings(_env_file=None, log_dir=tmp_path / "logs")  # type: ignore[call-arg]
-    (tmp_path / "logs").mkdir()
-    (tmp_path / "logs" / "KILL").write_text("desk says stop\n")
+    logs = tmp_path / "logs"
+    settings = Settings(_env_file=None, log_dir=logs)  # type: ignore[call-arg]
+    request_kill_switch(logs, True, "desk says stop", "cli", ())
     session = PaperSession(settings, RunOptions(speed=1e6, duration_sec=600, live_view=False))
     asyncio.run(session.run())
-    console = Console(record=True, width=300)
-    console.print(session._view(session.agent, None))
-    text = console.export_text()
+
+    def shown() -> str:
+        console = Console(record=True, width=300)
+        console.print(session._view(session.agent.status, None))
+        return console.export_text()
+
+    text = shown()
     assert "risk active" not in text
     assert "KILL SWITCH ENGAGED" in text and "desk says stop" in text
-    (tmp_path / "logs" / "KILL").unlink()
-    console = Console(record=True, width=300)
-    console.print(session._view(session.agent, None))
-    assert "risk active" in console.export_text()

@@ -308,7 +308,7 @@ def decide(
     json_out: JsonOpt = False,
 ) -> None:
     """Ask the brain at a moment; print the decision and journal the exchange."""
-    from fabio.brain.decide import decide_at
+    from fabio.decide import decide_at
 
     settings = _settings()
     config = _feature_config(settings, rth, None, None)
@@ -560,7 +560,10 @@ def state(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """What a restart rebuilds from the journal: strategy_state, performance, positions, limits."""
+    """What a restart rebuilds from the journal: strategy_state, performance, positions, limits.
+
+    Read-only: it never writes to the journal.
+    """
     from fabio.journal import read_journal
 
     settings = _settings()
@@ -583,24 +586,27 @@ def state(
 
 
 def _state_of(symbol: str, settings: Settings) -> dict[str, Any]:
-    from fabio.execution.engine import ExecutionEngine
     from fabio.instruments import parse_symbol
     from fabio.strategies import load_strategies
+    from fabio.wiring import read_state
 
     contract = parse_symbol(symbol)
-    engine = ExecutionEngine.open(contract, settings.log_dir, settings.risk_config(),
-                                  defaults=load_strategies(settings.strategies_file),
-                                  secrets=_secrets(settings))
-    summary = engine.ledger.summary()
+    view = read_state(contract, settings.log_dir, settings.risk_config(),
+                      load_strategies(settings.strategies_file))
+    summary = view.ledger.summary()
     summary["symbol"] = contract.symbol
     summary["journal"] = str(settings.log_dir / "execution.jsonl")
-    summary["journal_problems"] = engine.problems
+    summary["journal_problems"] = view.problems
     return summary
 
 
 def _print_state(symbol: str, summary: dict[str, Any]) -> None:
     for problem in summary["journal_problems"]:
         err.print(f"[yellow]note:[/] {escape(str(problem))}")
+    kill_switch = summary["kill_switch"]
+    if kill_switch["engaged"]:
+        out.print(f"[bold red]KILL SWITCH ENGAGED[/] by {escape(kill_switch['source'])}: "
+                  f"{escape(kill_switch['reason'])} (release: fabio kill --release)")
     table = Table(title=f"{escape(symbol)} strategy_state ({summary['records_applied']} journal "
                   "records)", title_justify="left")
     for col in ("strategy", "enabled", "risk_fraction", "max_trades_per_session", "min_rr",
@@ -616,7 +622,10 @@ def _print_state(symbol: str, summary: dict[str, Any]) -> None:
                                         "target_ticks")),
             _fmt(p.get("trades", 0)), _fmt(p.get("win_rate")), _fmt(p.get("net_pnl", 0.0)))
     out.print(table)
-    out.print(_kv_table(f"{symbol} risk", summary["risk"]))
+    risk = dict(summary["risk"])
+    if kill_switch["engaged"]:
+        risk["state"] = f"killed ({risk.get('state')})"
+    out.print(_kv_table(f"{symbol} risk", risk))
     out.print(f"closed trades {summary['closed_trades']}, net P&L ${summary['net_pnl_usd']:,.2f}, "
               f"open {escape(str(summary['open_trades'] or 'none'))}")
 
@@ -625,20 +634,23 @@ def _print_state(symbol: str, summary: dict[str, Any]) -> None:
 def kill(
     reason: Annotated[str, typer.Option("--reason", help="Why (journaled).")] = "manual kill",
     release: Annotated[
-        bool, typer.Option("--release", help="Remove the kill switch file instead.")
+        bool, typer.Option("--release", help="Release the kill switch instead.")
     ] = False,
 ) -> None:
-    """The kill switch: a running agent flattens and halts; nothing trades until released."""
-    from fabio.execution.risk import engage_kill_switch, release_kill_switch
+    """The kill switch: a running agent flattens and halts; nothing trades until released.
+
+    The change is journaled at once (reason, time, source cli) and survives restarts.
+    """
+    from fabio.killswitch import request_kill_switch
 
     settings = _settings()
-    path = settings.kill_switch_path()
+    reason = reason if not release or reason != "manual kill" else "manual release"
+    request_kill_switch(settings.log_dir, not release, reason, "cli", _secrets(settings))
+    journal = escape(str(settings.log_dir / "execution.jsonl"))
     if release:
-        release_kill_switch(path)
-        out.print(escape(f"kill switch released ({path})"))
+        out.print(f"kill switch released (journaled in {journal})")
     else:
-        engage_kill_switch(path, reason)
-        out.print(f"[red]kill switch engaged[/] ({escape(str(path))}): flatten and halt")
+        out.print(f"[red]kill switch engaged[/]: flatten and halt (journaled in {journal})")
 
 
 @app.command()

@@ -23,6 +23,7 @@ from typing import Any
 from fabio.brain.base import BrainReply
 from fabio.brain.context import DecisionContext
 from fabio.brain.exchange import SUMMARY_TYPE, exchange_record
+from fabio.events import SCHEMA_VERSION
 from fabio.journal import Journal
 from fabio.timeutil import format_ns
 
@@ -69,6 +70,7 @@ class _Run:
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "type": SUMMARY_TYPE,
+            "schema_version": SCHEMA_VERSION,
             "symbol": self.symbol,
             "brain": self.brain,
             "market_time": format_ns(self.first_ns),

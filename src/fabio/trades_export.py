@@ -7,13 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from fabio.errors import FabioError
-from fabio.execution.ledger import Ledger
-from fabio.execution.risk import RiskConfig, RiskEngine
-from fabio.execution.types import ClosedTrade
 from fabio.instruments import parse_symbol
-from fabio.journal import read_journal
-from fabio.strategies import initialize_default_strategies
+from fabio.orders import ClosedTrade
 from fabio.timeutil import format_ns
+from fabio.wiring import journal_symbols, read_state
 
 FORMATS = ("csv", "parquet", "json")
 EXECUTION_JOURNAL = "execution.jsonl"
@@ -27,24 +24,18 @@ def closed_trades(log_dir: Path, symbol: str | None = None) -> tuple[list[Closed
     path = log_dir / EXECUTION_JOURNAL
     if not path.exists():
         raise FabioError(f"{path}: no such journal (give the folder with --log-dir)")
-    read = read_journal(path)
-    symbols = sorted({str(r["symbol"]) for r in read.records if r.get("symbol")})
+    symbols = sorted(journal_symbols(log_dir))
     if symbol is not None:
         wanted = parse_symbol(symbol).symbol
         symbols = [s for s in symbols if s == wanted]
     trades: list[ClosedTrade] = []
+    problems: list[str] = []
     for sym in symbols:
-        ledger = Ledger.new(
-            parse_symbol(sym).spec,
-            initialize_default_strategies(),
-            RiskEngine(RiskConfig()),
-            symbol=sym,
-        )
-        for rec in read.records:
-            ledger.apply(rec)
-        trades.extend(ledger.closed)
+        view = read_state(parse_symbol(sym), log_dir)
+        trades.extend(view.ledger.closed)
+        problems = view.problems
     trades.sort(key=lambda t: (t.exit_ns, t.trade_id))
-    return trades, read.problems
+    return trades, problems
 
 
 def _rows(trades: list[ClosedTrade]) -> list[dict[str, Any]]:
