@@ -736,13 +736,14 @@ def regime(
         typer.Option("--out", help="Write the per-minute timeline as CSV ('-': stdout)."),
     ] = None,
     symbol: SymbolOpt = None,
+    force_symbol: ForceSymbolOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """The rule brain's regime for every RTH minute, and its score against labels."""
     from fabio.brain.regime_timeline import read_labels, regime_timeline, score_timeline
     from fabio.data import open_feed
 
-    feed = open_feed(data, symbol=symbol)
+    feed = open_feed(data, symbol=symbol, force_symbol=force_symbol)
     label_set = read_labels(labels) if labels is not None else None  # bad labels fail first
     timeline = regime_timeline(feed, warmup_sessions=warmup)
     _report_skips(feed)
