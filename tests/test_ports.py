@@ -489,3 +489,31 @@ def test_the_live_view_is_drawn_from_agent_status_only() -> None:
     text = console.export_text()
     assert "KILL SWITCH ENGAGED ([news] spike)" in text and "risk active" not in text
     assert "long 1 @ 4799.00" in text and "0.0050" in text
+
+
+class RejectingVenue(FakeVenue):
+    """A venue that refuses every exit (e.g. the contract is halted, or the account locked)."""
+
+    def submit_exit(self, side: int, qty: int, strategy: str, now_ns: int, reason: str) -> Order:
+        order = super().submit_exit(side, qty, strategy, now_ns, reason)
+        order.status = OrderStatus.REJECTED
+        order.reason = "market closed"
+        return order
+
+
+def test_a_position_left_from_an_earlier_session_that_cannot_be_flattened_halts(
+    tmp_path: Path,
+) -> None:
+    """Issue 13 item 1: flatten at once, or halt and say so when it cannot."""
+    _open_position_journal(tmp_path)  # long 1 on 2024-03-05, then the process died
+    e = open_execution(ES, tmp_path, RiskConfig(), broker=lambda c, n: RejectingVenue(n))
+    next_day = ct(8, 30) + 24 * 3600 * 1_000_000_000
+    e.start_session("2024-03-06", next_day)
+    records = [parse_record(r) for r in read_journal(tmp_path / EXECUTION_JOURNAL).records]
+    stale = [r for r in records if r is not None and r.type == "stale_position"]
+    assert len(stale) == 1 and "2024-03-05" in stale[0].reason  # type: ignore[attr-defined]
+    [kill] = [r for r in records if isinstance(r, KillSwitchEvent)]
+    assert kill.engaged and kill.source == "restart"
+    assert "cannot flatten" in kill.reason and "market closed" in kill.reason
+    assert e.ledger.risk.kill_switch_engaged and any("cannot flatten" in p for p in e.problems)
+    assert not e.process_trade_decision(enter(), next_day + 60_000_000_000, P).accepted

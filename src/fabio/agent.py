@@ -127,6 +127,8 @@ class Agent:
         self._pending: asyncio.Task[tuple[DecisionContext, BrainReply]] | None = None
         self._minute = -1
         self._regime: str | None = None
+        # Held for the agent's life (paper / live): one trading process per journal and account.
+        self.run_lock: Any = None
 
     # ---------------------------------------------------------------- state for views
     def start(self) -> None:

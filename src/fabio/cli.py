@@ -96,7 +96,12 @@ VaRowsOpt = Annotated[
 
 
 def _settings() -> Settings:
-    return load_settings()
+    from fabio.config import unknown_settings
+
+    settings = load_settings()
+    for warning in unknown_settings():
+        err.print(f"warning: {warning}", soft_wrap=True, markup=False, style="yellow")
+    return settings
 
 
 def _feature_config(
@@ -171,7 +176,11 @@ def _kv_table(title: str, data: dict[str, Any]) -> Table:
 
 
 def _print_json(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    """Standard JSON only: a NaN or an infinity is printed as null, never `Infinity`."""
+    from fabio.journal import to_json_safe
+
+    sys.stdout.write(json.dumps(to_json_safe(payload), indent=2, default=str, allow_nan=False)
+                     + "\n")
 
 
 @app.command()
@@ -657,10 +666,13 @@ def kill(
 def config(json_out: JsonOpt = False) -> None:
     """The effective settings and where each came from (env, .env, default); secrets masked."""
     from fabio.config_sources import effective_settings
+    from fabio.strategies import strategy_bounds
 
     rows = effective_settings(_settings())
+    bounds = strategy_bounds()
     if json_out:
-        _print_json({"settings": rows, "env_file": str(Path(".env").resolve())})
+        _print_json({"settings": rows, "env_file": str(Path(".env").resolve()),
+                     "strategy_bounds": bounds})
         return
     table = Table(title="Effective settings", title_justify="left")
     for col in ("variable", "value", "source"):
@@ -669,6 +681,15 @@ def config(json_out: JsonOpt = False) -> None:
         shown = "—" if row["value"] is None else str(row["value"])
         table.add_row(row["variable"], escape(shown), row["source"])
     out.print(table)
+    limits = Table(title="Strategy parameter bounds (STRATEGIES_FILE and every brain change "
+                   "stay inside; a proposal beyond the outer limits is rejected)",
+                   title_justify="left")
+    for col in ("parameter", "min", "max", "rejected below", "rejected above"):
+        limits.add_column(col)
+    for row in bounds:
+        limits.add_row(*(escape(_fmt(row[k])) for k in (
+            "parameter", "min", "max", "proposal_reject_below", "proposal_reject_above")))
+    out.print(limits)
 
 
 @app.command()
@@ -703,6 +724,32 @@ def trades(
         _print_json(summary)
     else:
         out.print(escape(f"{len(closed)} closed trades ({written}) -> {out_path}"))
+
+
+@app.command("journal-repair")
+def journal_repair(
+    path: Annotated[Path | None, typer.Argument(
+        help="Journal to repair. Default: the execution journal under LOGS_DIR.")] = None,
+) -> None:
+    """Move the unreadable lines of a journal aside (after a backup), so Fabio can start again.
+
+    Stop Fabio first. Records on those lines are lost to the rebuilt state: review the
+    `.corrupt` file (and `fabio state`) before trading on.
+    """
+    from fabio.journal import repair_journal
+    from fabio.runlock import RunLock
+
+    settings = _settings()
+    target = path or settings.log_dir / "execution.jsonl"
+    if not target.is_file():
+        raise FabioError(f"{target}: no such journal")
+    with RunLock(target.parent):  # never under a running agent
+        backup, quarantine, lines = repair_journal(target)
+    if not lines:
+        out.print(f"{target}: no corrupt line, nothing changed")
+        return
+    out.print(f"{target}: moved {len(lines)} unreadable line(s) ({', '.join(map(str, lines))}) "
+              f"to {quarantine}; original kept as {backup}")
 
 
 def _secrets(settings: Settings) -> tuple[str, ...]:

@@ -6,10 +6,14 @@ immutable configuration objects such as `FeatureConfig`.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -25,12 +29,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fabio.errors import ConfigError, InstrumentError
 from fabio.instruments import parse_symbol
 from fabio.sessions import SessionKind
+from fabio.strategies import STRATEGY_BOUNDS
 
 
 class FeatureConfig(BaseModel):
     """Parameters of the order-flow feature engine (each is defined in docs/features.md)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     session: SessionKind = SessionKind.RTH
     value_area_pct: float = Field(0.70, gt=0.0, le=1.0)
@@ -65,6 +70,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        allow_inf_nan=False,  # ACCOUNT_BALANCE=inf is a typo, never a balance
         populate_by_name=True,
     )
 
@@ -186,6 +192,58 @@ def _describe(error: dict[str, Any]) -> str:
     secret = any(word in field_name for word in ("key", "password", "secret", "token"))
     shown = "" if secret or isinstance(value, dict) else f"={value!r}"
     return f"{name}{shown}: {message}"
+
+
+# Environment names that look like ours: a misspelt one is warned about, not silently ignored.
+_OUR_PREFIXES = ("FABIO_", "TOPSTEP_", "LLM_", "FEATURE_", "ACCOUNT_", "RISK_", "STRATEG",
+                 "DAILY_", "MAX_TRADES", "FLAT_")
+# Read by others from the same environment, not settings of ours.
+_NOT_SETTINGS = frozenset({"FABIO_DEBUG", "FABIO_UPDATE_GOLDEN"})
+
+
+def _setting_names() -> set[str]:
+    """Every name a setting is read under: the field's name and its aliases, upper case."""
+    names: set[str] = set()
+    for name, info in Settings.model_fields.items():
+        names.add(name.upper())
+        for alias in (info.alias, info.validation_alias):
+            if isinstance(alias, str):
+                names.add(alias.upper())
+            elif isinstance(alias, AliasChoices):
+                names.update(str(c).upper() for c in alias.choices if isinstance(c, str))
+    return names
+
+
+def unknown_settings(
+    env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """One warning per unknown key: every key of `.env`, and environment variables whose name
+    is ours (FABIO_*, the spec's prefixes, a strategy parameter, or close to a setting)."""
+    known = _setting_names()
+    params = {name.upper() for name in STRATEGY_BOUNDS}
+
+    def hint(key: str) -> str:
+        if key in params:
+            return f"; {key.lower()} is a strategy parameter: set it in STRATEGIES_FILE"
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+        return f"; did you mean {close[0]}?" if close else ""
+
+    warnings: list[str] = []
+    if env_file is not None and Path(env_file).is_file():
+        for key in dotenv_values(env_file):
+            name = key.strip().upper()
+            if name not in known and name not in _NOT_SETTINGS:
+                warnings.append(f"{env_file}: unknown setting {name} is ignored{hint(name)}")
+    env = os.environ if environ is None else environ
+    for key in sorted(env):
+        name = key.upper()
+        if name in known or name in _NOT_SETTINGS:
+            continue
+        ours = (name.startswith(_OUR_PREFIXES) or name in params
+                or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.85))
+        if ours:
+            warnings.append(f"environment: unknown setting {name} is ignored{hint(name)}")
+    return warnings
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:

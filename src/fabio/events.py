@@ -188,6 +188,18 @@ class RiskStateEvent(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StalePositionEvent(Event):
+    """A position found open from an earlier session (a crash) or past the flat time: it is
+    flattened at once, and this says why."""
+
+    type: ClassVar[str] = "stale_position"
+    trade_id: str
+    trade_date: str | None
+    qty: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class KillEvent(Event):
     """Legacy record (`kill`): an operator halt, read from old journals."""
 
@@ -261,6 +273,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DecisionEvent,
     KillSwitchEvent,
     RiskStateEvent,
+    StalePositionEvent,
     KillEvent,
     TradeUpdate,
     FeatureSummary,

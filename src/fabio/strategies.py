@@ -19,7 +19,19 @@ TREND_PULLBACK = "TrendLVN_Pullback_v1"
 ABSORPTION_FADE = "AbsorptionFade_v1"
 PLAYBOOK = (MEAN_REVERSION, TREND_PULLBACK, ABSORPTION_FADE)
 
-# Sanity bounds for any strategy parameter a brain may propose (values outside are rejected).
+# The one source of truth for what `strategy_state` may hold: the guardrails (GuardrailConfig)
+# clamp every brain change into these bounds and a STRATEGIES_FILE must respect them;
+# `fabio config` prints them (see `strategy_bounds`).
+STRATEGY_BOUNDS: dict[str, tuple[float, float]] = {
+    "risk_fraction": (0.0005, 0.01),
+    "max_trades_per_session": (0, 20),
+    "min_rr": (1.0, 5.0),
+    "stop_ticks": (4, 200),
+    "target_ticks": (4, 400),
+}
+
+# Wider sanity limits for a value a brain proposes: beyond them the proposal is garbage and is
+# rejected outright; inside them it is clamped into STRATEGY_BOUNDS by the guardrails.
 RISK_FRACTION_MAX = 0.05
 STOP_TICKS_RANGE = (2, 400)
 TARGET_TICKS_RANGE = (2, 800)
@@ -30,7 +42,7 @@ MIN_RR_RANGE = (0.5, 10.0)
 class StrategyParams(BaseModel):
     """One strategy's `strategy_state` entry."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     enabled: bool = False
     risk_fraction: float = Field(0.005, gt=0, le=RISK_FRACTION_MAX)
@@ -120,4 +132,36 @@ def load_strategies(path: Path | None) -> dict[str, StrategyParams]:
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigError(f"STRATEGIES_FILE {path}: {name}: {problems}") from None
+        beyond = out_of_bounds(strategies[name])
+        if beyond:
+            raise ConfigError(
+                f"STRATEGIES_FILE {path}: {name}: {'; '.join(beyond)} (the guardrail bounds; "
+                "`fabio config` lists them)"
+            )
     return strategies
+
+
+def out_of_bounds(params: StrategyParams) -> list[str]:
+    """Why `params` lie outside STRATEGY_BOUNDS (empty when they are inside)."""
+    problems = []
+    for name, (lo, hi) in STRATEGY_BOUNDS.items():
+        value = getattr(params, name)
+        if not lo <= value <= hi:
+            problems.append(f"{name} {value} is outside [{lo:g}, {hi:g}]")
+    return problems
+
+
+def strategy_bounds() -> list[dict[str, object]]:
+    """The bounds as data (for `fabio config` and the dashboard): one row per parameter."""
+    proposal = {
+        "risk_fraction": (0.0, RISK_FRACTION_MAX),
+        "max_trades_per_session": MAX_TRADES_RANGE,
+        "min_rr": MIN_RR_RANGE,
+        "stop_ticks": STOP_TICKS_RANGE,
+        "target_ticks": TARGET_TICKS_RANGE,
+    }
+    return [
+        {"parameter": name, "min": lo, "max": hi, "proposal_reject_below": proposal[name][0],
+         "proposal_reject_above": proposal[name][1]}
+        for name, (lo, hi) in STRATEGY_BOUNDS.items()
+    ]

@@ -35,6 +35,7 @@ from fabio.instruments import Contract
 from fabio.journal import LLM_EXCHANGES, Journal, read_journal
 from fabio.killswitch import EXECUTION_JOURNAL, KillSwitchMailbox
 from fabio.ports import Broker, MarketFeed
+from fabio.runlock import RunLock
 from fabio.status import AgentStatus
 from fabio.strategies import StrategyParams, initialize_default_strategies, load_strategies
 
@@ -106,6 +107,8 @@ class AgentOptions:
     broker_config: SimBrokerConfig | None = None
     note_records: list[dict[str, Any]] | None = None  # None: read from the exchange journal
     stale_sec: float = 10.0
+    durable: bool | None = None  # fsync state records; None: all but backtests
+    account: str | None = None  # the broker account (live): one process per account
 
     @classmethod
     def from_settings(cls, settings: Settings, mode: Mode, **overrides: Any) -> AgentOptions:
@@ -123,6 +126,7 @@ class AgentOptions:
                 settings.llm_decision_interval_inner_band,
             ),
             "secrets": tuple(secret_values(settings)),
+            "account": settings.topstep_account_id if mode == "live" else None,
         }
         base.update(overrides)
         return cls(**base)
@@ -143,10 +147,11 @@ def open_execution(
     publish: Subscriber | None = None,
     broker_config: SimBrokerConfig | None = None,
     recover: bool = True,
+    durable: bool = True,
 ) -> ExecutionEngine:
     """One symbol's execution engine on its venue, rebuilt from the journal and recovered once.
 
-    The simulated venue unless `broker` says otherwise.
+    The simulated venue unless `broker` says otherwise. `durable`: fsync state records.
     """
     factory = broker or sim_broker(broker_config)
     engine = ExecutionEngine.open(
@@ -161,6 +166,7 @@ def open_execution(
         min_stop_ticks,
         slippage_allowance_ticks,
         publish,
+        durable=durable,
     )
     if recover:
         engine.recover()
@@ -193,9 +199,10 @@ def read_state(
         return StateView(ledger, [], None)
     path = log_dir / EXECUTION_JOURNAL
     read = read_journal(path)
+    read.raise_if_corrupt(path)
     for rec in read.records:
         ledger.apply_record(rec)
-    return StateView(ledger, read.problems, path)
+    return StateView(ledger, read.problems + [f"{path}: {c}" for c in ledger.conflicts], path)
 
 
 def journal_symbols(log_dir: Path) -> list[str]:
@@ -223,6 +230,11 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
         cadence = Cadence(
             default_sec=max(30.0, r), outer_sec=max(15.0, r), inner_sec=r, floor_sec=r
         )
+    lock = None
+    trading = options.mode in ("paper", "live")
+    if trading and options.log_dir is not None:
+        lock = RunLock(options.log_dir, options.account).acquire()  # before any write
+    durable = options.mode != "backtest" if options.durable is None else options.durable
     execution = open_execution(
         contract,
         options.log_dir,
@@ -235,7 +247,19 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
         min_stop_ticks=8 if coarse else 4,
         slippage_allowance_ticks=8 if coarse else 2,
         publish=bus.publish,
+        recover=False,  # after the conflict check below
+        durable=durable,
     )
+    if trading and execution.ledger.conflicts:
+        if lock is not None:
+            lock.release()
+        conflicts = execution.ledger.conflicts
+        raise FabioError(
+            f"{options.log_dir}/{EXECUTION_JOURNAL}: {conflicts[0]} ({len(conflicts)} "
+            "conflict(s): two processes wrote this journal?); refusing to trade on an "
+            "ambiguous state: review it with `fabio state`"
+        )
+    execution.recover()
     exchanges = None
     notes = options.note_records
     mailbox = None
@@ -260,5 +284,6 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
         status=status,
         kill_requests=mailbox.take if mailbox is not None else None,
     )
+    agent.run_lock = lock
     agent.start()
     return agent

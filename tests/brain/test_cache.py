@@ -147,12 +147,13 @@ def test_torn_last_line_is_tolerated(
     assert len(replayer.problems) == 1 and "torn" in replayer.problems[0]
     assert decide(replayer, decision_context).brain == "cache"
 
-    # recording again after the tear starts on a fresh line, and every line reads back
+    # recording again cuts the torn tail off (kept in .torn) and every line reads back
     again = CachedBrain.record(path, llm(llm_server, FixedBrain()))
     llm_server.script(completion(json.dumps(decision_dict(decision_context.price))))
     decide(again, decision_context)
     read = read_journal(path)
-    assert len(read.records) == 2 and len(read.problems) == 1
+    assert len(read.records) == 2 and read.problems == []
+    assert path.with_name(path.name + ".torn").read_bytes().startswith(b'{"type": "llm_cache"')
 
 
 def test_stale_entry_falls_back(tmp_path: Path, decision_context: DecisionContext) -> None:

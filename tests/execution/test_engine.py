@@ -17,6 +17,7 @@ import pytest
 
 from fabio.brain.schema import StrategyChanges, StrategyTweak, StrategyUpdates, TradeDecision
 from fabio.domain import TradeBatch
+from fabio.errors import FabioError
 from fabio.execution.engine import EXECUTION_JOURNAL, ExecutionEngine
 from fabio.execution.risk import RiskConfig
 from fabio.instruments import parse_symbol
@@ -250,3 +251,36 @@ def test_golden_master() -> None:
     result = json.loads(json.dumps(scenario.summary(scenario.run(None)), sort_keys=True))
     expected = json.loads(GOLDEN.read_text())
     assert result == expected
+
+
+def test_replay_flags_duplicate_trade_and_order_ids(tmp_path: Path) -> None:
+    """Two processes on one journal (what the run lock now prevents) write the same ids."""
+    a, b = engine_at(tmp_path), engine_at(tmp_path)
+    for e in (a, b):
+        e.on_trades(tape(ct(9, 0), [P] * 5))
+        assert e.process_trade_decision(enter(), ct(9, 0, 10), P).accepted
+    restarted = open_execution(ES, tmp_path, RiskConfig())
+    conflicts = restarted.ledger.conflicts
+    assert any("duplicate trade id ESH4-T1" in c for c in conflicts)
+    assert any("duplicate order id ESH4-1 (first used by ESH4-T1)" in c for c in conflicts)
+    assert any("duplicate trade id" in p for p in restarted.problems)
+    single = tmp_path / "single"
+    e = engine_at(single)
+    e.on_trades(tape(ct(9, 0), [P] * 5))
+    e.process_trade_decision(enter(), ct(9, 0, 10), P)
+    assert open_execution(ES, single, RiskConfig()).ledger.conflicts == []
+
+
+def test_corrupt_record_inside_the_journal_halts_start_up(tmp_path: Path) -> None:
+    e = engine_at(tmp_path)
+    e.on_trades(tape(ct(9, 0), [P] * 5))
+    e.process_trade_decision(enter(), ct(9, 0, 10), P)
+    e.on_trades(tape(ct(9, 0, 11), [P, P + 10, P + 20, P + 25]))
+    assert len(e.ledger.closed) == 1
+    path = tmp_path / EXECUTION_JOURNAL
+    lines = path.read_text().splitlines()
+    target = next(i for i, line in enumerate(lines) if '"role":"target"' in line)
+    lines[target] = lines[target][:40]  # a corrupt record in the middle, not a torn tail
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(FabioError, match=rf"{EXECUTION_JOURNAL}:{target + 1}: corrupt"):
+        open_execution(ES, tmp_path, RiskConfig())

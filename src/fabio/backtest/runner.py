@@ -101,15 +101,20 @@ def run_backtest(
     end: date | None = None,
     progress: Progress | None = None,
     labels: dict[str, list[Any]] | None = None,
+    durable: bool = False,
 ) -> BacktestResult:
-    """Replay `feeds` (one contract) through a fresh agent journaling into `log_dir`."""
+    """Replay `feeds` (one contract) through a fresh agent journaling into `log_dir`.
+
+    `durable`: fsync state records as paper and live trading do (a backtest, which can be rerun,
+    does not by default; the agent benchmark measures the difference).
+    """
     claim_backtest_dir(log_dir)  # a backtest starts from nothing, deleting only its own files
     contract = feeds[0].contract
     resolution = max((_resolution_sec(f) for f in feeds), default=0.0)
     agent = build_agent(contract, brain, AgentOptions(
         mode="backtest", log_dir=log_dir, feature_config=feature_config or FeatureConfig(),
         risk_config=risk_config or RiskConfig(), strategies=strategies, cadence=cadence,
-        learning=learning, resolution_sec=resolution,
+        learning=learning, resolution_sec=resolution, durable=durable,
     ))
     execution = agent.execution
     risk = execution.ledger.risk

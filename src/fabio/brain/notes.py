@@ -1,5 +1,9 @@
 """The brain's notes to its future self, read back from the journal: bounded, most relevant first.
 
+Notes are data, not instructions: each is capped (MAX_NOTE_CHARS), a note flagged by
+`flag_note` (an instruction, or an attempt to change a limit) is never given back, and the prompt
+hands them to the model as quoted, untrusted text.
+
 Relevance: notes written in the current regime first, then about the strategies in play, then
 the most recent; identical notes (ignoring case and spacing) collapse into the newest one. Each
 note carries its later outcome: what the strategy it was about did after it was written.
@@ -14,6 +18,7 @@ from typing import Any
 
 from fabio.brain.context import MAX_NOTES_IN_CONTEXT, NoteView
 from fabio.brain.exchange import RECORD_TYPE, SUMMARY_TYPE
+from fabio.brain.schema import MAX_NOTE_CHARS, flag_note
 from fabio.journal import read_journal
 from fabio.orders import ClosedTrade
 from fabio.sessions import cme_calendar
@@ -53,6 +58,7 @@ class NoteStore:
         self.capacity = capacity
         self._notes: dict[str, _Note] = {}
         self._cal = cme_calendar()
+        self.flagged = 0
 
     def add_record(self, rec: dict[str, Any]) -> None:
         """Take the notes of one `llm_exchange` record, or of a `decision_summary` (the rule
@@ -67,6 +73,12 @@ class NoteStore:
                 self.add(ts, text, assessment.get("regime"), assessment.get("chosen_model"))
 
     def add(self, ts: int, text: str, regime: str | None, strategy: str | None) -> None:
+        """Index one note; a note flagged as an instruction (journals written before notes were
+        checked, or edited by hand) is counted in `flagged` and never shown to a brain."""
+        if flag_note(text):
+            self.flagged += 1
+            return
+        text = text.strip()[:MAX_NOTE_CHARS]
         key = _key(text)
         old = self._notes.get(key)
         if old is not None and old.ts > ts:

@@ -9,6 +9,7 @@ assessment. Every rejection, clamp and truncation is returned as a `Rejection` f
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -284,6 +285,38 @@ def _check_list(c: _Checker, name: str, items: list[Any], limit: int, check: Any
     return kept
 
 
+MAX_NOTE_CHARS = 400
+
+# A note is data for a later decision, never a command: a note that gives instructions or tries
+# to change a limit (risk, size, stops, guardrails, the kill switch) is flagged and dropped.
+# Strategy parameters change only through `strategy_tweaks`, inside the guardrails.
+_NOTE_FLAGS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), why) for pattern, why in (
+        (r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules?|prompt|"
+         r"guardrails?|limits?|caps?|system)\b", "tells the brain to ignore its rules"),
+        (r"\b(you are now|new instructions|system prompt|jailbreak|developer mode)\b",
+         "gives the brain instructions"),
+        (r"\b(set|raise|increase|double|change|make|put|go)\b.{0,30}\b(risk|risk_fraction|"
+         r"position size|size|leverage|contracts|lots|max_trades\w*|daily loss\w*|limits?|"
+         r"caps?)\b.{0,20}(\bto\b|=|%|\bmax)", "tries to change a limit"),
+        (r"\b(disable|bypass|remove|turn off|switch off|skip|lift|raise)\b.{0,30}\b(guardrails?|"
+         r"limits?|caps?|kill[ -]switch|stop[ -]loss(es)?|risk checks?|flat time)\b",
+         "tries to switch off a safeguard"),
+        (r"\bno (stops?|stop[ -]loss(es)?|limits?)\b", "tries to switch off a safeguard"),
+        (r"\b\d{2,3}(\.\d+)?\s*%\s*(of (the )?)?(account|balance|equity|risk)\b|"
+         r"\brisk\b.{0,20}\b\d{2,3}(\.\d+)?\s*%", "asks for an outsized risk"),
+    )
+)
+
+
+def flag_note(text: str) -> str | None:
+    """Why a note to the future self tries to act as an instruction or change a limit, or None."""
+    for pattern, why in _NOTE_FLAGS:
+        if pattern.search(text):
+            return why
+    return None
+
+
 def _check_notes(c: _Checker, notes: list[str]) -> list[str]:
     kept: list[str] = []
     for i, n in enumerate(notes):
@@ -292,7 +325,12 @@ def _check_notes(c: _Checker, notes: list[str]) -> list[str]:
         if len(kept) >= MAX_NOTES:
             c.note(f"notes_to_future_self[{i}]", "dropped", f"at most {MAX_NOTES} notes")
             continue
-        kept.append(c.text(f"notes_to_future_self[{i}]", n.strip(), 400))
+        flagged = flag_note(n)
+        if flagged:
+            c.note(f"notes_to_future_self[{i}]", "dropped",
+                   f"flagged: {flagged} (notes are data, not commands)", n)
+            continue
+        kept.append(c.text(f"notes_to_future_self[{i}]", n.strip(), MAX_NOTE_CHARS))
     return kept
 
 

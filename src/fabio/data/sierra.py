@@ -13,7 +13,6 @@ Open → Low → High → Close (up bar) or Open → High → Low → Close (dow
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
@@ -29,7 +28,9 @@ from fabio.data.aggressor import count_sources
 from fabio.data.base import (
     DEFAULT_BATCH_ROWS,
     MAX_OUT_OF_ORDER_SHARE,
+    PRICE_BAND_SHARE,
     check_mostly_readable,
+    price_limits,
     require_file,
 )
 from fabio.data.tabular import (
@@ -40,9 +41,9 @@ from fabio.data.tabular import (
     FeedAssembler,
     Mask,
     arrow_strings,
+    csv_header,
     file_errors,
     iter_csv_chunks,
-    open_binary,
     parse_float,
     resolve_contract,
     restart_report,
@@ -164,6 +165,7 @@ class _Prints:
     bid_size: F64
     ask_size: F64
     seq: I64
+    line: I64  # the row's line in the file
 
     def take(self, idx: Mask | I64) -> _Prints:
         return _Prints(*(getattr(self, f.name)[idx] for f in fields(self)))
@@ -175,7 +177,7 @@ class _Prints:
         names = [f.name for f in fields(_Prints)]
         if not parts:
             f, i = np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.int64)
-            return _Prints(i, f, f, np.zeros(0, dtype=np.int8), f, f, f, f, i)
+            return _Prints(i, f, f, np.zeros(0, dtype=np.int8), f, f, f, f, i, i)
         return _Prints(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
 
     def __len__(self) -> int:
@@ -197,8 +199,11 @@ class SierraTimeAndSalesFeed:
         self.tz = tz or "UTC"
         self.batch_rows = batch_rows
         self.report = LoadReport(source=str(self.path), format="sierra-time-and-sales")
-        with file_errors(self.path, "Sierra Chart time-and-sales"), open_binary(self.path) as fh:
-            head = pd.read_csv(fh, sep=";", nrows=8, dtype=str, on_bad_lines="skip")
+        with file_errors(self.path, "Sierra Chart time-and-sales"):
+            names = csv_header(self.path, ";")
+            scratch = LoadReport(source=str(self.path), format="sierra-time-and-sales")
+            chunks = iter_csv_chunks(self.path, scratch, 8, dict.fromkeys(names, "str"), ";")
+            head = next(iter(chunks), (pd.DataFrame(columns=names), None))[0].head(8)
         self.columns = _map_header([str(c) for c in head.columns], _TAS_COLUMNS)
         missing = [c for c in ("Date", "Time", "Price", "Volume") if c not in self.columns]
         if missing:
@@ -212,29 +217,28 @@ class SierraTimeAndSalesFeed:
 
     def batches(self) -> Iterator[MarketBatch]:
         restart_report(self.report, [])
-        asm = FeedAssembler(self.report, self.contract, self.batch_rows, self.has_quotes)
+        asm = FeedAssembler(self.report, self.contract, self.batch_rows, self.has_quotes,
+                            unit="line")
         with file_errors(self.path, "Sierra Chart time-and-sales"):
             if "Sequence" not in self.columns:
-                for frame, first_line in self._chunks():
-                    rows = self._parse(frame, first_line)
-                    line = first_line if len(rows) == len(frame) else None  # else lines shift
-                    yield from self._feed(asm, rows, line)
+                for frame, lines in self._chunks():
+                    yield from self._feed(asm, self._parse(frame, lines))
             else:
                 # Sequence order is the exchange's order; an export may be sorted otherwise
                 # (one of the shared files by the time text), so read all, then sort.
-                parts = [self._parse(frame, line) for frame, line in self._chunks()]
+                parts = [self._parse(frame, lines) for frame, lines in self._chunks()]
                 rows = self._dedupe(_Prints.concat_all(parts))
                 for i in range(0, len(rows), self.batch_rows):
                     yield from self._feed(
-                        asm, rows.take(np.arange(i, min(i + self.batch_rows, len(rows)))), None
+                        asm, rows.take(np.arange(i, min(i + self.batch_rows, len(rows))))
                     )
             yield from asm.finish()
 
-    def _chunks(self) -> Iterator[tuple[pd.DataFrame, int]]:
-        dtypes = {self.columns["Date"]: str, self.columns["Time"]: str}
-        return iter_csv_chunks(self.path, self.report, self.batch_rows, dtypes, sep=";")
+    def _chunks(self) -> Iterator[tuple[pd.DataFrame, I64]]:
+        kinds = {self.columns["Date"]: "str", self.columns["Time"]: "str"}
+        return iter_csv_chunks(self.path, self.report, self.batch_rows, kinds, sep=";")
 
-    def _parse(self, frame: pd.DataFrame, first_line: int) -> _Prints:
+    def _parse(self, frame: pd.DataFrame, lines: I64) -> _Prints:
         cols = self.columns
         n = len(frame)
         days, bad_date = parse_dates(frame[cols["Date"]])
@@ -265,11 +269,11 @@ class SierraTimeAndSalesFeed:
         ):
             hit = mask & keep
             if hit.any():
-                self.report.skip(reason, int(hit.sum()), f"line {first_line + int(np.argmax(hit))}")
+                self.report.skip(reason, int(hit.sum()), f"line {int(lines[int(np.argmax(hit))])}")
                 keep &= ~hit
         rows = _Prints(
             ts, price, size, side, quote["BidPrice"], quote["AskPrice"],
-            quote["BidSize"], quote["AskSize"], seq,
+            quote["BidSize"], quote["AskSize"], seq, lines,
         )  # fmt: skip
         return rows if keep.all() else rows.take(keep)
 
@@ -287,14 +291,12 @@ class SierraTimeAndSalesFeed:
             rows = rows.take(~dup)
         return rows
 
-    def _feed(
-        self, asm: FeedAssembler, rows: _Prints, first_line: int | None
-    ) -> Iterator[MarketBatch]:
+    def _feed(self, asm: FeedAssembler, rows: _Prints) -> Iterator[MarketBatch]:
         if not len(rows):
             return
         bid = np.where(rows.bid > 0, rows.bid, np.nan) if self.has_quotes else None
         ask = np.where(rows.ask > 0, rows.ask, np.nan) if self.has_quotes else None
-        trades = asm.trades(rows.ts, rows.price, rows.size, rows.side, bid, ask, first_line)
+        trades = asm.trades(rows.ts, rows.price, rows.size, rows.side, bid, ask, rows.line)
         quotes = None
         if bid is not None and ask is not None:
             quotes = asm.quotes(rows.ts, bid, ask, rows.bid_size, rows.ask_size)
@@ -479,6 +481,9 @@ _BAR_COLUMNS = (
 )  # fmt: skip
 
 
+_MALFORMED = "malformed row (wrong number of fields)"
+
+
 class SierraBarFeed:
     """A Sierra Chart bar export (`Date, Time, Open, High, Low, Last, Volume, …`) as trades."""
 
@@ -501,18 +506,17 @@ class SierraBarFeed:
         self.bar_length_ns: int | None = None
 
     def _read(self) -> pd.DataFrame:
-        with open_binary(self.path) as fh, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", pd.errors.ParserWarning)
-            frame = pd.read_csv(
-                fh, sep=",", skipinitialspace=True, dtype={"Date": str, "Time": str},
-                on_bad_lines="warn",
-            )  # fmt: skip
-            frame.columns = [str(c).strip() for c in frame.columns]
-            bad_lines = [
-                m.group(1)
-                for w in caught
-                for m in re.finditer(r"Skipping line (\d+)", str(w.message))
-            ]
+        kinds = {n: "str" for n in csv_header(self.path) if n.strip() in ("Date", "Time")}
+        scratch = LoadReport(source=str(self.path), format="sierra-bars")
+        parts = list(iter_csv_chunks(self.path, scratch, self.batch_rows, kinds))
+        if parts:
+            frame = pd.concat([f for f, _ in parts], ignore_index=True)
+            self._lines = np.concatenate([ln for _, ln in parts])
+        else:
+            frame = pd.DataFrame({n: pd.Series(dtype="str") for n in csv_header(self.path)})
+            self._lines = np.zeros(0, dtype=np.int64)
+        frame.columns = [str(c).strip() for c in frame.columns]
+        self._bad_lines = (scratch.skipped.get(_MALFORMED, 0), scratch.examples.get(_MALFORMED))
         self.columns = _map_header(list(frame.columns), _BAR_COLUMNS)
         if "Last" not in self.columns and "Close" in self.columns:
             self.columns["Last"] = self.columns["Close"]
@@ -523,7 +527,6 @@ class SierraBarFeed:
                 f"{self.path}: not a Sierra Chart bar export with bid/ask volume: missing "
                 f"column(s) {', '.join(missing)}"
             )
-        self._bad_lines = bad_lines
         return frame
 
     def batches(self) -> Iterator[MarketBatch]:
@@ -547,13 +550,8 @@ class SierraBarFeed:
         """Validate the bars (counting skips) and return them as int arrays, ticks for prices."""
         f, cols, rep = self._frame, self.columns, self.report
         restart_report(rep, [])
-        rep.rows_read = len(f) + len(self._bad_lines)
-        if self._bad_lines:
-            rep.skip(
-                "malformed row (wrong number of fields)",
-                len(self._bad_lines),
-                f"line {self._bad_lines[0]}",
-            )
+        rep.rows_read = len(f) + self._bad_lines[0]
+        rep.skip(_MALFORMED, self._bad_lines[0], self._bad_lines[1])
         tick = self.contract.spec.tick_size
         days, bad_date = parse_dates(f[cols["Date"]])
         clock, bad_clock = parse_clock(f[cols["Time"]])
@@ -574,6 +572,7 @@ class SierraBarFeed:
         o, h, lo, c = ti
         inconsistent = (h < lo) | (o > h) | (o < lo) | (c > h) | (c < lo)
         too_wide = (h - lo) > MAX_BAR_RANGE_TICKS
+        implausible, far = self._price_band(prices, days, ~(nan | nonpos))
         keep = np.ones(len(f), dtype=np.bool_)
         for mask, reason in (
             (bad_date | bad_clock, "date or time unreadable"),
@@ -582,12 +581,15 @@ class SierraBarFeed:
             (nonpos, "price is zero or negative"),
             (off_grid, "price is off the tick grid"),
             (inconsistent, "high below low, or open/close outside [low, high]"),
+            (implausible, "price outside the instrument's plausible range "
+                          f"{self._limits[0]:g} to {self._limits[1]:g}"),
+            (far, f"price more than {PRICE_BAND_SHARE:.0%} from the day's median"),
             (too_wide, f"bar range wider than {MAX_BAR_RANGE_TICKS} ticks"),
             (bad_vol, "volume negative or not a whole number"),
         ):
             hit = mask & keep
             if hit.any():
-                rep.skip(reason, int(hit.sum()), f"line {2 + int(np.argmax(hit))}")
+                rep.skip(reason, int(hit.sum()), f"line {int(self._lines[np.argmax(hit)])}")
                 keep &= ~hit
         # Time order: a bar starting at or before an earlier kept bar is dropped.
         idx = np.flatnonzero(keep)
@@ -597,7 +599,7 @@ class SierraBarFeed:
             back = st <= prior
             if back.any():
                 rep.skip("bar time goes back or repeats", int(back.sum()),
-                         f"line {2 + int(idx[np.argmax(back)])}")  # fmt: skip
+                         f"line {int(self._lines[idx[np.argmax(back)]])}")  # fmt: skip
                 if len(idx) >= 1000 and back.sum() > MAX_OUT_OF_ORDER_SHARE * len(idx):
                     raise DataError(
                         f"{self.path}: {int(back.sum())} of {len(idx)} bars go back in time; "
@@ -615,6 +617,22 @@ class SierraBarFeed:
         if zero:
             rep.notes.append(f"{zero} bars with zero volume (no trades)")
         return start, length, o, h, lo, c, vol, buy, sell
+
+    @property
+    def _limits(self) -> tuple[float, float]:
+        return price_limits(self.contract.spec)
+
+    def _price_band(self, prices: F64, days: I64, usable: Mask) -> tuple[Mask, Mask]:
+        """Bars with a price outside the product's plausible range, and bars with a price more
+        than PRICE_BAND_SHARE from the median close of their day (a bad print, not a market)."""
+        lo, hi = self._limits
+        with np.errstate(invalid="ignore"):
+            implausible = np.any((prices < lo) | (prices > hi), axis=0)
+            ok = usable & ~implausible
+            close = pd.Series(np.where(ok, prices[3], np.nan))
+            median = close.groupby(days).transform("median").to_numpy(dtype=np.float64)
+            far = np.any(np.abs(prices - median) > PRICE_BAND_SHARE * median, axis=0) & ok
+        return implausible & usable, far
 
     def _reconcile(self, vol: I64, buy: I64, sell: I64) -> tuple[I64, I64]:
         """Make buy + sell <= volume: scale both down (largest remainder) where they exceed it."""

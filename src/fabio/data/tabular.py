@@ -7,9 +7,9 @@ they hold no format-specific logic.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import re
-import warnings
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -22,13 +22,20 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import zstandard
 from databento_dbn import DBNError
 from numpy.typing import NDArray
 
 from fabio.data.aggressor import TickRule, count_sources, lee_ready
-from fabio.data.base import DEFAULT_BATCH_ROWS, TradeSanitizer, check_mostly_readable, require_file
+from fabio.data.base import (
+    DEFAULT_BATCH_ROWS,
+    TradeSanitizer,
+    check_mostly_readable,
+    price_limits,
+    require_file,
+)
 from fabio.domain import AggressorSource, LoadReport, MarketBatch, QuoteBatch, TradeBatch
 from fabio.errors import DataError, InstrumentError
 from fabio.instruments import Contract, parse_symbol
@@ -68,6 +75,14 @@ def describe_error(exc: BaseException) -> str:
         return f"not UTF-8 text (byte {exc.start})"
     if isinstance(exc, pd.errors.EmptyDataError):
         return "no columns or rows"
+    text = str(exc)
+    if isinstance(exc, OSError | pa.ArrowException):  # arrow's CSV reader and gzip stream
+        if "Truncated compressed stream" in text:
+            return "the file is truncated (the compressed stream ends early)"
+        if "zlib" in text.lower() or "gzip" in text.lower():
+            return f"corrupt gzip data ({text})"
+        if "UTF8" in text or "UTF-8" in text:
+            return "not UTF-8 text"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -97,32 +112,110 @@ def read_head(path: Path, size: int = 4096) -> bytes:
         return fh.read(size)
 
 
+CSV_BLOCK_BYTES = 4 << 20
+
+
+def csv_header(path: Path, sep: str = ",") -> list[str]:
+    """The column names on the first line of a delimited file (gzip or not)."""
+    head = read_head(path, 1 << 16)
+    first = head.decode("utf-8-sig", errors="replace").splitlines()[:1]
+    return next(csv.reader(first, delimiter=sep), []) if first else []
+
+
+def _open_arrow(path: Path) -> pa.NativeFile:
+    """An arrow input stream over the file, decompressing gzip in C++ (magic-byte detection)."""
+    with path.open("rb") as fh:
+        magic = fh.read(2)
+    raw = pa.OSFile(str(path), "rb")
+    return pa.CompressedInputStream(raw, "gzip") if magic == GZIP_MAGIC else raw
+
+
+def _to_column(arr: pa.Array, kind: str) -> Any:
+    """A numpy/pandas column: numbers as float64 (or int64) when every cell converts, else the
+    text, which the column parsers read cell by cell, flagging what is not a number."""
+    if kind == "str":
+        return pc.utf8_trim_whitespace(arr).to_pandas()
+    targets = (pa.int64(), pa.float64()) if kind == "int" else (pa.float64(),)
+    first = arr[0].as_py() if len(arr) else None
+    padded = isinstance(first, str) and first != first.strip()  # e.g. Sierra's ", " separators
+
+    def variants() -> Iterator[pa.Array]:
+        if not padded:
+            yield arr
+        yield pc.utf8_trim_whitespace(arr)  # then without the spaces
+
+    for cells in variants():
+        for target in targets:
+            try:
+                converted = pc.cast(cells, target)
+            except pa.ArrowInvalid:
+                continue
+            if target == pa.int64() and converted.null_count:
+                continue  # int64 cannot hold a missing cell: read it as float (NaN)
+            return converted.to_numpy(zero_copy_only=False)
+    return arr.to_pandas()
+
+
 def iter_csv_chunks(
-    path: Path, report: LoadReport, batch_rows: int, dtypes: dict[str, Any], sep: str = ","
-) -> Iterator[tuple[pd.DataFrame, int]]:
-    """Read a delimited file in chunks, yielding (frame, file line of its first row).
+    path: Path, report: LoadReport, batch_rows: int, kinds: dict[str, str], sep: str = ","
+) -> Iterator[tuple[pd.DataFrame, I64]]:
+    """Read a delimited file with pyarrow's streaming CSV reader, yielding (frame, file line of
+    each row).
 
-    Rows with the wrong number of fields are counted as skipped with their line number. All
-    columns are parsed: with `usecols` pandas silently accepts rows with extra fields.
+    Every cell is read as text and converted per column: `kinds` maps a column to "str" (keep
+    the text), "int" (int64 when every cell is a whole number) or, by default, float64. A row
+    with the wrong number of fields is counted as skipped with its line number; blank lines
+    are passed over. gzip is read transparently.
     """
-    line = 2  # the header is line 1
-    with open_binary(path) as fh, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", pd.errors.ParserWarning)
-        reader = pd.read_csv(fh, sep=sep, dtype=dtypes, chunksize=batch_rows, on_bad_lines="warn")
-        for frame in reader:
-            _count_bad_lines(report, caught)
-            report.rows_read += len(frame)
-            yield frame, line
-            line += len(frame)
-        _count_bad_lines(report, caught)
+    names = csv_header(path, sep)
+    if not names:
+        raise DataError(f"{path}: no header line")
+    pending: list[int] = []  # file lines of rows the reader dropped, not yet accounted for
 
-
-def _count_bad_lines(report: LoadReport, caught: list[warnings.WarningMessage]) -> None:
-    for w in caught:
-        for m in re.finditer(r"Skipping line (\d+)", str(w.message)):
+    def invalid(row: Any) -> str:
+        line = int(row.number) if row.number is not None else 0
+        pending.append(line)
+        if row.text.strip():
             report.rows_read += 1
-            report.skip("malformed row (wrong number of fields)", 1, f"line {m.group(1)}")
-    caught.clear()
+            report.skip("malformed row (wrong number of fields)", 1, f"line {line}")
+        return "skip"
+
+    reader = pcsv.open_csv(
+        _open_arrow(path),
+        read_options=pcsv.ReadOptions(use_threads=False, block_size=CSV_BLOCK_BYTES),
+        parse_options=pcsv.ParseOptions(delimiter=sep, invalid_row_handler=invalid,
+                                        ignore_empty_lines=False),
+        convert_options=pcsv.ConvertOptions(
+            column_types={name: pa.string() for name in names}, strings_can_be_null=True
+        ),
+    )
+    next_line = 2  # the header is line 1
+    for rb in reader:
+        n = rb.num_rows
+        if n == 0:
+            continue
+        span = np.arange(next_line, next_line + n + len(pending), dtype=np.int64)
+        if pending:
+            span = span[~np.isin(span, np.asarray(pending, dtype=np.int64))]
+        lines = span[:n]
+        next_line = int(lines[-1]) + 1
+        pending[:] = [x for x in pending if x >= next_line]
+        blank = np.ones(n, dtype=np.bool_)  # a blank line reads as a row of empty cells
+        for col in rb.columns:
+            blank &= np.asarray(col.is_null(), dtype=np.bool_)
+        if blank.any():
+            rb = rb.filter(pa.array(~blank))
+            lines = lines[~blank]
+            n = rb.num_rows
+            if n == 0:
+                continue
+        frame = pd.DataFrame(
+            {name: _to_column(rb.column(i), kinds.get(name, "float"))
+             for i, name in enumerate(rb.schema.names)},
+            copy=False,
+        )
+        report.rows_read += n
+        yield frame, lines
 
 
 def resolve_contract(symbol: str, ref_year: int | None, source: str) -> Contract:
@@ -314,13 +407,16 @@ class FeedAssembler:
     """Classifies, sanitises and batches what a reader decoded, and fills its LoadReport."""
 
     def __init__(
-        self, report: LoadReport, contract: Contract, batch_rows: int, has_quotes: bool
+        self, report: LoadReport, contract: Contract, batch_rows: int, has_quotes: bool,
+        unit: str = "record",
     ) -> None:
         self.report = report
         self.contract = contract
         self.has_quotes = has_quotes
+        self.unit = unit  # how a skipped row is cited: "line N" (text) or "record N" (binary)
         self.method = AggressorSource.LEE_READY if has_quotes else AggressorSource.TICK_RULE
-        self.sanitizer = TradeSanitizer(report, contract.spec.tick_size)
+        self.sanitizer = TradeSanitizer(report, contract.spec.tick_size, unit=unit,
+                                        price_limits=price_limits(contract.spec))
         self.tick = TickRule()
         self.quote_cleaner = QuoteCleaner(contract.spec.tick_size)
         self.batcher = Batcher(batch_rows, has_quotes)
@@ -333,7 +429,7 @@ class FeedAssembler:
         side: I8,
         bid: F64 | None = None,
         ask: F64 | None = None,
-        first_line: int | None = None,
+        lines: I64 | None = None,
     ) -> TradeBatch:
         """Classify trades with side 0 (Lee–Ready with quotes, else the tick rule), sanitise."""
         price = np.asarray(price, dtype=np.float64)
@@ -352,7 +448,7 @@ class FeedAssembler:
             else:
                 cls = ticks
             side = np.where(need, cls, side).astype(np.int8)
-        batch = self.sanitizer.clean(ts, price, size, side, need, first_line=first_line)
+        batch = self.sanitizer.clean(ts, price, size, side, need, lines=lines)
         self.report.aggressor.update(count_sources(batch, self.method))
         return batch
 
@@ -583,12 +679,14 @@ class TabularFeed:
         return columns, file_symbol.decode() if file_symbol else None, head
 
     def _inspect_csv(self) -> tuple[dict[str, str], str | None, pd.DataFrame]:
-        with open_binary(self.path) as fh, warnings.catch_warnings():
-            warnings.simplefilter("ignore", pd.errors.ParserWarning)
-            head = pd.read_csv(fh, nrows=64, dtype=str, on_bad_lines="skip")
-        columns = map_columns([str(c) for c in head.columns], str(self.path))
-        head = head[self._wanted(columns)]
-        return columns, None, head
+        names = csv_header(self.path)
+        columns = map_columns(names, str(self.path))
+        scratch = LoadReport(source=str(self.path), format="csv")
+        head = pd.DataFrame({name: pd.Series(dtype="str") for name in names})
+        for frame, _ in iter_csv_chunks(self.path, scratch, 64, dict.fromkeys(names, "str")):
+            head = frame.head(64)
+            break
+        return columns, None, head[self._wanted(columns)]
 
     @staticmethod
     def _wanted(columns: dict[str, str]) -> list[str]:
@@ -640,32 +738,33 @@ class TabularFeed:
 
     def batches(self) -> Iterator[MarketBatch]:
         restart_report(self.report, self._notes)
-        asm = FeedAssembler(self.report, self.contract, self.batch_rows, self.has_quotes)
+        asm = FeedAssembler(self.report, self.contract, self.batch_rows, self.has_quotes,
+                            unit="record" if self.is_parquet else "line")
         fmt = self.report.format
         with file_errors(self.path, fmt):
             chunks = self._parquet_chunks() if self.is_parquet else self._csv_chunks()
-            for frame, first_line in chunks:
-                yield from self._process(asm, frame, first_line)
+            for frame, lines in chunks:
+                yield from self._process(asm, frame, lines)
             yield from asm.finish()
 
-    def _parquet_chunks(self) -> Iterator[tuple[pd.DataFrame, int]]:
+    def _parquet_chunks(self) -> Iterator[tuple[pd.DataFrame, I64]]:
         pf = pq.ParquetFile(self.path)
-        line = 0
+        row = 1
         for rb in pf.iter_batches(batch_size=self.batch_rows, columns=self._wanted(self.columns)):
             frame = rb.to_pandas()
             self.report.rows_read += len(frame)
-            yield frame, line
-            line += len(frame)
+            yield frame, np.arange(row, row + len(frame), dtype=np.int64)
+            row += len(frame)
 
-    def _csv_chunks(self) -> Iterator[tuple[pd.DataFrame, int]]:
-        dtypes = {self.columns["ts"]: str}
+    def _csv_chunks(self) -> Iterator[tuple[pd.DataFrame, I64]]:
+        kinds = {self.columns["ts"]: "int"}
         for key in ("side", "symbol"):
             if key in self.columns:
-                dtypes[self.columns[key]] = str
-        return iter_csv_chunks(self.path, self.report, self.batch_rows, dtypes)
+                kinds[self.columns[key]] = "str"
+        return iter_csv_chunks(self.path, self.report, self.batch_rows, kinds)
 
     def _process(
-        self, asm: FeedAssembler, frame: pd.DataFrame, first_line: int
+        self, asm: FeedAssembler, frame: pd.DataFrame, lines: I64
     ) -> Iterator[MarketBatch]:
         cols = self.columns
         if self._symbol_filter is not None and "symbol" in cols:
@@ -677,6 +776,7 @@ class TabularFeed:
                 self.report.rows_read -= others
                 self._note_other_symbols(others)
                 frame = frame[mine]
+                lines = lines[mine]
         ts, bad_ts = parse_ts(frame[cols["ts"]], self.tz)
         price, bad_price = parse_float(frame[cols["price"]])
         size, bad_size = parse_float(frame[cols["size"]])
@@ -693,7 +793,8 @@ class TabularFeed:
         ):
             hit = mask & keep
             if hit.any():
-                self.report.skip(reason, int(hit.sum()), f"line {first_line + int(np.argmax(hit))}")
+                self.report.skip(reason, int(hit.sum()),
+                                 f"{asm.unit} {int(lines[int(np.argmax(hit))])}")
                 keep &= ~hit
         bid = ask = bid_size = ask_size = None
         if self.has_quotes:
@@ -703,16 +804,14 @@ class TabularFeed:
                 bid_size = parse_float(frame[cols["bid_size"]])[0]
             if "ask_size" in cols:
                 ask_size = parse_float(frame[cols["ask_size"]])[0]
-        all_kept = bool(keep.all())
-        if not all_kept:
+        if not keep.all():
             ts, price, size, side = ts[keep], price[keep], size[keep], side[keep]
+            lines = lines[keep]
             if bid is not None and ask is not None:
                 bid, ask = bid[keep], ask[keep]
                 bid_size = bid_size[keep] if bid_size is not None else None
                 ask_size = ask_size[keep] if ask_size is not None else None
-        trades = asm.trades(
-            ts, price, size, side, bid, ask, first_line=first_line if all_kept else None
-        )
+        trades = asm.trades(ts, price, size, side, bid, ask, lines=lines)
         quotes = None
         if bid is not None and ask is not None:
             quotes = asm.quotes(ts, bid, ask, bid_size, ask_size)

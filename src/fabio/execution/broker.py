@@ -53,7 +53,7 @@ class BrokerError(FabioError):
 class SimBrokerConfig(BaseModel):
     """Fees and fill assumptions of the simulated venue."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     # root -> USD per side per contract; roots given here override the defaults, others keep them.
     commission_per_contract_usd: dict[str, float] = Field(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from fabio.events import (
     OrderEvent,
     RiskStateEvent,
     SessionEvent,
+    StalePositionEvent,
     StrategyChangeEvent,
     Subscriber,
 )
@@ -48,6 +50,8 @@ from fabio.ports import Broker, MarketDrivenBroker, OrderUpdate, PositionChanged
 from fabio.strategies import StrategyParams, StrategyPerformance, initialize_default_strategies
 
 EXECUTION_JOURNAL = "execution.jsonl"
+# Records that are not fsynced one by one (the next state record's fsync carries them).
+BUFFERED = frozenset({"decision"})
 # Given the next unused order number of this symbol (from the journal), the venue to trade on.
 BrokerFactory = Callable[[int], Broker]
 
@@ -112,11 +116,15 @@ class ExecutionEngine:
         min_stop_ticks: int = 4,
         slippage_allowance_ticks: int = 2,
         publish: Subscriber | None = None,
+        durable: bool = True,
     ) -> ExecutionEngine:
         """A new engine, or the one the journal in `log_dir` describes (crash-only restart).
 
         Reads only: call `recover` once afterwards to put protection back on an open position.
         Pass one `risk` engine to several symbols' engines to share the account's limits.
+        `durable`: fsync order, fill and position records (decisions stay buffered); a backtest,
+        which can be rerun, passes False. A corrupt record inside the journal (not a torn last
+        line) stops here with a FabioError naming the file and the line.
         """
         risk = risk or RiskEngine(risk_config or RiskConfig())
         ledger = Ledger.new(contract.spec, defaults or initialize_default_strategies(), risk,
@@ -127,10 +135,12 @@ class ExecutionEngine:
         if log_dir is not None:
             path = log_dir / EXECUTION_JOURNAL
             read = read_journal(path)
+            read.raise_if_corrupt(path)
             records, problems = read.records, read.problems
             for rec in records:
                 ledger.apply_record(rec)
-            journal = Journal(path, secrets=secrets)
+            problems += [f"{path}: {c}" for c in ledger.conflicts]
+            journal = Journal(path, secrets=secrets, fsync=durable, buffered_types=BUFFERED)
         broker = broker_factory(next_order_number(records, contract.symbol))
         engine = cls(contract, ledger, broker, journal, min_stop_ticks, slippage_allowance_ticks,
                      publish)
@@ -436,11 +446,16 @@ class ExecutionEngine:
         """Feed a market-driven venue, journal what the venue reports, obey the risk engine."""
         if len(trades) == 0:
             return []
-        if self._tape_broker is not None:
-            self._tape_broker.on_trades(trades)
-        fills = self.process_broker_events()
-        self._risk_check(int(trades.ts[-1]), int(trades.price[-1]))
+        with self._group():
+            if self._tape_broker is not None:
+                self._tape_broker.on_trades(trades)
+            fills = self.process_broker_events()
+            self._risk_check(int(trades.ts[-1]), int(trades.price[-1]))
         return fills
+
+    def _group(self) -> AbstractContextManager[None]:
+        """Group commit: one fsync for the records of one step."""
+        return self.journal.group() if self.journal is not None else nullcontext()
 
     def process_broker_events(self) -> list[Fill]:
         """Journal every event the venue reported since the last call; the fills among them."""
@@ -509,6 +524,34 @@ class ExecutionEngine:
         if self.ledger.trade_date != trade_date:
             self.emit(SessionEvent(ts_ns=now_ns, symbol=self.symbol, event="start",
                                    trade_date=trade_date))
+        self._flatten_stale(trade_date, now_ns)
+
+    def _flatten_stale(self, trade_date: str, now_ns: int) -> None:
+        """A position from an earlier session (a crash left it open) or held past the flat
+        time is closed at once, and the journal says why; if it cannot be, trading halts."""
+        trade = self.position()
+        if trade is None:
+            return
+        if trade.trade_date and trade.trade_date < trade_date:
+            why = (f"restart: {trade.trade_id} from trade date {trade.trade_date} is still open "
+                   f"on {trade_date}; TopStep requires flat by the flat time: flattened at once")
+        else:
+            late = self.ledger.risk.must_flatten(now_ns)
+            if late is None or trade.qty == 0:
+                return
+            why = f"restart: {trade.trade_id} is held past the point of being flat ({late})"
+        self.emit(StalePositionEvent(ts_ns=now_ns, symbol=self.symbol, trade_id=trade.trade_id,
+                                     trade_date=trade.trade_date, qty=trade.qty, reason=why))
+        result = self._exit(now_ns, why)
+        rejected = [o for oid, t in self.order_trade.items() if t == trade.trade_id
+                    and (o := self.broker.get_order(oid)) is not None
+                    and o.role is OrderRole.EXIT and o.status is OrderStatus.REJECTED]
+        if not result.accepted or rejected:
+            cause = result.reason if not result.accepted else rejected[-1].reason
+            halt = (f"cannot flatten {trade.trade_id} left open from {trade.trade_date}: "
+                    f"{cause}; trading halted until it is closed by hand")
+            self.problems.append(halt)
+            self.set_kill_switch(True, halt, "restart", now_ns)
 
     def end_session(self, trade_date: str, now_ns: int, last_price_ticks: int | None) -> None:
         """Flat at the session's end: exits fill at its last print, pending orders are cancelled."""

@@ -80,6 +80,10 @@ class Ledger:
     trade_date: str | None = None
     records_applied: int = 0
     last_ts_ns: int = 0
+    # Ids written twice (two processes on one journal): flagged, never folded silently.
+    conflicts: list[str] = field(default_factory=list)
+    _trade_ids: set[str] = field(default_factory=set)
+    _order_ids: dict[str, str] = field(default_factory=dict)
     # Orders the journal last saw open (client order id -> trade id): a restart closes them out.
     open_orders: dict[str, str | None] = field(default_factory=dict)
     kill_requests: set[str] = field(default_factory=set)  # `fabio kill` requests folded
@@ -118,7 +122,23 @@ class Ledger:
             source=str(e.source),
         ))
 
+    def _check_ids(self, e: EntryEvent | OrderEvent) -> None:
+        """Flag a trade id or order id written twice (two processes on one journal)."""
+        where = f"record {self.records_applied + 1} ({e.type}, ts_ns {e.ts_ns})"
+        trade_id = str(e.trade_id)
+        if isinstance(e, EntryEvent):
+            if trade_id in self._trade_ids:
+                self.conflicts.append(f"{where}: duplicate trade id {trade_id}")
+            self._trade_ids.add(trade_id)
+        for order_id in e.orders:
+            first = self._order_ids.get(str(order_id))
+            if first is not None:
+                self.conflicts.append(f"{where}: duplicate order id {order_id} (first used by "
+                                      f"{first})")
+            self._order_ids[str(order_id)] = trade_id
+
     def _entry(self, e: EntryEvent) -> None:
+        self._check_ids(e)
         self.open_trades[e.trade_id] = OpenTrade(
             trade_id=e.trade_id, symbol=str(e.symbol), strategy=e.strategy, regime=e.regime,
             side=int(e.side), trade_date=str(e.trade_date or self.trade_date or ""),
@@ -186,6 +206,8 @@ class Ledger:
                                      else trade.target_ticks)
 
     def _order(self, e: OrderEvent) -> None:
+        if e.event == "reprotected":
+            self._check_ids(e)
         if e.order_id is None or e.status is None:
             return
         if OrderStatus(e.status).is_open:

@@ -34,7 +34,7 @@ _EPS_USD = 1e-9
 class AccountPreset(BaseModel):
     """One TopStep account size and its hard limits."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: PresetName
     size_usd: float
@@ -77,7 +77,7 @@ PRESETS: dict[str, AccountPreset] = {
 class RiskConfig(BaseModel):
     """Risk limits. `account_balance` and `daily_loss_limit_usd` default to the preset's."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     preset: PresetName = "50K"
     account_balance: float = Field(50_000.0, gt=0)  # the starting balance (filled from preset)

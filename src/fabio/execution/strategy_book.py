@@ -25,22 +25,26 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabio.decision import StrategyTweak, StrategyUpdates
+from fabio.strategies import STRATEGY_BOUNDS as _B
 from fabio.strategies import StrategyParams, StrategyPerformance
 
 NS = 1_000_000_000
 
 
 class GuardrailConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    risk_fraction_cap: float = Field(0.01, gt=0, le=0.05)
-    risk_fraction_floor: float = Field(0.0005, gt=0, le=0.01)
+    # Defaults are STRATEGY_BOUNDS (the one source of truth); a config may only tighten them.
+    risk_fraction_cap: float = Field(_B["risk_fraction"][1], gt=0, le=_B["risk_fraction"][1])
+    risk_fraction_floor: float = Field(_B["risk_fraction"][0], gt=0, le=_B["risk_fraction"][1])
     max_risk_step: float = Field(0.002, gt=0, le=0.05)
-    stop_ticks_range: tuple[int, int] = (4, 200)
-    target_ticks_range: tuple[int, int] = (4, 400)
+    stop_ticks_range: tuple[int, int] = (int(_B["stop_ticks"][0]), int(_B["stop_ticks"][1]))
+    target_ticks_range: tuple[int, int] = (int(_B["target_ticks"][0]),
+                                           int(_B["target_ticks"][1]))
     max_ticks_step_share: float = Field(0.5, gt=0, le=5)
-    max_trades_range: tuple[int, int] = (0, 20)
-    min_rr_range: tuple[float, float] = (1.0, 5.0)
+    max_trades_range: tuple[int, int] = (int(_B["max_trades_per_session"][0]),
+                                         int(_B["max_trades_per_session"][1]))
+    min_rr_range: tuple[float, float] = _B["min_rr"]
     min_trades_to_judge: int = Field(30, ge=0)
     cooldown_sec: float = Field(900.0, ge=0)
 
