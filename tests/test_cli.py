@@ -144,14 +144,16 @@ def test_backtest_cli_synthetic_and_sweep_resume(tmp_path: Path) -> None:
         made = run("synth", "--days", "2", "--seed", seed, "--out", f"{name}.parquet", cwd=tmp_path)
         assert made.returncode == 0, made.stderr
     files = [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
-    sweep = run("backtest", *files, "--jobs", "2", "--json", cwd=tmp_path)
+    sweep = run("backtest", *files, "--accounts", "per-file", "--jobs", "2", "--json",
+                cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr
     merged = json.loads(sweep.stdout)
     results = tmp_path / "logs" / "backtest" / "results"
     assert sorted(p.name for p in results.glob("*.parquet.json")) == ["a.parquet.json",
                                                                       "b.parquet.json"]
     (results / "b.parquet.json").unlink()  # as if interrupted before b finished
-    again = run("backtest", *files, "--jobs", "2", "--json", cwd=tmp_path)
+    again = run("backtest", *files, "--accounts", "per-file", "--jobs", "2", "--json",
+                cwd=tmp_path)
     assert json.loads(again.stdout)["trades"] == merged["trades"]
     bad = run("backtest", "--from", "yesterday", cwd=tmp_path)
     assert bad.returncode == 2 and "expected a date" in bad.stderr

@@ -12,6 +12,7 @@ as a task while market data keeps flowing, and drops a decision whose snapshot i
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,11 +22,12 @@ import numpy as np
 from fabio.brain.base import Brain, BrainReply
 from fabio.brain.cadence import Cadence
 from fabio.brain.context import DecisionContext, PositionView, build_context
-from fabio.brain.exchange import RECORD_TYPE, exchange_record
+from fabio.brain.exchange import RECORD_TYPE
 from fabio.brain.notes import NoteStore
 from fabio.decision import ImportanceZone
 from fabio.domain import TradeBatch
 from fabio.events import EventBus, FeatureSummary, Heartbeat, KillSwitchEvent, TradeUpdate
+from fabio.exchange_journal import ExchangeJournal
 from fabio.execution.engine import ExecutionEngine
 from fabio.execution.shadow import ShadowBook
 from fabio.features.engine import FeatureEngine
@@ -51,6 +53,9 @@ class AgentStats:
     cached_tokens: int = 0
     cost_usd: float = 0.0
     brains: dict[str, int] = field(default_factory=dict)
+    entries_proposed: int = 0
+    entries_refused: dict[str, int] = field(default_factory=dict)  # kind of refusal -> count
+    refusal_examples: dict[str, str] = field(default_factory=dict)  # kind -> first reason
 
 
 @dataclass(slots=True)
@@ -90,6 +95,7 @@ class Agent:
         self.brain = brain
         self.cadence = cadence
         self.exchanges = exchanges
+        self.exchange_journal = ExchangeJournal(exchanges)
         self.learning = learning
         self.live = live
         self.bus = bus or EventBus()
@@ -265,6 +271,7 @@ class Agent:
     async def close_session(self) -> None:
         """Flat and closed at the session's end (also at the end of the data)."""
         if self._session_index < 0:
+            self.exchange_journal.flush()
             return
         await self._drain_pending()
         self._drop_delayed()
@@ -274,6 +281,7 @@ class Agent:
         self.execution.end_session(session.trade_date.isoformat(), end_ns, self._last_price)
         if self.shadow is not None:
             self.shadow.close_all(end_ns, self._last_price)
+        self.exchange_journal.flush()
         price = self.execution.spec.to_price(self._last_price) if self._last_price else None
         self.bus.publish(self._trade_update(end_ns, price, None))
         self._session_index = -1
@@ -395,7 +403,9 @@ class Agent:
             self.execution.process_trade_decision(t, now, self._last_price or 0, self._regime)
             for t in d.trade_decisions
         ]
-        record = self._journal(ctx, reply)
+        self._count_entries(d.trade_decisions, results)
+        acted = any(r.accepted for r in results)
+        record = self._journal(ctx, reply, acted=acted)
         if d.notes_to_future_self and record is not None:
             self.notes.add_record(record)
         event = self._trade_update(now, ctx.price, d, results, changes)
@@ -404,6 +414,20 @@ class Agent:
             "price": ctx.price, "entries": sum(1 for r in results if r.accepted),
         })
         self.bus.publish(event)
+
+    def _count_entries(self, decisions: list[Any], results: list[Any]) -> None:
+        """Entries proposed and why they were refused (a backtest without trades says why)."""
+        for decision, result in zip(decisions, results, strict=True):
+            if decision.action != "enter":
+                continue
+            self.stats.entries_proposed += 1
+            if not result.accepted:
+                # Counted by kind (the text before any ':', numbers blanked), one example each.
+                reason = str(result.reason)
+                kind = re.sub(r"\$?-?\d[\d,.]*", "N", reason.split(":", 1)[0])[:80]
+                refused = self.stats.entries_refused
+                refused[kind] = refused.get(kind, 0) + 1
+                self.stats.refusal_examples.setdefault(kind, reason[:240])
 
     def _account(self, reply: BrainReply) -> None:
         s = self.stats
@@ -416,16 +440,13 @@ class Agent:
         s.brains[reply.brain] = s.brains.get(reply.brain, 0) + 1
 
     def _journal(self, ctx: DecisionContext, reply: BrainReply,
-                 dropped: str | None = None) -> dict[str, Any] | None:
-        record = exchange_record(ctx, reply)
-        if dropped:
-            record["dropped"] = dropped
-        if self.exchanges is not None:
-            self.exchanges.append(record)
-        return {"type": RECORD_TYPE, "symbol": record["symbol"],
-                "market_time_ns": record["market_time_ns"],
-                "decision": {"market_assessment": record["decision"]["market_assessment"],
-                             "notes_to_future_self": record["decision"]["notes_to_future_self"]}}
+                 dropped: str | None = None, acted: bool = False) -> dict[str, Any] | None:
+        # In full, or folded into a summary (a quiet rule-brain decision): exchange_journal.py.
+        self.exchange_journal.record(ctx, reply, dropped, acted)
+        d = reply.decision
+        return {"type": RECORD_TYPE, "symbol": ctx.symbol, "market_time_ns": ctx.market_time_ns,
+                "decision": {"market_assessment": d.market_assessment.model_dump(),
+                             "notes_to_future_self": list(d.notes_to_future_self)}}
 
     def _publish_features(self, snap: FeatureSnapshot, now: int) -> None:
         if snap.price is None:

@@ -28,6 +28,27 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"fabio {version('fabio')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Fabio: a self-learning order-flow trading agent for CME index futures."""
+
+
 DEFAULT_SYNTH_DAYS = 25
 DEFAULT_SYNTH_SEED = 7
 
@@ -41,6 +62,13 @@ DataArg = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 SymbolOpt = Annotated[
     str | None, typer.Option("--symbol", help="Contract, e.g. ESH4, when the file does not say.")
+]
+ForceSymbolOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force-symbol",
+        help="Relabel the data as --symbol even though the file names another contract.",
+    ),
 ]
 RthOpt = Annotated[
     bool | None,
@@ -105,28 +133,31 @@ def _feature_config(
     return base.model_copy(update=changes) if changes else base
 
 
-def _open(data: Path | None, symbol: str | None, settings: Settings) -> Any:
+def _open(
+    data: Path | None, symbol: str | None, settings: Settings, force_symbol: bool = False
+) -> Any:
     """A feed over `data`, or the built-in synthetic market."""
     if data is None:
         from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
+        from fabio.instruments import parse_symbol
 
-        root = (symbol or settings.symbol)[:3].rstrip("FGHJKMNQUVXZ0123456789") or "ES"
+        root = parse_symbol(symbol or settings.symbol).spec.root
         return SyntheticFeed(
             SyntheticConfig(symbol=root, days=DEFAULT_SYNTH_DAYS, seed=DEFAULT_SYNTH_SEED)
         )
     from fabio.data import open_feed
 
-    return open_feed(data, symbol=symbol)
+    return open_feed(data, symbol=symbol, force_symbol=force_symbol)
 
 
 def _report_skips(feed: Any) -> None:
     report = getattr(feed, "report", None)
     if report is not None and report.skipped:
-        err.print(f"[yellow]note:[/] {report.summary()}")
+        err.print(f"[yellow]note:[/] {escape(report.summary())}")
         for reason, example in report.examples.items():
-            err.print(f"  first '{reason}': {example}")
+            err.print(escape(f"  first '{reason}': {example}"))
         for note in report.notes:
-            err.print(f"  {note}")
+            err.print(escape(f"  {note}"))
 
 
 def _fmt(value: object) -> str:
@@ -144,13 +175,13 @@ def _fmt(value: object) -> str:
 
 
 def _kv_table(title: str, data: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left", pad_edge=False)
+    table = Table(title=escape(title), show_header=False, title_justify="left", pad_edge=False)
     table.add_column("name", style="cyan")
     table.add_column("value", justify="right")
     for key, value in data.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-        table.add_row(key, _fmt(value))
+        table.add_row(escape(str(key)), escape(_fmt(value)))
     return table
 
 
@@ -167,6 +198,7 @@ def features(
     data: DataArg = None,
     at: AtOpt = None,
     symbol: SymbolOpt = None,
+    force_symbol: ForceSymbolOpt = False,
     rth: RthOpt = None,
     va_pct: VaPctOpt = None,
     va_rows: VaRowsOpt = None,
@@ -178,7 +210,7 @@ def features(
 
     settings = _settings()
     config = _feature_config(settings, rth, va_pct, va_rows)
-    feed = _open(data, symbol, settings)
+    feed = _open(data, symbol, settings, force_symbol)
     at_ns = _moment(at, feed, data)
     engine = FeatureEngine(feed.contract, config)
     snap = snapshot_at(engine, feed, at_ns)
@@ -191,14 +223,14 @@ def features(
     if snap.session is None:
         out.print(
             f"[yellow]No trades in a {config.session.value.upper()} session up to "
-            f"{snap.time or 'the end of the data'}.[/]"
+            f"{escape(str(snap.time or 'the end of the data'))}.[/]"
         )
         if snap.prior_session:
             out.print(_kv_table("Prior session", snap.prior_session))
         return
     s = snap.session
     out.print(
-        f"[bold]{snap.symbol}[/] {snap.time}  last {_fmt(snap.price)}  "
+        f"[bold]{snap.symbol}[/] {escape(str(snap.time))}  last {_fmt(snap.price)}  "
         f"session {s.trade_date} {s.kind.upper()} "
         f"({'open' if s.is_open else 'closed'}, {s.minutes_into_session:g} min, "
         f"{s.trades:,} trades)"
@@ -242,6 +274,7 @@ def profile(
         str | None, typer.Option("--session", help="Trade date YYYY-MM-DD. Default: the last.")
     ] = None,
     symbol: SymbolOpt = None,
+    force_symbol: ForceSymbolOpt = False,
     rth: RthOpt = None,
     va_pct: VaPctOpt = None,
     va_rows: VaRowsOpt = None,
@@ -258,7 +291,7 @@ def profile(
             trade_date = date.fromisoformat(session)
         except ValueError:
             raise FabioError(f"--session '{session}': expected a date YYYY-MM-DD") from None
-    feed = _open(data, symbol, settings)
+    feed = _open(data, symbol, settings, force_symbol)
     result = build_session_profile(feed, config, trade_date)
     _report_skips(feed)
     if json_out:
@@ -289,6 +322,7 @@ def decide(
     at: AtOpt = None,
     brain: BrainOpt = "rules",
     symbol: SymbolOpt = None,
+    force_symbol: ForceSymbolOpt = False,
     rth: RthOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -297,7 +331,7 @@ def decide(
 
     settings = _settings()
     config = _feature_config(settings, rth, None, None)
-    feed = _open(data, symbol, settings)
+    feed = _open(data, symbol, settings, force_symbol)
     at_ns = _moment(at, feed, data)
     record = decide_at(feed, config, settings, brain, at_ns)
     _report_skips(feed)
@@ -315,7 +349,7 @@ def _print_decision(record: dict[str, Any]) -> None:
         f"[bold]{record['symbol']}[/] {record['market_time']}  price {_fmt(ctx['price'])}  "
         f"brain [cyan]{record['brain']}[/]"
         + (
-            f" (asked {record['requested_brain']}: {record['fallback_reason']})"
+            escape(f" (asked {record['requested_brain']}: {record['fallback_reason']})")
             if record.get("fallback_reason")
             else ""
         )
@@ -338,7 +372,7 @@ def _print_decision(record: dict[str, Any]) -> None:
         for t in d["trade_decisions"]:
             table.add_row(
                 *(
-                    _fmt(t[c])
+                    escape(_fmt(t[c]))
                     for c in (
                         "action",
                         "side",
@@ -358,22 +392,23 @@ def _print_decision(record: dict[str, Any]) -> None:
     su = d["strategy_updates"]
     for tw in su["strategy_tweaks"]:
         changes = ", ".join(f"{k}={v}" for k, v in tw["changes"].items() if v is not None)
-        out.print(f"strategy_tweak {tw['name']}: {changes} ({tw['reason']})")
+        out.print(escape(f"strategy_tweak {tw['name']}: {changes} ({tw['reason']})"))
     for z in d["importance_zones"]:
-        out.print(
+        out.print(escape(
             f"importance_zone {z['id']} @ {_fmt(z['center_price'])} "
             f"±{z['inner_band_ticks']}/{z['outer_band_ticks']} ticks, "
             f"priority {z['priority']}: {z['reason']}"
-        )
+        ))
     for note in d["notes_to_future_self"]:
-        out.print(f"note: {note}")
+        out.print(escape(f"note: {note}"))
     for r in record["rejected"]:
-        out.print(f"[yellow]{r['action']}[/] {r['path']}: {r['reason']} {r['value']}")
+        out.print(f"[yellow]{escape(str(r['action']))}[/] "
+                  + escape(f"{r['path']}: {r['reason']} {r['value']}"))
     tokens = record["tokens"]
     out.print(
         f"latency {record['latency_ms']:.1f} ms, tokens {tokens['prompt']} in / "
         f"{tokens['completion']} out ({tokens['cached']} cached), "
-        f"cost ${record['cost_usd']:.4f}; journaled to {record['journal']}"
+        f"cost ${record['cost_usd']:.4f}; journaled to {escape(str(record['journal']))}"
     )
 
 
@@ -458,15 +493,22 @@ def serve(
 
 
 def _duration(text: str | None) -> float | None:
+    """Market time in seconds from `90s`, `30m`, `2h`, `1h30m`, `1.5h` (pandas' Timedelta) or a
+    bare number of seconds."""
     if not text:
         return None
-    units = {"s": 1, "m": 60, "h": 3600}
+    import pandas as pd
+
+    raw = text.strip()
     try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
+        seconds = float(raw) if raw.replace(".", "", 1).isdigit() else \
+            pd.Timedelta(raw).total_seconds()
     except ValueError:
-        raise FabioError(f"--duration '{text}': expected e.g. 90s, 30m or 2h") from None
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise FabioError(f"--duration '{text}': expected a positive duration, e.g. 90s, 30m, "
+                         "2h or 1h30m")
+    return seconds
 
 
 @app.command()
@@ -482,6 +524,16 @@ def backtest(
     ] = None,
     end: Annotated[str | None, typer.Option("--to", help="Last trade date YYYY-MM-DD.")] = None,
     symbol: SymbolOpt = None,
+    force_symbol: ForceSymbolOpt = False,
+    accounts: Annotated[
+        str,
+        typer.Option(
+            "--accounts",
+            help="continuous: one account carried through the files in expiry order (default); "
+            "per-file: a fresh account (and strategy state) per file. The result does not "
+            "depend on --jobs.",
+        ),
+    ] = "continuous",
     no_learning: Annotated[
         bool, typer.Option("--no-learning", help="Freeze strategy state: the static baseline.")
     ] = False,
@@ -494,8 +546,8 @@ def backtest(
         Path | None, typer.Option("--report", help="Write an HTML report here.")
     ] = None,
     jobs: Annotated[
-        int, typer.Option("--jobs", min=1, help="Run the files in N parallel processes "
-                          "(each file an independent backtest; results resume).")
+        int, typer.Option("--jobs", min=1, help="With --accounts per-file: run the files in "
+                          "N parallel processes (results resume).")
     ] = 1,
     executor: Annotated[
         str, typer.Option("--executor", help="local, or ray (pip install 'fabio[ray]').")
@@ -521,6 +573,7 @@ def backtest(
     settings = _settings()
     request = BacktestRequest(
         data=data or [], brain=brain, start=start, end=end, symbol=symbol,
+        force_symbol=force_symbol, accounts=accounts,
         learning=not no_learning, policy=learning_policy, report=report, jobs=jobs,
         executor=executor, ray_address=ray_address, days=days,
         seed=seed, log_dir=out_dir or settings.log_dir / "backtest", quiet=json_out,
@@ -538,12 +591,16 @@ _SUMMARY_COLUMNS = ("trades", "win_rate", "net_pnl_usd", "net_pnl", "avg_r", "pr
 
 def _print_backtest_summary(s: dict[str, Any]) -> None:
     head: dict[str, Any] = {k: s[k] for k in (
-        "symbol", "brain", "learning", "sessions_traded", "trades", "net_pnl_usd", "fees_usd",
-        "win_rate", "profit_factor", "max_drawdown_usd", "sharpe_daily", "final_balance",
-        "decisions", "llm_fallbacks", "llm_cost_usd") if k in s}
+        "data_source", "symbol", "brain", "learning", "sessions_traded", "trades", "net_pnl_usd",
+        "fees_usd", "win_rate", "profit_factor", "max_drawdown_usd", "sharpe_daily",
+        "final_balance", "decisions", "llm_fallbacks", "llm_cost_usd") if k in s}
     head["rule_breaches"] = len(s.get("rule_breaches", []))
     head["tokens"] = s.get("tokens", {})
     out.print(_kv_table("Backtest summary (after costs)", head))
+    if s.get("caveat"):
+        out.print(f"[bold yellow]SYNTHETIC DATA:[/] {escape(str(s['caveat']))}")
+    if s.get("no_trades_reason"):
+        out.print(f"[yellow]no trades:[/] {escape(str(s['no_trades_reason']))}")
     for title, key in (("Per strategy", "per_strategy"), ("Per regime", "per_regime"),
                        ("Per year", "per_year")):
         rows = s.get(key) or {}
@@ -555,21 +612,22 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
         for c in cols:
             table.add_column(c, justify="right")
         for name, row in rows.items():
-            table.add_row(name, *(_fmt(row[c]) for c in cols))
+            table.add_row(escape(str(name)), *(_fmt(row[c]) for c in cols))
         out.print(table)
     if s.get("llm_failure"):
         out.print(f"[yellow]LLM:[/] {s['llm_failure']}")
     for breach in s.get("rule_breaches", []):
-        out.print(f"[red]rule breach:[/] {breach}")
-    for extra in ("journal", "report"):
+        out.print(f"[red]rule breach:[/] {escape(str(breach))}")
+    for extra in ("note", "journal", "report"):
         if s.get(extra):
-            out.print(f"{extra}: {s[extra]}")
+            out.print(escape(f"{extra}: {s[extra]}"))
 
 
 @app.command()
 def state(
     symbol: Annotated[
-        str | None, typer.Option("--symbol", help="Contract, e.g. ESH4. Default: SYMBOL.")
+        str | None,
+        typer.Option("--symbol", help="Contract, e.g. ESH4. Default: every symbol in the journal."),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -577,45 +635,70 @@ def state(
 
     Read-only: it never writes to the journal.
     """
+    from fabio.journal import read_journal
+
+    settings = _settings()
+    journal = settings.log_dir / "execution.jsonl"
+    if symbol is not None:
+        symbols = [symbol]
+    else:
+        seen = {str(r["symbol"]) for r in read_journal(journal).records if r.get("symbol")}
+        symbols = sorted(seen) or [settings.symbol]
+    summaries = {s: _state_of(s, settings) for s in symbols}
+    if json_out:
+        if symbol is not None:
+            _print_json(summaries[symbol])
+        else:
+            _print_json({"journal": str(journal), "symbols": list(summaries),
+                         "states": summaries})
+        return
+    for name, summary in summaries.items():
+        _print_state(name, summary)
+
+
+def _state_of(symbol: str, settings: Settings) -> dict[str, Any]:
     from fabio.instruments import parse_symbol
     from fabio.strategies import load_strategies
     from fabio.wiring import read_state
 
-    settings = _settings()
-    contract = parse_symbol(symbol or settings.symbol)
+    contract = parse_symbol(symbol)
     view = read_state(contract, settings.log_dir, settings.risk_config(),
                       load_strategies(settings.strategies_file))
     summary = view.ledger.summary()
+    summary["symbol"] = contract.symbol
     summary["journal"] = str(settings.log_dir / "execution.jsonl")
     summary["journal_problems"] = view.problems
-    if json_out:
-        _print_json(summary)
-        return
-    for problem in view.problems:
-        err.print(f"[yellow]note:[/] {escape(problem)}")
+    return summary
+
+
+def _print_state(symbol: str, summary: dict[str, Any]) -> None:
+    for problem in summary["journal_problems"]:
+        err.print(f"[yellow]note:[/] {escape(str(problem))}")
     kill_switch = summary["kill_switch"]
     if kill_switch["engaged"]:
         out.print(f"[bold red]KILL SWITCH ENGAGED[/] by {escape(kill_switch['source'])}: "
                   f"{escape(kill_switch['reason'])} (release: fabio kill --release)")
-    table = Table(title=f"strategy_state ({summary['records_applied']} journal records)",
-                  title_justify="left")
+    table = Table(title=f"{escape(symbol)} strategy_state ({summary['records_applied']} journal "
+                  "records)", title_justify="left")
     for col in ("strategy", "enabled", "risk_fraction", "max_trades_per_session", "min_rr",
                 "stop_ticks", "target_ticks", "trades", "win_rate", "net_pnl"):
         table.add_column(col)
     perf = summary["strategy_performance"]
     for name, params in summary["strategy_state"].items():
         p = perf.get(name, {})
-        table.add_row(name, *(_fmt(params[c]) for c in (
-            "enabled", "risk_fraction", "max_trades_per_session", "min_rr", "stop_ticks",
-            "target_ticks")), _fmt(p.get("trades", 0)), _fmt(p.get("win_rate")),
-            _fmt(p.get("net_pnl", 0.0)))
+        table.add_row(
+            escape(name), _fmt(params["enabled"]),
+            repr(params["risk_fraction"]),  # exactly: 0.005 is not 0.01
+            *(_fmt(params[c]) for c in ("max_trades_per_session", "min_rr", "stop_ticks",
+                                        "target_ticks")),
+            _fmt(p.get("trades", 0)), _fmt(p.get("win_rate")), _fmt(p.get("net_pnl", 0.0)))
     out.print(table)
     risk = dict(summary["risk"])
     if kill_switch["engaged"]:
         risk["state"] = f"killed ({risk.get('state')})"
-    out.print(_kv_table("risk", risk))
+    out.print(_kv_table(f"{symbol} risk", risk))
     out.print(f"closed trades {summary['closed_trades']}, net P&L ${summary['net_pnl_usd']:,.2f}, "
-              f"open {summary['open_trades'] or 'none'}")
+              f"open {escape(str(summary['open_trades'] or 'none'))}")
 
 
 @app.command()
@@ -634,11 +717,75 @@ def kill(
     settings = _settings()
     reason = reason if not release or reason != "manual kill" else "manual release"
     request_kill_switch(settings.log_dir, not release, reason, "cli", _secrets(settings))
+    journal = escape(str(settings.log_dir / "execution.jsonl"))
     if release:
-        out.print(f"kill switch released (journaled in {settings.log_dir / 'execution.jsonl'})")
+        out.print(f"kill switch released (journaled in {journal})")
     else:
-        out.print(f"[red]kill switch engaged[/]: flatten and halt (journaled in "
-                  f"{escape(str(settings.log_dir / 'execution.jsonl'))})")
+        out.print(f"[red]kill switch engaged[/]: flatten and halt (journaled in {journal})")
+
+
+@app.command()
+def config(json_out: JsonOpt = False) -> None:
+    """The effective settings and where each came from (env, .env, default); secrets masked."""
+    from fabio.config_sources import effective_settings
+    from fabio.strategies import strategy_bounds
+
+    rows = effective_settings(_settings())
+    bounds = strategy_bounds()
+    if json_out:
+        _print_json({"settings": rows, "env_file": str(Path(".env").resolve()),
+                     "strategy_bounds": bounds})
+        return
+    table = Table(title="Effective settings", title_justify="left")
+    for col in ("variable", "value", "source"):
+        table.add_column(col)
+    for row in rows:
+        shown = "—" if row["value"] is None else str(row["value"])
+        table.add_row(row["variable"], escape(shown), row["source"])
+    out.print(table)
+    limits = Table(title="Strategy parameter bounds (STRATEGIES_FILE and every brain change "
+                   "stay inside; a proposal beyond the outer limits is rejected)",
+                   title_justify="left")
+    for col in ("parameter", "min", "max", "rejected below", "rejected above"):
+        limits.add_column(col)
+    for row in bounds:
+        limits.add_row(*(escape(_fmt(row[k])) for k in (
+            "parameter", "min", "max", "proposal_reject_below", "proposal_reject_above")))
+    out.print(limits)
+
+
+@app.command()
+def trades(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="Output file: .csv, .parquet or .json.")
+    ],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv, parquet or json (default: from --out).")
+    ] = None,
+    symbol: Annotated[
+        str | None, typer.Option("--symbol", help="Only this contract. Default: every symbol.")
+    ] = None,
+    log_dir: Annotated[
+        Path | None,
+        typer.Option("--log-dir", help="Journal folder, e.g. logs/backtest. Default: LOGS_DIR."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export the closed trades of a journal (paper, live or a backtest's) to CSV/Parquet/JSON."""
+    from fabio.trades_export import closed_trades, export_trades
+
+    folder = log_dir or _settings().log_dir
+    closed, problems = closed_trades(folder, symbol)
+    for problem in problems:
+        err.print(f"[yellow]note:[/] {escape(str(problem))}")
+    written = export_trades(closed, out_path, fmt)
+    summary = {"trades": len(closed), "format": written, "out": str(out_path),
+               "journal": str(folder / "execution.jsonl"),
+               "net_pnl_usd": round(sum(t.net_pnl_usd for t in closed), 2)}
+    if json_out:
+        _print_json(summary)
+    else:
+        out.print(escape(f"{len(closed)} closed trades ({written}) -> {out_path}"))
 
 
 @app.command("journal-repair")
@@ -698,13 +845,14 @@ def regime(
         typer.Option("--out", help="Write the per-minute timeline as CSV ('-': stdout)."),
     ] = None,
     symbol: SymbolOpt = None,
+    force_symbol: ForceSymbolOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """The rule brain's regime for every RTH minute, and its score against labels."""
     from fabio.brain.regime_timeline import read_labels, regime_timeline, score_timeline
     from fabio.data import open_feed
 
-    feed = open_feed(data, symbol=symbol)
+    feed = open_feed(data, symbol=symbol, force_symbol=force_symbol)
     label_set = read_labels(labels) if labels is not None else None  # bad labels fail first
     timeline = regime_timeline(feed, warmup_sessions=warmup)
     _report_skips(feed)
@@ -839,7 +987,8 @@ def main() -> None:
     try:
         app()
     except FabioError as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True)  # one line, never wrapped
+        # soft_wrap: one line that the terminal wraps, never broken inside a path
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -848,8 +997,9 @@ def main() -> None:
         if os.environ.get("FABIO_DEBUG"):
             raise
         err.print(
-            f"[red]internal error:[/] {type(exc).__name__}: {exc} "
-            "(set FABIO_DEBUG=1 to see the traceback)"
+            f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
+            "(set FABIO_DEBUG=1 to see the traceback)",
+            soft_wrap=True,
         )
         raise SystemExit(1) from None
 

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
         allow_inf_nan=False,  # ACCOUNT_BALANCE=inf is a typo, never a balance
+        populate_by_name=True,
     )
 
     # LLM (OpenAI or any OpenAI-compatible server)
@@ -100,7 +101,8 @@ class Settings(BaseSettings):
     daily_loss_limit: float | None = Field(None, gt=0)
     max_trades_per_day: int = Field(10, ge=1, le=1000)
     flat_time: time = time(15, 8)
-    log_dir: Path = Path("logs")
+    # LOGS_DIR (freqtrade's name) or LOG_DIR: where the paper/live journals go.
+    log_dir: Path = Field(Path("logs"), validation_alias=AliasChoices("logs_dir", "log_dir"))
     strategies_file: Path | None = None
 
     # Decision cadence (seconds)
@@ -131,6 +133,14 @@ class Settings(BaseSettings):
         except InstrumentError as exc:
             raise ValueError(str(exc)) from None
         return value.strip().upper()
+
+    @field_validator("feature_value_area_rows", mode="before")
+    @classmethod
+    def _rows(cls, value: object) -> object:
+        # Environment values arrive as text; a Literal of ints compares without coercing.
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        return value
 
     @field_validator("mode", mode="before")
     @classmethod

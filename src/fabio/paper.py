@@ -32,6 +32,7 @@ from fabio.config import Settings
 from fabio.domain import TradeBatch
 from fabio.events import Event, ShutdownEvent
 from fabio.execution.ledger import Ledger
+from fabio.instruments import parse_symbol
 from fabio.ports import MarketFeed
 from fabio.sessions import cme_calendar
 from fabio.status import AgentStatus
@@ -64,6 +65,12 @@ def _next_trade_date(ledger: Ledger) -> date:
     return following[1] if len(following) > 1 else following[0]
 
 
+def day_seed(seed: int, trade_date: date) -> int:
+    """The synthetic market's seed for a paper session: each trade date its own market (a
+    restart continues on a new day), the same date and `--seed` always the same market."""
+    return seed * 1_000_000 + trade_date.toordinal()
+
+
 def _synthetic(settings: Settings, start: date, options: RunOptions) -> tuple[MarketFeed, int]:
     """Warm-up sessions (history for the range percentile) plus the sessions to paper-trade."""
     from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
@@ -72,9 +79,9 @@ def _synthetic(settings: Settings, start: date, options: RunOptions) -> tuple[Ma
     index = cal.index_on(start)
     assert index is not None
     first = cal.trade_dates[max(0, index - WARMUP_SESSIONS)]
-    root = settings.symbol[:3].rstrip("FGHJKMNQUVXZ0123456789") or "ES"
+    root = parse_symbol(settings.symbol).spec.root
     feed = SyntheticFeed(SyntheticConfig(symbol=root, days=WARMUP_SESSIONS + options.days,
-                                         seed=options.seed, start=first))
+                                         seed=day_seed(options.seed, start), start=first))
     return feed, cal.session(index).rth_open_ns
 
 

@@ -3,6 +3,10 @@
 A trade date runs from the Globex open at 17:00 CT the evening before to 16:00 CT (earlier on
 early-close days); regular trading hours (RTH) run 08:30–15:00 CT, cut short by an early close.
 The calendar is `pandas_market_calendars`' `CME_Equity`; nothing here hand-writes holidays.
+`exchange-calendars` is not a dependency of ours: its only CME calendar (`CMES`) closes the
+trade date at 17:00 CT, an hour after the equity index futures' 16:00 CT close, and
+`CME_Equity` has the right hours, holidays and early closes (it is still installed, pinned by
+pandas_market_calendars itself).
 """
 
 from __future__ import annotations

@@ -11,7 +11,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fabio.backtest.logdir import claim_backtest_dir
-from fabio.backtest.runner import BacktestResult, run_backtest, summarise, synthetic_labels
+from fabio.backtest.runner import (
+    BacktestResult,
+    label_data_source,
+    run_backtest,
+    summarise,
+    synthetic_labels,
+)
 from fabio.backtest.sweep import SweepJob, run_sweep
 from fabio.config import Settings
 from fabio.data import open_feed
@@ -63,6 +69,8 @@ class BacktestRequest:
     quiet: bool
     policy: str = "expectancy"
     ray_address: str | None = None
+    force_symbol: bool = False
+    accounts: str = "continuous"
 
 
 def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console) -> dict[str, Any]:
@@ -70,21 +78,30 @@ def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console)
     from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
     from fabio.strategies import load_strategies
 
-    first, last = _date(req.start, "--from"), _date(req.end, "--to")
+    first, last = _date_range(req.start, req.end)
+    per_file = _account_model(req)
     # Refuse a user's folder or the paper/live journal before anything runs; a sweep resumes.
     claim_backtest_dir(req.log_dir, protected=settings.log_dir, clear=False)
-    if req.jobs > 1 or req.executor != "local":
-        if not req.data:
-            raise FabioError("--jobs/--executor run data files in parallel: give the files")
-        return _sweep(req, console)
+    if per_file:
+        for p in req.data:  # a conflicting --symbol fails here, before any worker starts
+            open_feed(p, symbol=req.symbol, force_symbol=req.force_symbol)
+        summary = _sweep(req, console)
+        return label_data_source(summary, [str(p) for p in req.data])
     feeds: list[MarketFeed]
     if req.data:
-        feeds = [open_feed(p, symbol=req.symbol) for p in _chronological(req.data)]
+        feeds = [open_feed(p, symbol=req.symbol, force_symbol=req.force_symbol)
+                 for p in _chronological(req.data)]
     else:
-        root = (req.symbol or settings.symbol)[:3].rstrip("FGHJKMNQUVXZ0123456789") or "ES"
+        root = parse_symbol(req.symbol or settings.symbol).spec.root
         synthetic = SyntheticFeed(SyntheticConfig(symbol=root, days=req.days, seed=req.seed))
         feeds = [synthetic]
     brain = make_brain(req.brain, settings, req.policy if req.learning else "off")
+    fed = [0]
+
+    def advance(n: int) -> None:
+        fed[0] += n
+        progress.advance(task, n)
+
     with Progress(
         TextColumn("[bold]backtest"),
         BarColumn(),
@@ -104,17 +121,55 @@ def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console)
             learning=req.learning,
             start=first,
             end=last,
-            progress=lambda n: progress.advance(task, n),
+            progress=advance,
         )
+    if fed[0] == 0 and (first or last):
+        raise FabioError(f"{_range_text(req)}: the data holds no trade in this range")
     if not req.data:
         result.labels = synthetic_labels(feeds[0])
-    summary = dict(result.summary)
+    summary = label_data_source(result.summary, result.sources)
     summary["journal"] = str(req.log_dir)
     if req.report is not None:
         from fabio.backtest.report import write_report
 
         summary["report"] = str(write_report(result, req.report))
     return summary
+
+
+def _date_range(start: str | None, end: str | None) -> tuple[date | None, date | None]:
+    """--from/--to as dates; a reversed range, or one without a CME trade date, is an error."""
+    from fabio.sessions import cme_calendar
+
+    first, last = _date(start, "--from"), _date(end, "--to")
+    if first and last:
+        if first > last:
+            raise FabioError(f"--from {first} is after --to {last}: the range is empty")
+        dates = cme_calendar().next_trade_dates(first, 1)
+        if not dates or dates[0] > last:
+            raise FabioError(f"--from {first} --to {last}: no CME trade date in this range")
+    return first, last
+
+
+def _range_text(req: BacktestRequest) -> str:
+    return " ".join(x for x in (req.start and f"--from {req.start}",
+                                req.end and f"--to {req.end}") if x)
+
+
+def _account_model(req: BacktestRequest) -> bool:
+    """True for one account per file. --jobs only parallelises that; it never changes results."""
+    if req.accounts not in ("continuous", "per-file"):
+        raise FabioError(f"--accounts {req.accounts}: choose continuous or per-file")
+    per_file = req.accounts == "per-file" and bool(req.data)
+    if (req.jobs > 1 or req.executor != "local") and not per_file:
+        if not req.data:
+            raise FabioError("--jobs/--executor run data files in parallel: give the files "
+                             "and --accounts per-file")
+        raise FabioError(
+            f"--jobs {req.jobs}/--executor {req.executor} runs files in parallel, which only "
+            "independent accounts allow: add --accounts per-file (one continuous account runs "
+            "its files in order)"
+        )
+    return per_file
 
 
 def _sweep(req: BacktestRequest, console: Console) -> dict[str, Any]:
@@ -129,6 +184,7 @@ def _sweep(req: BacktestRequest, console: Console) -> dict[str, Any]:
             req.end,
             str(req.log_dir / "jobs" / p.name),
             None,
+            req.force_symbol,
             policy=req.policy,
             carry=req.learning,
         )
@@ -178,6 +234,11 @@ def _sweep(req: BacktestRequest, console: Console) -> dict[str, Any]:
     summary["note"] = (
         "each file is its own account; learning carries from file to file in time order"
         if req.learning else "each file is an independent account, strategy state frozen")
+    if req.report is not None:
+        from fabio.backtest.report import write_report
+
+        merged.summary = summary
+        summary["report"] = str(write_report(merged, req.report))
     return summary
 
 
@@ -190,5 +251,16 @@ def _sum_stats(stats: list[dict[str, Any]]) -> dict[str, Any]:
         "completion_tokens",
         "cached_tokens",
         "cost_usd",
+        "entries_proposed",
     )
-    return {k: sum(s.get(k, 0) for s in stats) for k in keys}
+    summed: dict[str, Any] = {k: sum(s.get(k, 0) for s in stats) for k in keys}
+    refused: dict[str, int] = {}
+    brains: dict[str, int] = {}
+    for s in stats:
+        for reason, n in (s.get("entries_refused") or {}).items():
+            refused[reason] = refused.get(reason, 0) + n
+        for brain, n in (s.get("brains") or {}).items():
+            brains[brain] = brains.get(brain, 0) + n
+    summed["entries_refused"] = refused
+    summed["brains"] = brains
+    return summed

@@ -21,7 +21,13 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from fabio.backtest.runner import BacktestResult, daily_pnl
+from fabio.backtest.runner import (
+    SYNTHETIC_CAVEAT,
+    BacktestResult,
+    daily_pnl,
+    is_synthetic,
+    no_trades_reason,
+)
 from fabio.execution.types import ClosedTrade
 from fabio.timeutil import CHICAGO, NS_PER_MIN, format_ns
 
@@ -55,6 +61,7 @@ th,td{border:1px solid #ddd;padding:4px 10px;text-align:right;vertical-align:top
 th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
 table.text td{text-align:left}.summary td{text-align:left}
 .summary th{text-align:left;width:280px}ul.breaches{margin:0;padding-left:18px;color:#b00}
+.caveat{background:#fff4d6;border:1px solid #e0b84c;padding:8px 12px;margin:8px 0 16px}
 """
 
 
@@ -242,7 +249,16 @@ def _header(result: BacktestResult) -> str:
     meta = (f"Brain <b>{_esc(result.brain)}</b>, learning {'on' if result.learning else 'off'}"
             f" &middot; {_esc(_period(result))}<br>Data: {_esc(', '.join(sources) or 'none')}"
             f"{_esc(more)}<br>Generated {_esc(generated)}")
-    return f"<h1>Backtest report: {_esc(result.symbol)}</h1><p class=\"meta\">{meta}</p>"
+    banner = ""
+    if is_synthetic(result.sources):
+        banner = (f"<p class=\"caveat\"><b>SYNTHETIC DATA.</b> {_esc(SYNTHETIC_CAVEAT)}</p>")
+    if not result.closed_trades:
+        why = result.summary.get("no_trades_reason") or no_trades_reason(result)
+        banner += f"<p class=\"caveat\"><b>No trades.</b> {_esc(why)}</p>"
+    title = "Backtest report (synthetic data)" if is_synthetic(result.sources) else \
+        "Backtest report"
+    return (f"<h1>{title}: {_esc(result.symbol)}</h1><p class=\"meta\">{meta}</p>"
+            f"{banner}")
 
 
 def _breaches_html(breaches: list[str], shown: int = 10, cap: int = 1000) -> _Html:

@@ -33,6 +33,7 @@ class SweepJob:
     end: str | None
     log_dir: str
     env_file: str | None
+    force_symbol: bool = False
     policy: str = "expectancy"  # the rule brain's learning policy
     carry: bool = False  # inherit the previous job's learning state (a chain in time order)
 
@@ -57,7 +58,7 @@ def run_job(job: SweepJob, carry: dict[str, Any] | None = None) -> dict[str, Any
     from fabio.strategies import load_strategies
 
     settings = load_settings(job.env_file)
-    feed = open_feed(job.data, symbol=job.symbol)
+    feed = open_feed(job.data, symbol=job.symbol, force_symbol=job.force_symbol)
     result = run_backtest(
         [feed], make_brain(job.brain, settings, job.policy if job.learning else "off"),
         Path(job.log_dir),

@@ -16,6 +16,7 @@ from fabio.events import SCHEMA_VERSION
 from fabio.timeutil import format_ns
 
 RECORD_TYPE = "llm_exchange"
+SUMMARY_TYPE = "decision_summary"  # quiet rule-brain decisions folded (fabio.exchange_journal)
 
 
 def exchange_record(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fabio.brain.context import MAX_NOTES_IN_CONTEXT, NoteView
-from fabio.brain.exchange import RECORD_TYPE
+from fabio.brain.exchange import RECORD_TYPE, SUMMARY_TYPE
 from fabio.brain.schema import MAX_NOTE_CHARS, flag_note
 from fabio.journal import read_journal
 from fabio.orders import ClosedTrade
@@ -61,10 +61,11 @@ class NoteStore:
         self.flagged = 0
 
     def add_record(self, rec: dict[str, Any]) -> None:
-        """Take the notes of one `llm_exchange` record (other records and symbols are skipped)."""
-        if rec.get("type") != RECORD_TYPE or rec.get("symbol") != self.symbol:
+        """Take the notes of one `llm_exchange` record, or of a `decision_summary` (the rule
+        brain's quiet decisions folded together); other records and symbols are skipped."""
+        if rec.get("type") not in (RECORD_TYPE, SUMMARY_TYPE) or rec.get("symbol") != self.symbol:
             return
-        decision = rec.get("decision") or {}
+        decision = rec.get("decision") or rec
         assessment = decision.get("market_assessment") or {}
         ts = int(rec.get("market_time_ns") or 0)
         for text in decision.get("notes_to_future_self") or []:

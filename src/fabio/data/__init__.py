@@ -14,9 +14,10 @@ import numpy as np
 from fabio.data.base import DEFAULT_BATCH_ROWS, MarketFeed, require_file
 from fabio.data.dbn import DBN_MAGIC, ZSTD_MAGIC, DbnFeed, decompressed_chunks
 from fabio.data.sierra import SierraBarFeed, SierraTimeAndSalesFeed
-from fabio.data.tabular import TabularFeed, file_errors, read_head
+from fabio.data.tabular import TabularFeed, file_errors, read_head, resolve_contract
 from fabio.domain import QuoteBatch, TradeBatch
 from fabio.errors import DataError
+from fabio.instruments import parse_symbol
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
@@ -85,12 +86,41 @@ def open_feed(
     symbol: str | None = None,
     tz: str | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    force_symbol: bool = False,
 ) -> MarketFeed:
     """Open a market data file with the reader its format needs.
 
-    `symbol` names (or overrides) the contract; `tz` is the time zone of naive timestamps
-    (defaults: UTC, except Sierra bar exports, which are US Central).
+    `symbol` names the contract when the file does not. When the file names one (its name, its
+    metadata or its symbol column), a different `symbol` is an error unless `force_symbol`
+    relabels the data on purpose; the same product without a month (`ES` for ESM23) keeps the
+    file's contract. `tz` is the time zone of naive timestamps (defaults: UTC, except Sierra
+    bar exports, which are US Central).
     """
+    if symbol is None or force_symbol:
+        return _open(path, symbol, tz, batch_rows)
+    try:
+        own = _open(path, None, tz, batch_rows)
+    except DataError:  # the file does not say (or holds several): the symbol chooses
+        return _open(path, symbol, tz, batch_rows)
+    if own.contract.month_code is None or own.contract.year is None:
+        # The file names the product only: the symbol may add the month, not change the product.
+        if parse_symbol(symbol).spec.root == own.contract.spec.root:
+            return _open(path, symbol, tz, batch_rows)
+        wanted = parse_symbol(symbol)
+    else:
+        wanted = resolve_contract(symbol, own.contract.year, str(path))
+    same_month = wanted.month_code is None or (
+        wanted.month_code == own.contract.month_code and wanted.year == own.contract.year
+    )
+    if wanted.spec.root != own.contract.spec.root or not same_month:
+        raise DataError(
+            f"{path}: the file holds {own.contract.symbol}, not {symbol.strip().upper()}; "
+            "leave out --symbol, or relabel the data on purpose with --force-symbol"
+        )
+    return own
+
+
+def _open(path: str | Path, symbol: str | None, tz: str | None, batch_rows: int) -> MarketFeed:
     fmt = detect_format(path)
     feed: MarketFeed
     if fmt == "dbn":
