@@ -1,7 +1,9 @@
 """The agent: one event loop for every mode (ARCHITECTURE.md §2).
 
 feed → features → cadence → brain → guardrails → risk → broker → fills → performance → journal,
-with an event bus a dashboard can subscribe to. Time comes from the events: a backtest runs as
+with a bus of typed events (fabio.events) that views fold into an `AgentStatus`. The agent is
+built by the composition root (fabio.wiring) and is the same code in backtest, paper and live.
+Time comes from the events: a backtest runs as
 fast as it can and awaits the brain in market time (deterministic); paper trading runs the brain
 as a task while market data keeps flowing, and drops a decision whose snapshot is older than
 `stale_sec` when it comes back.
@@ -10,7 +12,7 @@ as a task while market data keeps flowing, and drops a decision whose snapshot i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,31 +23,21 @@ from fabio.brain.cadence import Cadence
 from fabio.brain.context import DecisionContext, PositionView, build_context
 from fabio.brain.exchange import RECORD_TYPE, exchange_record
 from fabio.brain.notes import NoteStore
-from fabio.brain.schema import ImportanceZone
+from fabio.decision import ImportanceZone
 from fabio.domain import TradeBatch
+from fabio.events import EventBus, FeatureSummary, Heartbeat, KillSwitchEvent, TradeUpdate
 from fabio.execution.engine import ExecutionEngine
 from fabio.features.engine import FeatureEngine
 from fabio.features.snapshot import FeatureSnapshot
 from fabio.journal import Journal
 from fabio.playbook.setups import detect_setups
 from fabio.sessions import SessionKind
+from fabio.status import AgentStatus
 
 NS = 1_000_000_000
-Subscriber = Callable[[dict[str, Any]], None]
+KillRequests = Callable[[], KillSwitchEvent | None]
 
-
-class EventBus:
-    """Synchronous publish/subscribe of plain dict events (`trade_update`, `decision`, ...)."""
-
-    def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
-
-    def subscribe(self, callback: Subscriber) -> None:
-        self._subscribers.append(callback)
-
-    def publish(self, event: dict[str, Any]) -> None:
-        for callback in self._subscribers:
-            callback(event)
+__all__ = ["Agent", "AgentStats", "EventBus", "Timeline"]
 
 
 @dataclass(slots=True)
@@ -89,6 +81,8 @@ class Agent:
         step_sec: float | None = None,
         stale_sec: float = 10.0,
         note_records: list[dict[str, Any]] | None = None,
+        status: AgentStatus | None = None,
+        kill_requests: KillRequests | None = None,
     ) -> None:
         self.features = features
         self.execution = execution
@@ -98,6 +92,11 @@ class Agent:
         self.learning = learning
         self.live = live
         self.bus = bus or EventBus()
+        if status is None:
+            status = AgentStatus(symbol=execution.symbol)
+            self.bus.subscribe(status.apply)
+        self.status = status  # the read model views show (folded from the bus)
+        self.kill_requests = kill_requests
         self.setup_check_sec = setup_check_sec
         # The loop steps at the cadence's finest interval: decisions and risk checks happen on
         # that grid of market time, while the broker still fills order by order within a step.
@@ -123,6 +122,68 @@ class Agent:
         self._minute = -1
         self._regime: str | None = None
 
+    # ---------------------------------------------------------------- state for views
+    def start(self) -> None:
+        """Take a pending kill-switch request and publish the state the agent starts from."""
+        self._poll_kill_switch()
+        self.bus.publish(self._trade_update(self.execution.ledger.last_ts_ns, None, None))
+
+    def _trade_update(self, now: int, price: float | None, d: Any,
+                      results: Sequence[Any] = (), changes: Sequence[Any] = ()) -> TradeUpdate:
+        ex = self.execution
+        trade = ex.position()
+        position: dict[str, Any] = {"side": "flat", "qty": 0}
+        unrealized = 0.0
+        if trade is not None and trade.qty != 0:
+            position = {"side": "long" if trade.side > 0 else "short", "qty": abs(trade.qty),
+                        "avg_entry": ex.spec.to_price(trade.avg_entry),
+                        "stop": ex.spec.to_price(trade.stop_ticks),
+                        "target": ex.spec.to_price(trade.target_ticks),
+                        "strategy": trade.strategy, "trade_id": trade.trade_id}
+            if self._last_price is not None:
+                unrealized = (self._last_price - trade.avg_entry) * trade.side * abs(trade.qty) \
+                    * ex.spec.tick_value
+        risk = ex.ledger.risk
+        s = self.stats
+        return TradeUpdate(
+            ts_ns=now, symbol=self.symbol, price=price, position=position,
+            pnl={"realised_usd": round(sum(t.net_pnl_usd for t in ex.ledger.closed), 2),
+                 "unrealised_usd": round(unrealized, 2),
+                 "day_usd": round(risk.day_pnl, 2), "closed_trades": len(ex.ledger.closed)},
+            strategy_performance={k: v.model_dump() for k, v in
+                                  ex.get_performance_stats().items()},
+            active_strategies=list(d.strategy_updates.active_strategies) if d else
+            [k for k, v in ex.strategy_state.items() if v.enabled],
+            market_assessment=d.market_assessment.model_dump() if d else None,
+            strategy_state={k: v.model_dump() for k, v in ex.strategy_state.items()},
+            executions=[r.to_dict() for r in results],
+            strategy_changes=[c.to_record() for c in changes],
+            trading_state=str(risk.state), kill_switch=risk.kill_switch_status(),
+            brain={"decisions": s.decisions, "fallbacks": s.fallbacks,
+                   "stale_dropped": s.stale_dropped, "cost_usd": round(s.cost_usd, 6),
+                   "brains": dict(s.brains)},
+        )
+
+    def _poll_kill_switch(self) -> None:
+        if self.kill_requests is None:
+            return
+        request = self.kill_requests()
+        if request is None:
+            return
+        if request.request_id is None:  # a legacy request file nobody journaled
+            self.execution.set_kill_switch(request.engaged, request.reason, request.source,
+                                           self.execution.ledger.last_ts_ns)
+        else:
+            self.execution.apply_kill_switch_request(request)
+
+    @property
+    def last_price_ticks(self) -> int | None:
+        return self._last_price
+
+    @property
+    def regime(self) -> str | None:
+        return self._regime
+
     # ---------------------------------------------------------------- feeding
     async def feed(self, trades: TradeBatch) -> None:
         """Process trades one step of market time at a time; decide when the cadence says so."""
@@ -142,6 +203,8 @@ class Agent:
             await self._step(trades.slice(start, len(trades)), int(trades.ts[-1]))
 
     async def _step(self, trades: TradeBatch, now: int) -> None:
+        if self.kill_requests is not None:
+            self._poll_kill_switch()
         await self._roll_session(int(trades.ts[0]))
         self.features.update(trades)
         self.execution.on_trades(trades)
@@ -157,6 +220,7 @@ class Agent:
             self._next_setup_check = now + self.setup_check_sec * NS
             snap = self.features.snapshot(now)
             self._record_minute(snap, now)
+            self._publish_features(snap, now)
             names = {s.strategy for s in self._setups(snap)}
             event = event or bool(names - self._last_setups)
             self._last_setups = names
@@ -190,6 +254,8 @@ class Agent:
         end_ns = min(self._session_close_ns, self._last_ts) if self._last_ts else \
             self._session_close_ns
         self.execution.end_session(session.trade_date.isoformat(), end_ns, self._last_price)
+        price = self.execution.spec.to_price(self._last_price) if self._last_price else None
+        self.bus.publish(self._trade_update(end_ns, price, None))
         self._session_index = -1
         self._session_open_ns = self._session_close_ns = 0
 
@@ -267,15 +333,7 @@ class Agent:
         record = self._journal(ctx, reply)
         if d.notes_to_future_self and record is not None:
             self.notes.add_record(record)
-        event = {
-            "type": "trade_update", "symbol": self.symbol, "ts_ns": now,
-            "price": ctx.price, "market_assessment": d.market_assessment.model_dump(),
-            "active_strategies": d.strategy_updates.active_strategies,
-            "strategy_performance": {
-                k: v.model_dump() for k, v in self.execution.get_performance_stats().items()},
-            "executions": [r.to_dict() for r in results],
-            "strategy_changes": [c.to_record() for c in changes],
-        }
+        event = self._trade_update(now, ctx.price, d, results, changes)
         self.timeline.decisions.append({
             "ts_ns": now, "regime": self._regime, "market_state": d.market_assessment.market_state,
             "price": ctx.price, "entries": sum(1 for r in results if r.accepted),
@@ -303,6 +361,18 @@ class Agent:
                 "market_time_ns": record["market_time_ns"],
                 "decision": {"market_assessment": record["decision"]["market_assessment"],
                              "notes_to_future_self": record["decision"]["notes_to_future_self"]}}
+
+    def _publish_features(self, snap: FeatureSnapshot, now: int) -> None:
+        if snap.price is None:
+            return
+        prof = snap.profile
+        self.bus.publish(FeatureSummary(
+            ts_ns=now, symbol=self.symbol, price=snap.price,
+            poc=prof.poc if prof else None, vah=prof.vah if prof else None,
+            val=prof.val if prof else None))
+        if self.live:
+            self.bus.publish(Heartbeat(ts_ns=now, symbol=self.symbol, market_ts_ns=self._last_ts,
+                                       last_price=snap.price))
 
     def _record_minute(self, snap: FeatureSnapshot, now: int) -> None:
         minute = now // (60 * NS)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fabio.config import FeatureConfig, Settings, load_settings
@@ -273,7 +274,7 @@ def decide(
     json_out: JsonOpt = False,
 ) -> None:
     """Ask the brain at a moment; print the decision and journal the exchange."""
-    from fabio.brain.decide import decide_at
+    from fabio.decide import decide_at
 
     settings = _settings()
     config = _feature_config(settings, rth, None, None)
@@ -501,24 +502,30 @@ def state(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """What a restart rebuilds from the journal: strategy_state, performance, positions, limits."""
-    from fabio.execution.engine import ExecutionEngine
+    """What a restart rebuilds from the journal: strategy_state, performance, positions, limits.
+
+    Read-only: it never writes to the journal.
+    """
     from fabio.instruments import parse_symbol
     from fabio.strategies import load_strategies
+    from fabio.wiring import read_state
 
     settings = _settings()
     contract = parse_symbol(symbol or settings.symbol)
-    engine = ExecutionEngine.open(contract, settings.log_dir, settings.risk_config(),
-                                  defaults=load_strategies(settings.strategies_file),
-                                  secrets=_secrets(settings))
-    summary = engine.ledger.summary()
+    view = read_state(contract, settings.log_dir, settings.risk_config(),
+                      load_strategies(settings.strategies_file))
+    summary = view.ledger.summary()
     summary["journal"] = str(settings.log_dir / "execution.jsonl")
-    summary["journal_problems"] = engine.problems
+    summary["journal_problems"] = view.problems
     if json_out:
         _print_json(summary)
         return
-    for problem in engine.problems:
-        err.print(f"[yellow]note:[/] {problem}")
+    for problem in view.problems:
+        err.print(f"[yellow]note:[/] {escape(problem)}")
+    kill_switch = summary["kill_switch"]
+    if kill_switch["engaged"]:
+        out.print(f"[bold red]KILL SWITCH ENGAGED[/] by {escape(kill_switch['source'])}: "
+                  f"{escape(kill_switch['reason'])} (release: fabio kill --release)")
     table = Table(title=f"strategy_state ({summary['records_applied']} journal records)",
                   title_justify="left")
     for col in ("strategy", "enabled", "risk_fraction", "max_trades_per_session", "min_rr",
@@ -532,7 +539,10 @@ def state(
             "target_ticks")), _fmt(p.get("trades", 0)), _fmt(p.get("win_rate")),
             _fmt(p.get("net_pnl", 0.0)))
     out.print(table)
-    out.print(_kv_table("risk", summary["risk"]))
+    risk = dict(summary["risk"])
+    if kill_switch["engaged"]:
+        risk["state"] = f"killed ({risk.get('state')})"
+    out.print(_kv_table("risk", risk))
     out.print(f"closed trades {summary['closed_trades']}, net P&L ${summary['net_pnl_usd']:,.2f}, "
               f"open {summary['open_trades'] or 'none'}")
 
@@ -541,20 +551,23 @@ def state(
 def kill(
     reason: Annotated[str, typer.Option("--reason", help="Why (journaled).")] = "manual kill",
     release: Annotated[
-        bool, typer.Option("--release", help="Remove the kill switch file instead.")
+        bool, typer.Option("--release", help="Release the kill switch instead.")
     ] = False,
 ) -> None:
-    """The kill switch: a running agent flattens and halts; nothing trades until released."""
-    from fabio.execution.risk import engage_kill_switch, release_kill_switch
+    """The kill switch: a running agent flattens and halts; nothing trades until released.
+
+    The change is journaled at once (reason, time, source cli) and survives restarts.
+    """
+    from fabio.killswitch import request_kill_switch
 
     settings = _settings()
-    path = settings.kill_switch_path()
+    reason = reason if not release or reason != "manual kill" else "manual release"
+    request_kill_switch(settings.log_dir, not release, reason, "cli", _secrets(settings))
     if release:
-        release_kill_switch(path)
-        out.print(f"kill switch released ({path})")
+        out.print(f"kill switch released (journaled in {settings.log_dir / 'execution.jsonl'})")
     else:
-        engage_kill_switch(path, reason)
-        out.print(f"[red]kill switch engaged[/] ({path}): flatten and halt")
+        out.print(f"[red]kill switch engaged[/]: flatten and halt (journaled in "
+                  f"{escape(str(settings.log_dir / 'execution.jsonl'))})")
 
 
 def _secrets(settings: Settings) -> tuple[str, ...]:

@@ -143,7 +143,6 @@ class Settings(BaseSettings):
                 daily_loss_limit_usd=self.daily_loss_limit,
                 max_trades_per_day=self.max_trades_per_day,
                 flat_time=self.flat_time,
-                kill_switch_path=self.kill_switch_path(),
             )
         except ValidationError as exc:
             problems = "; ".join(str(e["msg"]).removeprefix("Value error, ")

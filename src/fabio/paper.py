@@ -17,24 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from fabio.agent import Agent
-from fabio.brain.cadence import Cadence
-from fabio.brain.decide import make_brain, secret_values
+from fabio.brain.decide import make_brain
 from fabio.config import Settings
-from fabio.data.base import MarketFeed
 from fabio.domain import TradeBatch
-from fabio.errors import FabioError
-from fabio.execution.engine import ExecutionEngine
-from fabio.features.engine import FeatureEngine
-from fabio.journal import LLM_EXCHANGES, Journal, read_journal
+from fabio.execution.ledger import Ledger
+from fabio.ports import MarketFeed
 from fabio.sessions import cme_calendar
-from fabio.strategies import load_strategies
+from fabio.status import AgentStatus
 from fabio.timeutil import format_ns
+from fabio.wiring import AgentOptions, build_agent, live_venue, read_state
 
 NS = 1_000_000_000
 WARMUP_SESSIONS = 5
@@ -51,9 +49,9 @@ class RunOptions:
     live_view: bool = True
 
 
-def _next_trade_date(engine: ExecutionEngine) -> date:
+def _next_trade_date(ledger: Ledger) -> date:
     """Continue after the last journaled trade date (a fresh journal starts on 2024-01-02)."""
-    last = engine.ledger.trade_date
+    last = ledger.trade_date
     cal = cme_calendar()
     if last is None:
         return date(2024, 1, 2)
@@ -80,10 +78,7 @@ class PaperSession:
 
     def __init__(self, settings: Settings, options: RunOptions) -> None:
         if settings.mode == "live":
-            raise FabioError(
-                "MODE=live needs the TopstepX adapter, which is not built yet: use MODE=test "
-                "(paper trading) or `fabio backtest`"
-            )
+            live_venue()  # refuses clearly until a live venue is registered
         self.settings = settings
         self.options = options
         kind = options.brain or ("llm" if settings.openai_api_key or settings.openai_base_url
@@ -92,34 +87,30 @@ class PaperSession:
         self.started = time.monotonic()
 
     def _open(self, feed: MarketFeed) -> Agent:
-        s = self.settings
-        execution = ExecutionEngine.open(
-            feed.contract, s.log_dir, s.risk_config(), defaults=load_strategies(s.strategies_file),
-            secrets=tuple(secret_values(s)),
-        )
-        notes = read_journal(s.log_dir / LLM_EXCHANGES).records
-        cadence = Cadence(s.llm_decision_interval_default, s.llm_decision_interval_outer_band,
-                          s.llm_decision_interval_inner_band)
-        return Agent(
-            FeatureEngine(feed.contract, s.feature_config()), execution, self.brain, cadence,
-            exchanges=Journal(s.log_dir / LLM_EXCHANGES, secrets=secret_values(s)),
-            live=True, note_records=notes,
-        )
+        options = AgentOptions.from_settings(
+            self.settings, "live" if self.settings.mode == "live" else "paper")
+        return build_agent(feed.contract, self.brain, options)
 
     async def run(self) -> dict[str, Any]:
         from fabio.data import open_feed
 
-        probe = ExecutionEngine.open(_contract(self.settings), self.settings.log_dir,
-                                     self.settings.risk_config())
         if self.options.feed_path is not None:
             feed: MarketFeed = open_feed(self.options.feed_path)
             trade_from = 0
         else:
-            feed, trade_from = _synthetic(self.settings, _next_trade_date(probe), self.options)
+            journaled = read_state(_contract(self.settings), self.settings.log_dir,
+                                   self.settings.risk_config())
+            feed, trade_from = _synthetic(self.settings, _next_trade_date(journaled.ledger),
+                                          self.options)
         agent = self._open(feed)
         self.agent = agent
-        view = Live(self._view(agent, None), refresh_per_second=4) if self.options.live_view \
-            else _NoView()
+        self.status = agent.status
+        self.notices = _start_notices(agent.status)
+        if not self.options.live_view:
+            for notice in self.notices:
+                Console(stderr=True).print(escape(notice), style="bold red")
+        view = Live(self._view(agent.status, None), refresh_per_second=4) \
+            if self.options.live_view else _NoView()
         with view as live:
             try:
                 await self._pace(agent, feed, trade_from, live)
@@ -127,7 +118,7 @@ class PaperSession:
                 pass
             finally:
                 await agent.close_session()
-                live.update(self._view(agent, "stopped"))
+                live.update(self._view(agent.status, "stopped"))
         return self.summary()
 
     async def _pace(self, agent: Agent, feed: MarketFeed, trade_from: int,
@@ -157,63 +148,79 @@ class PaperSession:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 await agent.feed(piece)
-                live.update(self._view(agent, None))
+                live.update(self._view(agent.status, None))
 
-    def _view(self, agent: Agent | None, status: str | None) -> Group:
-        if agent is None or agent._last_price is None:
-            return Group(Text("starting…"))
-        snap_time = format_ns(agent._last_ts) if agent._last_ts else "—"
-        ex = agent.execution
-        trade = ex.position()
-        pos = "flat" if trade is None or trade.qty == 0 else (
-            f"{'long' if trade.side > 0 else 'short'} {abs(trade.qty)} @ "
-            f"{ex.spec.to_price(trade.avg_entry):.2f} ({trade.strategy})")
-        pnl = sum(t.net_pnl_usd for t in ex.ledger.closed)
+    def _view(self, st: AgentStatus, status: str | None) -> Group:
+        """The live view: drawn from the `AgentStatus` read model only."""
+        if st.last_price is None:
+            lines = [Text("starting…")]
+            lines += [Text(n, style="bold red") for n in getattr(self, "notices", [])]
+            return Group(*lines)
+        snap_time = format_ns(st.market_ts_ns) if st.market_ts_ns else "—"
+        p = st.position
+        pos = "flat" if not p or p.get("qty", 0) == 0 else (
+            f"{p['side']} {p['qty']} @ {p['avg_entry']:.2f} ({p.get('strategy')})")
+        risk = f"risk {st.risk_label}"
+        if st.kill_switch.engaged:
+            risk = f"[bold red]KILL SWITCH ENGAGED[/] ({escape(st.kill_switch.reason)})"
         head = Table.grid(padding=(0, 2))
         head.add_row(
-            f"[bold]{ex.symbol}[/] {snap_time}",
-            f"last {ex.spec.to_price(agent._last_price):.2f}",
-            f"regime [cyan]{agent._regime or '—'}[/]",
-            f"position {pos}",
-            f"closed P&L ${pnl:,.2f}",
-            f"risk {ex.ledger.risk.state}",
+            f"[bold]{escape(st.symbol or '')}[/] {snap_time}",
+            f"last {st.last_price:.2f}",
+            f"regime [cyan]{st.regime or '—'}[/]",
+            f"position {escape(pos)}",
+            f"closed P&L ${st.pnl.get('realised_usd', 0.0):,.2f}",
+            risk,
             status or f"{self.options.speed:g}x",
         )
-        levels = agent.timeline
-        if levels.poc:
-            head.add_row(f"POC {levels.poc[-1]}", f"VAH {levels.vah[-1]}", f"VAL {levels.val[-1]}",
-                         f"decisions {agent.stats.decisions}",
-                         f"fallbacks {agent.stats.fallbacks}",
-                         f"LLM ${agent.stats.cost_usd:.4f}", "")
+        if st.poc is not None:
+            brain = st.brain
+            head.add_row(f"POC {st.poc}", f"VAH {st.vah}", f"VAL {st.val}",
+                         f"decisions {brain.get('decisions', 0)}",
+                         f"fallbacks {brain.get('fallbacks', 0)}",
+                         f"LLM ${brain.get('cost_usd', 0.0):.4f}", "")
         table = Table(title="strategy_state", title_justify="left")
         for col in ("strategy", "on", "risk", "trades", "win rate", "net P&L"):
             table.add_column(col)
-        perf = ex.get_performance_stats()
-        for name, p in ex.strategy_state.items():
-            r = perf.get(name)
-            table.add_row(name, "yes" if p.enabled else "no", f"{p.risk_fraction:.4f}",
-                          str(r.trades if r else 0),
-                          f"{r.win_rate:.2f}" if r and r.win_rate is not None else "—",
-                          f"{r.net_pnl:,.2f}" if r else "0")
+        for name, params in st.strategy_state.items():
+            r = st.strategy_performance.get(name) or {}
+            win = r.get("win_rate")
+            table.add_row(escape(name), "yes" if params.get("enabled") else "no",
+                          f"{params.get('risk_fraction', 0):.4f}", str(r.get("trades", 0)),
+                          f"{win:.2f}" if win is not None else "—",
+                          f"{r.get('net_pnl', 0.0):,.2f}")
         return Group(head, table)
 
     def summary(self) -> dict[str, Any]:
-        agent = getattr(self, "agent", None)
-        if agent is None:
+        st: AgentStatus | None = getattr(self, "status", None)
+        if st is None:
             return {}
-        ex = agent.execution
+        brain = st.brain
         return {
-            "symbol": ex.symbol,
+            "symbol": st.symbol,
             "brain": self.brain.name,
-            "decisions": agent.stats.decisions,
-            "fallbacks": agent.stats.fallbacks,
-            "stale_dropped": agent.stats.stale_dropped,
-            "trades_closed": len(ex.ledger.closed),
-            "net_pnl_usd": round(sum(t.net_pnl_usd for t in ex.ledger.closed), 2),
-            "llm_cost_usd": round(agent.stats.cost_usd, 4),
+            "decisions": brain.get("decisions", 0),
+            "fallbacks": brain.get("fallbacks", 0),
+            "stale_dropped": brain.get("stale_dropped", 0),
+            "trades_closed": st.pnl.get("closed_trades", 0),
+            "net_pnl_usd": st.pnl.get("realised_usd", 0.0),
+            "llm_cost_usd": round(float(brain.get("cost_usd", 0.0)), 4),
+            "trading_state": st.risk_label,
+            "kill_switch": "engaged: " + st.kill_switch.reason if st.kill_switch.engaged
+            else "released",
             "wall_sec": round(time.monotonic() - self.started, 1),
             "journal": str(self.settings.log_dir),
         }
+
+
+def _start_notices(st: AgentStatus) -> list[str]:
+    """What a trader must know before the first print (shown at start-up)."""
+    k = st.kill_switch
+    if not k.engaged:
+        return []
+    when = format_ns(k.ts_ns) if k.ts_ns else "?"
+    return [f"kill switch ENGAGED since {when} by {k.source}: {k.reason} — nothing will trade "
+            "until `fabio kill --release`"]
 
 
 class _NoView:

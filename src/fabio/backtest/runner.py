@@ -17,15 +17,14 @@ from fabio.backtest.logdir import claim_backtest_dir
 from fabio.brain.base import Brain
 from fabio.brain.cadence import Cadence
 from fabio.config import FeatureConfig
-from fabio.data.base import MarketFeed
-from fabio.execution.engine import ExecutionEngine
 from fabio.execution.performance import performance_by_strategy
-from fabio.execution.risk import RiskConfig, RiskEngine
-from fabio.execution.types import ClosedTrade
-from fabio.features.engine import FeatureEngine
-from fabio.journal import LLM_EXCHANGES, Journal, iter_records
+from fabio.execution.risk import RiskConfig
+from fabio.journal import iter_records
+from fabio.orders import ClosedTrade
+from fabio.ports import MarketFeed
 from fabio.strategies import StrategyParams
 from fabio.timeutil import CHICAGO, datetime_to_ns
+from fabio.wiring import AgentOptions, build_agent
 
 Progress = Callable[[int], None]
 
@@ -107,23 +106,13 @@ def run_backtest(
     claim_backtest_dir(log_dir)  # a backtest starts from nothing, deleting only its own files
     contract = feeds[0].contract
     resolution = max((_resolution_sec(f) for f in feeds), default=0.0)
-    if cadence is None and resolution > 5:
-        # Bars: nothing changes inside a bar, so decide (and step) at most once per bar.
-        cadence = Cadence(default_sec=max(30.0, resolution), outer_sec=max(15.0, resolution),
-                          inner_sec=resolution, floor_sec=resolution)
-    risk = RiskEngine(risk_config or RiskConfig())
-    # Coarse data jumps between prints: bars need wider minimum stops and slippage allowance.
-    coarse = resolution > 5
-    execution = ExecutionEngine.open(
-        contract, log_dir, defaults=strategies, risk=risk,
-        min_stop_ticks=8 if coarse else 4, slippage_allowance_ticks=8 if coarse else 2,
-    )
-    agent = Agent(
-        FeatureEngine(contract, feature_config or FeatureConfig()),
-        execution, brain, cadence or Cadence(),
-        exchanges=Journal(log_dir / LLM_EXCHANGES), learning=learning,
-        setup_check_sec=max(5, int(resolution)),
-    )
+    agent = build_agent(contract, brain, AgentOptions(
+        mode="backtest", log_dir=log_dir, feature_config=feature_config or FeatureConfig(),
+        risk_config=risk_config or RiskConfig(), strategies=strategies, cadence=cadence,
+        learning=learning, resolution_sec=resolution,
+    ))
+    execution = agent.execution
+    risk = execution.ledger.risk
     lo, hi = _date_bounds(start, end)
     asyncio.run(_replay(agent, feeds, lo, hi, progress))
     changes = [

@@ -8,32 +8,20 @@ unreadable or not time-ordered raises `DataError` with a message saying what to 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
-from fabio.domain import LoadReport, MarketBatch, TradeBatch
+from fabio.domain import LoadReport, TradeBatch
 from fabio.errors import DataError
-from fabio.instruments import Contract
+from fabio.ports import MarketFeed
+
+__all__ = ["MarketFeed", "TradeSanitizer", "check_mostly_readable", "require_file"]
 
 DEFAULT_BATCH_ROWS = 65_536
 # Above this share of rows going back in time, the file is refused as unsorted.
 MAX_OUT_OF_ORDER_SHARE = 0.01
-
-
-@runtime_checkable
-class MarketFeed(Protocol):
-    """A source of time-ordered market data for one contract."""
-
-    contract: Contract
-    report: LoadReport
-
-    def batches(self) -> Iterator[MarketBatch]:
-        """Yield batches in time order; trades within a batch are time-ordered too."""
-        ...
 
 
 class TradeSanitizer:

@@ -1,9 +1,11 @@
 """The simulated broker: the venue of backtests and paper sessions.
 
-It fills bracket orders (an entry with an OCO stop and target) against the tape. Fill rules are
+It implements the `Broker` port (fabio.ports) for one symbol: brackets (an entry with an OCO stop
+and target), OCO, partial fills, commissions, ids and typed events. When and at what price the
+tape fills an order is the `FillModel`'s (fill_model.py). Fill rules are
 conservative on purpose: a resting limit fills only when a trade prints through it (by default),
 a stop fills at the triggering trade worsened by a slippage, a market order at the next trade.
-It keeps no position and no P&L: the execution engine derives both from the fills.
+It follows the position (a venue does) but no P&L: the execution engine derives that from fills.
 
 Speed: the tape arrives in numpy batches; the broker searches each working order's first
 fillable trade with vectorised comparisons and jumps from event to event, so a batch with a
@@ -17,21 +19,20 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Literal
 
-import numpy as np
-from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fabio.domain import TradeBatch
 from fabio.errors import FabioError
-from fabio.execution.types import (
-    BracketRequest,
-    Fill,
-    Order,
-    OrderRole,
-    OrderStatus,
-    OrderType,
-)
+from fabio.execution.fill_model import FillModel, Tape
 from fabio.instruments import InstrumentSpec
+from fabio.orders import BracketRequest, Fill, Order, OrderRole, OrderStatus, OrderType
+from fabio.ports import (
+    AccountSnapshot,
+    BrokerEvent,
+    OrderUpdate,
+    PositionChanged,
+    PositionSnapshot,
+)
 
 # Per side, per contract, exchange and clearing fees included (TopstepX-like round turns of
 # about $2.80 for ES/NQ and $0.74 for MES/MNQ). Estimates: check them against the live fee
@@ -43,8 +44,6 @@ DEFAULT_COMMISSION_PER_CONTRACT_USD: dict[str, float] = {
     "MNQ": 0.37,
 }
 
-_SCAN_FIRST_CHUNK = 512  # most fills are near: look close first, then widen the window
-_SCAN_MAX_CHUNK = 1 << 18
 
 
 class BrokerError(FabioError):
@@ -84,39 +83,6 @@ class SimBrokerConfig(BaseModel):
             ) from exc
 
 
-@dataclass(frozen=True, slots=True)
-class _Tape:
-    """The batch being filled against, as plain arrays."""
-
-    ts: NDArray[np.int64]
-    price: NDArray[np.int64]
-    size: NDArray[np.int64]
-
-    @property
-    def n(self) -> int:
-        return len(self.ts)
-
-
-def _first_crossing(price: NDArray[np.int64], start: int, at_most: bool, level: int) -> int:
-    """Index of the first price at or below (`at_most`) / at or above `level` from `start`.
-
-    Searches growing windows so that a near event costs a small scan; `len(price)` if none.
-    """
-    n = len(price)
-    i = start
-    chunk = _SCAN_FIRST_CHUNK
-    while i < n:
-        j = min(n, i + chunk)
-        window = price[i:j]
-        hits = window <= level if at_most else window >= level
-        k = int(hits.argmax())
-        if hits[k]:
-            return i + k
-        i = j
-        chunk = min(chunk * 4, _SCAN_MAX_CHUNK)
-    return n
-
-
 @dataclass(slots=True)
 class _OcoGroup:
     """A stop and a target protecting the same contracts."""
@@ -154,7 +120,11 @@ class SimulatedBroker:
         self._active: dict[str, Order] = {}  # working orders (accepted or partially filled)
         self._groups: dict[str, _OcoGroup] = {}  # oco group -> its stop and target
         self._group_of_entry: dict[str, str] = {}
-        self._events: list[dict[str, Any]] = []
+        self.fill_model = FillModel(self.config.limit_fill, self.config.stop_slippage_ticks,
+                                    self.config.market_slippage_ticks)
+        self._events: list[BrokerEvent] = []
+        self._position = 0  # signed contracts held, from the fills
+        self._position_value = 0.0  # signed qty * price of the open position
         self._clock_ns = 0
 
     # ------------------------------------------------------------------ public API
@@ -168,7 +138,25 @@ class SimulatedBroker:
         """Orders that can fill now, oldest first (held bracket children are not working)."""
         return sorted(self._active.values(), key=lambda o: self._seq[o.id])
 
-    def drain_events(self) -> list[dict[str, Any]]:
+    def open_orders(self) -> list[Order]:
+        """The port's name for `working()`."""
+        return self.working()
+
+    def get_order(self, order_id: str) -> Order | None:
+        return self.orders.get(order_id)
+
+    def positions(self) -> list[PositionSnapshot]:
+        if self._position == 0:
+            return []
+        return [PositionSnapshot(self.symbol, self._position,
+                                 self._position_value / self._position)]
+
+    def account(self) -> AccountSnapshot:
+        """A simulated venue keeps no money: the risk engine's ledger does."""
+        return AccountSnapshot(account_id=f"sim-{self.symbol}", balance_usd=None, can_trade=True,
+                               simulated=True)
+
+    def drain_events(self) -> list[BrokerEvent]:
         """Every status change since the last drain, in the order they happened."""
         events, self._events = self._events, []
         return events
@@ -355,7 +343,7 @@ class SimulatedBroker:
         if not self._active:
             self._tick(int(trades.ts[-1]))
             return []
-        tape = _Tape(trades.ts, trades.price, trades.size)
+        tape = Tape(trades.ts, trades.price, trades.size)
         fills: list[Fill] = []
         next_index: dict[str, int] = {}
         cursor = 0
@@ -366,9 +354,9 @@ class SimulatedBroker:
             for order in due:
                 next_index.pop(order.id, None)
                 if order.id in self._active:  # an OCO sibling may have closed it at this trade
-                    fill = self._execute(order, tape, idx)
-                    if fill is not None:
-                        fills.append(fill)
+                    done = self.fill_model.execution(order, tape, idx)
+                    if done is not None:
+                        fills.append(self._fill(order, done[0], done[1], int(tape.ts[idx])))
             cursor = idx + 1
         self._tick(int(tape.ts[-1]))
         return fills
@@ -411,7 +399,7 @@ class SimulatedBroker:
     # ------------------------------------------------------------------ fill engine
 
     def _next_event(
-        self, tape: _Tape, cursor: int, next_index: dict[str, int]
+        self, tape: Tape, cursor: int, next_index: dict[str, int]
     ) -> tuple[int, list[Order]]:
         """The first trade index at or after `cursor` that fills some order, and those orders."""
         best = tape.n
@@ -419,7 +407,7 @@ class SimulatedBroker:
         for order in self._active.values():
             idx = next_index.get(order.id, -1)
             if idx < cursor:
-                idx = self._first_fillable(order, tape, cursor)
+                idx = self.fill_model.first_fillable(order, tape, cursor)
                 next_index[order.id] = idx
             if idx < best:
                 best, due = idx, [order]
@@ -427,41 +415,6 @@ class SimulatedBroker:
                 due.append(order)
         due.sort(key=lambda o: self._seq[o.id])
         return best, due
-
-    def _first_fillable(self, order: Order, tape: _Tape, cursor: int) -> int:
-        """First trade (at or after `cursor`, not before the order existed) that can fill it."""
-        start = max(cursor, int(np.searchsorted(tape.ts, order.created_ns, side="left")))
-        if start >= tape.n or order.type is OrderType.MARKET:
-            return start
-        at_most, level = self._trigger(order)
-        return _first_crossing(tape.price, start, at_most, level)
-
-    def _trigger(self, order: Order) -> tuple[bool, int]:
-        """(fills when price <= level?, level) for a stop or a limit."""
-        buy = order.side > 0
-        if order.type is OrderType.STOP:
-            assert order.stop_ticks is not None
-            return (not buy, order.stop_ticks)  # a buy stop triggers at or above
-        assert order.limit_ticks is not None
-        through = 1 if self.config.limit_fill == "through" else 0
-        if buy:
-            return (True, order.limit_ticks - through)
-        return (False, order.limit_ticks + through)
-
-    def _execute(self, order: Order, tape: _Tape, idx: int) -> Fill | None:
-        """Fill `order` at trade `idx` by its type's rule."""
-        price = int(tape.price[idx])
-        remaining = order.qty - order.filled_qty
-        if order.type is OrderType.MARKET:
-            qty, fill_price = remaining, price + order.side * self.config.market_slippage_ticks
-        elif order.type is OrderType.STOP:
-            qty, fill_price = remaining, price + order.side * self.config.stop_slippage_ticks
-        else:
-            assert order.limit_ticks is not None
-            qty, fill_price = min(remaining, int(tape.size[idx])), order.limit_ticks
-        if qty <= 0:
-            return None
-        return self._fill(order, qty, fill_price, int(tape.ts[idx]))
 
     def _fill(self, order: Order, qty: int, price: int, ts: int) -> Fill:
         """Book a fill on the order, log it, and run the bracket consequences."""
@@ -474,15 +427,6 @@ class SimulatedBroker:
         status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
         if done:
             self._active.pop(order.id, None)
-        self._set_status(
-            order,
-            status,
-            ts,
-            "",
-            fill_price_ticks=price,
-            fill_qty=qty,
-            commission_usd=commission,
-        )
         fill = Fill(
             order.id,
             self.symbol,
@@ -494,6 +438,8 @@ class SimulatedBroker:
             order.role,
             order.strategy,
         )
+        self._set_status(order, status, ts, "", fill)
+        self._move_position(order.side * qty, price, ts)
         if order.role is OrderRole.ENTRY:
             self._on_entry_fill(order, price, ts)
         elif order.role in (OrderRole.STOP, OrderRole.TARGET):
@@ -637,35 +583,36 @@ class SimulatedBroker:
         self._set_status(order, OrderStatus.CANCELLED, ts, reason)
 
     def _set_status(
-        self, order: Order, status: OrderStatus, ts: int, reason: str, **fill: Any
+        self, order: Order, status: OrderStatus, ts: int, reason: str, fill: Fill | None = None
     ) -> None:
         order.status = status
         if status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
             order.reason = reason
-        self._log(order, ts, reason, **fill)
+        self._log(order, ts, reason, fill)
 
-    def _log(self, order: Order, ts: int, reason: str = "", **fill: Any) -> None:
-        event: dict[str, Any] = {
-            "ts_ns": int(ts),
-            "order_id": order.id,
-            "status": str(order.status),
-            "reason": reason,
-            "symbol": order.symbol,
-            "role": str(order.role),
-            "type": str(order.type),
-            "side": order.side,
-            "qty": order.qty,
-            "filled_qty": order.filled_qty,
-            "strategy": order.strategy,
-        }
-        if order.status is OrderStatus.SUBMITTED:
-            event.update(
-                limit_ticks=order.limit_ticks,
-                stop_ticks=order.stop_ticks,
-                parent_id=order.parent_id,
-                oco_group=order.oco_group,
-            )
-        if fill:
-            event.update(fill)
-            event["avg_fill_ticks"] = order.avg_fill_ticks
-        self._events.append(event)
+    def _move_position(self, signed_qty: int, price: int, ts: int) -> None:
+        """Follow the venue position through a fill and report it."""
+        before = self._position
+        after = before + signed_qty
+        if before == 0 or (before > 0) == (signed_qty > 0):
+            self._position_value += signed_qty * price  # opening or adding
+        elif after == 0 or (after > 0) == (before > 0):
+            self._position_value = after * (self._position_value / before)  # reducing
+        else:
+            self._position_value = after * price  # reversed through flat
+        self._position = after
+        avg = self._position_value / after if after else 0.0
+        self._events.append(PositionChanged(int(ts), self.symbol, after, avg))
+
+    def _log(self, order: Order, ts: int, reason: str = "", fill: Fill | None = None) -> None:
+        submitted = order.status is OrderStatus.SUBMITTED
+        self._events.append(OrderUpdate(
+            ts_ns=int(ts), order_id=order.id, symbol=order.symbol, status=order.status,
+            reason=reason, role=order.role, order_type=order.type, side=order.side, qty=order.qty,
+            filled_qty=order.filled_qty, strategy=order.strategy,
+            limit_ticks=order.limit_ticks if submitted else None,
+            stop_ticks=order.stop_ticks if submitted else None,
+            parent_id=order.parent_id if submitted else None,
+            oco_group=order.oco_group if submitted else None,
+            fill=fill, avg_fill_ticks=order.avg_fill_ticks if fill is not None else None,
+        ))

@@ -1,32 +1,55 @@
 """The execution engine: where strategy state and the risk engine govern what reaches the broker.
 
+It talks to the venue only through the `Broker` port (fabio.ports): it is handed a broker (by the
+composition root, fabio.wiring), never builds one, and learns what happened from the broker's
+typed events (`process_broker_events`). Every record is a typed event (fabio.events).
+
 `process_trade_decision` checks `can_trade`, the reward:risk, the risk engine's size and limits,
 builds a bracket (entry plus OCO stop and target) from the decision and the strategy's
-parameters, and hands it to the broker. `on_trades` feeds the market to the broker, journals
-the fills, and flattens when the risk engine says so (flat time, limits, kill switch). Every
-record goes through `emit`: journaled first, then folded into the `Ledger`, which is also what
-a restart replays (docs/execution.md).
+parameters, and hands it to the broker. `on_trades` feeds the market to a market-driven broker
+(the simulated venue), journals the fills, and flattens when the risk engine says so (flat time,
+limits, kill switch). Every record goes through `emit`: journaled first, then folded into the
+`Ledger`, which is also what a restart replays, then published (docs/execution.md). A restart
+is `open` (read-only rebuild) followed by exactly one `recover` (re-protection through the port).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fabio.brain.schema import StrategyUpdates, TradeDecision
+from fabio.decision import StrategyUpdates, TradeDecision
 from fabio.domain import TradeBatch
-from fabio.execution.broker import SimBrokerConfig, SimulatedBroker
+from fabio.events import (
+    BracketModifiedEvent,
+    DecisionEvent,
+    EntryCancelledEvent,
+    EntryEvent,
+    Event,
+    FillEvent,
+    KillSource,
+    KillSwitchEvent,
+    OrderEvent,
+    RiskStateEvent,
+    SessionEvent,
+    StrategyChangeEvent,
+    Subscriber,
+)
 from fabio.execution.ledger import Ledger, OpenTrade
 from fabio.execution.risk import RiskConfig, RiskEngine
 from fabio.execution.strategy_book import GuardrailConfig, StrategyChange, TradePermission
-from fabio.execution.types import BracketRequest, Fill, OrderRole, OrderStatus, OrderType
 from fabio.instruments import Contract
 from fabio.journal import Journal, read_journal
+from fabio.orders import BracketRequest, Fill, OrderRole, OrderStatus, OrderType
+from fabio.ports import Broker, MarketDrivenBroker, OrderUpdate, PositionChanged
 from fabio.strategies import StrategyParams, StrategyPerformance, initialize_default_strategies
 
 EXECUTION_JOURNAL = "execution.jsonl"
+# Given the next unused order number of this symbol (from the journal), the venue to trade on.
+BrokerFactory = Callable[[int], Broker]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,25 +71,31 @@ class ExecutionEngine:
         self,
         contract: Contract,
         ledger: Ledger,
-        broker: SimulatedBroker,
+        broker: Broker,
         journal: Journal | None = None,
         min_stop_ticks: int = 4,
         slippage_allowance_ticks: int = 2,
+        publish: Subscriber | None = None,
     ) -> None:
         self.contract = contract
         self.symbol = contract.symbol
         self.spec = contract.spec
         self.ledger = ledger
         self.broker = broker
+        # A venue we feed the tape to (the simulated broker); a live venue fills on its own.
+        self._tape_broker = broker if isinstance(broker, MarketDrivenBroker) else None
         self.journal = journal
+        self.publish = publish
         # A stop can slip (a fast market, a gap, coarse data): entries are sized and checked
         # against the stop distance plus this allowance, and stops closer than the minimum
         # (where slippage would dominate the risk) are refused.
         self.min_stop_ticks = min_stop_ticks
         self.slippage_allowance_ticks = slippage_allowance_ticks
-        self.order_trade: dict[str, str] = {}
+        self.order_trade: dict[str, str] = dict(ledger.open_orders_by_trade())
         self.problems: list[str] = []
         self._next_trade = 1  # `open` continues the journal's numbering
+        self._recovered = False
+        self._risk_state = (str(ledger.risk.state), ledger.risk.state_reason)
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -74,17 +103,19 @@ class ExecutionEngine:
         cls,
         contract: Contract,
         log_dir: Path | None,
+        broker_factory: BrokerFactory,
         risk_config: RiskConfig | None = None,
         defaults: dict[str, StrategyParams] | None = None,
         guardrails: GuardrailConfig | None = None,
-        broker_config: SimBrokerConfig | None = None,
         secrets: tuple[str, ...] = (),
         risk: RiskEngine | None = None,
         min_stop_ticks: int = 4,
         slippage_allowance_ticks: int = 2,
+        publish: Subscriber | None = None,
     ) -> ExecutionEngine:
         """A new engine, or the one the journal in `log_dir` describes (crash-only restart).
 
+        Reads only: call `recover` once afterwards to put protection back on an open position.
         Pass one `risk` engine to several symbols' engines to share the account's limits.
         """
         risk = risk or RiskEngine(risk_config or RiskConfig())
@@ -98,24 +129,44 @@ class ExecutionEngine:
             read = read_journal(path)
             records, problems = read.records, read.problems
             for rec in records:
-                ledger.apply(rec)
+                ledger.apply_record(rec)
             journal = Journal(path, secrets=secrets)
-        broker = SimulatedBroker(contract.spec, contract.symbol, broker_config,
-                                 id_prefix=_next_order_number(records, contract.symbol))
-        engine = cls(contract, ledger, broker, journal, min_stop_ticks, slippage_allowance_ticks)
+        broker = broker_factory(next_order_number(records, contract.symbol))
+        engine = cls(contract, ledger, broker, journal, min_stop_ticks, slippage_allowance_ticks,
+                     publish)
         engine.problems = problems
         engine._next_trade = _next_trade_number(records, contract.symbol)
-        engine._reprotect(ledger.last_ts_ns)
         return engine
 
-    def _reprotect(self, now_ns: int) -> None:
-        """After a restart, put the stop and target back on a journaled open position."""
+    def recover(self, now_ns: int | None = None) -> None:
+        """After a restart: close out the dead process's orders, re-protect open positions.
+
+        Runs once per engine (a second call does nothing). Every order the journal leaves open
+        ends in a journaled final state: one the venue still has is cancelled through the port,
+        one it does not know (the simulated venue died with the process) is journaled cancelled.
+        Then a fresh OCO stop and target go on each filled position, through the port.
+        """
+        if self._recovered:
+            return
+        self._recovered = True
+        now_ns = self.ledger.last_ts_ns if now_ns is None else now_ns
+        reason = "restart: superseded, the process that placed it ended"
+        for order_id, trade_id in list(self.ledger.open_orders.items()):
+            known = self.broker.get_order(order_id)
+            if known is not None and known.status.is_open:
+                self.broker.cancel(order_id, reason, now_ns=now_ns)
+                continue
+            self.emit(OrderEvent(ts_ns=now_ns, symbol=self.symbol, trade_id=trade_id,
+                                 order_id=order_id, status=str(OrderStatus.CANCELLED),
+                                 reason=reason))
+        self.process_broker_events()
         for trade in list(self.ledger.open_trades.values()):
             if trade.symbol != self.symbol:
                 continue
             if trade.qty == 0:  # an entry that never filled: its order died with the process
-                self.emit({"type": "entry_cancelled", "ts_ns": now_ns, "trade_id": trade.trade_id,
-                           "reason": "restart: the pending entry order was not restored"})
+                self.emit(EntryCancelledEvent(
+                    ts_ns=now_ns, symbol=self.symbol, trade_id=trade.trade_id,
+                    reason="restart: the pending entry order was not restored"))
                 continue
             orders = self.broker.protect(
                 side=trade.side, qty=abs(trade.qty), stop_ticks=trade.stop_ticks,
@@ -123,16 +174,62 @@ class ExecutionEngine:
             )
             for order in orders:
                 self.order_trade[order.id] = trade.trade_id
-            self.emit({"type": "order_event", "ts_ns": now_ns, "trade_id": trade.trade_id,
-                       "event": "reprotected", "orders": [o.id for o in orders]})
+            self.emit(OrderEvent(ts_ns=now_ns, symbol=self.symbol, trade_id=trade.trade_id,
+                                 event="reprotected", orders=[o.id for o in orders]))
+        self.process_broker_events()
+
+    # ---------------------------------------------------------------- kill switch
+    def set_kill_switch(self, engaged: bool, reason: str, source: KillSource,
+                        now_ns: int) -> bool:
+        """Engage (flatten and halt) or release the kill switch, journaled; False if no change."""
+        if self.ledger.risk.kill_switch_engaged == engaged:
+            return False
+        self.emit(KillSwitchEvent(ts_ns=now_ns, symbol=None, engaged=engaged,
+                                  reason=reason.strip()[:300] or "no reason given",
+                                  source=source))
+        if engaged:
+            self.flatten(now_ns, f"kill switch: {reason}"[:200])
+        return True
+
+    def apply_kill_switch_request(self, event: KillSwitchEvent) -> bool:
+        """Obey a kill-switch change another process journaled (`fabio kill`): fold, no rewrite.
+
+        False when the request is already folded or changes nothing.
+        """
+        if event.request_id is not None and event.request_id in self.ledger.kill_requests:
+            return False
+        changed = self.ledger.risk.kill_switch_engaged != event.engaged
+        self.ledger.apply(event)
+        if self.publish is not None:
+            self.publish(event)
+        if changed and event.engaged:
+            now = max(self.ledger.last_ts_ns, 0)
+            self.flatten(now, f"kill switch: {event.reason}"[:200])
+        self._publish_risk_state(self.ledger.last_ts_ns)
+        return changed
 
     # ---------------------------------------------------------------- records
-    def emit(self, rec: dict[str, Any]) -> None:
-        """Journal first, then fold: the state never holds what the journal lacks."""
-        rec.setdefault("symbol", self.symbol)
+    def emit(self, event: Event) -> None:
+        """Journal first, then fold, then publish: the state never holds what the journal lacks."""
         if self.journal is not None:
-            self.journal.append(rec)
-        self.ledger.apply(rec)
+            self.journal.append(event.to_record())
+        self.ledger.apply(event)
+        if self.publish is not None:
+            self.publish(event)
+        self._publish_risk_state(event.ts_ns)
+
+    def _publish_risk_state(self, now_ns: int) -> None:
+        risk = self.ledger.risk
+        current = (str(risk.state), risk.state_reason)
+        if current == self._risk_state:
+            return
+        previous, self._risk_state = self._risk_state, current
+        event = RiskStateEvent(ts_ns=now_ns, symbol=self.symbol, state=current[0],
+                               previous=previous[0], reason=current[1])
+        if self.journal is not None:
+            self.journal.append(event.to_record())
+        if self.publish is not None:
+            self.publish(event)
 
     # ---------------------------------------------------------------- the spec's API
     @property
@@ -153,8 +250,14 @@ class ExecutionEngine:
             updates, now_ns, self.get_performance_stats(), open_strategies, source
         )
         for change in changes:
-            if self.journal is not None:
-                self.journal.append({**change.to_record(), "symbol": self.symbol})
+            event = StrategyChangeEvent(
+                ts_ns=change.ts_ns, symbol=self.symbol, strategy=change.strategy,
+                field=change.field, old=change.old, proposed=change.proposed, new=change.new,
+                accepted=change.accepted, reason=change.reason, source=change.source)
+            if self.journal is not None:  # already applied to the book: journaled, not folded
+                self.journal.append(event.to_record())
+            if self.publish is not None:
+                self.publish(event)
         return changes
 
     def position(self) -> OpenTrade | None:
@@ -171,9 +274,10 @@ class ExecutionEngine:
             result = self._exit(now_ns, f"brain exit: {decision.reason}"[:200])
         else:
             result = self._modify(decision, now_ns)
-        self.emit({"type": "decision", "ts_ns": now_ns, "action": decision.action,
-                   "strategy": decision.entry_condition_id, "side": decision.side,
-                   **result.to_dict()})
+        self.emit(DecisionEvent(ts_ns=now_ns, symbol=self.symbol, action=decision.action,
+                                strategy=decision.entry_condition_id, side=decision.side,
+                                accepted=result.accepted, reason=result.reason,
+                                trade_id=result.trade_id, qty=result.qty))
         return result
 
     # ---------------------------------------------------------------- entries
@@ -216,13 +320,14 @@ class ExecutionEngine:
         self._next_trade += 1
         for order in orders:
             self.order_trade[order.id] = trade_id
-        self.emit({
-            "type": "entry", "ts_ns": now_ns, "trade_id": trade_id, "strategy": strategy,
-            "regime": regime, "side": side, "qty": qty, "entry_type": request.entry_type.value,
-            "entry_ref_ticks": entry_ref, "stop_ticks": stop, "target_ticks": target,
-            "risk_ticks": stop_dist, "risk_usd": round(qty * stop_dist * self.spec.tick_value, 2),
-            "trade_date": self.ledger.trade_date, "orders": [o.id for o in orders],
-        })
+        self.emit(EntryEvent(
+            ts_ns=now_ns, symbol=self.symbol, trade_id=trade_id, strategy=strategy,
+            regime=regime, side=side, qty=qty, entry_type=request.entry_type.value,
+            entry_ref_ticks=entry_ref, stop_ticks=stop, target_ticks=target,
+            risk_ticks=stop_dist, risk_usd=round(qty * stop_dist * self.spec.tick_value, 2),
+            trade_date=self.ledger.trade_date, orders=[o.id for o in orders],
+        ))
+        self.process_broker_events()
         return ExecResult(True, f"bracket sent: {qty} x {d.side}", trade_id, qty)
 
     def _fit(self, qty: int, risk_ticks: int, now_ns: int) -> tuple[int, str]:
@@ -265,15 +370,17 @@ class ExecutionEngine:
         if trade is None:
             return ExecResult(False, "no open position to exit")
         if trade.qty == 0:
-            for order in self.broker.working():
+            for order in self.broker.open_orders():
                 if self.order_trade.get(order.id) == trade.trade_id:
                     self.broker.cancel(order.id, reason)
-            self.emit({"type": "entry_cancelled", "ts_ns": now_ns, "trade_id": trade.trade_id,
-                       "reason": reason})
+            self.emit(EntryCancelledEvent(ts_ns=now_ns, symbol=self.symbol,
+                                          trade_id=trade.trade_id, reason=reason))
+            self.process_broker_events()
             return ExecResult(True, "pending entry cancelled", trade.trade_id)
         order = self.broker.submit_exit(-trade.side, abs(trade.qty), trade.strategy, now_ns,
                                         reason)
         self.order_trade[order.id] = trade.trade_id
+        self.process_broker_events()
         return ExecResult(True, f"exit sent: {reason}", trade.trade_id, abs(trade.qty))
 
     def _modify(self, d: TradeDecision, now_ns: int) -> ExecResult:
@@ -292,15 +399,16 @@ class ExecutionEngine:
             changes["stop_ticks"] = new_stop
         if d.target_price is not None:
             changes["target_ticks"] = round(d.target_price / tick)
-        for order in self.broker.working():
+        for order in self.broker.open_orders():
             if self.order_trade.get(order.id) != trade.trade_id:
                 continue
             if order.role is OrderRole.STOP and "stop_ticks" in changes:
                 self.broker.modify(order.id, stop_ticks=changes["stop_ticks"])
             if order.role is OrderRole.TARGET and "target_ticks" in changes:
                 self.broker.modify(order.id, limit_ticks=changes["target_ticks"])
-        self.emit({"type": "bracket_modified", "ts_ns": now_ns, "trade_id": trade.trade_id,
-                   **changes})
+        self.emit(BracketModifiedEvent(ts_ns=now_ns, symbol=self.symbol, trade_id=trade.trade_id,
+                                       stop_ticks=changes.get("stop_ticks"),
+                                       target_ticks=changes.get("target_ticks")))
         return ExecResult(True, "bracket modified", trade.trade_id)
 
     def flatten(self, now_ns: int, reason: str) -> None:
@@ -310,15 +418,25 @@ class ExecutionEngine:
 
     # ---------------------------------------------------------------- market data
     def on_trades(self, trades: TradeBatch) -> list[Fill]:
-        """Fill working orders against the trades, journal fills, obey the risk engine."""
+        """Feed a market-driven venue, journal what the venue reports, obey the risk engine."""
         if len(trades) == 0:
             return []
-        fills = self.broker.on_trades(trades)
-        for f in fills:
-            self._journal_fill(f)
-        for event in self.broker.drain_events():
-            self._order_event(event)
+        if self._tape_broker is not None:
+            self._tape_broker.on_trades(trades)
+        fills = self.process_broker_events()
         self._risk_check(int(trades.ts[-1]), int(trades.price[-1]))
+        return fills
+
+    def process_broker_events(self) -> list[Fill]:
+        """Journal every event the venue reported since the last call; the fills among them."""
+        fills: list[Fill] = []
+        for event in self.broker.drain_events():
+            if isinstance(event, PositionChanged):
+                continue  # the ledger derives the position from the fills themselves
+            if event.fill is not None:
+                fills.append(event.fill)
+                self._journal_fill(event.fill)
+            self._order_event(event)
         return fills
 
     def _journal_fill(self, f: Fill) -> None:
@@ -326,23 +444,34 @@ class ExecutionEngine:
         if trade_id is None:
             self.problems.append(f"fill of unknown order {f.order_id}")
             return
-        order = self.broker.orders.get(f.order_id)
+        order = self.broker.get_order(f.order_id)
         reason = order.reason if order is not None and f.role is OrderRole.EXIT else f.role.value
-        self.emit({"type": "fill", "ts_ns": f.ts_ns, "trade_id": trade_id, **f.to_dict(),
-                   "role": f.role.value, "reason": reason})
+        self.emit(FillEvent(ts_ns=f.ts_ns, symbol=f.symbol, trade_id=trade_id,
+                            order_id=f.order_id, side=f.side, qty=f.qty,
+                            price_ticks=f.price_ticks, commission_usd=f.commission_usd,
+                            role=f.role.value, strategy=f.strategy, reason=reason))
 
-    def _order_event(self, event: dict[str, Any]) -> None:
-        trade_id = self.order_trade.get(str(event.get("order_id")))
-        if self.journal is not None:
-            self.journal.append({**event, "type": "order_event", "order_type": event.get("type"),
-                                 "symbol": self.symbol, "trade_id": trade_id})
+    def _order_event(self, u: OrderUpdate) -> None:
+        trade_id = self.order_trade.get(u.order_id)
+        fill = u.fill
+        self.emit(OrderEvent(
+            ts_ns=u.ts_ns, symbol=self.symbol, trade_id=trade_id, order_id=u.order_id,
+            status=str(u.status), reason=u.reason, role=str(u.role),
+            order_type=str(u.order_type), side=u.side, qty=u.qty, filled_qty=u.filled_qty,
+            strategy=u.strategy, limit_ticks=u.limit_ticks, stop_ticks=u.stop_ticks,
+            parent_id=u.parent_id, oco_group=u.oco_group,
+            fill_price_ticks=fill.price_ticks if fill else None,
+            fill_qty=fill.qty if fill else None,
+            commission_usd=fill.commission_usd if fill else None,
+            avg_fill_ticks=u.avg_fill_ticks,
+        ))
         trade = self.ledger.open_trades.get(trade_id or "")
-        status = str(event.get("status"))
-        if trade is not None and trade.entry_qty == 0 and status in ("cancelled", "rejected"):
-            order = self.broker.orders.get(str(event.get("order_id")))
-            if order is not None and order.role is OrderRole.ENTRY:
-                self.emit({"type": "entry_cancelled", "ts_ns": int(event.get("ts_ns") or 0),
-                           "trade_id": trade_id, "reason": str(event.get("reason", status))})
+        if (trade is not None and trade.entry_qty == 0
+                and u.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED)
+                and u.role is OrderRole.ENTRY):
+            self.emit(EntryCancelledEvent(ts_ns=u.ts_ns, symbol=self.symbol,
+                                          trade_id=trade.trade_id,
+                                          reason=u.reason or str(u.status)))
 
     def _risk_check(self, now_ns: int, last_ticks: int) -> None:
         risk = self.ledger.risk
@@ -358,24 +487,24 @@ class ExecutionEngine:
 
     def _exit_working(self, trade_id: str) -> bool:
         return any(o.role is OrderRole.EXIT and self.order_trade.get(o.id) == trade_id
-                   for o in self.broker.working())
+                   for o in self.broker.open_orders())
 
     # ---------------------------------------------------------------- sessions
     def start_session(self, trade_date: str, now_ns: int) -> None:
         if self.ledger.trade_date != trade_date:
-            self.emit({"type": "session", "event": "start", "trade_date": trade_date,
-                       "ts_ns": now_ns})
+            self.emit(SessionEvent(ts_ns=now_ns, symbol=self.symbol, event="start",
+                                   trade_date=trade_date))
 
     def end_session(self, trade_date: str, now_ns: int, last_price_ticks: int | None) -> None:
         """Flat at the session's end: exits fill at its last print, pending orders are cancelled."""
         self.flatten(now_ns, "session end")
-        if last_price_ticks is not None:
-            for f in self.broker.settle_exits(last_price_ticks, now_ns):
-                self._journal_fill(f)
+        if last_price_ticks is not None and self._tape_broker is not None:
+            self._tape_broker.settle_exits(last_price_ticks, now_ns)
+        self.process_broker_events()
         self.broker.cancel_all("session end", now_ns=now_ns)
-        for event in self.broker.drain_events():
-            self._order_event(event)
-        self.emit({"type": "session", "event": "end", "trade_date": trade_date, "ts_ns": now_ns})
+        self.process_broker_events()
+        self.emit(SessionEvent(ts_ns=now_ns, symbol=self.symbol, event="end",
+                               trade_date=trade_date))
 
 
 def _numbers(records: list[dict[str, Any]], key: str, marker: str) -> list[int]:
@@ -394,7 +523,8 @@ def _next_trade_number(records: list[dict[str, Any]], symbol: str) -> int:
     return max(_numbers(records, "trade_id", f"{symbol}-T"), default=0) + 1
 
 
-def _next_order_number(records: list[dict[str, Any]], symbol: str) -> int:
+def next_order_number(records: list[dict[str, Any]], symbol: str) -> int:
+    """The next unused order number of `symbol` in a journal (order ids never repeat)."""
     found = _numbers(records, "orders", f"{symbol}-") + _numbers(records, "order_id", f"{symbol}-")
     return max(found, default=0) + 1
 

@@ -3,12 +3,15 @@
 Everything that matters is journaled as it happens, one JSON line per record, in
 `logs/execution.jsonl`: `strategy_change` (accepted or refused), `entry` (an accepted entry with
 its strategy, regime, bracket and initial risk), `fill`, `session` (start/end of a trade date),
-`kill`, plus informational `order_event` and `decision` records. The state (strategy_state,
-trades per session, open positions, closed trades, performance, the risk engine's account) is
-*derived* by `Ledger.apply`, record by record — at run time as records are written, and on
-restart by replaying the file. So start-up and crash recovery are one code path, and a process
-killed at any instant restarts into exactly what it had journaled: a trade exists only through
-its fill records, so it can be neither counted twice nor lost.
+`kill_switch` (and the legacy `kill`), `order_event` (which orders are still open) and the
+informational `decision` and `risk_state` records. Records are typed events (fabio.events): the
+journal is read back through `parse_record`, the same types it was written with. The state
+(strategy_state, trades per session, open positions, closed trades, performance, the risk
+engine's account and kill switch) is *derived* by `Ledger.apply`, record by record — at run time
+as records are written, and on restart by replaying the file. So start-up and crash recovery
+are one code path, and a process killed at any instant restarts into exactly what it had
+journaled: a trade exists only through its fill records, so it can be neither counted twice
+nor lost.
 """
 
 from __future__ import annotations
@@ -16,11 +19,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fabio.events import (
+    BracketModifiedEvent,
+    EntryCancelledEvent,
+    EntryEvent,
+    Event,
+    FillEvent,
+    KillEvent,
+    KillSwitchEvent,
+    OrderEvent,
+    SessionEvent,
+    StrategyChangeEvent,
+    parse_record,
+)
 from fabio.execution.performance import performance_by_strategy
 from fabio.execution.risk import RiskEngine
 from fabio.execution.strategy_book import GuardrailConfig, StrategyBook, StrategyChange
-from fabio.execution.types import ClosedTrade, OrderRole
 from fabio.instruments import InstrumentSpec
+from fabio.orders import ClosedTrade, OrderRole, OrderStatus
 from fabio.strategies import StrategyParams, StrategyPerformance
 
 
@@ -64,6 +80,9 @@ class Ledger:
     trade_date: str | None = None
     records_applied: int = 0
     last_ts_ns: int = 0
+    # Orders the journal last saw open (client order id -> trade id): a restart closes them out.
+    open_orders: dict[str, str | None] = field(default_factory=dict)
+    kill_requests: set[str] = field(default_factory=set)  # `fabio kill` requests folded
     _perf_key: tuple[int, str | None] | None = None
     _perf: dict[str, StrategyPerformance] = field(default_factory=dict)
 
@@ -73,51 +92,58 @@ class Ledger:
         return cls(spec, StrategyBook(defaults, guardrails), risk, symbol=symbol)
 
     # ---------------------------------------------------------------- the fold
-    def apply(self, rec: dict[str, Any]) -> None:
-        if self.symbol is not None and rec.get("symbol") not in (None, self.symbol):
+    def apply_record(self, rec: dict[str, Any]) -> None:
+        """Fold one journal line (read back through its event type; unknown types count only)."""
+        event = parse_record(rec)
+        if event is None:
+            if self.symbol is None or rec.get("symbol") in (None, self.symbol):
+                self.records_applied += 1
             return
-        kind = rec.get("type")
-        handler = _HANDLERS.get(str(kind))
-        if handler is not None:
-            handler(self, rec)
-        self.records_applied += 1
-        self.last_ts_ns = max(self.last_ts_ns, int(rec.get("ts_ns") or 0))
+        self.apply(event)
 
-    def _strategy_change(self, rec: dict[str, Any]) -> None:
+    def apply(self, event: Event) -> None:
+        if self.symbol is not None and event.symbol not in (None, self.symbol):
+            return
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+        self.records_applied += 1
+        if event.symbol is not None:  # account-level records may carry another clock's time
+            self.last_ts_ns = max(self.last_ts_ns, int(event.ts_ns or 0))
+
+    def _strategy_change(self, e: StrategyChangeEvent) -> None:
         self.book.apply_change(StrategyChange(
-            ts_ns=int(rec["ts_ns"]), strategy=rec["strategy"], field=rec["field"],
-            old=rec.get("old"), proposed=rec.get("proposed"), new=rec.get("new"),
-            accepted=bool(rec.get("accepted")), reason=str(rec.get("reason", "")),
-            source=str(rec.get("source", "")),
+            ts_ns=int(e.ts_ns), strategy=e.strategy, field=e.field, old=e.old,
+            proposed=e.proposed, new=e.new, accepted=bool(e.accepted), reason=str(e.reason),
+            source=str(e.source),
         ))
 
-    def _entry(self, rec: dict[str, Any]) -> None:
-        self.open_trades[rec["trade_id"]] = OpenTrade(
-            trade_id=rec["trade_id"], symbol=rec["symbol"], strategy=rec["strategy"],
-            regime=rec.get("regime"), side=int(rec["side"]),
-            trade_date=str(rec.get("trade_date") or self.trade_date or ""),
-            stop_ticks=int(rec["stop_ticks"]), target_ticks=int(rec["target_ticks"]),
-            risk_ticks=max(1, int(rec["risk_ticks"])),
+    def _entry(self, e: EntryEvent) -> None:
+        self.open_trades[e.trade_id] = OpenTrade(
+            trade_id=e.trade_id, symbol=str(e.symbol), strategy=e.strategy, regime=e.regime,
+            side=int(e.side), trade_date=str(e.trade_date or self.trade_date or ""),
+            stop_ticks=int(e.stop_ticks), target_ticks=int(e.target_ticks),
+            risk_ticks=max(1, int(e.risk_ticks)),
         )
-        self.book.record_entry(rec["strategy"])
+        self.book.record_entry(e.strategy)
 
-    def _fill(self, rec: dict[str, Any]) -> None:
-        trade = self.open_trades.get(rec["trade_id"])
+    def _fill(self, e: FillEvent) -> None:
+        trade = self.open_trades.get(e.trade_id)
         if trade is None:
             return  # a fill of a trade already closed or never opened: nothing to fold
-        qty, side, price = int(rec["qty"]), int(rec["side"]), int(rec["price_ticks"])
-        trade.fees += float(rec.get("commission_usd", 0.0))
-        if rec.get("role") == OrderRole.ENTRY.value:
+        qty, side, price = int(e.qty), int(e.side), int(e.price_ticks)
+        trade.fees += float(e.commission_usd)
+        if e.role == OrderRole.ENTRY.value:
             trade.entry_qty += qty
             trade.entry_value += qty * price
-            trade.entry_ns = trade.entry_ns or int(rec["ts_ns"])
+            trade.entry_ns = trade.entry_ns or int(e.ts_ns)
         else:
             trade.exit_qty += qty
             trade.exit_value += qty * price
-            trade.last_exit_role = str(rec.get("reason") or rec.get("role"))
+            trade.last_exit_role = str(e.reason or e.role)
         trade.qty += side * qty
         if trade.qty == 0 and trade.exit_qty > 0 and trade.exit_qty >= trade.entry_qty:
-            self._close(trade, int(rec["ts_ns"]))
+            self._close(trade, int(e.ts_ns))
 
     def _close(self, trade: OpenTrade, ts_ns: int) -> None:
         avg_exit = trade.exit_value / trade.exit_qty
@@ -138,29 +164,48 @@ class Ledger:
         del self.open_trades[trade.trade_id]
         self.risk.on_trade_closed(closed.net_pnl_usd, ts_ns)
 
-    def _session(self, rec: dict[str, Any]) -> None:
-        trade_date = str(rec["trade_date"])
-        if rec.get("event") == "start":
-            if self.trade_date != trade_date:
+    def _session(self, e: SessionEvent) -> None:
+        if e.event == "start":
+            if self.trade_date != e.trade_date:
                 self.book.new_session()
-            self.trade_date = trade_date
-            self.risk.start_day(trade_date, int(rec["ts_ns"]))
+            self.trade_date = e.trade_date
+            self.risk.start_day(e.trade_date, int(e.ts_ns))
         else:
-            self.risk.end_day(trade_date)
+            self.risk.end_day(e.trade_date)
 
-    def _cancelled_entry(self, rec: dict[str, Any]) -> None:
-        trade = self.open_trades.get(rec["trade_id"])
+    def _cancelled_entry(self, e: EntryCancelledEvent) -> None:
+        trade = self.open_trades.get(e.trade_id)
         if trade is not None and trade.entry_qty == 0:
-            del self.open_trades[rec["trade_id"]]  # never filled: no trade
+            del self.open_trades[e.trade_id]  # never filled: no trade
 
-    def _bracket_modified(self, rec: dict[str, Any]) -> None:
-        trade = self.open_trades.get(rec["trade_id"])
+    def _bracket_modified(self, e: BracketModifiedEvent) -> None:
+        trade = self.open_trades.get(e.trade_id)
         if trade is not None:
-            trade.stop_ticks = int(rec.get("stop_ticks", trade.stop_ticks))
-            trade.target_ticks = int(rec.get("target_ticks", trade.target_ticks))
+            trade.stop_ticks = int(e.stop_ticks if e.stop_ticks is not None else trade.stop_ticks)
+            trade.target_ticks = int(e.target_ticks if e.target_ticks is not None
+                                     else trade.target_ticks)
 
-    def _kill(self, rec: dict[str, Any]) -> None:
-        self.risk.kill(str(rec.get("reason", "kill switch")))
+    def _order(self, e: OrderEvent) -> None:
+        if e.order_id is None or e.status is None:
+            return
+        if OrderStatus(e.status).is_open:
+            self.open_orders[e.order_id] = e.trade_id
+        else:
+            self.open_orders.pop(e.order_id, None)
+
+    def _kill(self, e: KillEvent) -> None:
+        self.risk.kill(str(e.reason))
+
+    def _kill_switch(self, e: KillSwitchEvent) -> None:
+        if e.request_id is not None:
+            self.kill_requests.add(e.request_id)
+        if e.engaged:
+            self.risk.engage_kill_switch(e.reason, e.source, int(e.ts_ns))
+        else:
+            self.risk.release_kill_switch()
+
+    def open_orders_by_trade(self) -> dict[str, str]:
+        return {o: t for o, t in self.open_orders.items() if t is not None}
 
     # ---------------------------------------------------------------- views
     def performance(self) -> dict[str, StrategyPerformance]:
@@ -194,15 +239,18 @@ class Ledger:
             "net_pnl_usd": round(sum(t.net_pnl_usd for t in self.closed), 2),
             "strategy_performance": {k: v.model_dump() for k, v in self.performance().items()},
             "risk": self.risk.to_dict(),
+            "kill_switch": self.risk.kill_switch_status(),
         }
 
 
-_HANDLERS = {
-    "strategy_change": Ledger._strategy_change,
-    "entry": Ledger._entry,
-    "fill": Ledger._fill,
-    "session": Ledger._session,
-    "entry_cancelled": Ledger._cancelled_entry,
-    "kill": Ledger._kill,
-    "bracket_modified": Ledger._bracket_modified,
+_HANDLERS: dict[type[Event], Any] = {
+    StrategyChangeEvent: Ledger._strategy_change,
+    EntryEvent: Ledger._entry,
+    FillEvent: Ledger._fill,
+    SessionEvent: Ledger._session,
+    EntryCancelledEvent: Ledger._cancelled_entry,
+    KillEvent: Ledger._kill,
+    KillSwitchEvent: Ledger._kill_switch,
+    BracketModifiedEvent: Ledger._bracket_modified,
+    OrderEvent: Ledger._order,
 }

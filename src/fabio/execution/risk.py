@@ -12,12 +12,10 @@ only), HALTED (flatten, nothing new).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -88,7 +86,6 @@ class RiskConfig(BaseModel):
     flat_time: time = TOPSTEP_AUTO_FLATTEN  # CT; an early close moves it to RTH close − 2 min
     no_new_entries_minutes: int = Field(10, ge=0, le=600)
     loss_buffer_usd: float = Field(100.0, ge=0)
-    kill_switch_path: Path | None = None
     # Round-trip fee estimates per contract when the caller passes none (conservative: TopstepX
     # charges less than this for ES/NQ and MES/MNQ).
     round_trip_fee_mini_usd: float = Field(5.0, ge=0)
@@ -191,34 +188,13 @@ def _milli(minis: float) -> int:
     return round(minis * 1000)
 
 
-def engage_kill_switch(path: str | Path, reason: str) -> None:
-    """Create the kill-switch file (atomically); every engine watching it stops trading."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text((reason.strip() or "kill switch engaged") + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+@dataclass(frozen=True, slots=True)
+class KillSwitch:
+    """The engaged kill switch: why, who (cli, dashboard, risk), and when (UTC ns)."""
 
-
-def release_kill_switch(path: str | Path) -> bool:
-    """Remove the kill-switch file; True when there was one."""
-    try:
-        Path(path).unlink()
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def kill_switch_reason(path: str | Path) -> str | None:
-    """The reason written in the kill-switch file, or None when there is no file."""
-    p = Path(path)
-    if not p.exists():
-        return None
-    try:
-        text = p.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError as exc:  # present but unreadable: still engaged
-        text = f"unreadable ({exc})"
-    return text[:300] or "no reason given"
+    reason: str
+    source: str
+    ts_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +219,8 @@ class RiskEngine:
         self.reducing_reason: str | None = None
         self.day_ended = False
         self.day_started_ns: int | None = None
+        # Set by the journaled kill-switch events (the ledger folds them); no file I/O here.
+        self.kill_switch: KillSwitch | None = None
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -323,9 +301,25 @@ class RiskEngine:
         self.reducing_reason = None
         self.account.halted_reason = None
 
+    def engage_kill_switch(self, reason: str, source: str, ts_ns: int) -> None:
+        """Flatten and halt until released (the execution engine journals the event)."""
+        self.kill_switch = KillSwitch(reason, source, ts_ns)
+
+    def release_kill_switch(self) -> None:
+        self.kill_switch = None
+
+    @property
+    def kill_switch_engaged(self) -> bool:
+        return self.kill_switch is not None
+
     def kill_switch_active(self) -> bool:
-        path = self.config.kill_switch_path
-        return path is not None and path.exists()
+        return self.kill_switch is not None
+
+    def kill_switch_status(self) -> dict[str, Any]:
+        k = self.kill_switch
+        if k is None:
+            return {"engaged": False, "reason": "", "source": "", "ts_ns": None}
+        return {"engaged": True, "reason": k.reason, "source": k.source, "ts_ns": k.ts_ns}
 
     # ----------------------------------------------------------------- days
     def start_day(self, trade_date: date | str, now_ns: int) -> bool:
@@ -477,9 +471,9 @@ class RiskEngine:
         return None
 
     def _kill_switch_refusal(self) -> str:
-        path = self.config.kill_switch_path
-        assert path is not None
-        return f"kill switch file {path} present: {kill_switch_reason(path) or 'engaged'}"
+        k = self.kill_switch
+        assert k is not None
+        return f"kill switch engaged ({k.source}): {k.reason}"
 
     # ----------------------------------------------------------------- sizing
     def size(
@@ -701,8 +695,8 @@ def replay(
     """Rebuild the engine from closed trades alone: every day is ended except `open_day`.
 
     Days without trades leave the balance, the EOD high and the floor unchanged, so skipping
-    them is exact. Not rebuilt: a `kill` (operator state) and an intraday REDUCING from `mark`
-    (the next `mark` re-evaluates it); the kill-switch file lives on disk anyway.
+    them is exact. Not rebuilt: a `kill` (operator state), the kill switch (journaled, folded by the
+    ledger) and an intraday REDUCING from `mark` (the next `mark` re-evaluates it).
     """
     engine = RiskEngine(config, calendar)
     days = sorted(set(closed_pnls_by_day) | ({open_day} if open_day else set()))

@@ -1,0 +1,235 @@
+"""The composition root: the one place that builds an agent (ARCHITECTURE.md §9, "Wiring").
+
+`build_agent(contract, brain, options)` wires features, execution (on a `Broker`), brain,
+cadence, journals, the event bus and the `AgentStatus` read model for a mode: `backtest`,
+`paper`, `live` or `decide`. The backtest runner, paper trading, `fabio decide` and the CLI call
+it (or `open_execution` / `read_state` for the execution part alone); nothing else constructs
+an agent or an execution engine.
+
+The venue is chosen per mode by a `BrokerFactory` (contract, next order number -> Broker): the
+simulated broker for backtest and paper. Live mode needs a venue registered with
+`register_live_venue` (the TopstepX adapter plugs in there); until one is, it refuses clearly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fabio.agent import Agent
+from fabio.brain.base import Brain
+from fabio.brain.cadence import Cadence
+from fabio.brain.decide import secret_values
+from fabio.config import FeatureConfig, Settings
+from fabio.errors import FabioError
+from fabio.events import EventBus, Subscriber
+from fabio.execution.broker import SimBrokerConfig, SimulatedBroker
+from fabio.execution.engine import ExecutionEngine
+from fabio.execution.ledger import Ledger
+from fabio.execution.risk import RiskConfig, RiskEngine
+from fabio.execution.strategy_book import GuardrailConfig
+from fabio.features.engine import FeatureEngine
+from fabio.instruments import Contract
+from fabio.journal import LLM_EXCHANGES, Journal, read_journal
+from fabio.killswitch import EXECUTION_JOURNAL, KillSwitchMailbox
+from fabio.ports import Broker, MarketFeed
+from fabio.status import AgentStatus
+from fabio.strategies import StrategyParams, initialize_default_strategies, load_strategies
+
+Mode = Literal["backtest", "paper", "live", "decide"]
+MODES: tuple[Mode, ...] = ("backtest", "paper", "live", "decide")
+# (contract, the next unused order number from the journal) -> the venue for that contract.
+BrokerFactory = Callable[[Contract, int], Broker]
+FeedFactory = Callable[[Contract, Settings], MarketFeed]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveVenue:
+    """What a live venue adapter provides: its broker and its market feed."""
+
+    name: str
+    broker: BrokerFactory
+    feed: FeedFactory
+
+
+_live_venue: LiveVenue | None = None
+
+
+def register_live_venue(venue: LiveVenue | None) -> None:
+    """Plug in (or remove, with None) the live venue that `mode="live"` trades on."""
+    global _live_venue
+    _live_venue = venue
+
+
+def live_venue() -> LiveVenue:
+    if _live_venue is None:
+        raise FabioError(
+            "MODE=live needs the TopstepX adapter, which is not built yet: use MODE=test "
+            "(paper trading) or `fabio backtest`"
+        )
+    return _live_venue
+
+
+def sim_broker(config: SimBrokerConfig | None = None) -> BrokerFactory:
+    """The simulated venue (backtest, paper)."""
+
+    def build(contract: Contract, next_order: int) -> Broker:
+        return SimulatedBroker(contract.spec, contract.symbol, config, id_prefix=next_order)
+
+    return build
+
+
+def broker_for(mode: Mode, config: SimBrokerConfig | None = None) -> BrokerFactory:
+    if mode == "live":
+        return live_venue().broker
+    return sim_broker(config)
+
+
+@dataclass(slots=True)
+class AgentOptions:
+    """Everything but the contract and the brain that an agent is built from."""
+
+    mode: Mode = "backtest"
+    log_dir: Path | None = None
+    feature_config: FeatureConfig = field(default_factory=FeatureConfig)
+    risk_config: RiskConfig | None = None
+    strategies: dict[str, StrategyParams] | None = None
+    guardrails: GuardrailConfig | None = None
+    cadence: Cadence | None = None
+    learning: bool = True
+    secrets: tuple[str, ...] = ()
+    resolution_sec: float = 0.0  # bar data: the bar length (coarse data widens stops)
+    risk: RiskEngine | None = None  # share one account between symbols
+    broker: BrokerFactory | None = None  # None: the mode's venue
+    broker_config: SimBrokerConfig | None = None
+    note_records: list[dict[str, Any]] | None = None  # None: read from the exchange journal
+    stale_sec: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, mode: Mode, **overrides: Any) -> AgentOptions:
+        if mode not in MODES:
+            raise FabioError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
+        base: dict[str, Any] = {
+            "mode": mode,
+            "log_dir": settings.log_dir,
+            "feature_config": settings.feature_config(),
+            "risk_config": settings.risk_config(),
+            "strategies": load_strategies(settings.strategies_file),
+            "cadence": Cadence(settings.llm_decision_interval_default,
+                               settings.llm_decision_interval_outer_band,
+                               settings.llm_decision_interval_inner_band),
+            "secrets": tuple(secret_values(settings)),
+        }
+        base.update(overrides)
+        return cls(**base)
+
+
+def open_execution(
+    contract: Contract,
+    log_dir: Path | None,
+    risk_config: RiskConfig | None = None,
+    *,
+    broker: BrokerFactory | None = None,
+    defaults: dict[str, StrategyParams] | None = None,
+    guardrails: GuardrailConfig | None = None,
+    secrets: tuple[str, ...] = (),
+    risk: RiskEngine | None = None,
+    min_stop_ticks: int = 4,
+    slippage_allowance_ticks: int = 2,
+    publish: Subscriber | None = None,
+    broker_config: SimBrokerConfig | None = None,
+    recover: bool = True,
+) -> ExecutionEngine:
+    """One symbol's execution engine on its venue, rebuilt from the journal and recovered once.
+
+    The simulated venue unless `broker` says otherwise.
+    """
+    factory = broker or sim_broker(broker_config)
+    engine = ExecutionEngine.open(
+        contract, log_dir, lambda n: factory(contract, n), risk_config, defaults, guardrails,
+        secrets, risk, min_stop_ticks, slippage_allowance_ticks, publish,
+    )
+    if recover:
+        engine.recover()
+    return engine
+
+
+@dataclass(slots=True)
+class StateView:
+    """The journaled state, read without writing anything (`fabio state`, `fabio decide`)."""
+
+    ledger: Ledger
+    problems: list[str]
+    journal: Path | None
+
+
+def read_state(
+    contract: Contract,
+    log_dir: Path | None,
+    risk_config: RiskConfig | None = None,
+    defaults: dict[str, StrategyParams] | None = None,
+) -> StateView:
+    """Fold the execution journal into a ledger; no broker, no journal writer, no recovery."""
+    ledger = Ledger.new(contract.spec, defaults or initialize_default_strategies(),
+                        RiskEngine(risk_config or RiskConfig()), symbol=contract.symbol)
+    if log_dir is None:
+        return StateView(ledger, [], None)
+    path = log_dir / EXECUTION_JOURNAL
+    read = read_journal(path)
+    for rec in read.records:
+        ledger.apply_record(rec)
+    return StateView(ledger, read.problems, path)
+
+
+def journal_symbols(log_dir: Path) -> list[str]:
+    """Every symbol the execution journal mentions, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for rec in read_journal(log_dir / EXECUTION_JOURNAL).records:
+        sym = rec.get("symbol")
+        if isinstance(sym, str) and sym:
+            seen.setdefault(sym, None)
+    return list(seen)
+
+
+def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agent:
+    """The agent for `options.mode`: the one place where the object graph is put together."""
+    if options.mode == "decide":
+        raise FabioError("mode 'decide' reads the journaled state: use read_state")
+    bus = EventBus()
+    status = AgentStatus(symbol=contract.symbol)
+    bus.subscribe(status.apply)
+    coarse = options.resolution_sec > 5
+    cadence = options.cadence
+    if cadence is None and coarse:
+        # Bars: nothing changes inside a bar, so decide (and step) at most once per bar.
+        r = options.resolution_sec
+        cadence = Cadence(default_sec=max(30.0, r), outer_sec=max(15.0, r), inner_sec=r,
+                          floor_sec=r)
+    execution = open_execution(
+        contract, options.log_dir, options.risk_config,
+        broker=options.broker or broker_for(options.mode, options.broker_config),
+        defaults=options.strategies, guardrails=options.guardrails, secrets=options.secrets,
+        risk=options.risk, min_stop_ticks=8 if coarse else 4,
+        slippage_allowance_ticks=8 if coarse else 2, publish=bus.publish,
+    )
+    exchanges = None
+    notes = options.note_records
+    mailbox = None
+    if options.log_dir is not None:
+        exchanges = Journal(options.log_dir / LLM_EXCHANGES, secrets=options.secrets)
+        if notes is None and options.mode != "backtest":
+            notes = read_journal(options.log_dir / LLM_EXCHANGES).records
+        if options.mode in ("paper", "live"):
+            mailbox = KillSwitchMailbox(options.log_dir)
+    agent = Agent(
+        FeatureEngine(contract, options.feature_config), execution, brain,
+        cadence or Cadence(), exchanges=exchanges, learning=options.learning,
+        live=options.mode in ("paper", "live"), bus=bus,
+        setup_check_sec=max(5, int(options.resolution_sec)), stale_sec=options.stale_sec,
+        note_records=notes, status=status,
+        kill_requests=mailbox.take if mailbox is not None else None,
+    )
+    agent.start()
+    return agent
