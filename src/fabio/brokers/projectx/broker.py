@@ -55,7 +55,7 @@ class _Link:
     venue_id: int | None = None
     placing: bool = False
     cancel_wanted: str | None = None  # a cancel asked for before the venue id was known
-    modify_wanted: dict[str, float] = field(default_factory=dict)
+    modify_wanted: dict[str, float | int] = field(default_factory=dict)
     fills_seen: set[int] = field(default_factory=set)
 
 
@@ -192,7 +192,7 @@ class ProjectXBroker:
         order = self.orders[order_id]
         if not order.status.is_open:
             return order
-        fields: dict[str, float] = {}
+        fields: dict[str, float | int] = {}
         if stop_ticks is not None and order.type is OrderType.STOP:
             order.stop_ticks = stop_ticks
             fields["stopPrice"] = stop_ticks * self.tick_size
@@ -394,8 +394,13 @@ class ProjectXBroker:
             self.orders[order.parent_id].filled_qty == 0)
         if order.status is OrderStatus.SUBMITTED and not held_child:
             self._status(order, OrderStatus.ACCEPTED, self._now())
+        want = order.qty - order.filled_qty
         if link.cancel_wanted is not None:
             self._spawn(self._cancel(order.id, venue_id))
+        elif order.status.is_open and want > 0 and want != body["size"] and (
+                order.role in (OrderRole.STOP, OrderRole.TARGET)):
+            # The entry filled further while this protective order was on its way.
+            self._spawn(self._resize(order.id, venue_id, want))
         elif link.modify_wanted:
             fields, link.modify_wanted = link.modify_wanted, {}
             self._spawn(self._modify(order.id, venue_id, fields))
@@ -419,6 +424,7 @@ class ProjectXBroker:
 
     def _adopt(self, order_id: str, venue_id: int) -> None:
         self.links[order_id].venue_id = venue_id
+        self.orders[order_id].venue_order_id = str(venue_id)
         self.by_venue[venue_id] = order_id
         for fill in self._orphan_fills.pop(venue_id, []):
             self.on_fill(fill)
@@ -431,7 +437,7 @@ class ProjectXBroker:
             self.problems.append(f"cancel of {order_id} not confirmed: {exc}")
             self.session.request_reconcile()
 
-    async def _modify(self, order_id: str, venue_id: int, fields: dict[str, float]) -> None:
+    async def _modify(self, order_id: str, venue_id: int, fields: dict[str, float | int]) -> None:
         try:
             await self.session.http.modify_order(self.session.account.id, venue_id, **fields)
         except GatewayError as exc:
@@ -447,7 +453,9 @@ class ProjectXBroker:
         tagged = tag_client_id(order.custom_tag)
         if tagged is not None and tagged in self.orders:
             link = self.links[tagged]
-            if link.tag == order.custom_tag or link.venue_id is None:
+            if link.placing and order.status is PxOrderStatus.REJECTED:
+                return None  # a refused placement: its HTTP answer decides what happens next
+            if link.tag == order.custom_tag or (link.tag is None and link.venue_id is None):
                 self._adopt(tagged, order.id)
                 return tagged
             return None
@@ -562,7 +570,7 @@ class ProjectXBroker:
 
     async def _resize(self, order_id: str, venue_id: int, size: int) -> None:
         if size > 0:
-            await self._modify(order_id, venue_id, {"size": float(size)})
+            await self._modify(order_id, venue_id, {"size": size})
 
     def on_position(self, pos: PxPosition) -> None:
         self._events.append(PositionChanged(pos.created_ns or self._now(), self.symbol, pos.qty,
