@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -31,7 +32,7 @@ from fabio.brokers.projectx.session import ProjectXSession
 from fabio.brokers.projectx.tape import TapeRecorder, merge_parts
 from fabio.config import Settings
 from fabio.errors import FabioError
-from fabio.execution.risk import RiskEngine
+from fabio.execution.risk import RiskConfig, RiskEngine
 from fabio.instruments import Contract, parse_symbol
 from fabio.journal import read_journal
 from fabio.killswitch import EXECUTION_JOURNAL
@@ -54,14 +55,15 @@ class LiveOptions:
     config_overrides: dict[str, Any] = field(default_factory=dict)
 
 
-def left_open(settings: Settings, contract: Contract) -> list[dict[str, Any]]:
+def left_open(log_dir: Path | None, contract: Contract,
+              risk_config: RiskConfig | None = None) -> list[dict[str, Any]]:
     """The SUBMITTED records of orders the journal leaves open for this symbol."""
-    if settings.log_dir is None:
+    if log_dir is None:
         return []
-    state = read_state(contract, settings.log_dir, settings.risk_config())
+    state = read_state(contract, log_dir, risk_config)
     open_ids = set(state.ledger.open_orders)
     latest: dict[str, dict[str, Any]] = {}
-    for rec in read_journal(settings.log_dir / EXECUTION_JOURNAL).records:
+    for rec in read_journal(log_dir / EXECUTION_JOURNAL).records:
         if (rec.get("type") == "order_event" and rec.get("status") == "submitted"
                 and rec.get("symbol") == contract.symbol and rec.get("order_id") in open_ids):
             latest[str(rec["order_id"])] = rec
@@ -100,7 +102,8 @@ class LiveRun:
         self.session = session
         contracts = [parse_symbol(s) for s in self.options.symbols]
         for c in contracts:
-            session.journal_orders[c.symbol] = left_open(self.settings, c)
+            session.journal_orders[c.symbol] = left_open(self.settings.log_dir, c,
+                                                          self.settings.risk_config())
         try:
             await session.connect(self.options.symbols)
         except GatewayError as exc:
