@@ -55,6 +55,7 @@ class _Link:
     venue_id: int | None = None
     placing: bool = False
     cancel_wanted: str | None = None  # a cancel asked for before the venue id was known
+    cancel_sent: bool = False
     modify_wanted: dict[str, float | int] = field(default_factory=dict)
     fills_seen: set[int] = field(default_factory=set)
 
@@ -222,7 +223,9 @@ class ProjectXBroker:
                 self._status(order, OrderStatus.CANCELLED, now_ns or self._now(), reason)
             return order
         order.reason = reason
-        self._spawn(self._cancel(order_id, link.venue_id))
+        if not link.cancel_sent:
+            link.cancel_sent = True
+            self._spawn(self._cancel(order_id, link.venue_id))
         return order
 
     def cancel_all(self, reason: str, *, now_ns: int | None = None) -> list[Order]:
@@ -434,7 +437,9 @@ class ProjectXBroker:
             await self.session.http.cancel_order(self.session.account.id, venue_id)
         except GatewayError as exc:
             # Not retried: the hub or the next reconciliation tells us what the order is.
-            self.problems.append(f"cancel of {order_id} not confirmed: {exc}")
+            if exc.code not in (2, 3):  # not found / not working: it had already ended
+                self.problems.append(f"cancel of {order_id} not confirmed: {exc}")
+            self.links[order_id].cancel_sent = False
             self.session.request_reconcile()
 
     async def _modify(self, order_id: str, venue_id: int, fields: dict[str, float | int]) -> None:
@@ -554,7 +559,9 @@ class ProjectXBroker:
                 if (other.oco_group == order.oco_group and other.id != order.id
                         and other.status.is_open):
                     if order.status is OrderStatus.FILLED:
-                        self.cancel(other.id, "OCO: the other leg filled", now_ns=ts)
+                        if self.session.brackets == "own" or other.parent_id is None:
+                            self.cancel(other.id, "OCO: the other leg filled", now_ns=ts)
+                        # else: the venue's Auto-OCO cancels the other leg itself
                     else:
                         other.qty = max(other.filled_qty, other.qty - qty)
                         link = self.links[other.id]
