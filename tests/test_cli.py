@@ -110,12 +110,29 @@ def test_state_and_kill_switch(tmp_path: Path) -> None:
     assert state["closed_trades"] == 0
     assert set(state["strategy_state"]) == {
         "MeanReversionPOC_v2", "TrendLVN_Pullback_v1", "AbsorptionFade_v1"}
-    killed = run("kill", "--reason", "test", cwd=tmp_path)
-    assert killed.returncode == 0 and (tmp_path / "logs" / "KILL").exists()
+    assert state["kill_switch"]["engaged"] is False
+    killed = run("kill", "--reason", "test stop", cwd=tmp_path)
+    assert killed.returncode == 0, killed.stderr
+    journal = tmp_path / "logs" / "execution.jsonl"
+    record = json.loads(journal.read_text().splitlines()[-1])
+    assert record["type"] == "kill_switch" and record["engaged"] is True
+    assert record["source"] == "cli" and record["reason"] == "test stop"
+    assert record["schema_version"] >= 1 and record["ts_ns"] > 0
+    before = journal.read_bytes()
+    engaged = json.loads(run("state", "--symbol", "ESH4", "--json", cwd=tmp_path).stdout)
+    assert engaged["kill_switch"]["engaged"] is True
+    assert engaged["kill_switch"]["reason"] == "test stop"
+    human = run("state", "--symbol", "ESH4", cwd=tmp_path)
+    assert human.returncode == 0 and "KILL SWITCH ENGAGED" in human.stdout
+    assert "killed" in human.stdout
+    assert journal.read_bytes() == before  # `fabio state` never writes
     released = run("kill", "--release", cwd=tmp_path)
-    assert released.returncode == 0 and not (tmp_path / "logs" / "KILL").exists()
+    assert released.returncode == 0, released.stderr
+    after = json.loads(run("state", "--symbol", "ESH4", "--json", cwd=tmp_path).stdout)
+    assert after["kill_switch"]["engaged"] is False
     human = run("state", "--symbol", "ESH4", cwd=tmp_path)
     assert human.returncode == 0 and "strategy_state" in human.stdout
+    assert "KILL SWITCH" not in human.stdout
 
 
 def test_backtest_cli_synthetic_and_sweep_resume(tmp_path: Path) -> None:

@@ -40,18 +40,30 @@ def decide_at(
         )
     spec = feed.contract.spec
     # Strategy state, results and notes as the journal left them, read without writing.
-    journaled = read_state(feed.contract, settings.log_dir, settings.risk_config(),
-                           load_strategies(settings.strategies_file)).ledger
+    journaled = read_state(
+        feed.contract,
+        settings.log_dir,
+        settings.risk_config(),
+        load_strategies(settings.strategies_file),
+    ).ledger
     strategy_state = journaled.book.strategy_state
     setups = detect_setups(snap, strategy_state, spec.tick_size)
     journal_path = settings.log_dir / LLM_EXCHANGES
     notes = load_notes(
-        journal_path, snap.symbol, snap.ts_ns, strategies={s.strategy for s in setups},
+        journal_path,
+        snap.symbol,
+        snap.ts_ns,
+        strategies={s.strategy for s in setups},
         closed_trades=journaled.closed,
     )
     context = build_context(
-        snap, spec.tick_size, strategy_state, journaled.performance(), notes,
-        triggered_setups=setups, trigger="manual",
+        snap,
+        spec.tick_size,
+        strategy_state,
+        journaled.performance(),
+        notes,
+        triggered_setups=setups,
+        trigger="manual",
     )
     reply = asyncio.run(brain.decide(context))
     record = exchange_record(context, reply)

@@ -117,9 +117,11 @@ class AgentOptions:
             "feature_config": settings.feature_config(),
             "risk_config": settings.risk_config(),
             "strategies": load_strategies(settings.strategies_file),
-            "cadence": Cadence(settings.llm_decision_interval_default,
-                               settings.llm_decision_interval_outer_band,
-                               settings.llm_decision_interval_inner_band),
+            "cadence": Cadence(
+                settings.llm_decision_interval_default,
+                settings.llm_decision_interval_outer_band,
+                settings.llm_decision_interval_inner_band,
+            ),
             "secrets": tuple(secret_values(settings)),
         }
         base.update(overrides)
@@ -148,8 +150,17 @@ def open_execution(
     """
     factory = broker or sim_broker(broker_config)
     engine = ExecutionEngine.open(
-        contract, log_dir, lambda n: factory(contract, n), risk_config, defaults, guardrails,
-        secrets, risk, min_stop_ticks, slippage_allowance_ticks, publish,
+        contract,
+        log_dir,
+        lambda n: factory(contract, n),
+        risk_config,
+        defaults,
+        guardrails,
+        secrets,
+        risk,
+        min_stop_ticks,
+        slippage_allowance_ticks,
+        publish,
     )
     if recover:
         engine.recover()
@@ -172,8 +183,12 @@ def read_state(
     defaults: dict[str, StrategyParams] | None = None,
 ) -> StateView:
     """Fold the execution journal into a ledger; no broker, no journal writer, no recovery."""
-    ledger = Ledger.new(contract.spec, defaults or initialize_default_strategies(),
-                        RiskEngine(risk_config or RiskConfig()), symbol=contract.symbol)
+    ledger = Ledger.new(
+        contract.spec,
+        defaults or initialize_default_strategies(),
+        RiskEngine(risk_config or RiskConfig()),
+        symbol=contract.symbol,
+    )
     if log_dir is None:
         return StateView(ledger, [], None)
     path = log_dir / EXECUTION_JOURNAL
@@ -205,14 +220,21 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
     if cadence is None and coarse:
         # Bars: nothing changes inside a bar, so decide (and step) at most once per bar.
         r = options.resolution_sec
-        cadence = Cadence(default_sec=max(30.0, r), outer_sec=max(15.0, r), inner_sec=r,
-                          floor_sec=r)
+        cadence = Cadence(
+            default_sec=max(30.0, r), outer_sec=max(15.0, r), inner_sec=r, floor_sec=r
+        )
     execution = open_execution(
-        contract, options.log_dir, options.risk_config,
+        contract,
+        options.log_dir,
+        options.risk_config,
         broker=options.broker or broker_for(options.mode, options.broker_config),
-        defaults=options.strategies, guardrails=options.guardrails, secrets=options.secrets,
-        risk=options.risk, min_stop_ticks=8 if coarse else 4,
-        slippage_allowance_ticks=8 if coarse else 2, publish=bus.publish,
+        defaults=options.strategies,
+        guardrails=options.guardrails,
+        secrets=options.secrets,
+        risk=options.risk,
+        min_stop_ticks=8 if coarse else 4,
+        slippage_allowance_ticks=8 if coarse else 2,
+        publish=bus.publish,
     )
     exchanges = None
     notes = options.note_records
@@ -224,11 +246,18 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
         if options.mode in ("paper", "live"):
             mailbox = KillSwitchMailbox(options.log_dir)
     agent = Agent(
-        FeatureEngine(contract, options.feature_config), execution, brain,
-        cadence or Cadence(), exchanges=exchanges, learning=options.learning,
-        live=options.mode in ("paper", "live"), bus=bus,
-        setup_check_sec=max(5, int(options.resolution_sec)), stale_sec=options.stale_sec,
-        note_records=notes, status=status,
+        FeatureEngine(contract, options.feature_config),
+        execution,
+        brain,
+        cadence or Cadence(),
+        exchanges=exchanges,
+        learning=options.learning,
+        live=options.mode in ("paper", "live"),
+        bus=bus,
+        setup_check_sec=max(5, int(options.resolution_sec)),
+        stale_sec=options.stale_sec,
+        note_records=notes,
+        status=status,
         kill_requests=mailbox.take if mailbox is not None else None,
     )
     agent.start()

@@ -20,6 +20,7 @@ from fabio.execution.risk import RiskConfig
 from fabio.instruments import parse_symbol
 from fabio.sessions import SessionKind
 from fabio.strategies import MEAN_REVERSION, TREND_PULLBACK
+from fabio.wiring import open_execution
 
 CONTRACT = parse_symbol("ESH4", 2024)
 MINUTE = 60_000_000_000
@@ -36,7 +37,7 @@ def scripted_decision(k: int) -> TradeDecision:
 def run(log_dir: Path | None, days: int = 3, every_min: int = 20, slow: bool = False
         ) -> ExecutionEngine:
     """Replay `days` RTH sessions, deciding every `every_min` minutes; resume from the journal."""
-    engine = ExecutionEngine.open(CONTRACT, log_dir, RiskConfig())
+    engine = open_execution(CONTRACT, log_dir, RiskConfig())
     resume_after = engine.ledger.last_ts_ns
     cfg = SyntheticConfig(symbol="ES", days=days, seed=42, rth_trades=60_000, eth=False)
     k = 0

@@ -16,6 +16,7 @@ from fabio.domain import TradeBatch
 from fabio.execution.broker import BrokerError, SimBrokerConfig, SimulatedBroker
 from fabio.execution.types import BracketRequest, Order, OrderRole, OrderStatus, OrderType
 from fabio.instruments import spec_for
+from fabio.ports import Broker, MarketDrivenBroker, OrderUpdate, PositionChanged
 
 SYMBOL = "ESZ5"
 
@@ -45,7 +46,12 @@ def bracket(
 
 
 def statuses(broker: SimulatedBroker) -> list[tuple[str, str]]:
-    return [(e["order_id"], e["status"]) for e in broker.drain_events()]
+    return [(e["order_id"], e["status"]) for e in order_events(broker)]
+
+
+def order_events(broker: SimulatedBroker) -> list[dict[str, Any]]:
+    """The broker's order updates since the last drain, as journal-ready dicts."""
+    return [e.to_dict() for e in broker.drain_events() if isinstance(e, OrderUpdate)]
 
 
 def fills_of(broker: SimulatedBroker, batch: TradeBatch) -> list[tuple[str, int, int, int]]:
@@ -107,11 +113,11 @@ def test_limit_fills_partially_across_several_trades() -> None:
     entry, stop, target = broker.submit_bracket(
         bracket(qty=5, limit=100, stop=95, target=110), now_ns=0
     )
-    broker.drain_events()
+    order_events(broker)
     fills = fills_of(broker, tape((1, 99, 2), (2, 100, 7), (3, 98, 1), (4, 99, 9)))
     assert fills == [(entry.id, 1, 2, 100), (entry.id, 3, 1, 100), (entry.id, 4, 2, 100)]
     assert entry.status is OrderStatus.FILLED and entry.filled_qty == 5
-    entry_events = [e for e in broker.drain_events() if e["order_id"] == entry.id]
+    entry_events = [e for e in order_events(broker) if e["order_id"] == entry.id]
     assert [e["status"] for e in entry_events] == ["partially_filled"] * 2 + ["filled"]
     assert [e["filled_qty"] for e in entry_events] == [2, 3, 5]
     # The children work for what is filled, growing with each entry fill.
@@ -212,7 +218,7 @@ def test_a_child_closing_a_partly_filled_entry_cancels_the_remainder() -> None:
 def test_market_entry_filled_beyond_the_stop_exits_at_the_next_trade() -> None:
     broker = make_broker()
     entry, stop, target = broker.submit_bracket(bracket(qty=2, stop=96, target=110), now_ns=0)
-    broker.drain_events()
+    order_events(broker)
     fills = fills_of(broker, tape((1, 95), (2, 94), (3, 97)))
     exit_id = f"{SYMBOL}-4"
     assert fills == [(entry.id, 1, 2, 95), (exit_id, 2, 2, 94)]
@@ -267,7 +273,7 @@ def test_invalid_brackets_are_rejected_with_a_reason(req: BracketRequest, reason
     assert [o.status for o in orders] == [OrderStatus.REJECTED] * 3
     assert all(reason in o.reason for o in orders)
     assert broker.working() == []
-    events = broker.drain_events()
+    events = order_events(broker)
     assert [e["status"] for e in events] == ["submitted"] * 3 + ["rejected"] * 3
     assert events[-1]["reason"] == orders[0].reason and events[-1]["ts_ns"] == 5
     assert fills_of(broker, tape((6, 100), (7, 50), (8, 150))) == []
@@ -303,7 +309,7 @@ def test_modify_checks_the_field_and_the_id() -> None:
 def test_cancelling_an_unfilled_entry_cancels_its_children() -> None:
     broker = make_broker()
     entry, stop, target = broker.submit_bracket(bracket(limit=100, stop=90, target=120), now_ns=0)
-    broker.drain_events()
+    order_events(broker)
     assert broker.cancel(entry.id, "setup invalidated", now_ns=7) is entry
     assert [o.status for o in (entry, stop, target)] == [OrderStatus.CANCELLED] * 3
     assert entry.reason == "setup invalidated" and stop.reason == f"entry {entry.id} cancelled"
@@ -313,7 +319,7 @@ def test_cancelling_an_unfilled_entry_cancels_its_children() -> None:
         (target.id, "cancelled"),
     ]
     assert broker.cancel(entry.id, "again") is entry  # idempotent on a closed order
-    assert broker.drain_events() == []
+    assert order_events(broker) == []
     with pytest.raises(BrokerError, match="unknown order"):
         broker.cancel("ESZ5-99", "x")
 
@@ -346,7 +352,7 @@ def test_exit_cancels_the_position_children_then_fills_at_market() -> None:
     broker = make_broker(market_slippage_ticks=1)
     _, stop, target = broker.submit_bracket(bracket(qty=2, stop=90, target=120), now_ns=0)
     fills_of(broker, tape((1, 100)))
-    broker.drain_events()
+    order_events(broker)
     exit_order = broker.submit_exit(-1, 2, "test", now_ns=5, reason="brain exit")
     assert exit_order.role is OrderRole.EXIT and exit_order.type is OrderType.MARKET
     assert stop.status is OrderStatus.CANCELLED and target.status is OrderStatus.CANCELLED
@@ -431,7 +437,7 @@ def test_events_are_drained_in_order_with_fill_details() -> None:
     broker = make_broker()
     entry, stop, target = broker.submit_bracket(bracket(stop=96, target=104), now_ns=3)
     fills_of(broker, tape((4, 100), (5, 105)))
-    events = broker.drain_events()
+    events = order_events(broker)
     assert [(e["order_id"], e["status"]) for e in events] == [
         (entry.id, "submitted"),
         (stop.id, "submitted"),
@@ -448,7 +454,7 @@ def test_events_are_drained_in_order_with_fill_details() -> None:
     assert filled["fill_price_ticks"] == 104 and filled["fill_qty"] == 1
     assert filled["commission_usd"] == pytest.approx(1.40)
     assert events[1]["stop_ticks"] == 96 and events[1]["parent_id"] == entry.id
-    assert broker.drain_events() == []
+    assert order_events(broker) == []
 
 
 def test_commission_per_side_per_contract_by_product() -> None:
@@ -493,7 +499,7 @@ def test_identical_runs_give_identical_events() -> None:
         broker = make_broker()
         _scenario(broker, 100)
         broker.on_trades(tape((1, 100, 2), (2, 97, 1), (3, 103, 4), (4, 95, 3), (5, 106, 2)))
-        runs.append(broker.drain_events())
+        runs.append(order_events(broker))
     assert runs[0] == runs[1] and len(runs[0]) > 20
 
 
@@ -503,9 +509,9 @@ def test_no_working_orders_means_no_work() -> None:
     assert broker.on_trades(TradeBatch.empty()) == []
     # The venue clock follows the tape: a later cancel without a time is stamped with it.
     entry, _, _ = broker.submit_bracket(bracket(limit=90, stop=85, target=120), now_ns=0)
-    broker.drain_events()
+    order_events(broker)
     broker.cancel(entry.id, "x")
-    assert broker.drain_events()[0]["ts_ns"] == 2
+    assert order_events(broker)[0]["ts_ns"] == 2
 
 
 # ---------------------------------------------------------------- batch independence
@@ -527,7 +533,7 @@ def _run(trades: TradeBatch, cuts: Sequence[int], mode: str) -> tuple[list[Any],
     bounds = [0, *sorted(set(cuts)), len(trades)]
     for a, b in pairwise(bounds):
         fills.extend(f.to_dict() for f in broker.on_trades(trades.slice(a, b)))
-    return fills, broker.drain_events()
+    return fills, order_events(broker)
 
 
 @settings(max_examples=60, deadline=None)
@@ -556,3 +562,21 @@ def test_working_lists_oldest_first() -> None:
     b = broker.submit_bracket(bracket(limit=98, stop=90, target=120), now_ns=0)[0]
     assert broker.working() == [a, b]
     assert all(isinstance(o, Order) for o in broker.working())
+
+
+def test_the_simulated_broker_implements_the_ports_and_reports_positions() -> None:
+    broker = SimulatedBroker(spec_for("ES"), "ESH4")
+    assert isinstance(broker, Broker) and isinstance(broker, MarketDrivenBroker)
+    entry, _, _ = broker.submit_bracket(
+        BracketRequest("ESH4", 1, 2, "s", OrderType.MARKET, 90, 110), 0)
+    broker.on_trades(tape((1, 100, 5)))
+    events = broker.drain_events()
+    positions = [e for e in events if isinstance(e, PositionChanged)]
+    assert [(p.qty, p.avg_price_ticks) for p in positions] == [(2, 100.0)]
+    filled = [e for e in events if isinstance(e, OrderUpdate) and e.fill is not None]
+    assert filled[0].order_id == entry.id and filled[0].fill is not None
+    assert broker.positions()[0].qty == 2 and broker.get_order(entry.id) is entry
+    assert {o.id for o in broker.open_orders()} == {o.id for o in broker.working()}
+    assert broker.account().simulated
+    broker.on_trades(tape((2, 111, 5)))  # the target fills: flat
+    assert broker.positions() == []

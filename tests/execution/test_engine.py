@@ -23,6 +23,7 @@ from fabio.instruments import parse_symbol
 from fabio.journal import read_journal
 from fabio.strategies import MEAN_REVERSION, StrategyParams, initialize_default_strategies
 from fabio.timeutil import CHICAGO, datetime_to_ns
+from fabio.wiring import open_execution
 from tests.execution import scenario
 
 ES = parse_symbol("ESH4", 2024)
@@ -47,7 +48,7 @@ def enter(strategy: str = MEAN_REVERSION, side: str = "long", **kw: Any) -> Trad
 
 def engine_at(log_dir: Path | None, **defaults: StrategyParams) -> ExecutionEngine:
     strategies = {**initialize_default_strategies(), **defaults}
-    e = ExecutionEngine.open(ES, log_dir, RiskConfig(), defaults=strategies)
+    e = open_execution(ES, log_dir, RiskConfig(), defaults=strategies)
     e.start_session("2024-03-05", ct(8, 30))
     return e
 
@@ -156,7 +157,7 @@ def test_strategy_updates_are_journaled_and_survive_a_restart(tmp_path: Path) ->
     ])
     changes = e.apply_strategy_updates(updates, ct(9, 0))
     assert [c.accepted for c in changes] == [True, False]
-    restarted = ExecutionEngine.open(ES, tmp_path, RiskConfig())
+    restarted = open_execution(ES, tmp_path, RiskConfig())
     assert restarted.strategy_state[MEAN_REVERSION].stop_ticks == 10
     records = read_journal(tmp_path / EXECUTION_JOURNAL).records
     assert sum(1 for r in records if r["type"] == "strategy_change") == 2
@@ -170,7 +171,7 @@ def test_restart_rebuilds_exactly_and_reprotects_the_open_position(tmp_path: Pat
     e.process_trade_decision(enter(side="short"), ct(9, 1), P + 25, "trend")
     e.on_trades(tape(ct(9, 1, 1), [P + 25, P + 24]))  # trade 2 open, short
     before = e.ledger.summary()
-    restarted = ExecutionEngine.open(ES, tmp_path, RiskConfig())
+    restarted = open_execution(ES, tmp_path, RiskConfig())
     after = restarted.ledger.summary()
     for key in ("strategy_state", "trades_this_session", "open_trades", "closed_trades",
                 "net_pnl_usd", "strategy_performance", "risk"):
@@ -191,7 +192,7 @@ def test_torn_journal_line_is_reported_not_fatal(tmp_path: Path) -> None:
     e.process_trade_decision(enter(), ct(9, 0, 5), P)
     with (tmp_path / EXECUTION_JOURNAL).open("a") as fh:
         fh.write('{"type": "fill", "trade_id": "ESH4-T1", "q')
-    restarted = ExecutionEngine.open(ES, tmp_path, RiskConfig())
+    restarted = open_execution(ES, tmp_path, RiskConfig())
     assert any("torn last line" in p for p in restarted.problems)
     assert restarted.ledger.closed == []
 
@@ -227,7 +228,7 @@ def test_kill_dash_nine_restarts_into_the_journaled_state(tmp_path: Path) -> Non
     assert all("torn last line" in p for p in read.problems)
     closed, open_ids, net = independent_fold(read.records)
     assert len(closed) >= 2
-    restarted = ExecutionEngine.open(scenario.CONTRACT, tmp_path, RiskConfig())
+    restarted = open_execution(scenario.CONTRACT, tmp_path, RiskConfig())
     ids = [t.trade_id for t in restarted.ledger.closed]
     assert len(ids) == len(set(ids)) and set(ids) == closed  # none twice, none lost
     assert {t.trade_id for t in restarted.ledger.open_trades.values() if t.qty} == open_ids
@@ -243,10 +244,9 @@ def test_kill_dash_nine_restarts_into_the_journaled_state(tmp_path: Path) -> Non
 def test_golden_master() -> None:
     """A fixed synthetic session and a fixed decision script give fixed trades and statistics.
 
-    Regenerate deliberately with FABIO_UPDATE_GOLDEN=1 after an intended change.
+    Compare only: regenerate deliberately with `python -m tests.golden.regenerate` after an
+    intended change (never through an environment variable).
     """
     result = json.loads(json.dumps(scenario.summary(scenario.run(None)), sort_keys=True))
-    if os.environ.get("FABIO_UPDATE_GOLDEN"):
-        GOLDEN.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     expected = json.loads(GOLDEN.read_text())
     assert result == expected

@@ -16,10 +16,7 @@ from fabio.execution.risk import (
     RiskConfig,
     RiskEngine,
     TradingState,
-    engage_kill_switch,
-    kill_switch_reason,
     pnls_by_day,
-    release_kill_switch,
     replay,
 )
 from fabio.execution.types import ClosedTrade
@@ -60,7 +57,7 @@ def test_config_defaults_follow_the_preset() -> None:
     assert (c.account_balance, c.daily_loss_limit_usd) == (50_000, 1_000)
     assert c.flat_time == time(15, 8)
     assert (c.max_trades_per_day, c.no_new_entries_minutes, c.loss_buffer_usd) == (10, 10, 100)
-    assert c.kill_switch_path is None
+    assert "kill_switch_path" not in RiskConfig.model_fields  # no file I/O in the risk engine
     c = RiskConfig(preset="150K")
     assert (c.account_balance, c.daily_loss_limit_usd) == (150_000, 3_000)
     c = RiskConfig(preset="100K", daily_loss_limit_usd=500)
@@ -502,22 +499,21 @@ def test_kill_halts_until_resume(engine: RiskEngine) -> None:
     assert engine.check_entry(ES, 1, 8, at(WED, "10:00")).ok
 
 
-def test_kill_switch_file(tmp_path: Path) -> None:
-    path = tmp_path / "run" / "KILL"
-    e = RiskEngine(RiskConfig(kill_switch_path=path))
+def test_kill_switch_state_stops_trading_without_any_file() -> None:
+    e = RiskEngine(RiskConfig())
     now = at(TUE, "10:00")
     assert not e.kill_switch_active()
     assert e.check_entry(ES, 1, 8, now).ok
-    engage_kill_switch(path, "manual stop from the CLI")
-    assert e.kill_switch_active()
-    assert kill_switch_reason(path) == "manual stop from the CLI"
-    expected = f"kill switch file {path} present: manual stop from the CLI"
+    e.engage_kill_switch("manual stop from the CLI", "cli", now)
+    assert e.kill_switch_engaged
+    expected = "kill switch engaged (cli): manual stop from the CLI"
     assert e.check_entry(ES, 1, 8, now).reason == expected
     assert e.must_flatten(now) == expected
-    assert e.state is TradingState.ACTIVE  # the file, not the state, stops trading
-    assert release_kill_switch(path) is True
-    assert release_kill_switch(path) is False
-    assert kill_switch_reason(path) is None
+    assert e.kill_switch_status() == {"engaged": True, "reason": "manual stop from the CLI",
+                                      "source": "cli", "ts_ns": now}
+    back = RiskEngine.from_dict(json.loads(json.dumps(e.to_dict())))
+    assert back.kill_switch_status() == e.kill_switch_status()
+    e.release_kill_switch()
     assert e.check_entry(ES, 1, 8, now).ok and e.must_flatten(now) is None
 
 
@@ -554,7 +550,7 @@ def _activity(e: RiskEngine) -> None:
 
 
 def test_state_round_trip(tmp_path: Path) -> None:
-    e = RiskEngine(RiskConfig(preset="100K", kill_switch_path=tmp_path / "KILL"))
+    e = RiskEngine(RiskConfig(preset="100K"))
     _activity(e)
     assert e.mark(-2_800.0, at(WED, "11:00")) is not None  # REDUCING
     data = json.loads(json.dumps(e.to_dict()))

@@ -12,6 +12,7 @@ from typing import Any
 
 from fabio.brain.base import BrainReply
 from fabio.brain.context import DecisionContext
+from fabio.events import SCHEMA_VERSION
 from fabio.timeutil import format_ns
 
 RECORD_TYPE = "llm_exchange"
@@ -25,6 +26,7 @@ def exchange_record(
     wall = wall_time or datetime.now(UTC)
     return {
         "type": RECORD_TYPE,
+        "schema_version": SCHEMA_VERSION,
         "market_time": format_ns(context.market_time_ns),
         "market_time_ns": context.market_time_ns,
         "wall_time": wall.isoformat(timespec="milliseconds"),

@@ -14,8 +14,8 @@ from typing import Any
 
 from fabio.brain.context import MAX_NOTES_IN_CONTEXT, NoteView
 from fabio.brain.exchange import RECORD_TYPE
-from fabio.execution.types import ClosedTrade
 from fabio.journal import read_journal
+from fabio.orders import ClosedTrade
 from fabio.sessions import cme_calendar
 
 

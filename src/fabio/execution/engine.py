@@ -141,10 +141,11 @@ class ExecutionEngine:
     def recover(self, now_ns: int | None = None) -> None:
         """After a restart: close out the dead process's orders, re-protect open positions.
 
-        Runs once per engine (a second call does nothing). Every order the journal leaves open
-        ends in a journaled final state: one the venue still has is cancelled through the port,
-        one it does not know (the simulated venue died with the process) is journaled cancelled.
-        Then a fresh OCO stop and target go on each filled position, through the port.
+        Runs once per engine (a second call does nothing). A position whose journaled stop and
+        target the venue still works (a live venue) keeps them. Otherwise every order the
+        journal leaves open ends in a journaled final state (cancelled through the port when
+        the venue still has it, else journaled cancelled: the simulated venue died with the
+        process), and a fresh OCO stop and target go on the filled position through the port.
         """
         if self._recovered:
             return
@@ -153,8 +154,11 @@ class ExecutionEngine:
         # A live venue reports what happened while no process ran (fills of the dead
         # process's orders): journal that first, so a filled order is not called superseded.
         self.process_broker_events()
+        protected = self._still_protected()
         reason = "restart: superseded, the process that placed it ended"
         for order_id, trade_id in list(self.ledger.open_orders.items()):
+            if trade_id in protected:
+                continue
             known = self.broker.get_order(order_id)
             if known is not None and known.status.is_open:
                 self.broker.cancel(order_id, reason, now_ns=now_ns)
@@ -164,7 +168,7 @@ class ExecutionEngine:
                                  reason=reason))
         self.process_broker_events()
         for trade in list(self.ledger.open_trades.values()):
-            if trade.symbol != self.symbol:
+            if trade.symbol != self.symbol or trade.trade_id in protected:
                 continue
             if trade.qty == 0:  # an entry that never filled: its order died with the process
                 self.emit(EntryCancelledEvent(
@@ -180,6 +184,17 @@ class ExecutionEngine:
             self.emit(OrderEvent(ts_ns=now_ns, symbol=self.symbol, trade_id=trade.trade_id,
                                  event="reprotected", orders=[o.id for o in orders]))
         self.process_broker_events()
+
+    def _still_protected(self) -> set[str]:
+        """Filled trades whose journaled stop and target are both still working at the venue."""
+        working: dict[str, set[OrderRole]] = {}
+        for order_id, trade_id in self.ledger.open_orders.items():
+            order = self.broker.get_order(order_id)
+            if trade_id is not None and order is not None and order.status.is_open:
+                working.setdefault(trade_id, set()).add(order.role)
+        return {t for t, roles in working.items()
+                if {OrderRole.STOP, OrderRole.TARGET} <= roles
+                and (trade := self.ledger.open_trades.get(t)) is not None and trade.qty != 0}
 
     # ---------------------------------------------------------------- kill switch
     def set_kill_switch(self, engaged: bool, reason: str, source: KillSource,

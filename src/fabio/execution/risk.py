@@ -660,6 +660,7 @@ class RiskEngine:
             "reducing_reason": self.reducing_reason,
             "day_ended": self.day_ended,
             "day_started_ns": self.day_started_ns,
+            "kill_switch": None if self.kill_switch is None else asdict(self.kill_switch),
         }
 
     @classmethod
@@ -674,6 +675,8 @@ class RiskEngine:
         engine.reducing_reason = data.get("reducing_reason")
         engine.day_ended = bool(data.get("day_ended", False))
         engine.day_started_ns = data.get("day_started_ns")
+        kill = data.get("kill_switch")
+        engine.kill_switch = None if not kill else KillSwitch(**kill)
         return engine
 
 

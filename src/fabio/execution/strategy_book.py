@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fabio.brain.schema import StrategyTweak, StrategyUpdates
+from fabio.decision import StrategyTweak, StrategyUpdates
 from fabio.strategies import StrategyParams, StrategyPerformance
 
 NS = 1_000_000_000

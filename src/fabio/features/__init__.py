@@ -1,0 +1,1 @@
+"""Order-flow features: volume profile, POC, value area, CVD, sessions, zones."""
