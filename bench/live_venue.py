@@ -22,8 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,24 @@ from fabio.wiring import open_execution
 
 
 def _config(url: str) -> ProjectXConfig:
-    return ProjectXConfig(username="bench", api_key="k", account="PRAC-V2-SIM-50K",  # type: ignore[arg-type]
-                          api_url=url, rtc_url=url, hub_backoff_initial_sec=0.2)
+    return ProjectXConfig(
+        username="bench",
+        api_key="k",
+        account="PRAC-V2-SIM-50K",  # type: ignore[arg-type]
+        api_url=url,
+        rtc_url=url,
+        hub_backoff_initial_sec=0.2,
+    )
 
 
 def _pcts(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
-    return {"n": len(a), "p50": round(float(np.percentile(a, 50)), 3),
-            "p99": round(float(np.percentile(a, 99)), 3), "max": round(float(a.max()), 3)}
+    return {
+        "n": len(a),
+        "p50": round(float(np.percentile(a, 50)), 3),
+        "p99": round(float(np.percentile(a, 99)), 3),
+        "max": round(float(a.max()), 3),
+    }
 
 
 @contextlib.contextmanager
@@ -55,8 +65,21 @@ def sim_process(*flags: str) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "fabio.cli", "gateway-sim", "--port", str(port), "--speed",
-           "30", "--start", "2024-01-02 08:30", "--days", "1", *flags]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fabio.cli",
+        "gateway-sim",
+        "--port",
+        str(port),
+        "--speed",
+        "30",
+        "--start",
+        "2024-01-02 08:30",
+        "--days",
+        "1",
+        *flags,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -85,8 +108,9 @@ async def order_latency(url: str, orders: int) -> dict[str, float]:
         contract = parse_symbol("ES")
         with tempfile.TemporaryDirectory() as tmp:
             risk = RiskConfig(max_trades_per_day=1000)
-            engine = open_execution(contract, Path(tmp), risk,
-                                    broker=lambda c, n: session.broker_for(c, n))
+            engine = open_execution(
+                contract, Path(tmp), risk, broker=lambda c, n: session.broker_for(c, n)
+            )
             broker = session.brokers[session.contracts["ES"].id]
             feed = session.feeds[broker.contract_id]
             while len(samples) < orders:
@@ -103,11 +127,19 @@ async def order_latency(url: str, orders: int) -> dict[str, float]:
                 woke = time.perf_counter_ns()
                 sent_before = len(broker.sent)
                 result = engine.process_trade_decision(
-                    TradeDecision(action="enter", side="long", order_type="limit",
-                                  entry_condition_id="MeanReversionPOC_v2",
-                                  limit_price=(last - 40) * 0.25, stop_price=(last - 48) * 0.25,
-                                  target_price=(last - 20) * 0.25, reason="bench"),
-                    session.clock_ns(), last)
+                    TradeDecision(
+                        action="enter",
+                        side="long",
+                        order_type="limit",
+                        entry_condition_id="MeanReversionPOC_v2",
+                        limit_price=(last - 40) * 0.25,
+                        stop_price=(last - 48) * 0.25,
+                        target_price=(last - 20) * 0.25,
+                        reason="bench",
+                    ),
+                    session.clock_ns(),
+                    last,
+                )
                 engine.process_broker_events()
                 decided = time.perf_counter_ns()
                 if not result.accepted:
@@ -120,13 +152,22 @@ async def order_latency(url: str, orders: int) -> dict[str, float]:
                 assert broker.last_send_ns is not None and received is not None
                 samples.append((broker.last_send_ns - received) / 1e6)
                 assert received is not None
-                parts.append(((woke - received) / 1e6, (decided - woke) / 1e6,
-                              (broker.last_send_ns - decided) / 1e6))
-                entry = next(o for o in reversed(broker.orders.values())
-                             if o.role is OrderRole.ENTRY)
+                parts.append(
+                    (
+                        (woke - received) / 1e6,
+                        (decided - woke) / 1e6,
+                        (broker.last_send_ns - decided) / 1e6,
+                    )
+                )
+                entry = next(
+                    o for o in reversed(broker.orders.values()) if o.role is OrderRole.ENTRY
+                )
                 deadline = time.monotonic() + 5
-                while broker.links[entry.id].venue_id is None and entry.status.is_open and (
-                        time.monotonic() < deadline):
+                while (
+                    broker.links[entry.id].venue_id is None
+                    and entry.status.is_open
+                    and (time.monotonic() < deadline)
+                ):
                     await asyncio.sleep(0.001)
                 engine.flatten(session.clock_ns(), "bench: next sample")
                 for o in broker.open_orders():
@@ -137,8 +178,11 @@ async def order_latency(url: str, orders: int) -> dict[str, float]:
         await session.close()
     med = np.median(np.asarray(parts), axis=0)
     out = _pcts(samples)
-    out.update(median_wake_ms=round(float(med[0]), 3), median_engine_ms=round(float(med[1]), 3),
-               median_broker_ms=round(float(med[2]), 3))
+    out.update(
+        median_wake_ms=round(float(med[0]), 3),
+        median_engine_ms=round(float(med[1]), 3),
+        median_broker_ms=round(float(med[2]), 3),
+    )
     return out
 
 
@@ -167,8 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     with sim_process() as url:
         out["trade_received_to_order_sent_ms"] = asyncio.run(order_latency(url, args.orders))
     with sim_process("--disconnect-every", "1") as url:
-        out["reconnect_to_resubscribed_ms"] = asyncio.run(
-            reconnect_latency(url, args.reconnects))
+        out["reconnect_to_resubscribed_ms"] = asyncio.run(reconnect_latency(url, args.reconnects))
     if args.json:
         print(json.dumps(out, indent=2))
     else:

@@ -1,4 +1,4 @@
-"""`fabio run --mode live` end to end: the whole agent trades a replayed session on the simulator."""
+"""`fabio run --mode live` end to end: the whole agent trades a replay on the simulator."""
 
 from __future__ import annotations
 
@@ -21,23 +21,39 @@ from .brokers.projectx.harness import Watch
 
 
 def _settings(tmp: Path, **kw: object) -> Settings:
-    base: dict[str, object] = dict(topstep_username="trader", topstep_api_key="k",
-                                   topstep_account_id="PRAC-V2-SIM-50K", log_dir=tmp)
+    base: dict[str, object] = dict(
+        topstep_username="trader",
+        topstep_api_key="k",
+        topstep_account_id="PRAC-V2-SIM-50K",
+        log_dir=tmp,
+    )
     base.update(kw)
     return Settings(_env_file=None, **base)  # type: ignore[call-arg]
 
 
-async def _live(tmp: Path, faults: SimFaults | None, duration_h: float, speed: float,
-                symbols: list[str] | None = None, **settings: object) -> tuple[LiveRun, Watch]:
+async def _live(
+    tmp: Path,
+    faults: SimFaults | None,
+    duration_h: float,
+    speed: float,
+    symbols: list[str] | None = None,
+    **settings: object,
+) -> tuple[LiveRun, Watch]:
     feeds = open_feeds([], symbols or ["ES"], days=2, seed=7)
     sim = build_sim(feeds, speed, faults, start_ns=parse_at("2024-01-02 08:30"))
     async with SimServer(sim) as server:
         watch = Watch(sim)
         watcher = asyncio.get_running_loop().create_task(watch.run())
-        run = LiveRun(_settings(tmp, **settings), LiveOptions(
-            symbols=symbols or ["ES"], gateway=server.url, duration_sec=duration_h * 3600,
-            quiet=True, config_overrides={"order_timeout_sec": 1.0,
-                                          "hub_backoff_initial_sec": 0.2}))
+        run = LiveRun(
+            _settings(tmp, **settings),
+            LiveOptions(
+                symbols=symbols or ["ES"],
+                gateway=server.url,
+                duration_sec=duration_h * 3600,
+                quiet=True,
+                config_overrides={"order_timeout_sec": 1.0, "hub_backoff_initial_sec": 0.2},
+            ),
+        )
         try:
             await run.run()
         finally:
@@ -69,8 +85,10 @@ def test_bad_credential_and_unknown_account_are_one_line_errors(tmp_path: Path) 
         feeds = open_feeds([], ["ES"], days=1, seed=7)
         sim = build_sim(feeds, 1.0, None, required_key="right-key", replay=False)
         async with SimServer(sim) as server:
-            run = LiveRun(_settings(tmp_path, **kw), LiveOptions(symbols=["ES"],
-                                                                  gateway=server.url, quiet=True))
+            run = LiveRun(
+                _settings(tmp_path, **kw),
+                LiveOptions(symbols=["ES"], gateway=server.url, quiet=True),
+            )
             with pytest.raises(FabioError) as info:
                 await run.run()
             assert sim.counters["place"] == 0
@@ -87,8 +105,9 @@ def test_no_exact_contract_and_venue_down(tmp_path: Path) -> None:
         feeds = open_feeds([], ["ES"], days=1, seed=7)
         sim = build_sim(feeds, 1.0, None, replay=False)
         async with SimServer(sim) as server:
-            run = LiveRun(_settings(tmp_path), LiveOptions(symbols=["NQ"], gateway=server.url,
-                                                           quiet=True))
+            run = LiveRun(
+                _settings(tmp_path), LiveOptions(symbols=["NQ"], gateway=server.url, quiet=True)
+            )
             with pytest.raises(FabioError) as info:
                 await run.run()
             return str(info.value)
@@ -96,8 +115,10 @@ def test_no_exact_contract_and_venue_down(tmp_path: Path) -> None:
     assert "no NQ contract (product ENQ)" in asyncio.run(no_nq())
 
     async def down() -> str:
-        run = LiveRun(_settings(tmp_path), LiveOptions(symbols=["ES"],
-                                                       gateway="http://127.0.0.1:9", quiet=True))
+        run = LiveRun(
+            _settings(tmp_path),
+            LiveOptions(symbols=["ES"], gateway="http://127.0.0.1:9", quiet=True),
+        )
         with pytest.raises(FabioError) as info:
             await run.run()
         return str(info.value)

@@ -16,7 +16,6 @@ and flattens the venue's position of that contract at market. Release with
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +54,9 @@ class LiveOptions:
     config_overrides: dict[str, Any] = field(default_factory=dict)
 
 
-def left_open(log_dir: Path | None, contract: Contract,
-              risk_config: RiskConfig | None = None) -> list[dict[str, Any]]:
+def left_open(
+    log_dir: Path | None, contract: Contract, risk_config: RiskConfig | None = None
+) -> list[dict[str, Any]]:
     """The SUBMITTED records of orders the journal leaves open for this symbol."""
     if log_dir is None:
         return []
@@ -64,8 +64,12 @@ def left_open(log_dir: Path | None, contract: Contract,
     open_ids = set(state.ledger.open_orders)
     latest: dict[str, dict[str, Any]] = {}
     for rec in read_journal(log_dir / EXECUTION_JOURNAL).records:
-        if (rec.get("type") == "order_event" and rec.get("status") == "submitted"
-                and rec.get("symbol") == contract.symbol and rec.get("order_id") in open_ids):
+        if (
+            rec.get("type") == "order_event"
+            and rec.get("status") == "submitted"
+            and rec.get("symbol") == contract.symbol
+            and rec.get("order_id") in open_ids
+        ):
             latest[str(rec["order_id"])] = rec
     return list(latest.values())
 
@@ -76,8 +80,9 @@ class LiveRun:
     def __init__(self, settings: Settings, options: LiveOptions) -> None:
         self.settings = settings
         self.options = options
-        kind = options.brain or ("llm" if settings.openai_api_key or settings.openai_base_url
-                                 else "rules")
+        kind = options.brain or (
+            "llm" if settings.openai_api_key or settings.openai_base_url else "rules"
+        )
         self.brain_kind = kind
         self.console = Console(stderr=True, quiet=options.quiet)
         self.session: ProjectXSession | None = None
@@ -96,14 +101,19 @@ class LiveRun:
         cfg = projectx_config(self.settings, self.options.gateway, **self.options.config_overrides)
         tape = TapeRecorder(self.settings.log_dir / "tape")
         merge_parts(self.settings.log_dir / "tape")  # a crashed run's last parts
-        session = ProjectXSession(cfg, shadow=self.options.shadow, tape=tape,
-                                  reconcile_every_sec=self.options.reconcile_every_sec,
-                                  on_state=self._on_state)
+        session = ProjectXSession(
+            cfg,
+            shadow=self.options.shadow,
+            tape=tape,
+            reconcile_every_sec=self.options.reconcile_every_sec,
+            on_state=self._on_state,
+        )
         self.session = session
         contracts = [parse_symbol(s) for s in self.options.symbols]
         for c in contracts:
-            session.journal_orders[c.symbol] = left_open(self.settings.log_dir, c,
-                                                          self.settings.risk_config())
+            session.journal_orders[c.symbol] = left_open(
+                self.settings.log_dir, c, self.settings.risk_config()
+            )
         try:
             await session.connect(self.options.symbols)
         except GatewayError as exc:
@@ -114,8 +124,10 @@ class LiveRun:
             raise
         if not await session.wait_connected(self.options.connect_timeout_sec):
             await session.close()
-            raise FabioError(f"the gateway's hubs did not connect within "
-                             f"{self.options.connect_timeout_sec:.0f} s ({self.connection})")
+            raise FabioError(
+                f"the gateway's hubs did not connect within "
+                f"{self.options.connect_timeout_sec:.0f} s ({self.connection})"
+            )
         return session
 
     def banner(self) -> dict[str, Any]:
@@ -139,11 +151,13 @@ class LiveRun:
     def build(self) -> None:
         assert self.session is not None
         session = self.session
-        register_live_venue(LiveVenue(
-            "projectx",
-            broker=lambda contract, n: session.broker_for(contract, n),
-            feed=lambda contract, _settings: session.feed_for(contract),
-        ))
+        register_live_venue(
+            LiveVenue(
+                "projectx",
+                broker=lambda contract, n: session.broker_for(contract, n),
+                feed=lambda contract, _settings: session.feed_for(contract),
+            )
+        )
         brain = make_brain(self.brain_kind, self.settings)
         risk = RiskEngine(self.settings.risk_config())
         for symbol in self.options.symbols:
@@ -194,8 +208,10 @@ class LiveRun:
         self._suspect = found - confirmed
         for problem in sorted(confirmed):
             self.alerts.append(problem)
-            self.console.print(f"[bold red]reconciliation:[/] {problem}; engaging the kill "
-                               "switch and flattening (release with `fabio kill --release`)")
+            self.console.print(
+                f"[bold red]reconciliation:[/] {problem}; engaging the kill "
+                "switch and flattening (release with `fabio kill --release`)"
+            )
             now = session.clock_ns()
             for agent in self.agents.values():
                 agent.execution.set_kill_switch(True, f"reconciliation: {problem}", "risk", now)
@@ -230,10 +246,13 @@ class LiveRun:
             out["orders_sent"] = sum(len(b.sent) for b in s.brokers.values())
             out["reconciliations"] = s.reconciles
             out["problems"] = (s.problems + [p for b in s.brokers.values() for p in b.problems])[
-                -20:]
+                -20:
+            ]
             agreement = {f.contract.symbol: f.aggressor.agreement for f in s.feeds.values()}
             out["aggressor_type_agreement"] = agreement
             if s.user_hub is not None and s.market_hub is not None:
-                out["reconnects"] = {"user": s.user_hub.disconnects,
-                                     "market": s.market_hub.disconnects}
+                out["reconnects"] = {
+                    "user": s.user_hub.disconnects,
+                    "market": s.market_hub.disconnects,
+                }
         return out

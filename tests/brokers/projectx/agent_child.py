@@ -16,7 +16,7 @@ from fabio.instruments import parse_symbol
 from fabio.wiring import open_execution
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.brokers.projectx.harness import sim_config  # noqa: E402
+from tests.brokers.projectx.harness import sim_config
 
 
 async def main(url: str, log_dir: Path) -> None:
@@ -24,8 +24,9 @@ async def main(url: str, log_dir: Path) -> None:
     await session.connect(["ES"])
     await session.wait_connected(10)
     contract = parse_symbol("ES")
-    engine = open_execution(contract, log_dir, RiskConfig(),
-                            broker=lambda c, n: session.broker_for(c, n))
+    engine = open_execution(
+        contract, log_dir, RiskConfig(), broker=lambda c, n: session.broker_for(c, n)
+    )
     cid = session.contracts["ES"].id
     while session.last_price_ticks(cid) is None:
         await asyncio.sleep(0.02)
@@ -34,10 +35,17 @@ async def main(url: str, log_dir: Path) -> None:
     now = session.clock_ns()
     engine.start_session("2024-01-02", now)
     result = engine.process_trade_decision(
-        TradeDecision(action="enter", side="long", entry_condition_id="MeanReversionPOC_v2",
-                      stop_price=(last - 8) * 0.25, target_price=(last + 12) * 0.25,
-                      reason="kill -9 test"),
-        now, last)
+        TradeDecision(
+            action="enter",
+            side="long",
+            entry_condition_id="MeanReversionPOC_v2",
+            stop_price=(last - 8) * 0.25,
+            target_price=(last + 12) * 0.25,
+            reason="kill -9 test",
+        ),
+        now,
+        last,
+    )
     engine.process_broker_events()
     print("SENT" if result.accepted else f"REFUSED {result.reason}", flush=True)
     await asyncio.sleep(3600)

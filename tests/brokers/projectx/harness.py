@@ -24,9 +24,17 @@ RTH_OPEN = "2024-01-02 08:30"
 
 def sim_config(url: str, **overrides: Any) -> ProjectXConfig:
     base: dict[str, Any] = dict(
-        username="trader", api_key="any-key", account="PRAC-V2-SIM-50K", api_url=url,
-        rtc_url=url, order_timeout_sec=1.0, request_timeout_sec=3.0, hub_stale_after_sec=5.0,
-        hub_connect_timeout_sec=5.0, hub_backoff_initial_sec=0.2, hub_backoff_max_sec=2.0,
+        username="trader",
+        api_key="any-key",
+        account="PRAC-V2-SIM-50K",
+        api_url=url,
+        rtc_url=url,
+        order_timeout_sec=1.0,
+        request_timeout_sec=3.0,
+        hub_stale_after_sec=5.0,
+        hub_connect_timeout_sec=5.0,
+        hub_backoff_initial_sec=0.2,
+        hub_backoff_max_sec=2.0,
     )
     base.update(overrides)
     return ProjectXConfig(**base)
@@ -51,10 +59,14 @@ class Watch:
                 self._since.pop(cid, None)
                 self._flagged.discard(cid)
                 continue
-            covered = sum(o.remaining for o in venue.orders.values()
-                          if o.contract_id == cid and o.type == PxOrderType.STOP
-                          and o.status == PxOrderStatus.OPEN and o.sign == (-1 if pos.qty > 0
-                                                                            else 1))
+            covered = sum(
+                o.remaining
+                for o in venue.orders.values()
+                if o.contract_id == cid
+                and o.type == PxOrderType.STOP
+                and o.status == PxOrderStatus.OPEN
+                and o.sign == (-1 if pos.qty > 0 else 1)
+            )
             if covered >= abs(pos.qty):
                 self._since.pop(cid, None)
                 self._flagged.discard(cid)
@@ -97,25 +109,46 @@ class Rig:
         assert price is not None
         return price
 
-    def bracket(self, side: int = 1, qty: int = 1, stop: int = 8, target: int = 8,
-                entry: OrderType = OrderType.MARKET) -> list[Order]:
+    def bracket(
+        self,
+        side: int = 1,
+        qty: int = 1,
+        stop: int = 8,
+        target: int = 8,
+        entry: OrderType = OrderType.MARKET,
+    ) -> list[Order]:
         last = self.last()
         return self.broker.submit_bracket(
-            BracketRequest("ES", side, qty, "MeanReversionPOC_v2", entry,
-                           last - side * stop, last + side * target,
-                           limit_ticks=last if entry is OrderType.LIMIT else None),
-            self.session.clock_ns())
+            BracketRequest(
+                "ES",
+                side,
+                qty,
+                "MeanReversionPOC_v2",
+                entry,
+                last - side * stop,
+                last + side * target,
+                limit_ticks=last if entry is OrderType.LIMIT else None,
+            ),
+            self.session.clock_ns(),
+        )
 
 
-async def run_rig(body: Body, faults: SimFaults | None = None, *, speed: float = 30.0,
-                  start: str = RTH_OPEN, config: dict[str, Any] | None = None,
-                  session_kwargs: dict[str, Any] | None = None) -> Rig:
+async def run_rig(
+    body: Body,
+    faults: SimFaults | None = None,
+    *,
+    speed: float = 30.0,
+    start: str = RTH_OPEN,
+    config: dict[str, Any] | None = None,
+    session_kwargs: dict[str, Any] | None = None,
+) -> Rig:
     feeds = open_feeds([], ["ES"], days=1, seed=7)
     sim = build_sim(feeds, speed, faults, start_ns=parse_at(start))
     server = SimServer(sim)
     await server.start()
-    session = ProjectXSession(sim_config(server.url, **(config or {})),
-                              reconcile_every_sec=1.0, **(session_kwargs or {}))
+    session = ProjectXSession(
+        sim_config(server.url, **(config or {})), reconcile_every_sec=1.0, **(session_kwargs or {})
+    )
     watch = Watch(sim)
     watcher = asyncio.get_running_loop().create_task(watch.run())
     try:
@@ -123,8 +156,9 @@ async def run_rig(body: Body, faults: SimFaults | None = None, *, speed: float =
         assert await session.wait_connected(10)
         broker = session.broker_for(parse_symbol("ES"), 1)
         rig = Rig(sim, server, session, broker, watch)
-        await rig.wait(lambda: session.last_price_ticks(broker.contract_id) is not None, 10,
-                       "the first print")
+        await rig.wait(
+            lambda: session.last_price_ticks(broker.contract_id) is not None, 10, "the first print"
+        )
         await body(rig)
         return rig
     finally:

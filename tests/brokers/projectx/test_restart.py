@@ -59,8 +59,11 @@ def test_kill_9_between_placement_and_ack_then_restart(tmp_path: Path) -> None:
     faults = SimFaults(lose_order_response_rate=1.0, lost_response_hold_sec=300.0)
     with SimThread(faults) as st:
         sim = st.sim
-        child = subprocess.Popen([sys.executable, str(CHILD), st.server.url, str(tmp_path)],
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, str(CHILD), st.server.url, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert child.stdout is not None
             line = child.stdout.readline().strip()
@@ -86,16 +89,16 @@ def test_kill_9_between_placement_and_ack_then_restart(tmp_path: Path) -> None:
             try:
                 await session.connect(["ES"])
                 assert await session.wait_connected(10)
-                engine = open_execution(contract, tmp_path, RiskConfig(),
-                                        broker=lambda c, n: session.broker_for(c, n))
+                engine = open_execution(
+                    contract, tmp_path, RiskConfig(), broker=lambda c, n: session.broker_for(c, n)
+                )
                 watch = Watch(sim)
                 for _ in range(60):
                     await asyncio.sleep(0.05)
                     engine.process_broker_events()
                     watch.sample()
                 trade = engine.position()
-                problems = session.unexplained(
-                    lambda s: 0 if trade is None else int(trade.qty))
+                problems = session.unexplained(lambda s: 0 if trade is None else int(trade.qty))
                 assert watch.unprotected_events == 0
                 return (0 if trade is None else int(trade.qty)), problems
             finally:

@@ -27,11 +27,15 @@ async def trade_brackets(rig: Rig, count: int, *, timeout: float = 20.0) -> list
         await rig.wait(lambda e=entry: not e.status.is_open, timeout, f"{entry.id} to end")
         outcomes.append(str(entry.status))
         if entry.status is OrderStatus.FILLED:
-            await rig.wait(lambda s=stop, t=target: not s.status.is_open and not t.status.is_open,
-                           timeout, f"{entry.id}'s stop or target")
+            await rig.wait(
+                lambda s=stop, t=target: not s.status.is_open and not t.status.is_open,
+                timeout,
+                f"{entry.id}'s stop or target",
+            )
             assert {stop.status, target.status} == {OrderStatus.FILLED, OrderStatus.CANCELLED}
-    await rig.wait(lambda: all(p.qty == 0 for p in rig.sim.venue.positions.values()), timeout,
-                   "flat")
+    await rig.wait(
+        lambda: all(p.qty == 0 for p in rig.sim.venue.positions.values()), timeout, "flat"
+    )
     return outcomes
 
 
@@ -150,15 +154,29 @@ def test_partial_fills_resize_the_protection() -> None:
         from fabio.orders import BracketRequest, OrderType
 
         entry, stop, target = rig.broker.submit_bracket(
-            BracketRequest("ES", 1, 4, "MeanReversionPOC_v2", OrderType.LIMIT, last - 6,
-                           last + 8, limit_ticks=last + 2), rig.session.clock_ns())
+            BracketRequest(
+                "ES",
+                1,
+                4,
+                "MeanReversionPOC_v2",
+                OrderType.LIMIT,
+                last - 6,
+                last + 8,
+                limit_ticks=last + 2,
+            ),
+            rig.session.clock_ns(),
+        )
         await rig.wait(lambda: not entry.status.is_open, 30, "the limit entry to fill")
         assert entry.status is OrderStatus.FILLED, entry.reason
-        venue_entry = next(o for o in rig.sim.venue.orders.values()
-                           if (o.custom_tag or "").startswith(entry.id + "@") and o.fills)
+        venue_entry = next(
+            o
+            for o in rig.sim.venue.orders.values()
+            if (o.custom_tag or "").startswith(entry.id + "@") and o.fills
+        )
         assert len(venue_entry.fills) >= 2 and entry.filled_qty == 4  # filled in parts
-        await rig.wait(lambda: not stop.status.is_open and not target.status.is_open, 30,
-                       "the exit")
+        await rig.wait(
+            lambda: not stop.status.is_open and not target.status.is_open, 30, "the exit"
+        )
 
     rig = asyncio.run(run_rig(body, SimFaults(position_brackets=True), speed=60))
     check_invariants(rig, max_position=4)

@@ -103,12 +103,20 @@ class ProjectXBroker:
         """
         for rec in submitted:
             oid = str(rec["order_id"])
-            order = Order(oid, self.symbol, int(rec.get("side") or 0), int(rec.get("qty") or 0),
-                          OrderType(rec.get("order_type") or "market"),
-                          OrderRole(rec.get("role") or "entry"), str(rec.get("strategy") or ""),
-                          int(rec.get("ts_ns") or 0), limit_ticks=rec.get("limit_ticks"),
-                          stop_ticks=rec.get("stop_ticks"), parent_id=rec.get("parent_id"),
-                          oco_group=rec.get("oco_group"))
+            order = Order(
+                oid,
+                self.symbol,
+                int(rec.get("side") or 0),
+                int(rec.get("qty") or 0),
+                OrderType(rec.get("order_type") or "market"),
+                OrderRole(rec.get("role") or "entry"),
+                str(rec.get("strategy") or ""),
+                int(rec.get("ts_ns") or 0),
+                limit_ticks=rec.get("limit_ticks"),
+                stop_ticks=rec.get("stop_ticks"),
+                parent_id=rec.get("parent_id"),
+                oco_group=rec.get("oco_group"),
+            )
             self.orders[oid] = order
             self.links[oid] = _Link(tag=None)
             if order.parent_id is not None:
@@ -140,17 +148,38 @@ class ProjectXBroker:
 
     # ------------------------------------------------------------------ port: orders
     def submit_bracket(self, request: BracketRequest, now_ns: int) -> list[Order]:
-        entry = self._new(request.side, request.qty, request.entry_type, OrderRole.ENTRY,
-                          request.strategy, now_ns,
-                          limit_ticks=request.limit_ticks
-                          if request.entry_type is OrderType.LIMIT else None)
+        entry = self._new(
+            request.side,
+            request.qty,
+            request.entry_type,
+            OrderRole.ENTRY,
+            request.strategy,
+            now_ns,
+            limit_ticks=request.limit_ticks if request.entry_type is OrderType.LIMIT else None,
+        )
         group = f"{entry.id}-oco"
-        stop = self._new(-request.side, request.qty, OrderType.STOP, OrderRole.STOP,
-                         request.strategy, now_ns, stop_ticks=request.stop_ticks,
-                         parent_id=entry.id, oco_group=group)
-        target = self._new(-request.side, request.qty, OrderType.LIMIT, OrderRole.TARGET,
-                           request.strategy, now_ns, limit_ticks=request.target_ticks,
-                           parent_id=entry.id, oco_group=group)
+        stop = self._new(
+            -request.side,
+            request.qty,
+            OrderType.STOP,
+            OrderRole.STOP,
+            request.strategy,
+            now_ns,
+            stop_ticks=request.stop_ticks,
+            parent_id=entry.id,
+            oco_group=group,
+        )
+        target = self._new(
+            -request.side,
+            request.qty,
+            OrderType.LIMIT,
+            OrderRole.TARGET,
+            request.strategy,
+            now_ns,
+            limit_ticks=request.target_ticks,
+            parent_id=entry.id,
+            oco_group=group,
+        )
         self._children[entry.id] = (stop.id, target.id)
         error = self._refusal(request)
         if error is not None:
@@ -160,13 +189,30 @@ class ProjectXBroker:
         self._spawn(self._place_entry(entry, stop, target))
         return [entry, stop, target]
 
-    def protect(self, *, side: int, qty: int, stop_ticks: int, target_ticks: int, strategy: str,
-                now_ns: int) -> list[Order]:
+    def protect(
+        self, *, side: int, qty: int, stop_ticks: int, target_ticks: int, strategy: str, now_ns: int
+    ) -> list[Order]:
         group = f"{self.symbol}-{self._next}-oco"
-        stop = self._new(-side, qty, OrderType.STOP, OrderRole.STOP, strategy, now_ns,
-                         stop_ticks=stop_ticks, oco_group=group)
-        target = self._new(-side, qty, OrderType.LIMIT, OrderRole.TARGET, strategy, now_ns,
-                           limit_ticks=target_ticks, oco_group=group)
+        stop = self._new(
+            -side,
+            qty,
+            OrderType.STOP,
+            OrderRole.STOP,
+            strategy,
+            now_ns,
+            stop_ticks=stop_ticks,
+            oco_group=group,
+        )
+        target = self._new(
+            -side,
+            qty,
+            OrderType.LIMIT,
+            OrderRole.TARGET,
+            strategy,
+            now_ns,
+            limit_ticks=target_ticks,
+            oco_group=group,
+        )
         error = self._shadow_refusal()
         if error is None and (stop_ticks - target_ticks) * side >= 0:
             error = "stop and target are on the wrong sides"
@@ -188,8 +234,9 @@ class ProjectXBroker:
         self._spawn(self._place_single(order))
         return order
 
-    def modify(self, order_id: str, stop_ticks: int | None = None,
-               limit_ticks: int | None = None) -> Order:
+    def modify(
+        self, order_id: str, stop_ticks: int | None = None, limit_ticks: int | None = None
+    ) -> Order:
         order = self.orders[order_id]
         if not order.status.is_open:
             return order
@@ -235,8 +282,16 @@ class ProjectXBroker:
     def _now(self) -> int:
         return self.session.clock_ns()
 
-    def _new(self, side: int, qty: int, type_: OrderType, role: OrderRole, strategy: str,
-             now_ns: int, **prices: Any) -> Order:
+    def _new(
+        self,
+        side: int,
+        qty: int,
+        type_: OrderType,
+        role: OrderRole,
+        strategy: str,
+        now_ns: int,
+        **prices: Any,
+    ) -> Order:
         order_id = f"{self.symbol}-{self._next}"
         self._next += 1
         order = Order(order_id, self.symbol, side, qty, type_, role, strategy, now_ns, **prices)
@@ -247,16 +302,27 @@ class ProjectXBroker:
 
     def _log(self, order: Order, ts: int, reason: str = "", fill: Fill | None = None) -> None:
         submitted = order.status is OrderStatus.SUBMITTED
-        self._events.append(OrderUpdate(
-            ts_ns=int(ts), order_id=order.id, symbol=order.symbol, status=order.status,
-            reason=reason, role=order.role, order_type=order.type, side=order.side,
-            qty=order.qty, filled_qty=order.filled_qty, strategy=order.strategy,
-            limit_ticks=order.limit_ticks if submitted else None,
-            stop_ticks=order.stop_ticks if submitted else None,
-            parent_id=order.parent_id if submitted else None,
-            oco_group=order.oco_group if submitted else None,
-            fill=fill, avg_fill_ticks=order.avg_fill_ticks if fill is not None else None,
-        ))
+        self._events.append(
+            OrderUpdate(
+                ts_ns=int(ts),
+                order_id=order.id,
+                symbol=order.symbol,
+                status=order.status,
+                reason=reason,
+                role=order.role,
+                order_type=order.type,
+                side=order.side,
+                qty=order.qty,
+                filled_qty=order.filled_qty,
+                strategy=order.strategy,
+                limit_ticks=order.limit_ticks if submitted else None,
+                stop_ticks=order.stop_ticks if submitted else None,
+                parent_id=order.parent_id if submitted else None,
+                oco_group=order.oco_group if submitted else None,
+                fill=fill,
+                avg_fill_ticks=order.avg_fill_ticks if fill is not None else None,
+            )
+        )
         self.session.notify()
 
     def _status(self, order: Order, status: OrderStatus, ts: int, reason: str = "") -> None:
@@ -302,8 +368,11 @@ class ProjectXBroker:
         body: dict[str, Any] = {
             "accountId": self.session.account.id,
             "contractId": self.contract_id,
-            "type": {OrderType.MARKET: PxOrderType.MARKET, OrderType.LIMIT: PxOrderType.LIMIT,
-                     OrderType.STOP: PxOrderType.STOP}[order.type].value,
+            "type": {
+                OrderType.MARKET: PxOrderType.MARKET,
+                OrderType.LIMIT: PxOrderType.LIMIT,
+                OrderType.STOP: PxOrderType.STOP,
+            }[order.type].value,
             "side": (PxOrderSide.BID if order.side > 0 else PxOrderSide.ASK).value,
             "size": order.qty - order.filled_qty,
             "customTag": tag,
@@ -322,10 +391,14 @@ class ProjectXBroker:
             ref = self._reference_for(entry)
             assert ref is not None
             assert stop.stop_ticks is not None and target.limit_ticks is not None
-            body["stopLossBracket"] = {"ticks": stop.stop_ticks - ref,
-                                       "type": PxOrderType.STOP.value}
-            body["takeProfitBracket"] = {"ticks": target.limit_ticks - ref,
-                                         "type": PxOrderType.LIMIT.value}
+            body["stopLossBracket"] = {
+                "ticks": stop.stop_ticks - ref,
+                "type": PxOrderType.STOP.value,
+            }
+            body["takeProfitBracket"] = {
+                "ticks": target.limit_ticks - ref,
+                "type": PxOrderType.LIMIT.value,
+            }
             self._awaiting_children.append(entry.id)
         try:
             await self._send_place(entry, body)
@@ -334,8 +407,10 @@ class ProjectXBroker:
                 # The account is in Position-Brackets mode: a definite refusal, nothing was
                 # placed that can fill. Protect with our own orders from now on.
                 self.session.brackets = "own"
-                self.problems.append("the account refuses bracket orders (Position Brackets "
-                                     "mode): protecting with our own stop and limit orders")
+                self.problems.append(
+                    "the account refuses bracket orders (Position Brackets "
+                    "mode): protecting with our own stop and limit orders"
+                )
                 log.warning(self.problems[-1])
                 if entry.id in self._awaiting_children:
                     self._awaiting_children.remove(entry.id)
@@ -385,23 +460,31 @@ class ProjectXBroker:
             found = await self._lookup(body["customTag"])
             if found is None:
                 link.placing = False
-                raise GatewayError("Order/place", f"not accepted ({exc}; no order carries its "
-                                   "tag)") from None
+                raise GatewayError(
+                    "Order/place", f"not accepted ({exc}; no order carries its tag)"
+                ) from None
             venue_id = found.id
             self._adopt(order.id, venue_id)
             self.on_order(found)
         finally:
             link.placing = False
         self._adopt(order.id, venue_id)
-        held_child = order.parent_id is not None and order.role is not OrderRole.ENTRY and (
-            self.orders[order.parent_id].filled_qty == 0)
+        held_child = (
+            order.parent_id is not None
+            and order.role is not OrderRole.ENTRY
+            and (self.orders[order.parent_id].filled_qty == 0)
+        )
         if order.status is OrderStatus.SUBMITTED and not held_child:
             self._status(order, OrderStatus.ACCEPTED, self._now())
         want = order.qty - order.filled_qty
         if link.cancel_wanted is not None:
             self._spawn(self._cancel(order.id, venue_id))
-        elif order.status.is_open and want > 0 and want != body["size"] and (
-                order.role in (OrderRole.STOP, OrderRole.TARGET)):
+        elif (
+            order.status.is_open
+            and want > 0
+            and want != body["size"]
+            and (order.role in (OrderRole.STOP, OrderRole.TARGET))
+        ):
             # The entry filled further while this protective order was on its way.
             self._spawn(self._resize(order.id, venue_id, want))
         elif link.modify_wanted:
@@ -473,18 +556,19 @@ class ProjectXBroker:
                     self._seeded_children.remove(oid)
                     self._adopt(oid, order.id)
                     return oid
-        if order.custom_tag is None and self._awaiting_children and order.type in (
-                PxOrderType.STOP, PxOrderType.LIMIT):
+        if (
+            order.custom_tag is None
+            and self._awaiting_children
+            and order.type in (PxOrderType.STOP, PxOrderType.LIMIT)
+        ):
             for entry_id in list(self._awaiting_children):
                 entry = self.orders[entry_id]
                 stop_id, target_id = self._children[entry_id]
                 want = stop_id if order.type is PxOrderType.STOP else target_id
-                side_ok = order.side is None or (order.side is PxOrderSide.BID) == (
-                    entry.side < 0)
+                side_ok = order.side is None or (order.side is PxOrderSide.BID) == (entry.side < 0)
                 if side_ok and self.links[want].venue_id is None:
                     self._adopt(want, order.id)
-                    if all(self.links[c].venue_id is not None
-                           for c in self._children[entry_id]):
+                    if all(self.links[c].venue_id is not None for c in self._children[entry_id]):
                         self._awaiting_children.remove(entry_id)
                     return want
         return None
@@ -528,46 +612,31 @@ class ProjectXBroker:
         prev = order.filled_qty
         order.filled_qty += qty
         order.avg_fill_ticks = ((order.avg_fill_ticks or 0.0) * prev + price_ticks * qty) / (
-            order.filled_qty)
-        order.status = (OrderStatus.FILLED if order.filled_qty >= order.qty
-                        else OrderStatus.PARTIALLY_FILLED)
+            order.filled_qty
+        )
+        order.status = (
+            OrderStatus.FILLED if order.filled_qty >= order.qty else OrderStatus.PARTIALLY_FILLED
+        )
         ts = fill.ts_ns or self._now()
-        f = Fill(cid, self.symbol, ts, order.side, qty, price_ticks, fill.fees, order.role,
-                 order.strategy)
+        f = Fill(
+            cid,
+            self.symbol,
+            ts,
+            order.side,
+            qty,
+            price_ticks,
+            fill.fees,
+            order.role,
+            order.strategy,
+        )
         self._log(order, ts, "", fill=f)
         self._after_fill(order, qty, ts)
 
     def _after_fill(self, order: Order, qty: int, ts: int) -> None:
         if order.role is OrderRole.ENTRY:
-            children = self._children.get(order.id)
-            if children is None:
-                return
-            for child_id in children:
-                child = self.orders[child_id]
-                if not child.status.is_open:
-                    continue
-                child.qty = order.filled_qty
-                link = self.links[child_id]
-                if self.session.brackets == "own" and link.venue_id is None and not link.placing:
-                    self._spawn(self._place_single(child))
-                elif self.session.brackets == "own" and link.venue_id is not None:
-                    self._spawn(self._resize(child_id, link.venue_id, child.qty - child.filled_qty))
-                if child.status is OrderStatus.SUBMITTED:
-                    self._status(child, OrderStatus.ACCEPTED, ts)
+            self._after_entry_fill(order, ts)
         elif order.role in (OrderRole.STOP, OrderRole.TARGET) and order.oco_group:
-            for other in self.orders.values():
-                if (other.oco_group == order.oco_group and other.id != order.id
-                        and other.status.is_open):
-                    if order.status is OrderStatus.FILLED:
-                        if self.session.brackets == "own" or other.parent_id is None:
-                            self.cancel(other.id, "OCO: the other leg filled", now_ns=ts)
-                        # else: the venue's Auto-OCO cancels the other leg itself
-                    else:
-                        other.qty = max(other.filled_qty, other.qty - qty)
-                        link = self.links[other.id]
-                        if link.venue_id is not None and self.session.brackets == "own":
-                            self._spawn(self._resize(other.id, link.venue_id,
-                                                     other.qty - other.filled_qty))
+            self._after_protective_fill(order, qty, ts)
         elif order.role is OrderRole.EXIT and order.status is OrderStatus.FILLED:
             pos = self.session.venue_positions.get(self.contract_id)
             if pos is None or pos.qty == 0:
@@ -575,19 +644,61 @@ class ProjectXBroker:
                     if other.role in (OrderRole.STOP, OrderRole.TARGET):
                         self.cancel(other.id, "position closed", now_ns=ts)
 
+    def _after_entry_fill(self, entry: Order, ts: int) -> None:
+        """Size the protection to the fills; in own-OCO mode place it on the first fill."""
+        for child_id in self._children.get(entry.id, ()):
+            child = self.orders[child_id]
+            if not child.status.is_open:
+                continue
+            child.qty = entry.filled_qty
+            link = self.links[child_id]
+            if self.session.brackets == "own":
+                if link.venue_id is None and not link.placing:
+                    self._spawn(self._place_single(child))
+                elif link.venue_id is not None:
+                    self._spawn(self._resize(child_id, link.venue_id, child.qty - child.filled_qty))
+            if child.status is OrderStatus.SUBMITTED:
+                self._status(child, OrderStatus.ACCEPTED, ts)
+
+    def _after_protective_fill(self, order: Order, qty: int, ts: int) -> None:
+        """OCO: a filled leg cancels the other (the venue does it for Auto-OCO brackets)."""
+        for other in self.orders.values():
+            if (
+                other.oco_group != order.oco_group
+                or other.id == order.id
+                or (not other.status.is_open)
+            ):
+                continue
+            if order.status is OrderStatus.FILLED:
+                if self.session.brackets == "own" or other.parent_id is None:
+                    self.cancel(other.id, "OCO: the other leg filled", now_ns=ts)
+                continue
+            other.qty = max(other.filled_qty, other.qty - qty)
+            link = self.links[other.id]
+            if link.venue_id is not None and self.session.brackets == "own":
+                self._spawn(self._resize(other.id, link.venue_id, other.qty - other.filled_qty))
+
     async def _resize(self, order_id: str, venue_id: int, size: int) -> None:
         if size > 0:
             await self._modify(order_id, venue_id, {"size": size})
 
     def on_position(self, pos: PxPosition) -> None:
-        self._events.append(PositionChanged(pos.created_ns or self._now(), self.symbol, pos.qty,
-                                            pos.average_price / self.tick_size))
+        self._events.append(
+            PositionChanged(
+                pos.created_ns or self._now(),
+                self.symbol,
+                pos.qty,
+                pos.average_price / self.tick_size,
+            )
+        )
         if pos.qty == 0:
             for other in self.open_orders():
-                if other.role in (OrderRole.STOP, OrderRole.TARGET) and other.filled_qty == 0 \
-                        and self.links[other.id].venue_id is not None \
-                        and other.parent_id is not None \
-                        and self.orders[other.parent_id].status is OrderStatus.FILLED:
+                if (
+                    other.role in (OrderRole.STOP, OrderRole.TARGET)
+                    and other.filled_qty == 0
+                    and self.links[other.id].venue_id is not None
+                    and other.parent_id is not None
+                    and self.orders[other.parent_id].status is OrderStatus.FILLED
+                ):
                     # The position is flat (an exit or the other leg filled): no orphan stop.
                     self.cancel(other.id, "position closed", now_ns=self._now())
-

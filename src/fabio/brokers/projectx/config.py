@@ -66,8 +66,8 @@ def projectx_config(settings: Any, gateway: str | None = None, **overrides: Any)
     ]
     if missing:
         raise ConfigError("live trading needs " + ", ".join(missing))
-    api = gateway or getattr(settings, "topstep_api_url", TOPSTEPX_API_URL)
-    rtc = gateway or getattr(settings, "topstep_rtc_url", TOPSTEPX_RTC_URL)
+    api = str(gateway or getattr(settings, "topstep_api_url", None) or TOPSTEPX_API_URL)
+    rtc = str(gateway or getattr(settings, "topstep_rtc_url", None) or TOPSTEPX_RTC_URL)
     assert key is not None
     return ProjectXConfig(
         username=str(username),

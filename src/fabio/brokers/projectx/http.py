@@ -215,8 +215,10 @@ class ProjectXHttp:
             if resp.status_code == 401:
                 raise AuthError(name, "the session was refused after renewing it (HTTP 401)")
             if resp.status_code == 429 or resp.status_code >= 500:
-                what = "rate limited (HTTP 429)" if resp.status_code == 429 else (
-                    f"HTTP {resp.status_code}"
+                what = (
+                    "rate limited (HTTP 429)"
+                    if resp.status_code == 429
+                    else (f"HTTP {resp.status_code}")
                 )
                 if money:
                     raise OrderUncertain(name, what)
@@ -229,12 +231,7 @@ class ProjectXHttp:
             if resp.status_code != 200:
                 raise GatewayError(name, f"HTTP {resp.status_code}")
             data = _json(resp, name)
-            if not data.get("success", False):
-                code = data.get("errorCode")
-                msg = str(data.get("errorMessage") or "refused")
-                if money and path == "/api/Order/place" and code in PLACE_UNCERTAIN_CODES:
-                    raise OrderUncertain(name, f"{PLACE_ERRORS.get(code, msg)}: {msg}", code)
-                raise GatewayError(name, msg, code if isinstance(code, int) else None)
+            _check_envelope(data, name, money=money and path == "/api/Order/place")
             return data
 
     # ------------------------------------------------------------------ endpoints
@@ -264,7 +261,7 @@ class ProjectXHttp:
         return parse_contract(rec)
 
     async def place_order(self, body: dict[str, Any]) -> int:
-        """Place; returns the venue's order id. Raises OrderUncertain when the outcome is unknown."""
+        """Place; the venue's order id. OrderUncertain when the outcome is unknown."""
         data = await self._post("/api/Order/place", body, money=True)
         oid = data.get("orderId")
         if not isinstance(oid, int):
@@ -302,7 +299,7 @@ class ProjectXHttp:
         return [parse_order(o) for o in _list(data, "orders", "Order/search")]
 
     async def find_by_tag(self, account_id: int, tag: str, since: datetime) -> PxOrder | None:
-        """The order carrying `customTag` = tag, or None (the reconciliation after a lost answer)."""
+        """The order carrying `customTag` = tag, or None (after an unknown outcome)."""
         for order in await self.search_orders(account_id, since - timedelta(minutes=1)):
             if order.custom_tag == tag:
                 return order
@@ -316,6 +313,17 @@ class ProjectXHttp:
         body = {"accountId": account_id, "startTimestamp": _iso(since)}
         data = await self._post("/api/Trade/search", body)
         return [parse_fill(t) for t in _list(data, "trades", "Trade/search")]
+
+
+def _check_envelope(data: dict[str, Any], name: str, *, money: bool) -> None:
+    """HTTP 200 is not success: raise on `success: false` (uncertain codes on a placement)."""
+    if data.get("success", False):
+        return
+    code = data.get("errorCode")
+    msg = str(data.get("errorMessage") or "refused")
+    if money and code in PLACE_UNCERTAIN_CODES:
+        raise OrderUncertain(name, f"{PLACE_ERRORS.get(code, msg)}: {msg}", code)
+    raise GatewayError(name, msg, code if isinstance(code, int) else None)
 
 
 def _list(data: dict[str, Any], key: str, endpoint: str) -> list[dict[str, Any]]:

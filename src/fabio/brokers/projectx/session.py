@@ -191,12 +191,18 @@ class ProjectXSession:
 
     def _start_hubs(self) -> None:
         c = self.config
-        user = HubSupervisor("user", c.user_hub_url, self.http.token, self.http.renew,
-                             stale_after_sec=None, connect_timeout_sec=c.hub_connect_timeout_sec,
-                             backoff_initial_sec=c.hub_backoff_initial_sec,
-                             backoff_max_sec=c.hub_backoff_max_sec,
-                             max_frame_bytes=c.hub_max_frame_bytes,
-                             on_state=self._state("user hub"))
+        user = HubSupervisor(
+            "user",
+            c.user_hub_url,
+            self.http.token,
+            self.http.renew,
+            stale_after_sec=None,
+            connect_timeout_sec=c.hub_connect_timeout_sec,
+            backoff_initial_sec=c.hub_backoff_initial_sec,
+            backoff_max_sec=c.hub_backoff_max_sec,
+            max_frame_bytes=c.hub_max_frame_bytes,
+            on_state=self._state("user hub"),
+        )
         user.on("GatewayUserOrder", self._on_user_order)
         user.on("GatewayUserTrade", self._on_user_trade)
         user.on("GatewayUserPosition", self._on_user_position)
@@ -204,13 +210,18 @@ class ProjectXSession:
         user.subscribe("SubscribeAccounts")
         for method in ("SubscribeOrders", "SubscribePositions", "SubscribeTrades"):
             user.subscribe(method, self.account.id)
-        market = HubSupervisor("market", c.market_hub_url, self.http.token, self.http.renew,
-                               stale_after_sec=c.hub_stale_after_sec,
-                               connect_timeout_sec=c.hub_connect_timeout_sec,
-                               backoff_initial_sec=c.hub_backoff_initial_sec,
-                               backoff_max_sec=c.hub_backoff_max_sec,
-                               max_frame_bytes=c.hub_max_frame_bytes,
-                               on_state=self._state("market hub"))
+        market = HubSupervisor(
+            "market",
+            c.market_hub_url,
+            self.http.token,
+            self.http.renew,
+            stale_after_sec=c.hub_stale_after_sec,
+            connect_timeout_sec=c.hub_connect_timeout_sec,
+            backoff_initial_sec=c.hub_backoff_initial_sec,
+            backoff_max_sec=c.hub_backoff_max_sec,
+            max_frame_bytes=c.hub_max_frame_bytes,
+            on_state=self._state("market hub"),
+        )
         market.on("GatewayTrade", self._on_market_trade)
         market.on("GatewayQuote", self._on_market_quote)
         market.on("GatewayDepth", self._on_market_depth)
@@ -320,10 +331,23 @@ class ProjectXSession:
                 tick = feed.tick_size
                 bid = feed.bid * tick if feed.bid is not None else None
                 ask = feed.ask * tick if feed.ask is not None else None
-                for ts, p, s, side in zip(batch.ts.tolist(), batch.price.tolist(),
-                                          batch.size.tolist(), batch.side.tolist(), strict=True):
-                    self.tape.trade(feed.contract.spec.root, feed.contract.symbol, ts, p * tick,
-                                    s, side, bid, ask)
+                for ts, p, s, side in zip(
+                    batch.ts.tolist(),
+                    batch.price.tolist(),
+                    batch.size.tolist(),
+                    batch.side.tolist(),
+                    strict=True,
+                ):
+                    self.tape.trade(
+                        feed.contract.spec.root,
+                        feed.contract.symbol,
+                        ts,
+                        p * tick,
+                        s,
+                        side,
+                        bid,
+                        ask,
+                    )
         self.notify()
 
     async def _on_market_quote(self, args: list[Any]) -> None:
@@ -335,8 +359,9 @@ class ProjectXSession:
             top = feed.on_quote(quote)
             if top is not None and self.tape is not None:
                 ts, bid, ask = top
-                self.tape.quote(feed.contract.spec.root, ts, bid * feed.tick_size,
-                                ask * feed.tick_size)
+                self.tape.quote(
+                    feed.contract.spec.root, ts, bid * feed.tick_size, ask * feed.tick_size
+                )
 
     async def _on_market_depth(self, args: list[Any]) -> None:
         return None  # subscribed only when asked; depth is not used by the features yet
@@ -347,7 +372,8 @@ class ProjectXSession:
         for oid in sorted(self.venue_orders):
             order = self.venue_orders[oid]
             if order.contract_id == broker.contract_id and (
-                    tag_client_id(order.custom_tag) or order.status.is_working):
+                tag_client_id(order.custom_tag) or order.status.is_working
+            ):
                 broker.on_order(order)
         for fid in sorted(self.venue_fills):
             fill = self.venue_fills[fid]
@@ -401,8 +427,11 @@ class ProjectXSession:
                 out.append(f"{symbol}: the venue holds {pos.qty:+d}, the journal expects {want:+d}")
                 continue
             if pos.qty != 0 and broker is not None and not self.shadow:
-                stops = [o for o in broker.open_orders() if o.role.value == "stop"
-                         and o.side == (-1 if pos.qty > 0 else 1)]
+                stops = [
+                    o
+                    for o in broker.open_orders()
+                    if o.role.value == "stop" and o.side == (-1 if pos.qty > 0 else 1)
+                ]
                 if sum(o.qty - o.filled_qty for o in stops) < abs(pos.qty):
                     out.append(f"{symbol}: {pos.qty:+d} contracts without a working stop")
         return out

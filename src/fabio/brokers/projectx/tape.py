@@ -19,9 +19,18 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-TRADE_SCHEMA = pa.schema([("ts", pa.int64()), ("price", pa.float64()), ("size", pa.int64()),
-                          ("side", pa.string()), ("bid", pa.float64()), ("ask", pa.float64()),
-                          ("bid_size", pa.int64()), ("ask_size", pa.int64())])
+TRADE_SCHEMA = pa.schema(
+    [
+        ("ts", pa.int64()),
+        ("price", pa.float64()),
+        ("size", pa.int64()),
+        ("side", pa.string()),
+        ("bid", pa.float64()),
+        ("ask", pa.float64()),
+        ("bid_size", pa.int64()),
+        ("ask_size", pa.int64()),
+    ]
+)
 QUOTE_SCHEMA = pa.schema([("ts", pa.int64()), ("bid", pa.float64()), ("ask", pa.float64())])
 
 
@@ -44,8 +53,17 @@ class TapeRecorder:
         self.rows = 0
         self.errors: list[str] = []
 
-    def trade(self, root: str, symbol: str, ts_ns: int, price: float, size: int, side: int,
-              bid: float | None, ask: float | None) -> None:
+    def trade(
+        self,
+        root: str,
+        symbol: str,
+        ts_ns: int,
+        price: float,
+        size: int,
+        side: int,
+        bid: float | None,
+        ask: float | None,
+    ) -> None:
         s = "B" if side > 0 else ("A" if side < 0 else "N")
         self._symbols[root] = symbol
         self._trades[(root, _day(ts_ns))].append((ts_ns, price, size, s, bid, ask, 0, 0))
@@ -72,15 +90,17 @@ class TapeRecorder:
         self._trades.clear()
         self._quotes.clear()
 
-    def _write_part(self, root: str, day: str, kind: str, rows: list[tuple[Any, ...]],
-                    schema: pa.Schema) -> None:
+    def _write_part(
+        self, root: str, day: str, kind: str, rows: list[tuple[Any, ...]], schema: pa.Schema
+    ) -> None:
         folder = self.root / root
         try:
             folder.mkdir(parents=True, exist_ok=True)
             self._parts += 1
             cols = list(zip(*rows, strict=True))
-            table = pa.table({f.name: pa.array(c, f.type) for f, c in zip(schema, cols,
-                                                                           strict=True)})
+            table = pa.table(
+                {f.name: pa.array(c, f.type) for f, c in zip(schema, cols, strict=True)}
+            )
             meta = {"fabio.symbol": self._symbols.get(root, root), "fabio.source": "projectx"}
             table = table.replace_schema_metadata(meta)
             name = f".{day}{kind}.part-{time.time_ns()}-{self._parts:05d}.parquet"

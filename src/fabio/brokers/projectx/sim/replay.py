@@ -16,14 +16,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fabio.brokers.projectx.sim.venue import SimContract
-from fabio.instruments import MONTH_CODES, Contract
 from fabio.data.base import MarketFeed
+from fabio.instruments import MONTH_CODES, Contract
 
 Print = tuple[int, str, int, int, int]  # ts_ns, contract id, price ticks, size, side
 OnPrints = Callable[[list[Print]], Awaitable[None]]
 
-PRODUCT_NAMES = {"EP": "E-mini S&P 500", "ENQ": "E-mini NASDAQ-100",
-                 "MES": "Micro E-mini S&P 500", "MNQ": "Micro E-mini Nasdaq-100"}
+PRODUCT_NAMES = {
+    "EP": "E-mini S&P 500",
+    "ENQ": "E-mini NASDAQ-100",
+    "MES": "Micro E-mini S&P 500",
+    "MNQ": "Micro E-mini Nasdaq-100",
+}
 
 
 def contract_for(contract: Contract, first_ts_ns: int) -> SimContract:
@@ -33,8 +37,11 @@ def contract_for(contract: Contract, first_ts_ns: int) -> SimContract:
     if cid is None:
         d = datetime.fromtimestamp(first_ts_ns / 1e9, tz=UTC)
         code, year = next(
-            ((c, d.year) for c, m in sorted(MONTH_CODES.items(), key=lambda kv: kv[1])
-             if m >= d.month),
+            (
+                (c, d.year)
+                for c, m in sorted(MONTH_CODES.items(), key=lambda kv: kv[1])
+                if m >= d.month
+            ),
             ("H", d.year + 1),
         )
         cid = f"CON.F.US.{spec.projectx_root}.{code}{year % 100:02d}"
@@ -107,8 +114,8 @@ class Replay:
             await self.paused.wait()
             market_now = first + int((time.monotonic() - wall0) * self.speed * 1e9)
             out: list[Print] = []
-            while pending is not None and pending[0] <= market_now and len(out) < (
-                self.max_per_frame
+            while (
+                pending is not None and pending[0] <= market_now and len(out) < (self.max_per_frame)
             ):
                 ts, cid, price, size, side = pending
                 out.append((ts + self.offset_ns, cid, price, size, side))

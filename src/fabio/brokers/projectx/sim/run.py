@@ -11,8 +11,8 @@ import uvicorn
 from fabio.brokers.projectx.sim.replay import Replay, contract_for
 from fabio.brokers.projectx.sim.server import GatewaySim, SimFaults, create_app
 from fabio.brokers.projectx.sim.venue import SimContract
-from fabio.errors import FabioError
 from fabio.data.base import MarketFeed
+from fabio.errors import FabioError
 
 
 def open_feeds(
@@ -53,8 +53,7 @@ def build_sim(
     replay: bool = True,
 ) -> GatewaySim:
     contracts = [c for c, _ in feeds]
-    rep = (Replay(feeds, speed, start_ns=start_ns, shift_to_now=shift_to_now)
-           if replay else None)
+    rep = Replay(feeds, speed, start_ns=start_ns, shift_to_now=shift_to_now) if replay else None
     return GatewaySim(contracts, rep, faults, required_key=required_key)
 
 
@@ -64,8 +63,14 @@ class SimServer:
     def __init__(self, sim: GatewaySim, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sim = sim
         self.app = create_app(sim)
-        self.config = uvicorn.Config(self.app, host=host, port=port, log_level="warning",
-                                     lifespan="off", ws_max_size=16 * 1024 * 1024)
+        self.config = uvicorn.Config(
+            self.app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            ws_max_size=16 * 1024 * 1024,
+        )
         self.server = uvicorn.Server(self.config)
         self._task: asyncio.Task[None] | None = None
         self.port = port

@@ -155,17 +155,22 @@ class GatewaySim:
         for ts, cid, price, size, side in prints:
             c = self.venue.contracts[cid]
             before = (c.bid, c.ask)
-            bid, ask = (price - 1, price) if side > 0 else (
-                (price, price + 1) if side < 0 else (c.bid or price - 1, c.ask or price + 1))
+            bid, ask = (
+                (price - 1, price)
+                if side > 0
+                else ((price, price + 1) if side < 0 else (c.bid or price - 1, c.ask or price + 1))
+            )
             self.venue.on_quote(cid, bid, ask, ts)
             self.venue.on_trade(cid, price, size, ts)
-            by_contract.setdefault(cid, []).append({
-                "symbolId": c.symbol_id,
-                "price": price * c.tick_size,
-                "timestamp": format_ts(ts),
-                "type": 0 if side > 0 else (1 if side < 0 else None),
-                "volume": size,
-            })
+            by_contract.setdefault(cid, []).append(
+                {
+                    "symbolId": c.symbol_id,
+                    "price": price * c.tick_size,
+                    "timestamp": format_ts(ts),
+                    "type": 0 if side > 0 else (1 if side < 0 else None),
+                    "volume": size,
+                }
+            )
             q = quotes.setdefault(cid, {"symbol": c.symbol_id})
             if (bid, ask) != before:
                 q["bestBid"] = bid * c.tick_size
@@ -223,202 +228,228 @@ def _fail(code: int, message: str, **fields: Any) -> JSONResponse:
     return JSONResponse({"success": False, "errorCode": code, "errorMessage": message, **fields})
 
 
-def create_app(sim: GatewaySim) -> Starlette:
-    """The ASGI app of a simulated gateway."""
+class _Api:
+    """The simulator's endpoints (REST, hubs, /sim/*) over one GatewaySim."""
 
-    async def body_of(request: Request) -> dict[str, Any]:
+    def __init__(self, sim: GatewaySim) -> None:
+        self.sim = sim
+
+    async def body_of(self, request: Request) -> dict[str, Any]:
         try:
             data = await request.json()
         except ValueError:
             return {}
         return data if isinstance(data, dict) else {}
 
-    async def login(request: Request) -> Response:
-        body = await body_of(request)
+    async def login(self, request: Request) -> Response:
+        body = await self.body_of(request)
         user, key = body.get("userName"), body.get("apiKey")
-        if not user or not key or (sim.required_key is not None and key != sim.required_key):
-            sim.counters["login_refused"] += 1
+        required = self.sim.required_key
+        if not user or not key or (required is not None and key != required):
+            self.sim.counters["login_refused"] += 1
             return _fail(3, "Invalid credentials", token=None)
-        sim.counters["login"] += 1
-        return _ok(token=sim.issue_token())
+        self.sim.counters["login"] += 1
+        return _ok(token=self.sim.issue_token())
 
-    async def validate(request: Request) -> Response:
+    async def validate(self, request: Request) -> Response:
         token = _bearer(request.headers)
-        if not sim.token_ok(token):
+        if not self.sim.token_ok(token):
             return Response(status_code=401)
-        sim.counters["validate"] += 1
-        return _ok(newToken=sim.issue_token())
+        self.sim.counters["validate"] += 1
+        return _ok(newToken=self.sim.issue_token())
 
-    async def ping(request: Request) -> Response:
+    async def ping(self, request: Request) -> Response:
         return JSONResponse("pong")
 
-    async def guarded(request: Request) -> tuple[dict[str, Any], Response | None]:
+    async def guarded(self, request: Request) -> tuple[dict[str, Any], Response | None]:
         """Auth and the injected HTTP faults shared by every authenticated endpoint."""
-        if not sim.token_ok(_bearer(request.headers)):
-            sim.counters["http_401"] += 1
+        if not self.sim.token_ok(_bearer(request.headers)):
+            self.sim.counters["http_401"] += 1
             return {}, Response(status_code=401)
-        f = sim.faults
-        if f.http_429_rate and sim.rng.random() < f.http_429_rate:
-            sim.counters["fault_429"] += 1
+        f = self.sim.faults
+        if f.http_429_rate and self.sim.rng.random() < f.http_429_rate:
+            self.sim.counters["fault_429"] += 1
             return {}, Response(status_code=429, headers={"Retry-After": "0.2"})
-        if f.http_500_rate and sim.rng.random() < f.http_500_rate:
-            sim.counters["fault_500"] += 1
+        if f.http_500_rate and self.sim.rng.random() < f.http_500_rate:
+            self.sim.counters["fault_500"] += 1
             return {}, Response(status_code=500)
-        return await body_of(request), None
+        return await self.body_of(request), None
 
-    async def accounts(request: Request) -> Response:
-        _, refused = await guarded(request)
-        return refused or _ok(accounts=[sim.venue.account.to_wire()])
+    async def accounts(self, request: Request) -> Response:
+        _, refused = await self.guarded(request)
+        return refused or _ok(accounts=[self.sim.venue.account.to_wire()])
 
-    async def contract_search(request: Request) -> Response:
-        body, refused = await guarded(request)
+    async def contract_search(self, request: Request) -> Response:
+        body, refused = await self.guarded(request)
         if refused:
             return refused
         if body.get("live") is True:  # practice data tier: the live tier is empty, not an error
             return _ok(contracts=[])
         text = str(body.get("searchText") or "").upper()
-        pool = [*sim.venue.contracts.values(), *sim.decoys]
-        found = [c.to_wire() for c in pool
-                 if not text or text in c.name.upper() or text[:1] in c.product
-                 or text in c.description.upper()]
+        pool = [*self.sim.venue.contracts.values(), *self.sim.decoys]
+        found = [
+            c.to_wire()
+            for c in pool
+            if not text
+            or text in c.name.upper()
+            or text[:1] in c.product
+            or text in c.description.upper()
+        ]
         return _ok(contracts=found)
 
-    async def contract_by_id(request: Request) -> Response:
-        body, refused = await guarded(request)
+    async def contract_by_id(self, request: Request) -> Response:
+        body, refused = await self.guarded(request)
         if refused:
             return refused
-        c = sim.venue.contracts.get(str(body.get("contractId")))
+        c = self.sim.venue.contracts.get(str(body.get("contractId")))
         return _ok(contract=c.to_wire()) if c else _fail(1, "Contract not found", contract=None)
 
-    async def place(request: Request) -> Response:
-        body, refused = await guarded(request)
+    async def place(self, request: Request) -> Response:
+        body, refused = await self.guarded(request)
         if refused:
             return refused
-        sim.counters["place"] += 1
-        f = sim.faults
-        if f.reject_rate and sim.rng.random() < f.reject_rate:
-            sim.counters["fault_reject"] += 1
+        self.sim.counters["place"] += 1
+        f = self.sim.faults
+        if f.reject_rate and self.sim.rng.random() < f.reject_rate:
+            self.sim.counters["fault_reject"] += 1
             return _fail(2, "Order rejected by risk (simulated)", orderId=None)
         try:
-            order = sim.venue.place(body)
+            order = self.sim.venue.place(body)
         except PlaceRefused as exc:
             return _fail(exc.code, exc.message, orderId=exc.order_id)
-        if f.lose_order_response_rate and sim.rng.random() < f.lose_order_response_rate:
-            sim.counters["fault_lost_response"] += 1
+        if f.lose_order_response_rate and self.sim.rng.random() < f.lose_order_response_rate:
+            self.sim.counters["fault_lost_response"] += 1
             order.response_lost = True
             await asyncio.sleep(f.lost_response_hold_sec)
             return Response(status_code=504)
         return _ok(orderId=order.id)
 
-    def simple(action: str) -> Any:
+    def simple(self, action: str) -> Any:
         async def handler(request: Request) -> Response:
-            body, refused = await guarded(request)
+            body, refused = await self.guarded(request)
             if refused:
                 return refused
             try:
-                getattr(sim.venue, action)(body)
+                getattr(self.sim.venue, action)(body)
             except PlaceRefused as exc:
                 return _fail(exc.code, exc.message)
             return _ok()
 
         return handler
 
-    async def search_open(request: Request) -> Response:
-        body, refused = await guarded(request)
+    async def search_open(self, request: Request) -> Response:
+        body, refused = await self.guarded(request)
         if refused:
             return refused
-        if body.get("accountId") != sim.venue.account.id:
+        if body.get("accountId") != self.sim.venue.account.id:
             return _fail(1, "Account not found", orders=None)
-        return _ok(orders=[sim.venue.order_wire(o) for o in sim.venue.orders.values()
-                           if o.status == 1])  # excludes Suspended children, like the gateway
+        return _ok(
+            orders=[
+                self.sim.venue.order_wire(o)
+                for o in self.sim.venue.orders.values()
+                if o.status == 1
+            ]
+        )  # excludes Suspended children, like the gateway
 
-    async def search_orders(request: Request) -> Response:
-        body, refused = await guarded(request)
+    async def search_orders(self, request: Request) -> Response:
+        body, refused = await self.guarded(request)
         if refused:
             return refused
-        if body.get("accountId") != sim.venue.account.id:
+        if body.get("accountId") != self.sim.venue.account.id:
             return _fail(1, "Account not found", orders=None)
         if "startTimestamp" not in body:  # the wrong field name is silently dropped: nothing
             return _ok(orders=[])
-        return _ok(orders=[sim.venue.order_wire(o) for o in sim.venue.orders.values()])
+        return _ok(orders=[self.sim.venue.order_wire(o) for o in self.sim.venue.orders.values()])
 
-    async def positions(request: Request) -> Response:
-        body, refused = await guarded(request)
+    async def positions(self, request: Request) -> Response:
+        body, refused = await self.guarded(request)
         if refused:
             return refused
-        if body.get("accountId") != sim.venue.account.id:
+        if body.get("accountId") != self.sim.venue.account.id:
             return _fail(1, "Account not found", positions=None)
-        return _ok(positions=sim.venue.open_positions())
+        return _ok(positions=self.sim.venue.open_positions())
 
-    async def trades(request: Request) -> Response:
-        body, refused = await guarded(request)
+    async def trades(self, request: Request) -> Response:
+        body, refused = await self.guarded(request)
         if refused:
             return refused
-        if body.get("accountId") != sim.venue.account.id:
+        if body.get("accountId") != self.sim.venue.account.id:
             return _fail(1, "Account not found", trades=None)
-        return _ok(trades=list(sim.venue.trades))
+        return _ok(trades=list(self.sim.venue.trades))
 
-    async def sim_orders(request: Request) -> Response:
-        log_ = sim.venue.order_log()
+    async def sim_orders(self, request: Request) -> Response:
+        log_ = self.sim.venue.order_log()
         tags = Counter(o["customTag"] for o in log_ if o["customTag"])
-        return JSONResponse({
-            "orders": log_,
-            "duplicate_tags": sorted(t for t, n in tags.items() if n > 1),
-        })
+        return JSONResponse(
+            {
+                "orders": log_,
+                "duplicate_tags": sorted(t for t, n in tags.items() if n > 1),
+            }
+        )
 
-    async def sim_state(request: Request) -> Response:
-        replay = sim.replay.stats if sim.replay else None
-        return JSONResponse({
-            "account": sim.venue.account.to_wire(),
-            "positions": sim.venue.open_positions(),
-            "trades": len(sim.venue.trades),
-            "counters": dict(sim.counters),
-            "connections": len(sim.conns),
-            "replay": None if replay is None else {
-                "prints": replay.prints, "market_ts": replay.market_ns, "done": replay.done},
-        })
+    async def sim_state(self, request: Request) -> Response:
+        replay = self.sim.replay.stats if self.sim.replay else None
+        return JSONResponse(
+            {
+                "account": self.sim.venue.account.to_wire(),
+                "positions": self.sim.venue.open_positions(),
+                "trades": len(self.sim.venue.trades),
+                "counters": dict(self.sim.counters),
+                "connections": len(self.sim.conns),
+                "replay": None
+                if replay is None
+                else {"prints": replay.prints, "market_ts": replay.market_ns, "done": replay.done},
+            }
+        )
 
-    async def negotiate(request: Request) -> Response:
+    async def negotiate(self, request: Request) -> Response:
         token = request.query_params.get("access_token") or _bearer(request.headers)
-        if not sim.token_ok(token):
-            sim.counters["negotiate_401"] += 1
+        if not self.sim.token_ok(token):
+            self.sim.counters["negotiate_401"] += 1
             return Response(status_code=401)
         cid = uuid.uuid4().hex
-        return JSONResponse({
-            "connectionId": cid,
-            "connectionToken": cid,
-            "negotiateVersion": 1,
-            "availableTransports": [
-                {"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}],
-        })
+        return JSONResponse(
+            {
+                "connectionId": cid,
+                "connectionToken": cid,
+                "negotiateVersion": 1,
+                "availableTransports": [
+                    {"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}
+                ],
+            }
+        )
 
-    async def user_hub(ws: WebSocket) -> None:
-        await _hub(sim, ws, "user")
+    async def user_hub(self, ws: WebSocket) -> None:
+        await _hub(self.sim, ws, "user")
 
-    async def market_hub(ws: WebSocket) -> None:
-        await _hub(sim, ws, "market")
+    async def market_hub(self, ws: WebSocket) -> None:
+        await _hub(self.sim, ws, "market")
 
+
+def create_app(sim: GatewaySim) -> Starlette:
+    """The ASGI app of a simulated gateway."""
+    api = _Api(sim)
     routes = [
-        Route("/api/Auth/loginKey", login, methods=["POST"]),
-        Route("/api/Auth/validate", validate, methods=["POST"]),
-        Route("/api/Status/ping", ping, methods=["GET"]),
-        Route("/api/Account/search", accounts, methods=["POST"]),
-        Route("/api/Contract/search", contract_search, methods=["POST"]),
-        Route("/api/Contract/searchById", contract_by_id, methods=["POST"]),
-        Route("/api/Order/place", place, methods=["POST"]),
-        Route("/api/Order/modify", simple("modify"), methods=["POST"]),
-        Route("/api/Order/cancel", simple("cancel"), methods=["POST"]),
-        Route("/api/Order/searchOpen", search_open, methods=["POST"]),
-        Route("/api/Order/search", search_orders, methods=["POST"]),
-        Route("/api/Position/searchOpen", positions, methods=["POST"]),
-        Route("/api/Position/closeContract", simple("close_contract"), methods=["POST"]),
-        Route("/api/Trade/search", trades, methods=["POST"]),
-        Route("/sim/orders", sim_orders, methods=["GET"]),
-        Route("/sim/state", sim_state, methods=["GET"]),
-        Route("/hubs/user/negotiate", negotiate, methods=["POST"]),
-        Route("/hubs/market/negotiate", negotiate, methods=["POST"]),
-        WebSocketRoute("/hubs/user", user_hub),
-        WebSocketRoute("/hubs/market", market_hub),
+        Route("/api/Auth/loginKey", api.login, methods=["POST"]),
+        Route("/api/Auth/validate", api.validate, methods=["POST"]),
+        Route("/api/Status/ping", api.ping, methods=["GET"]),
+        Route("/api/Account/search", api.accounts, methods=["POST"]),
+        Route("/api/Contract/search", api.contract_search, methods=["POST"]),
+        Route("/api/Contract/searchById", api.contract_by_id, methods=["POST"]),
+        Route("/api/Order/place", api.place, methods=["POST"]),
+        Route("/api/Order/modify", api.simple("modify"), methods=["POST"]),
+        Route("/api/Order/cancel", api.simple("cancel"), methods=["POST"]),
+        Route("/api/Order/searchOpen", api.search_open, methods=["POST"]),
+        Route("/api/Order/search", api.search_orders, methods=["POST"]),
+        Route("/api/Position/searchOpen", api.positions, methods=["POST"]),
+        Route("/api/Position/closeContract", api.simple("close_contract"), methods=["POST"]),
+        Route("/api/Trade/search", api.trades, methods=["POST"]),
+        Route("/sim/orders", api.sim_orders, methods=["GET"]),
+        Route("/sim/state", api.sim_state, methods=["GET"]),
+        Route("/hubs/user/negotiate", api.negotiate, methods=["POST"]),
+        Route("/hubs/market/negotiate", api.negotiate, methods=["POST"]),
+        WebSocketRoute("/hubs/user", api.user_hub),
+        WebSocketRoute("/hubs/market", api.market_hub),
     ]
     return Starlette(routes=routes)
 
@@ -490,8 +521,11 @@ async def _writer(conn: HubConn) -> None:
 def _invoke(sim: GatewaySim, conn: HubConn, target: str, args: list[Any]) -> str | None:
     """Apply a hub invocation; the error text, or None."""
     user = {"SubscribeOrders", "SubscribePositions", "SubscribeTrades"}
-    market = {"SubscribeContractQuotes": conn.quotes, "SubscribeContractTrades": conn.trades,
-              "SubscribeContractMarketDepth": conn.depth}
+    market = {
+        "SubscribeContractQuotes": conn.quotes,
+        "SubscribeContractTrades": conn.trades,
+        "SubscribeContractMarketDepth": conn.depth,
+    }
     if conn.hub == "user" and target == "SubscribeAccounts":
         conn.account_events = True
         return None

@@ -159,50 +159,61 @@ class SimVenue:
         if kind == 4 and stop is None:
             raise PlaceRefused(2, "A stop order needs stopPrice")
         brackets = {k: body.get(k) for k in ("stopLossBracket", "takeProfitBracket")}
-        has_bracket = any(v is not None for v in brackets.values())
         order = self._new(contract, kind, side, size, limit, stop, tag)
-        if has_bracket:
-            if not self.auto_oco:
-                order.status = PxOrderStatus.REJECTED
-                order.reason = "Brackets cannot be used with Position Brackets"
-                self._publish(order)
-                raise PlaceRefused(
-                    2,
-                    "Brackets cannot be used with Position Brackets. You must enable Auto OCO "
-                    "Brackets",
-                    order.id,
-                )
-            sign = 1 if side == 0 else -1
-            for key, want in (("stopLossBracket", -1), ("takeProfitBracket", 1)):
-                leg = brackets[key]
-                if leg is None:
-                    continue
-                ticks = leg.get("ticks") if isinstance(leg, dict) else None
-                if not isinstance(ticks, int) or ticks == 0 or (ticks > 0) != (want * sign > 0):
-                    order.status = PxOrderStatus.REJECTED
-                    order.reason = f"{key}: ticks have the wrong sign for this side"
-                    self._publish(order)
-                    what = "less" if want * sign < 0 else "greater"
-                    raise PlaceRefused(2, f"Ticks should be {what} than zero ({key})", order.id)
-            order.bracket = brackets
-            for key in ("stopLossBracket", "takeProfitBracket"):
-                if brackets[key] is not None:
-                    child = self._new(contract, int(brackets[key]["type"]), 1 - side, size,
-                                      None, None, None)
-                    child.status = PxOrderStatus.SUSPENDED
-                    child.parent_id = order.id
-                    child.bracket = {"leg": key, "ticks": brackets[key]["ticks"]}
-                    order.children.append(child.id)
-            if len(order.children) == 2:
-                a, b = order.children
-                self.orders[a].oco_peer = b
-                self.orders[b].oco_peer = a
+        if any(v is not None for v in brackets.values()):
+            self._attach_brackets(order, contract, brackets)
         self._publish(order)
         for cid in order.children:
             self._publish(self.orders[cid])
         if kind == 2 and (contract.bid is not None and contract.ask is not None):
             self._fill(order, order.size, contract.ask if side == 0 else contract.bid)
         return order
+
+    def _attach_brackets(
+        self, order: SimOrder, contract: SimContract, brackets: dict[str, Any]
+    ) -> None:
+        """Auto-OCO children, held until the entry fills; refused in Position-Brackets mode."""
+        if not self.auto_oco:
+            order.status = PxOrderStatus.REJECTED
+            order.reason = "Brackets cannot be used with Position Brackets"
+            self._publish(order)
+            raise PlaceRefused(
+                2,
+                "Brackets cannot be used with Position Brackets. You must enable Auto OCO Brackets",
+                order.id,
+            )
+        sign = 1 if order.side == 0 else -1
+        for key, want in (("stopLossBracket", -1), ("takeProfitBracket", 1)):
+            leg = brackets[key]
+            if leg is None:
+                continue
+            ticks = leg.get("ticks") if isinstance(leg, dict) else None
+            if not isinstance(ticks, int) or ticks == 0 or (ticks > 0) != (want * sign > 0):
+                order.status = PxOrderStatus.REJECTED
+                order.reason = f"{key}: ticks have the wrong sign for this side"
+                self._publish(order)
+                what = "less" if want * sign < 0 else "greater"
+                raise PlaceRefused(2, f"Ticks should be {what} than zero ({key})", order.id)
+        order.bracket = brackets
+        for key in ("stopLossBracket", "takeProfitBracket"):
+            if brackets[key] is not None:
+                child = self._new(
+                    contract,
+                    int(brackets[key]["type"]),
+                    1 - order.side,
+                    order.size,
+                    None,
+                    None,
+                    None,
+                )
+                child.status = PxOrderStatus.SUSPENDED
+                child.parent_id = order.id
+                child.bracket = {"leg": key, "ticks": brackets[key]["ticks"]}
+                order.children.append(child.id)
+        if len(order.children) == 2:
+            a, b = order.children
+            self.orders[a].oco_peer = b
+            self.orders[b].oco_peer = a
 
     def modify(self, body: dict[str, Any]) -> None:
         order = self._own(body)
@@ -232,8 +243,15 @@ class SimVenue:
         pos = self.positions.get(cid)
         if pos is None or pos.qty == 0:
             raise PlaceRefused(2, "Position not found")
-        self.place({"accountId": self.account.id, "contractId": cid, "type": 2,
-                    "side": 1 if pos.qty > 0 else 0, "size": abs(pos.qty)})
+        self.place(
+            {
+                "accountId": self.account.id,
+                "contractId": cid,
+                "type": 2,
+                "side": 1 if pos.qty > 0 else 0,
+                "size": abs(pos.qty),
+            }
+        )
 
     def _own(self, body: dict[str, Any]) -> SimOrder:
         if body.get("accountId") != self.account.id:
@@ -252,10 +270,29 @@ class SimVenue:
         except (TypeError, ValueError):
             return None
 
-    def _new(self, contract: SimContract, kind: int, side: int, size: int,
-             limit: int | None, stop: int | None, tag: str | None) -> SimOrder:
-        order = SimOrder(self._next_order, self.account.id, contract.id, kind, side, size,
-                         limit, stop, tag, self.now_ns, updated_ns=self.now_ns)
+    def _new(
+        self,
+        contract: SimContract,
+        kind: int,
+        side: int,
+        size: int,
+        limit: int | None,
+        stop: int | None,
+        tag: str | None,
+    ) -> SimOrder:
+        order = SimOrder(
+            self._next_order,
+            self.account.id,
+            contract.id,
+            kind,
+            side,
+            size,
+            limit,
+            stop,
+            tag,
+            self.now_ns,
+            updated_ns=self.now_ns,
+        )
         self._next_order += 1
         self.orders[order.id] = order
         return order
@@ -273,15 +310,19 @@ class SimVenue:
         c.volume += volume
         self.now_ns = max(self.now_ns, ts_ns)
         left = volume
-        for order in [o for o in self.orders.values()
-                      if o.contract_id == contract_id and o.status == PxOrderStatus.OPEN]:
+        for order in [
+            o
+            for o in self.orders.values()
+            if o.contract_id == contract_id and o.status == PxOrderStatus.OPEN
+        ]:
             if order.status != PxOrderStatus.OPEN:
                 continue  # cancelled by an OCO fill earlier in this loop
             if order.type == PxOrderType.MARKET:
                 self._fill(order, order.remaining, price)
             elif order.type == PxOrderType.LIMIT and order.limit_ticks is not None:
-                through = price <= order.limit_ticks if order.side == 0 else (
-                    price >= order.limit_ticks)
+                through = (
+                    price <= order.limit_ticks if order.side == 0 else (price >= order.limit_ticks)
+                )
                 if through and left > 0:
                     qty = min(order.remaining, left)
                     left -= qty
@@ -318,8 +359,9 @@ class SimVenue:
         }
         self._next_trade += 1
         self.trades.append(trade)
-        order.fills.append({"ts": format_ts(self.now_ns), "qty": qty,
-                            "price": price * contract.tick_size})
+        order.fills.append(
+            {"ts": format_ts(self.now_ns), "qty": qty, "price": price * contract.tick_size}
+        )
         self._publish(order)
         self.emit("GatewayUserTrade", self.account.id, trade)
         self._publish_position(contract)
@@ -400,8 +442,9 @@ class SimVenue:
             "limitPrice": None if order.limit_ticks is None else order.limit_ticks * c.tick_size,
             "stopPrice": None if order.stop_ticks is None else order.stop_ticks * c.tick_size,
             "fillVolume": order.fill_volume,
-            "filledPrice": (order.fill_value / order.fill_volume * c.tick_size
-                            if order.fill_volume else None),
+            "filledPrice": (
+                order.fill_value / order.fill_volume * c.tick_size if order.fill_volume else None
+            ),
             "customTag": order.custom_tag,
         }
 
@@ -425,16 +468,24 @@ class SimVenue:
         self.emit("GatewayUserPosition", self.account.id, self.position_wire(contract))
 
     def open_positions(self) -> list[dict[str, Any]]:
-        return [self.position_wire(self.contracts[cid])
-                for cid, p in self.positions.items() if p.qty != 0]
+        return [
+            self.position_wire(self.contracts[cid])
+            for cid, p in self.positions.items()
+            if p.qty != 0
+        ]
 
     def order_log(self) -> list[dict[str, Any]]:
         """Every order received, with its tag, status and fills (`GET /sim/orders`)."""
         out = []
         for o in self.orders.values():
             rec = self.order_wire(o)
-            rec.update(statusName=PxOrderStatus(o.status).name, parentId=o.parent_id,
-                       fills=list(o.fills), reason=o.reason, responseLost=o.response_lost,
-                       bracket=o.bracket)
+            rec.update(
+                statusName=PxOrderStatus(o.status).name,
+                parentId=o.parent_id,
+                fills=list(o.fills),
+                reason=o.reason,
+                responseLost=o.response_lost,
+                bracket=o.bracket,
+            )
             out.append(rec)
         return out
