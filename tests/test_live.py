@@ -124,3 +124,22 @@ def test_no_exact_contract_and_venue_down(tmp_path: Path) -> None:
         return str(info.value)
 
     assert "cannot connect" in asyncio.run(down())
+
+
+@pytest.mark.parametrize("eth", [True, False])
+def test_eth_trades_the_overnight_session(tmp_path: Path, eth: bool) -> None:
+    async def evening() -> int:
+        feeds = open_feeds([], ["ES"], days=2, seed=7)
+        sim = build_sim(feeds, 600, None, start_ns=parse_at("2024-01-01 18:00"))
+        async with SimServer(sim) as server:
+            run = LiveRun(
+                _settings(tmp_path),
+                LiveOptions(
+                    symbols=["ES"], gateway=server.url, duration_sec=3600, quiet=True, eth=eth
+                ),
+            )
+            await run.run()
+            return int(run.summary()["ES"]["decisions"])
+
+    decisions = asyncio.run(evening())
+    assert (decisions > 0) is eth  # RTH (the default) stays out of the evening

@@ -35,6 +35,7 @@ from fabio.execution.risk import RiskConfig, RiskEngine
 from fabio.instruments import Contract, parse_symbol
 from fabio.journal import read_journal
 from fabio.killswitch import EXECUTION_JOURNAL
+from fabio.sessions import SessionKind
 from fabio.wiring import AgentOptions, LiveVenue, build_agent, read_state, register_live_venue
 
 NS = 1_000_000_000
@@ -78,6 +79,8 @@ class LiveRun:
     """One live (or shadow) session: the venue session, one agent per symbol, the loop."""
 
     def __init__(self, settings: Settings, options: LiveOptions) -> None:
+        if options.eth:  # the features' session follows the trading window
+            settings = settings.model_copy(update={"feature_session": SessionKind.ETH})
         self.settings = settings
         self.options = options
         kind = options.brain or (
@@ -162,7 +165,12 @@ class LiveRun:
         risk = RiskEngine(self.settings.risk_config())
         for symbol in self.options.symbols:
             contract = parse_symbol(symbol)
-            options = AgentOptions.from_settings(self.settings, "live", risk=risk)
+            options = AgentOptions.from_settings(
+                self.settings,
+                "live",
+                risk=risk,
+                trading_session=SessionKind.ETH if self.options.eth else SessionKind.RTH,
+            )
             self.agents[contract.symbol] = build_agent(contract, brain, options)
 
     async def run(self) -> dict[str, Any]:

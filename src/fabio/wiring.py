@@ -35,6 +35,7 @@ from fabio.instruments import Contract
 from fabio.journal import LLM_EXCHANGES, Journal, read_journal
 from fabio.killswitch import EXECUTION_JOURNAL, KillSwitchMailbox
 from fabio.ports import Broker, MarketFeed
+from fabio.sessions import SessionKind
 from fabio.status import AgentStatus
 from fabio.strategies import StrategyParams, initialize_default_strategies, load_strategies
 
@@ -106,6 +107,7 @@ class AgentOptions:
     broker_config: SimBrokerConfig | None = None
     note_records: list[dict[str, Any]] | None = None  # None: read from the exchange journal
     stale_sec: float = 10.0
+    trading_session: SessionKind = SessionKind.RTH  # live --eth: Globex overnight too
 
     @classmethod
     def from_settings(cls, settings: Settings, mode: Mode, **overrides: Any) -> AgentOptions:
@@ -259,6 +261,7 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
         note_records=notes,
         status=status,
         kill_requests=mailbox.take if mailbox is not None else None,
+        trading_session=options.trading_session,
     )
     agent.start()
     return agent
