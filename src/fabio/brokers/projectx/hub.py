@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -212,6 +213,30 @@ class HubSupervisor:
         self.last_message = time.monotonic()
 
 
+_TOKEN_RE = re.compile(r"(access_token=)[^&\s'\"]+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """A message without the session token (it rides in the hub URL's query)."""
+    return _TOKEN_RE.sub(r"\1***", text)
+
+
+def quiet_cancelled_sockets(loop: asyncio.AbstractEventLoop) -> None:
+    """Drop the loop's noise about websockets' send contexts closed by a cancelled client."""
+    previous = loop.get_exception_handler()
+
+    def handler(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, RuntimeError) and "aclose()" in str(exc):
+            return
+        if previous is not None:
+            previous(lp, context)
+        else:
+            lp.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 def _failure(runner: asyncio.Task[None]) -> str:
     if runner.cancelled():
         return "cancelled"
@@ -220,7 +245,7 @@ def _failure(runner: asyncio.Task[None]) -> str:
         return "connection ended"
     if isinstance(exc, AuthorizationError):
         return "auth"
-    text = str(exc)
+    text = redact(str(exc))
     if "401" in text or "403" in text:
         return "auth"
     return f"{type(exc).__name__}: {text[:120]}"

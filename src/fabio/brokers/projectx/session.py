@@ -28,7 +28,7 @@ from fabio.brokers.projectx.config import ProjectXConfig
 from fabio.brokers.projectx.errors import GatewayError
 from fabio.brokers.projectx.feed import LiveFeed
 from fabio.brokers.projectx.http import ProjectXHttp
-from fabio.brokers.projectx.hub import HubSupervisor
+from fabio.brokers.projectx.hub import HubSupervisor, quiet_cancelled_sockets
 from fabio.brokers.projectx.models import PxAccount, PxContract, PxFill, PxOrder, PxPosition
 from fabio.brokers.projectx.parsing import (
     QuoteBook,
@@ -141,6 +141,8 @@ class ProjectXSession:
     # ------------------------------------------------------------------ connect
     async def connect(self, symbols: list[str]) -> None:
         """Login, account, contracts, hubs, first reconciliation. One-line errors on failure."""
+        quiet_cancelled_sockets(asyncio.get_running_loop())
+        logging.getLogger("pysignalr").setLevel(logging.ERROR)  # our supervisor reports
         await self.http.login()
         self.account = await self._find_account()
         if not self.account.can_trade and not self.shadow:
