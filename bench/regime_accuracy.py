@@ -1,19 +1,23 @@
-"""Regime accuracy of the rule brain on the labelled synthetic market.
+"""Regime accuracy of the rule brain on both labelled synthetic generators.
 
-`python bench/regime_accuracy.py [--seeds 20] [--seed-start 1] [--json] [--real]`
+`python bench/regime_accuracy.py [--generator both|synthetic|msv] [--seeds 20] [--seed-start 1]
+[--draws 10] [--draw-seed-start 1001] [--days 15] [--warmup 5] [--jobs 2] [--json] [--real]`
 
-For each seed: `--days` RTH sessions of the synthetic ES market (default 15); the first
-`--warmup` (5) only feed the engine so that the range percentile has history. Then at the end
-of every RTH minute: a feature snapshot, the decision context the brains see, and the rule
-brain's regime (asked in order, so hysteresis works), compared with the generator's true label
-of that minute. Prints balanced accuracy, per-class recall and the confusion matrix, overall
-and per seed, accuracy by minutes since the last true regime switch, and the rule brain's
-decision latency.
+For each seed: `--days` RTH sessions of the generator's market; the first `--warmup` only feed
+the engine (range percentile and typical-range history). Then `fabio regime`'s own code
+(`fabio.brain.regime_timeline`): at the end of every RTH minute a feature snapshot, the
+decision context the brains see, and the rule brain's regime (asked in order, so hysteresis
+works), compared with the generator's true label of that minute. Prints balanced accuracy,
+per-class recall and the confusion matrix, per seed, and by minutes since the true regime last
+switched (or the session opened), for each generator at its default parameters and on
+`--draws` random parameter draws of it (scale, volatility, trades per minute, regime mix and
+strength; see `draw_synthetic` and `MsvParams.draw`).
 
-The thresholds were calibrated on seeds 101-120; the default reported seeds (1-20) are
-separate. `--real` also runs the 36 real ES 5-minute bar files (../shared/data) and prints the
-real-ES percentiles of the statistics the regime table uses and the share of real snapshots
-each indicator holds on and each regime wins (sanity: thresholds sensible on real data).
+Seeds: thresholds were calibrated on generator 1 (`synthetic`) seeds 101-120 only. The
+default reported seeds (1-20, draws 1001-1010) were not used for calibration, and generator 2
+(`msv`) was never used to set a threshold. `--real` also runs the 36 real ES 5-minute bar files
+(../shared/data) and prints the real-ES percentiles of the statistics the regime table uses
+and the share of real snapshots each indicator holds on and each regime wins.
 """
 
 from __future__ import annotations
@@ -30,130 +34,132 @@ from typing import Any
 import numpy as np
 
 from fabio.brain.context import DecisionContext, build_context
-from fabio.brain.rules import REGIMES, RuleBrain, score_regimes
+from fabio.brain.regime_timeline import (
+    Labels,
+    by_since,
+    matched,
+    regime_timeline,
+    scores,
+)
+from fabio.brain.rules import REGIMES, MarketScale, score_regimes
 from fabio.brain.thresholds import RegimeThresholds
-from fabio.data.synthetic import SyntheticConfig, front_contract, iter_sessions
+from fabio.data.synthetic import RegimeParams, SyntheticConfig, SyntheticFeed
+from fabio.data.synthetic_msv import MsvConfig, MsvFeed, MsvParams
 from fabio.features.engine import FeatureEngine
 from fabio.features.replay import sample_rth_snapshots
-from fabio.features.snapshot import FeatureSnapshot
-from fabio.playbook.setups import detect_setups
 from fabio.strategies import initialize_default_strategies
-from fabio.timeutil import NS_PER_MIN
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "es-5m-sierra"
-CODE = {name: i for i, name in enumerate(REGIMES)}
-SINCE_BUCKETS = ((0, 5), (5, 10), (10, 15), (15, 20), (20, 30), (30, 60), (60, 10_000))
 
 
-def _context(snap: FeatureSnapshot, tick: float) -> DecisionContext | None:
-    if snap.market_stats is None or snap.session is None or not snap.session.is_open:
-        return None
-    state = initialize_default_strategies()
-    return build_context(snap, tick, state, triggered_setups=detect_setups(snap, state, tick))
+def draw_synthetic(seed: int, days: int) -> SyntheticConfig:
+    """Generator 1 with random parameters: product, volatility, trades, regime mix and shape."""
+    rng = np.random.default_rng([seed, 0x5E1])
+    mix = rng.dirichlet([6.0, 6.0, 5.0])
+    lo = rng.uniform(0.6, 1.1)
+    params = RegimeParams(
+        rth_probs=(float(mix[0]), float(mix[1]), float(mix[2])),
+        segment_mean_min=float(rng.uniform(45, 90)),
+        trend_drift=(lo, lo + float(rng.uniform(0.4, 1.0))),
+        trend_imbalance=(float(rng.uniform(0.06, 0.1)), float(rng.uniform(0.11, 0.18))),
+        range_half_width=(float(rng.uniform(4, 7)), float(rng.uniform(9, 15))),
+        range_period_min=(float(rng.uniform(8, 12)), float(rng.uniform(16, 28))),
+        range_imbalance=(float(rng.uniform(0.03, 0.05)), float(rng.uniform(0.06, 0.1))),
+        chop_noise=float(rng.uniform(0.7, 1.4)),
+    )
+    return SyntheticConfig(
+        symbol=str(rng.choice(["ES", "NQ", "MES", "MNQ"])),
+        days=days,
+        seed=seed,
+        eth=False,
+        volatility=float(np.exp(rng.uniform(np.log(0.5), np.log(2.5)))),
+        rth_trades=int(np.exp(rng.uniform(np.log(60_000), np.log(900_000)))),
+        regimes=params,
+    )
 
 
-def run_seed(seed: int, days: int, warmup: int, rth_trades: int | None) -> dict[str, Any]:
-    """True and inferred regime codes for every RTH minute after the warm-up, and latencies."""
-    cfg = SyntheticConfig(symbol="ES", days=days, seed=seed, eth=False, rth_trades=rth_trades)
-    contract = front_contract("ES", cfg.trade_dates()[0])
-    tick = contract.spec.tick_size
-    engine = FeatureEngine(contract)
-    brain = RuleBrain()
-    timing = RuleBrain()  # a second brain for latency, so timing calls do not touch `brain`
-    truth: list[int] = []
-    pred: list[int] = []
-    since: list[int] = []
-    latency_us: list[float] = []
-    for i, s in enumerate(iter_sessions(cfg)):
-        trades = s.trades
-        if i < warmup:
-            engine.update(trades)
-            continue
-        open_ns, close_ns = s.session.rth_open_ns, s.session.rth_close_ns
-        start, run, prev_label = 0, 0, -1
-        for m in range((close_ns - open_ns) // NS_PER_MIN):
-            at = open_ns + (m + 1) * NS_PER_MIN - 1
-            cut = int(np.searchsorted(trades.ts, at, side="right"))
-            engine.update(trades.slice(start, cut))
-            start = cut
-            label = int(s.labels.at(np.array([at], dtype=np.int64))[0])
-            run = run + 1 if label == prev_label else 0
-            prev_label = label
-            ctx = _context(engine.snapshot(at), tick) if cut else None
-            if ctx is None or label < 0:
-                continue
-            pred.append(CODE[brain.infer_regime(ctx)])
-            truth.append(label)
-            since.append(run)
-            if m % 10 == 0:
-                t0 = time.perf_counter()
-                timing.decide_now(ctx)
-                latency_us.append((time.perf_counter() - t0) * 1e6)
-    return {"seed": seed, "truth": truth, "pred": pred, "since": since, "latency_us": latency_us}
+def make_feed(generator: str, seed: int, days: int, draw: bool) -> Any:
+    if generator == "synthetic":
+        cfg = draw_synthetic(seed, days) if draw else SyntheticConfig(
+            symbol="ES", days=days, seed=seed, eth=False
+        )
+        return SyntheticFeed(cfg)
+    params = MsvParams.draw(np.random.default_rng([seed, 0x35F])) if draw else MsvParams()
+    return MsvFeed(MsvConfig(symbol="NQ", days=days, seed=seed, params=params))
 
 
-def confusion(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    m = np.zeros((3, 3), dtype=np.int64)
-    np.add.at(m, (truth, pred), 1)
-    return m
-
-
-def scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
-    m = confusion(truth, pred)
-    rows = m.sum(axis=1)
-    recall = [float(m[i, i] / rows[i]) if rows[i] else float("nan") for i in range(3)]
-    present = [r for r, n in zip(recall, rows, strict=True) if n]
+def run_seed(generator: str, seed: int, days: int, warmup: int, draw: bool) -> dict[str, Any]:
+    """True and inferred regime codes for every RTH minute after the warm-up."""
+    feed = make_feed(generator, seed, days, draw)
+    t0 = time.perf_counter()
+    timeline = regime_timeline(feed, warmup_sessions=warmup)
+    elapsed = time.perf_counter() - t0
+    lab = feed.labels
+    truth, pred, since, _ = matched(
+        timeline, Labels(lab.minute_ts.astype(np.int64), lab.regime.astype(np.int64))
+    )
     return {
-        "minutes": len(truth),
-        "balanced_accuracy": float(np.mean(present)) if present else float("nan"),
-        "accuracy": float(np.mean(truth == pred)) if len(truth) else float("nan"),
-        "recall": dict(zip(REGIMES, recall, strict=True)),
-        "confusion": m.tolist(),
+        "generator": generator,
+        "seed": seed,
+        "draw": draw,
+        "symbol": feed.contract.symbol,
+        "truth": truth.tolist(),
+        "pred": pred.tolist(),
+        "since": since.tolist(),
+        "seconds": elapsed,
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    truth = np.concatenate([np.asarray(r["truth"], dtype=np.int64) for r in runs])
+    pred = np.concatenate([np.asarray(r["pred"], dtype=np.int64) for r in runs])
+    since = np.concatenate([np.asarray(r["since"], dtype=np.int64) for r in runs])
+    per_seed = {
+        f"{r['seed']}{':' + r['symbol'] if r['draw'] else ''}": scores(
+            np.asarray(r["truth"], dtype=np.int64), np.asarray(r["pred"], dtype=np.int64)
+        )["balanced_accuracy"]
+        for r in runs
+    }
+    bal = [v for v in per_seed.values() if v is not None]
+    return {
+        "seeds": [r["seed"] for r in runs],
+        "overall": scores(truth, pred),
+        "by_minutes_since_switch": by_since(truth, pred, since),
+        "per_seed_balanced_accuracy": per_seed,
+        "per_seed_min_median_max": [min(bal), float(np.median(bal)), max(bal)],
     }
 
 
 def synthetic_report(args: argparse.Namespace) -> dict[str, Any]:
-    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
-    jobs = [(s, args.days, args.warmup, args.rth_trades) for s in seeds]
+    gens = ["synthetic", "msv"] if args.generator == "both" else [args.generator]
+    jobs: list[tuple[str, int, int, int, bool]] = []
+    seeds = range(args.seed_start, args.seed_start + args.seeds)
+    draws = range(args.draw_seed_start, args.draw_seed_start + args.draws)
+    for g in gens:
+        jobs += [(g, s, args.days, args.warmup, False) for s in seeds]
+        jobs += [(g, s, args.days, args.warmup, True) for s in draws]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             runs = list(pool.map(run_seed, *zip(*jobs, strict=True)))
     else:
         runs = [run_seed(*j) for j in jobs]
-    truth = np.concatenate([np.asarray(r["truth"], dtype=np.int64) for r in runs])
-    pred = np.concatenate([np.asarray(r["pred"], dtype=np.int64) for r in runs])
-    since = np.concatenate([np.asarray(r["since"], dtype=np.int64) for r in runs])
-    per_seed = {r["seed"]: scores(np.asarray(r["truth"]), np.asarray(r["pred"])) for r in runs}
-    bal = [v["balanced_accuracy"] for v in per_seed.values()]
-    by_since = {}
-    for a, b in SINCE_BUCKETS:
-        sel = (since >= a) & (since < b)
-        by_since[f"{a}-{b}"] = {
-            "share": float(sel.mean()),
-            "balanced_accuracy": scores(truth[sel], pred[sel])["balanced_accuracy"],
-        }
-    lat = np.concatenate([np.asarray(r["latency_us"]) for r in runs])
-    return {
+    report: dict[str, Any] = {
         "config": {
-            "seeds": seeds,
             "days": args.days,
             "warmup": args.warmup,
-            "rth_trades": args.rth_trades or "default (ES 500k)",
+            "seeds": f"{args.seed_start}-{args.seed_start + args.seeds - 1}",
+            "draw_seeds": f"{args.draw_seed_start}-{args.draw_seed_start + args.draws - 1}",
+            "calibration_seeds": "generator 1 (synthetic) 101-120 only",
             "thresholds": RegimeThresholds().model_dump(),
         },
-        "overall": scores(truth, pred),
-        "per_seed_balanced_accuracy": {
-            "min": min(bal),
-            "median": float(np.median(bal)),
-            "max": max(bal),
-        },
-        "per_seed": per_seed,
-        "by_minutes_since_switch": by_since,
-        "decide_latency_us": {
-            "p50": float(np.percentile(lat, 50)),
-            "p99": float(np.percentile(lat, 99)),
-        },
+        "seconds": round(sum(r["seconds"] for r in runs), 1),
     }
+    for g in gens:
+        for draw, name in ((False, "default"), (True, "random_draws")):
+            part = [r for r in runs if r["generator"] == g and r["draw"] == draw]
+            if part:
+                report[f"{g}:{name}"] = summarise(part)
+    return report
 
 
 # ---------------------------------------------------------------- real ES
@@ -188,7 +194,7 @@ def _real_row(ctx: DecisionContext, t: RegimeThresholds) -> dict[str, Any]:
         v = ms.get(key)
         return abs(v) if v is not None else float("nan")
 
-    sc = score_regimes(ms, pcs, t)
+    sc = score_regimes(ms, pcs, t, MarketScale.of(ms, t))
     return {
         "abs_cvd_slope_5min": absval("cvd_slope_5min"),
         "abs_cvd_slope_15min": absval("cvd_slope_15min"),
@@ -252,30 +258,33 @@ def real_report(jobs: int, files: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- output
 
 
-def _print_synthetic(rep: dict[str, Any]) -> None:
-    cfg, ov = rep["config"], rep["overall"]
-    seeds = cfg["seeds"]
-    print(
-        f"synthetic ES, seeds {seeds[0]}-{seeds[-1]}, {cfg['days']} RTH sessions each "
-        f"({cfg['warmup']} warm-up), rth_trades {cfg['rth_trades']}: {ov['minutes']} minutes"
-    )
+def _print_part(name: str, rep: dict[str, Any]) -> None:
+    ov = rep["overall"]
+    print(f"\n== {name}: seeds {rep['seeds'][0]}-{rep['seeds'][-1]}, {ov['minutes']} minutes")
     print(f"balanced accuracy {ov['balanced_accuracy']:.3f}  (accuracy {ov['accuracy']:.3f})")
     print("recall  " + "  ".join(f"{k} {v:.3f}" for k, v in ov["recall"].items()))
     print("confusion (rows true, columns inferred)")
     print(f"{'':>8}" + "".join(f"{r:>8}" for r in REGIMES))
-    for name, row in zip(REGIMES, ov["confusion"], strict=True):
-        print(f"{name:>8}" + "".join(f"{x:>8}" for x in row))
-    ps = rep["per_seed_balanced_accuracy"]
-    print(
-        f"per seed balanced accuracy: min {ps['min']:.3f} median {ps['median']:.3f} "
-        f"max {ps['max']:.3f}"
-    )
-    print("  " + " ".join(f"{s}:{v['balanced_accuracy']:.3f}" for s, v in rep["per_seed"].items()))
+    for label, row in zip(REGIMES, ov["confusion"], strict=True):
+        print(f"{label:>8}" + "".join(f"{x:>8}" for x in row))
+    lo, med, hi = rep["per_seed_min_median_max"]
+    print(f"per seed balanced accuracy: min {lo:.3f} median {med:.3f} max {hi:.3f}")
+    print("  " + " ".join(f"{k}:{v:.3f}" for k, v in rep["per_seed_balanced_accuracy"].items()))
     print("by minutes since the true regime switched (share of minutes, balanced accuracy):")
     for k, v in rep["by_minutes_since_switch"].items():
         print(f"  {k:>9} min  {v['share']:.3f}  {v['balanced_accuracy']:.3f}")
-    lat = rep["decide_latency_us"]
-    print(f"rule brain decide_now: p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us")
+
+
+def _print_synthetic(rep: dict[str, Any]) -> None:
+    cfg = rep["config"]
+    print(
+        f"{cfg['days']} RTH sessions per seed ({cfg['warmup']} warm-up); seeds {cfg['seeds']}, "
+        f"random draws {cfg['draw_seeds']}; calibration: {cfg['calibration_seeds']}"
+    )
+    for key, part in rep.items():
+        if ":" in key:
+            _print_part(key, part)
+    print(f"\n(timeline time summed over runs: {rep['seconds']} s)")
 
 
 def _print_real(rep: dict[str, Any]) -> None:
@@ -299,11 +308,13 @@ def _print_real(rep: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generator", choices=["both", "synthetic", "msv"], default="both")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--seed-start", type=int, default=1)
+    parser.add_argument("--draws", type=int, default=10, help="random parameter draws")
+    parser.add_argument("--draw-seed-start", type=int, default=1001)
     parser.add_argument("--days", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--rth-trades", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=1, help="processes (seeds run in parallel)")
     parser.add_argument("--real", action="store_true", help="also check on real ES bars")
     parser.add_argument("--real-files", type=int, default=0, help="only the first N files")

@@ -725,18 +725,149 @@ def _secrets(settings: Settings) -> tuple[str, ...]:
 
 
 @app.command()
+def regime(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Data file: .dbn[.zst], Sierra .txt[.gz], .csv[.gz] or .parquet (e.g. CSV "
+            "trades ts,price,size,side with ISO-8601 UTC ts and side B/S)."
+        ),
+    ],
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="CSV ts,regime (minute start, trend/range/chop) to score the timeline against.",
+        ),
+    ] = None,
+    warmup: Annotated[
+        int,
+        typer.Option("--warmup", min=0, help="First sessions that only warm the engine up."),
+    ] = 0,
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the per-minute timeline as CSV ('-': stdout)."),
+    ] = None,
+    symbol: SymbolOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The rule brain's regime for every RTH minute, and its score against labels."""
+    from fabio.brain.regime_timeline import read_labels, regime_timeline, score_timeline
+    from fabio.data import open_feed
+
+    feed = open_feed(data, symbol=symbol)
+    label_set = read_labels(labels) if labels is not None else None  # bad labels fail first
+    timeline = regime_timeline(feed, warmup_sessions=warmup)
+    _report_skips(feed)
+    if len(timeline) == 0:
+        sessions = len(timeline.warmup_dates)
+        raise FabioError(
+            f"{data}: no RTH minute to report ({sessions} RTH session(s) found"
+            + (f", all inside --warmup {warmup})" if warmup and sessions else ")")
+        )
+    summary = _regime_summary(timeline, warmup)
+    if label_set is not None:
+        summary["score"] = score_timeline(timeline, label_set)
+    if out_path is not None:
+        if str(out_path) == "-":
+            timeline.write_csv_to(sys.stdout)
+            return
+        timeline.write_csv(out_path)
+        summary["timeline"] = str(out_path)
+    if json_out:
+        _print_json(summary)
+        return
+    _print_regime(summary)
+
+
+def _regime_summary(timeline: Any, warmup: int) -> dict[str, Any]:
+    from fabio.timeutil import format_ns
+
+    counts = {r: timeline.regime.count(r) for r in ("trend", "range", "chop")}
+    switches = []
+    for i, reg in enumerate(timeline.regime):
+        new_day = i == 0 or timeline.trade_date[i] != timeline.trade_date[i - 1]
+        if new_day or reg != timeline.regime[i - 1]:
+            when = format_ns(timeline.minute_ts[i])
+            switches.append({"time_ct": when, "regime": reg, "price": timeline.price[i]})
+    return {
+        "symbol": timeline.symbol,
+        "warmup_sessions": timeline.warmup_dates,
+        "sessions": len(dict.fromkeys(timeline.trade_date)),
+        "minutes": len(timeline),
+        "minutes_by_regime": counts,
+        "switches": switches,
+    }
+
+
+def _print_regime(summary: dict[str, Any]) -> None:
+    head = {k: summary[k] for k in ("symbol", "sessions", "minutes", "minutes_by_regime")}
+    if summary.get("timeline"):
+        head["timeline"] = summary["timeline"]
+    out.print(_kv_table("Regime timeline (rule brain, RTH minutes)", head))
+    table = Table(title="Regime changes (and each session's first minute)", title_justify="left")
+    for col in ("minute (CT)", "regime", "price"):
+        table.add_column(col)
+    for sw in summary["switches"][:200]:
+        table.add_row(sw["time_ct"], sw["regime"], _fmt(sw["price"]))
+    out.print(table)
+    if len(summary["switches"]) > 200:
+        out.print(f"… {len(summary['switches']) - 200} more (use --out or --json)")
+    score = summary.get("score")
+    if score is None:
+        return
+    out.print(
+        f"balanced_accuracy {score['balanced_accuracy']:.3f}  accuracy {score['accuracy']:.3f}  "
+        f"({score['minutes']} labelled minutes, {score['unlabelled_minutes']} without a label)"
+    )
+    out.print(
+        "recall  "
+        + "  ".join(f"{k} {'—' if v is None else f'{v:.3f}'}" for k, v in score["recall"].items())
+    )
+    cm = Table(title="Confusion (rows true, columns inferred)", title_justify="left")
+    cm.add_column("")
+    for r in ("trend", "range", "chop"):
+        cm.add_column(r, justify="right")
+    for name, row in zip(("trend", "range", "chop"), score["confusion"], strict=True):
+        cm.add_row(name, *(f"{x:,}" for x in row))
+    out.print(cm)
+    since = Table(title="By minutes since the true regime switched", title_justify="left")
+    for col in ("minutes", "share", "balanced_accuracy"):
+        since.add_column(col, justify="right")
+    for k, v in score["by_minutes_since_switch"].items():
+        ba = v["balanced_accuracy"]
+        since.add_row(k, f"{v['share']:.3f}", "—" if ba is None else f"{ba:.3f}")
+    out.print(since)
+
+
+@app.command()
 def synth(
     out_path: Annotated[Path, typer.Option("--out", help="Output .parquet, .csv or .csv.gz.")],
-    symbol: Annotated[str, typer.Option("--symbol", help="ES, NQ, MES or MNQ.")] = "ES",
+    symbol: Annotated[
+        str | None,
+        typer.Option("--symbol", help="ES, NQ, MES or MNQ (default ES; msv: NQ)."),
+    ] = None,
     days: Annotated[int, typer.Option("--days", min=1, max=2000, help="Sessions.")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same file).")] = 1,
     start: Annotated[
         str | None, typer.Option("--start", help="First trade date YYYY-MM-DD.")
     ] = None,
+    generator: Annotated[
+        str,
+        typer.Option(
+            "--generator",
+            help="synthetic (generator 1, ETH+RTH) or msv (generator 2: Markov-switching "
+            "volatility, RTH only; docs/synthetic.md).",
+        ),
+    ] = "synthetic",
     json_out: JsonOpt = False,
 ) -> None:
     """Write a synthetic market (trades, quotes) and its per-minute regime labels."""
     from fabio.data.synthetic import write_synthetic
+    from fabio.data.synthetic_msv import write_msv
+
+    if generator not in ("synthetic", "msv"):
+        raise FabioError(f"--generator '{generator}': expected synthetic or msv")
 
     start_date = None
     if start:
@@ -744,7 +875,10 @@ def synth(
             start_date = date.fromisoformat(start)
         except ValueError:
             raise FabioError(f"--start '{start}': expected a date YYYY-MM-DD") from None
-    summary = write_synthetic(out_path, symbol, days, seed, start=start_date)
+    if generator == "msv":
+        summary = write_msv(out_path, symbol or "NQ", days, seed, start=start_date)
+    else:
+        summary = write_synthetic(out_path, symbol or "ES", days, seed, start=start_date)
     if json_out:
         _print_json(summary)
     else:

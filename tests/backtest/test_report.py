@@ -71,7 +71,8 @@ def test_report_is_self_contained_and_complete(result: BacktestResult, tmp_path:
     for title in CHART_TITLES:
         assert html.escape(title) in text, title
     s = result.summary
-    assert f"${s['net_pnl_usd']:,.2f}" in text
+    net = s["net_pnl_usd"]
+    assert (f"-${-net:,.2f}" if net < 0 else f"${net:,.2f}") in text  # a loss reads -$268.30
     assert f"{s['trades']:,} over {s['sessions_traded']:,} sessions" in text
     assert f"({s['trades']:,} trades)" in text  # the price chart counts the trades it draws
     assert f"{s['win_rate'] * 100:.1f}%" in text

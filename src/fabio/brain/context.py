@@ -138,6 +138,9 @@ _MARKET_STATS_KEYS = (
     "price_change_last_5min_ticks",
     "range_last_15min_ticks",
     "price_change_last_15min_ticks",
+    "typical_range_5min_ticks",
+    "typical_range_15min_ticks",
+    "typical_cvd_slope_15min",
 )
 _PROFILE_KEYS = ("poc", "vah", "val", "high", "low", "volume", "cvd", "hvn", "lvn")
 _PRIOR_KEYS = ("poc", "vah", "val", "high", "low", "hvn", "lvn")

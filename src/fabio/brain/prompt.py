@@ -110,6 +110,10 @@ minutes, in ticks.
 - `price_change_last_5min_ticks`, `price_change_last_15min_ticks`: net change of price over the \
 last 5 and 15 minutes, in ticks, signed. A wide recent range with a small net change is \
 rotation; a net change close to the range is directional travel.
+- `typical_range_5min_ticks`, `typical_range_15min_ticks`, `typical_cvd_slope_15min`: this \
+market's own scale: the median 5- and 15-minute range (ticks) and median absolute \
+cvd_slope_15min, sampled every minute over the last sessions and this one (null until known). \
+Judge ranges, distances and slopes relative to them, not in absolute ticks.
 
 `poc_cross_stats`: crosses of the developing POC (price trading through it by a small tolerance)
 - `count_last_5min`, `count_last_15min`, `count_last_30min`: crosses in each window. Many \
@@ -168,14 +172,20 @@ statistics (range percentile, distance to the POC, time outside value, POC cross
 context; the order flow and the recent price windows (CVD slopes, last 5 and 15 minute range \
 and net change) describe now and weigh more. Distances and CVD slopes are absolute values; \
 "time outside value" is the share of the last 30 minutes spent above the VAH or below the VAL; \
-"POC crosses" is `count_last_30min`. Tick thresholds are set for ES and MES; NQ and MNQ move \
-about four times as many ticks, so scale them for those.
+"POC crosses" is `count_last_30min`. The tick and slope thresholds below are stated for a \
+reference market whose typical 15-minute range is {ref15} ticks, typical 5-minute range \
+{ref5} ticks and typical absolute cvd_slope_15min {refcvd}: multiply the 15-minute range, \
+distance and net-change thresholds by typical_range_15min_ticks / {ref15}, the 5-minute ones by \
+typical_range_5min_ticks / {ref5} and the CVD-slope ones by typical_cvd_slope_15min / {refcvd} \
+(while those are null: NQ and MNQ move about four times as many ticks as ES and MES).
 
 | regime | indicators |
 |---|---|
 | trend | session_range_percentile > {t_pct}; distance_to_poc_ticks > {t_dist}; time outside value \
 > {t_out}; POC crosses < {t_cross}; cvd_slope_5min > {t_cvd5}; cvd_slope_15min > {t_cvd15}; \
-price_change_last_15min_ticks at least {t_move} ticks in the direction of cvd_slope_15min |
+price_change_last_15min_ticks at least {t_move} ticks in the direction of cvd_slope_15min; \
+an efficient move: abs(price_change_last_15min_ticks) at least {t_eff} of a \
+range_last_15min_ticks wider than {c_r15} |
 | range | session_range_percentile {r_lo} to {r_hi}; POC crosses {r_cmin} to {r_cmax}; price \
 rotates: range_last_15min_ticks >= {r_rot15} with a net change of at most {r_net} of that \
 range; range_last_5min_ticks >= {r_rot5}; order flow nets out: cvd_slope_15min < {r_cvd15} |
@@ -435,6 +445,10 @@ def system_prompt(
             t_cvd5=_n(t.trend_cvd_slope_min),
             t_cvd15=_n(t.trend_cvd_slope_15min_min),
             t_move=t.trend_price_change_15min_min_ticks,
+            t_eff=_pct(t.trend_efficiency_15min_min),
+            ref15=_n(t.reference_range_15min_ticks),
+            ref5=_n(t.reference_range_5min_ticks),
+            refcvd=_n(t.reference_cvd_slope_15min),
             r_lo=_n(t.range_percentile_low),
             r_hi=_n(t.range_percentile_high),
             r_cmin=t.range_poc_crosses_min,

@@ -53,6 +53,7 @@ W_CONTEXT = 0.5
 W_TREND_CVD_5 = 3.0
 W_TREND_CVD_15 = 3.0
 W_TREND_MOVE_15 = 1.0
+W_TREND_EFFICIENT_15 = 3.0
 W_RANGE_ROTATION_15 = 3.0
 W_RANGE_ROTATION_5 = 2.0
 W_RANGE_CVD_FLAT = 1.5
@@ -164,23 +165,67 @@ def _share_outside_last_30min(ms: Mapping[str, Any]) -> float | None:
     return (above + below) / total if total > 0 else None
 
 
+@dataclass(frozen=True, slots=True)
+class MarketScale:
+    """How many reference-market units this market's statistics are worth.
+
+    `range15` multiplies the thresholds stated against a 15-minute range (distances, the
+    15-minute range and move), `range5` those against a 5-minute range, `flow` the CVD-slope
+    thresholds. From the snapshot's `typical_*` statistics divided by the reference values in
+    `RegimeThresholds`; while those are missing, the product's fixed tick scale (NQ 4) and 1.
+    """
+
+    range15: float = 1.0
+    range5: float = 1.0
+    flow: float = 1.0
+
+    @staticmethod
+    def of(ms: Mapping[str, Any], t: RegimeThresholds, fallback: float = 1.0) -> MarketScale:
+        typ15 = _num(ms, "typical_range_15min_ticks")
+        typ5 = _num(ms, "typical_range_5min_ticks")
+        flow = _num(ms, "typical_cvd_slope_15min")
+        return MarketScale(
+            range15=typ15 / t.reference_range_15min_ticks if typ15 and typ15 > 0 else fallback,
+            range5=typ5 / t.reference_range_5min_ticks if typ5 and typ5 > 0 else fallback,
+            flow=flow / t.reference_cvd_slope_15min if flow and flow > 0 else 1.0,
+        )
+
+
 def regime_readings(
-    ms: Mapping[str, Any], pcs: Mapping[str, Any], t: RegimeThresholds
+    ms: Mapping[str, Any],
+    pcs: Mapping[str, Any],
+    t: RegimeThresholds,
+    scale: MarketScale | None = None,
 ) -> tuple[Reading, ...]:
-    """Every indicator of the regime table, evaluated on `market_stats` and `poc_cross_stats`."""
+    """Every indicator of the regime table, evaluated on `market_stats` and `poc_cross_stats`.
+
+    Tick and slope statistics are divided by the market's scale first (`MarketScale`), so the
+    thresholds read in reference-market units on any instrument, price level and volatility.
+    """
+    sc = scale or MarketScale()
+
+    def per(v: float | None, f: float) -> float | None:
+        return None if v is None else v / f
+
     pct = _num(ms, "session_range_percentile")
-    dist = _abs(_num(ms, "distance_to_poc_ticks"))
+    dist = per(_abs(_num(ms, "distance_to_poc_ticks")), sc.range15)
     outside = _share_outside_last_30min(ms)
-    slope5 = _num(ms, "cvd_slope_5min")
-    slope15 = _num(ms, "cvd_slope_15min")
+    slope5 = per(_num(ms, "cvd_slope_5min"), sc.flow)
+    slope15 = per(_num(ms, "cvd_slope_15min"), sc.flow)
     crosses = _num(pcs, "count_last_30min")
-    range5 = _num(ms, "range_last_5min_ticks")
-    range15 = _num(ms, "range_last_15min_ticks")
-    move15 = _num(ms, "price_change_last_15min_ticks")
+    range5 = per(_num(ms, "range_last_5min_ticks"), sc.range5)
+    range15 = per(_num(ms, "range_last_15min_ticks"), sc.range15)
+    move15 = per(_num(ms, "price_change_last_15min_ticks"), sc.range15)
     directional: bool | None = None
     if move15 is not None and slope15 is not None:
         same_sign = move15 * slope15 > 0
         directional = abs(move15) >= t.trend_price_change_15min_min_ticks and same_sign
+    efficient: bool | None = None
+    if range15 is not None and move15 is not None:
+        efficient = (
+            range15 > t.chop_range_15min_max_ticks
+            and abs(move15) >= t.trend_efficiency_15min_min * range15
+        )
     rotation: bool | None = None
     if range15 is not None and move15 is not None:
         rotation = (
@@ -201,6 +246,7 @@ def regime_readings(
         Reading("trend", "cvd_slope_15min", W_TREND_CVD_15,
                 _cmp(_abs(slope15), lambda v: v > t.trend_cvd_slope_15min_min)),
         Reading("trend", "directional_move_15min", W_TREND_MOVE_15, directional),
+        Reading("trend", "efficient_move_15min", W_TREND_EFFICIENT_15, efficient),
         Reading("range", "range_percentile", W_CONTEXT,
                 _cmp(pct, lambda v: t.range_percentile_low <= v <= t.range_percentile_high)),
         Reading("range", "poc_crosses", W_CONTEXT,
@@ -226,10 +272,13 @@ def regime_readings(
 
 
 def score_regimes(
-    ms: Mapping[str, Any], pcs: Mapping[str, Any], t: RegimeThresholds
+    ms: Mapping[str, Any],
+    pcs: Mapping[str, Any],
+    t: RegimeThresholds,
+    scale: MarketScale | None = None,
 ) -> RegimeScores:
     """Score = weight of the indicators that hold / weight of those that could be evaluated."""
-    readings = regime_readings(ms, pcs, t)
+    readings = regime_readings(ms, pcs, t, scale)
     scores: dict[str, float] = {}
     for regime in REGIMES:
         avail = [r for r in readings if r.regime == regime and r.holds is not None]
@@ -284,7 +333,10 @@ def value_location(ms: Mapping[str, Any]) -> ValueLocation:
 
 
 def market_state(
-    ms: Mapping[str, Any], location: ValueLocation, t: RegimeThresholds
+    ms: Mapping[str, Any],
+    location: ValueLocation,
+    t: RegimeThresholds,
+    scale: MarketScale | None = None,
 ) -> MarketState:
     """Out of balance when price outside value is accepted there (time) or driven (flow).
 
@@ -308,9 +360,10 @@ def market_state(
     accepted = total > 0 and (_num(ms, side_key) or 0.0) / total >= t.out_of_balance_time_share
     dist = _num(ms, "distance_to_poc_ticks") or 0.0
     slope15 = _num(ms, "cvd_slope_15min") or 0.0
+    sc = scale or MarketScale()
     driven = (
-        sign * dist > t.trend_distance_to_poc_min_ticks
-        and sign * slope15 > t.trend_cvd_slope_15min_min
+        sign * dist > t.trend_distance_to_poc_min_ticks * sc.range15
+        and sign * slope15 > t.trend_cvd_slope_15min_min * sc.flow
     )
     if accepted or driven:
         return "out_of_balance_up" if sign > 0 else "out_of_balance_down"
@@ -399,13 +452,14 @@ class RuleBrain:
         if ctx.session_minute < self._last_minute:
             self.tracker.reset()  # a new session: yesterday's label says nothing about today
         self._last_minute = ctx.session_minute
-        t = self.thresholds_for(ctx.symbol)
-        scores = score_regimes(ctx.market_stats, ctx.poc_cross_stats, t)
+        t = self.thresholds
+        scale = MarketScale.of(ctx.market_stats, t, fallback=tick_scale(ctx.symbol))
+        scores = score_regimes(ctx.market_stats, ctx.poc_cross_stats, t, scale)
         self._last_scores = scores
         before = self.tracker.label
         regime = self.tracker.update(scores)
         location = value_location(ctx.market_stats)
-        state = market_state(ctx.market_stats, location, t)
+        state = market_state(ctx.market_stats, location, t, scale)
         confidence = min(0.95, max(0.05, 0.5 + scores.margin(regime)))
         assessment = MarketAssessment(
             regime=regime,
@@ -417,6 +471,11 @@ class RuleBrain:
         )
         changed = before if before is not None and before != regime else None
         return assessment, changed
+
+    @property
+    def last_scores(self) -> RegimeScores | None:
+        """The regime scores of the latest assessment."""
+        return self._last_scores
 
     def infer_regime(self, ctx: DecisionContext) -> Regime:
         """Just the regime label (advances the hysteresis like a decision does)."""

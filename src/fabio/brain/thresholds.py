@@ -28,13 +28,15 @@ class RegimeThresholds(BaseModel):
     trend_cvd_slope_15min_min: float = Field(0.07, ge=0, le=1)  # |cvd_slope_15min|
     trend_poc_crosses_max: int = Field(3, ge=0)  # count_last_30min < this
     trend_price_change_15min_min_ticks: int = Field(6, ge=0)  # with the CVD slope's sign
+    # |net change| / range over 15 minutes (a scale-free path efficiency), wider than chop
+    trend_efficiency_15min_min: float = Field(0.65, ge=0, le=1)
     # Range (spec: range p30-p70, price rotates VAH-VAL, POC crosses 10-25 / 30 min, CVD
     # alternates direction)
     range_percentile_low: float = Field(0.3, ge=0, le=1)
     range_percentile_high: float = Field(0.7, ge=0, le=1)
     range_poc_crosses_min: int = Field(1, ge=0)
     range_poc_crosses_max: int = Field(7, ge=0)
-    range_rotation_15min_min_ticks: int = Field(9, ge=0)  # range_last_15min_ticks at least
+    range_rotation_15min_min_ticks: int = Field(7, ge=0)  # range_last_15min_ticks at least
     range_rotation_max_net_share: float = Field(0.6, ge=0, le=1)  # |net change| / that range
     range_rotation_5min_min_ticks: int = Field(8, ge=0)  # range_last_5min_ticks at least
     range_cvd_slope_15min_max: float = Field(0.05, ge=0, le=1)  # flow nets out: |slope 15m| <
@@ -45,6 +47,13 @@ class RegimeThresholds(BaseModel):
     chop_cvd_slope_max: float = Field(0.06, ge=0, le=1)  # |cvd_slope_5min| <
     chop_range_15min_max_ticks: int = Field(7, ge=0)  # range_last_15min_ticks at most
     chop_range_5min_max_ticks: int = Field(6, ge=0)  # range_last_5min_ticks at most
+    # The reference market the tick and slope thresholds above are stated for: its typical
+    # (median) 5- and 15-minute range and abs(15-minute CVD slope). The rule brain divides each
+    # statistic by the market's own typical value over this one (`typical_*` in market_stats),
+    # so the table holds on any instrument, price level and volatility.
+    reference_range_5min_ticks: float = Field(6.0, gt=0)
+    reference_range_15min_ticks: float = Field(13.0, gt=0)
+    reference_cvd_slope_15min: float = Field(0.028, gt=0)
     # Market state: price outside value is accepted (out of balance) when it spent at least
     # this share of the last 30 minutes on that side of value.
     out_of_balance_time_share: float = Field(0.5, ge=0, le=1)

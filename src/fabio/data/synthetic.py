@@ -627,12 +627,7 @@ def write_synthetic(
     Same arguments → byte-identical files. Returns a summary (sessions, trades, labels path,
     regime minutes by type).
     """
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
     out = Path(out)
-    name = out.name.lower()
-    fmt = "csv" if name.endswith((".csv", ".csv.gz")) else "parquet"
     try:
         cfg = SyntheticConfig(
             symbol=symbol, days=days, seed=seed, start=start or date(2024, 1, 2),
@@ -643,23 +638,45 @@ def write_synthetic(
         raise ConfigError(f"synthetic market: {problems}") from None
     dates = cfg.trade_dates()
     contract = front_contract(cfg.symbol, dates[0])
-    tick = SPECS[cfg.symbol].tick_size
+    return write_sessions(out, iter_sessions(cfg), contract, seed, GENERATOR_NAME, len(dates))
+
+
+def write_sessions(
+    out: Path,
+    sessions: Iterator[SyntheticSession],
+    contract: Contract,
+    seed: int,
+    generator: str,
+    n_sessions: int,
+) -> dict[str, object]:
+    """Write generated sessions as Parquet (default) or CSV(.gz), labels beside them.
+
+    Shared by both generators: same columns, metadata and label file.
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    name = out.name.lower()
+    fmt = "csv" if name.endswith((".csv", ".csv.gz")) else "parquet"
+    tick = contract.spec.tick_size
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "fabio.symbol": contract.symbol,
         "fabio.seed": str(seed),
-        "fabio.generator": GENERATOR_NAME,
+        "fabio.generator": generator,
     }
     trades = 0
     label_parts: list[RegimeLabels] = []
     label_dates: list[date] = []
+    first_date: date | None = None
+    last_date: date | None = None
     with out.open("wb") as raw:
         sink: io.BufferedIOBase = raw
         if fmt == "csv" and name.endswith(".gz"):  # no name or mtime: byte-identical reruns
             sink = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)
         writer: pq.ParquetWriter | None = None
         try:
-            for i, s in enumerate(iter_sessions(cfg)):
+            for i, s in enumerate(sessions):
                 table = _arrow_table(s, tick)
                 if fmt == "parquet":
                     if writer is None:
@@ -674,6 +691,8 @@ def write_synthetic(
                 trades += len(s.trades)
                 label_parts.append(s.labels)
                 label_dates.extend([s.session.trade_date] * len(s.labels))
+                first_date = first_date or s.session.trade_date
+                last_date = s.session.trade_date
         finally:
             if writer is not None:
                 writer.close()
@@ -687,9 +706,10 @@ def write_synthetic(
         "format": fmt,
         "symbol": contract.symbol,
         "seed": seed,
-        "sessions": len(dates),
-        "first_trade_date": dates[0].isoformat(),
-        "last_trade_date": dates[-1].isoformat(),
+        "generator": generator,
+        "sessions": n_sessions,
+        "first_trade_date": first_date.isoformat() if first_date else None,
+        "last_trade_date": last_date.isoformat() if last_date else None,
         "trades": trades,
         "labels": str(labels_path),
         "regime_minutes": labels.minutes_by_regime(),

@@ -44,6 +44,74 @@ class SessionRecord:
     range_by_minute: NDArray[np.int64]  # running range (ticks) at the end of each minute
     final_range: int
     levels: dict[str, object]
+    # Per-minute samples of the rolling 5- and 15-minute range (ticks) and of |delta| / volume
+    # over 15 minutes, NaN where undefined: the market's own scale (see `typical_scale`).
+    scale_samples: NDArray[np.float64] | None = None
+
+
+SCALE_MIN_SESSION_SAMPLES = 20  # minutes of the current session before it counts alone
+SCALE_SESSION_WEIGHT_MAX = 0.33  # weight of the current session beside the history
+
+
+def minute_scale_samples(
+    sec_px: NDArray[np.int64],
+    sec_vol: NDArray[np.int64],
+    sec_delta: NDArray[np.int64],
+    minutes: int,
+) -> NDArray[np.float64]:
+    """(minutes, 3): rolling 5-min range, 15-min range (ticks), |delta|/volume over 15 min.
+
+    Minute m covers seconds [60 m, 60 m + 60); a window needs all its minutes in the session
+    (the first 4 / 14 minutes are NaN) and at least one trade (else NaN).
+    """
+    out = np.full((max(minutes, 0), 3), np.nan)
+    if minutes <= 0:
+        return out
+    secs = minutes * 60
+    px = sec_px[:secs]
+    valid = (px[:, 0] >= 0).reshape(minutes, 60)
+    hi = np.where(valid, px[:, 0].reshape(minutes, 60), -(2**62)).max(axis=1)
+    lo = np.where(valid, px[:, 1].reshape(minutes, 60), 2**62).min(axis=1)
+    vol = sec_vol[:secs].reshape(minutes, 60).sum(axis=1)
+    delta = sec_delta[:secs].reshape(minutes, 60).sum(axis=1)
+    for col, w in ((0, 5), (1, 15)):
+        if minutes < w:
+            continue
+        whi = np.lib.stride_tricks.sliding_window_view(hi, w).max(axis=1)
+        wlo = np.lib.stride_tricks.sliding_window_view(lo, w).min(axis=1)
+        ok = whi >= wlo
+        out[w - 1 :, col] = np.where(ok, (whi - wlo).astype(np.float64), np.nan)
+    if minutes >= 15:
+        cv = np.convolve(vol, np.ones(15, dtype=np.int64), mode="valid")
+        cd = np.convolve(delta, np.ones(15, dtype=np.int64), mode="valid")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[14:, 2] = np.where(cv > 0, np.abs(cd) / np.maximum(cv, 1), np.nan)
+    return out
+
+
+def typical_scale(
+    history: NDArray[np.float64] | None, session: NDArray[np.float64] | None
+) -> list[float | None]:
+    """Median of each scale column: the history's, blended with the current session's.
+
+    The current session weighs in geometrically with up to `SCALE_SESSION_WEIGHT_MAX` (as its
+    minutes accrue), so a quiet or wild day moves the scale without one regime of it defining
+    it; with no history, the session alone once it has `SCALE_MIN_SESSION_SAMPLES` samples.
+    """
+    result: list[float | None] = []
+    for col in range(3):
+        h = history[:, col] if history is not None and len(history) else np.empty(0)
+        c = session[:, col] if session is not None and len(session) else np.empty(0)
+        h = h[np.isfinite(h)]
+        c = c[np.isfinite(c)]
+        hv = float(np.median(h)) if len(h) >= SCALE_MIN_SESSION_SAMPLES else None
+        cv = float(np.median(c)) if len(c) >= SCALE_MIN_SESSION_SAMPLES else None
+        if hv is not None and cv is not None and hv > 0 and cv > 0:
+            w = min(SCALE_SESSION_WEIGHT_MAX, len(c) / 180.0)
+            result.append(float(np.exp((1 - w) * np.log(hv) + w * np.log(cv))))
+        else:
+            result.append(hv if hv is not None else cv)
+    return result
 
 
 class _SessionState:
@@ -85,6 +153,7 @@ class _SessionState:
         self.big = np.zeros((64, 4), dtype=np.int64)
         self.closed = False
         self.record: SessionRecord | None = None
+        self.scale_cache: tuple[int, list[float | None]] | None = None
         self.open_text = format_ns(open_ns)
         self.close_text = format_ns(close_ns)
 
@@ -162,6 +231,7 @@ class FeatureEngine:
         self._window_ns = window
         self._recent_parts: list[TradeBatch] = []
         self._pct = float(self.config.value_area_pct)
+        self._history_scale: tuple[int, NDArray[np.float64] | None] = (-1, None)
 
     # ------------------------------------------------------------------ ingestion
     def update(self, trades: TradeBatch) -> None:
@@ -257,11 +327,15 @@ class FeatureEngine:
         if cur.st[K.S_NTRADES] > 0:
             curve = np.maximum.accumulate(cur.minute_range)
             curve = np.where(curve < 0, 0, curve)
+            minutes = len(cur.sec_vol) // 60
             cur.record = SessionRecord(
                 trade_date=cur.session.trade_date.isoformat(),
                 range_by_minute=curve,
                 final_range=int(cur.st[K.S_HIGH] - cur.st[K.S_LOW]),
                 levels=self._levels_dict(cur),
+                scale_samples=minute_scale_samples(
+                    cur.sec_px, cur.sec_vol, cur.sec_delta, minutes
+                ),
             )
 
     def _remember_recent(self, trades: TradeBatch) -> None:
@@ -420,6 +494,20 @@ class FeatureEngine:
 
         return rank(same_time), rank(finals), n
 
+    def _scale(self, cur: _SessionState, now: int) -> list[float | None]:
+        """Typical 5- and 15-minute ranges and |15-minute CVD slope| (see `typical_scale`)."""
+        minutes = int((now - cur.open_ns) // NS_PER_MIN)
+        if cur.scale_cache is not None and cur.scale_cache[0] == minutes:
+            return cur.scale_cache[1]
+        if self._history_scale[0] != self.sessions_started:
+            parts = [r.scale_samples for r in self.history if r.scale_samples is not None]
+            pooled = np.concatenate(parts) if parts else None
+            self._history_scale = (self.sessions_started, pooled)
+        own = minute_scale_samples(cur.sec_px, cur.sec_vol, cur.sec_delta, minutes)
+        value = typical_scale(self._history_scale[1], own)
+        cur.scale_cache = (minutes, value)
+        return value
+
     def _market_stats(
         self, cur: _SessionState, now: int, profile: ProfileLevels, price_ticks: int
     ) -> MarketStats:
@@ -435,6 +523,7 @@ class FeatureEngine:
         slope15 = round(sums[3] / vol15, 4) if vol15 > 0 else None
         pct_now, pct_final, n_hist = self._range_percentiles(cur, now)
         volume = int(st[K.S_VOLUME])
+        typ5, typ15, typ_slope = self._scale(cur, now)
 
         def dist(level: float | None) -> int | None:
             return None if level is None else price_ticks - self.spec.to_ticks(level)
@@ -468,6 +557,9 @@ class FeatureEngine:
             price_change_last_15min_ticks=moves[3],
             high_last_15min=px(moves[6]),
             low_last_15min=px(moves[7]),
+            typical_range_5min_ticks=None if typ5 is None else round(typ5, 2),
+            typical_range_15min_ticks=None if typ15 is None else round(typ15, 2),
+            typical_cvd_slope_15min=None if typ_slope is None else round(typ_slope, 4),
         )
 
     def _poc_cross_stats(self, cur: _SessionState, now: int, last_row: int) -> PocCrossStats:

@@ -77,6 +77,12 @@ class MarketStats:
     price_change_last_15min_ticks: int = 0
     high_last_15min: float | None = None  # extremes of the 15-minute window (prices)
     low_last_15min: float | None = None
+    # The market's own scale: medians of the rolling 5- and 15-minute range and of
+    # abs(cvd_slope_15min), sampled every minute over the last sessions and this one
+    # (None until there are enough minutes). The regime read divides by them.
+    typical_range_5min_ticks: float | None = None
+    typical_range_15min_ticks: float | None = None
+    typical_cvd_slope_15min: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
