@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -163,5 +164,7 @@ async def run_rig(
         return rig
     finally:
         watcher.cancel()
-        await session.close()
-        await server.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.close(), 15)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.stop(), 15)

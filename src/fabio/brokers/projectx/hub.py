@@ -86,7 +86,7 @@ class HubSupervisor:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                await asyncio.wait_for(asyncio.shield(self._task), 5.0)  # never hang a stop
         self._set("disconnected", "stopped")
 
     def _set(self, status: str, detail: str = "") -> None:
