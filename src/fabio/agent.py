@@ -89,8 +89,10 @@ class Agent:
         note_records: list[dict[str, Any]] | None = None,
         status: AgentStatus | None = None,
         kill_requests: KillRequests | None = None,
+        trading_session: SessionKind = SessionKind.RTH,
     ) -> None:
         self.features = features
+        self.trading_session = trading_session  # ETH: the Globex overnight session too
         self.execution = execution
         self.brain = brain
         self.cadence = cadence
@@ -256,15 +258,14 @@ class Agent:
         if self._session_open_ns <= ts < self._session_close_ns:
             return
         cal = self.features.calendar
-        idx = int(cal.locate(np.array([ts], dtype=np.int64), SessionKind.RTH)[0])
+        idx = int(cal.locate(np.array([ts], dtype=np.int64), self.trading_session)[0])
         if idx < 0 or idx == self._session_index:
             return
         await self.close_session()
         session = cal.session(idx)
         self._session_index = idx
-        self._session_open_ns = session.rth_open_ns
-        self._session_close_ns = session.rth_close_ns
-        self.execution.start_session(session.trade_date.isoformat(), session.rth_open_ns)
+        self._session_open_ns, self._session_close_ns = session.bounds(self.trading_session)
+        self.execution.start_session(session.trade_date.isoformat(), self._session_open_ns)
         self.cadence.last_decision_ns = None
         self.zones = []
 

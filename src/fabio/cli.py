@@ -438,13 +438,36 @@ def run(
     host: HostOpt = None,
     port: PortOpt = None,
     json_out: JsonOpt = False,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="test (paper, default: MODE) or live.")
+    ] = None,
+    gateway: Annotated[
+        str | None, typer.Option("--gateway", help="Live: the gateway URL for both REST and "
+                                 "hubs, e.g. a `fabio gateway-sim` at http://127.0.0.1:8790.")
+    ] = None,
+    symbols: Annotated[
+        str | None, typer.Option("--symbols", help="Live: symbols traded by one agent, "
+                                 "e.g. ES,NQ (default: SYMBOLS or SYMBOL).")
+    ] = None,
+    shadow: Annotated[
+        bool, typer.Option("--shadow", help="Live: connect, reconcile, stream, record and "
+                           "decide, but send no order.")
+    ] = False,
+    eth: Annotated[
+        bool, typer.Option("--eth", help="Live: trade the Globex overnight session too "
+                           "(the firm's flat time still applies).")
+    ] = False,
 ) -> None:
-    """Paper-trade (MODE=test): the synthetic market by default, paced by the wall clock."""
+    """Paper-trade (MODE=test), or trade a TopstepX account (--mode live)."""
     import asyncio
 
     from fabio.paper import PaperSession, RunOptions
 
     settings = _settings()
+    if (mode or settings.mode).strip().lower() == "live":
+        _run_live(settings, gateway, symbols, shadow, eth, _duration(duration), brain,
+                  quiet or json_out, json_out)
+        return
     options = RunOptions(speed=speed, duration_sec=_duration(duration), feed_path=feed,
                          brain=brain, days=days, seed=seed, live_view=not (quiet or json_out))
     session = PaperSession(settings, options)
@@ -490,6 +513,131 @@ def serve(
     settings = _settings()
     server = build_dashboard(settings, host, port)
     asyncio.run(serve_until_signal(server, lambda: announce(server)))
+
+
+def _run_live(settings: Settings, gateway: str | None, symbols: str | None, shadow: bool,
+              eth: bool, duration_sec: float | None, brain: str | None, quiet: bool,
+              json_out: bool) -> None:
+    import asyncio
+
+    from fabio.live import LiveOptions, LiveRun
+
+    names = _symbol_list(symbols or settings.symbols or settings.symbol)
+    if eth:
+        settings = settings.model_copy(update={"feature_session": SessionKind.ETH})
+    run = LiveRun(settings, LiveOptions(symbols=names, gateway=gateway, shadow=shadow, eth=eth,
+                                        duration_sec=duration_sec, brain=brain, quiet=quiet))
+
+    async def go() -> dict[str, Any]:
+        await run.connect()
+        if not json_out:
+            out.print(_kv_table("Live session", run.banner()))
+        assert run.session is not None
+        try:
+            run.build()
+            await run._loop(run.session)
+        finally:
+            from fabio.wiring import register_live_venue
+
+            register_live_venue(None)
+            await run.session.close()
+        return run.summary()
+
+    try:
+        summary = asyncio.run(go())
+    except KeyboardInterrupt:
+        summary = run.summary()
+    if json_out:
+        _print_json(summary)
+    else:
+        out.print(_kv_table("Live session ended", summary))
+
+
+def _symbol_list(text: str) -> list[str]:
+    from fabio.instruments import parse_symbol
+
+    names = [s.strip().upper() for s in text.split(",") if s.strip()]
+    if not names:
+        raise FabioError("--symbols: give at least one symbol, e.g. ES or ES,NQ")
+    roots = [parse_symbol(n).spec.root for n in names]
+    if len(set(roots)) != len(roots):
+        raise FabioError(f"--symbols {text}: one contract per product")
+    return names
+
+
+@app.command("gateway-sim")
+def gateway_sim(
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1.")] = (
+        8790),
+    feed: Annotated[
+        list[Path] | None, typer.Option("--feed", help="Data file to replay (repeat for "
+                                        "several contracts). Omitted: the synthetic market.")
+    ] = None,
+    symbols: Annotated[
+        str, typer.Option("--symbols", help="Synthetic market symbols, e.g. ES,NQ.")
+    ] = "ES",
+    speed: Annotated[float, typer.Option("--speed", min=0.01, help="Market seconds per "
+                                         "wall-clock second.")] = 1.0,
+    start: Annotated[
+        str | None, typer.Option("--start", help="Start the replay at 'YYYY-MM-DD HH:MM' "
+                                 "(America/Chicago unless an offset is given).")] = None,
+    now: Annotated[bool, typer.Option("--now", help="Stamp the replay with the present time.")
+                   ] = False,
+    disconnect_every: Annotated[
+        float | None, typer.Option("--disconnect-every", help="Drop every hub connection "
+                                   "every N seconds.")] = None,
+    http_429: Annotated[float, typer.Option("--http-429", min=0, max=1, help="Share of REST "
+                                            "calls answered 429.")] = 0.0,
+    http_500: Annotated[float, typer.Option("--http-500", min=0, max=1, help="Share of REST "
+                                            "calls answered 500.")] = 0.0,
+    lose_order_response: Annotated[
+        float, typer.Option("--lose-order-response", min=0, max=1, help="Share of order "
+                            "placements accepted but their answer lost.")] = 0.0,
+    token_expiry: Annotated[
+        float | None, typer.Option("--token-expiry", help="Tokens expire N seconds after "
+                                   "issue.")] = None,
+    reject: Annotated[float, typer.Option("--reject", min=0, max=1, help="Share of orders "
+                                          "rejected.")] = 0.0,
+    position_brackets: Annotated[
+        bool, typer.Option("--position-brackets", help="The account is in Position-Brackets "
+                           "mode: bracket orders are refused.")] = False,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="Accept only this API key (default: any).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Fault and synthetic market seed.")] = 7,
+    days: Annotated[int, typer.Option("--days", min=1, help="Synthetic sessions.")] = 2,
+) -> None:
+    """A local ProjectX Gateway: REST and hubs over a replayed market, faults on demand."""
+    import asyncio
+
+    from fabio.brokers.projectx.sim.run import SimServer, build_sim, open_feeds
+    from fabio.brokers.projectx.sim.server import SimFaults
+    from fabio.timeutil import parse_at
+
+    faults = SimFaults(disconnect_every_sec=disconnect_every, http_429_rate=http_429,
+                       http_500_rate=http_500, lose_order_response_rate=lose_order_response,
+                       token_expiry_sec=token_expiry, reject_rate=reject,
+                       position_brackets=position_brackets, seed=seed)
+    feeds = open_feeds(list(feed or []), _symbol_list(symbols) if not feed else [], days=days,
+                       seed=seed)
+    sim = build_sim(feeds, speed, faults, start_ns=parse_at(start) if start else None,
+                    shift_to_now=now, required_key=api_key)
+
+    async def serve() -> None:
+        server = SimServer(sim, port=port)
+        await server.start()
+        err.print(f"ProjectX simulator on {server.url} (REST /api, hubs /hubs/user and "
+                  f"/hubs/market, order log /sim/orders); contracts: "
+                  f"{', '.join(c.id for c, _ in feeds)}; speed {speed:g}x")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        err.print("simulator stopped")
 
 
 def _duration(text: str | None) -> float | None:

@@ -95,6 +95,7 @@ class Settings(BaseSettings):
 
     # Trading
     symbol: str = "ES"
+    symbols: str | None = None  # live: several symbols in one agent, e.g. "ES,NQ"
     mode: Literal["backtest", "test", "live"] = "test"
     account_balance: float = Field(50_000.0, gt=0)
     account_preset: Literal["50K", "100K", "150K"] = "50K"

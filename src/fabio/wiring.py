@@ -36,6 +36,7 @@ from fabio.journal import LLM_EXCHANGES, Journal, read_journal
 from fabio.killswitch import EXECUTION_JOURNAL, KillSwitchMailbox
 from fabio.ports import Broker, MarketFeed
 from fabio.runlock import RunLock
+from fabio.sessions import SessionKind
 from fabio.status import AgentStatus
 from fabio.strategies import StrategyParams, initialize_default_strategies, load_strategies
 
@@ -109,6 +110,7 @@ class AgentOptions:
     stale_sec: float = 10.0
     durable: bool | None = None  # fsync state records; None: all but backtests
     account: str | None = None  # the broker account (live): one process per account
+    trading_session: SessionKind = SessionKind.RTH  # live --eth: Globex overnight too
 
     @classmethod
     def from_settings(cls, settings: Settings, mode: Mode, **overrides: Any) -> AgentOptions:
@@ -290,6 +292,7 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
         note_records=notes,
         status=status,
         kill_requests=mailbox.take if mailbox is not None else None,
+        trading_session=options.trading_session,
     )
     agent.run_lock = lock
     agent.start()

@@ -161,6 +161,9 @@ class ExecutionEngine:
             return
         self._recovered = True
         now_ns = self.ledger.last_ts_ns if now_ns is None else now_ns
+        # A live venue reports what happened while no process ran (fills of the dead
+        # process's orders): journal that first, so a filled order is not called superseded.
+        self.process_broker_events()
         protected = self._still_protected()
         reason = "restart: superseded, the process that placed it ended"
         for order_id, trade_id in list(self.ledger.open_orders.items()):

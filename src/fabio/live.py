@@ -1,0 +1,266 @@
+"""`fabio run --mode live`: the agent on a ProjectX account (TopstepX, or `fabio gateway-sim`).
+
+Order of things: connect (login, account, contracts, hubs), print the account, its risk limits
+and the symbols, load what the journal left open, reconcile with the venue, build one agent per
+symbol through the composition root (one account-level risk engine), then trade on the market
+hub's prints. The agent's clock is the feed's exchange timestamps.
+
+`--shadow` connects, reconciles, streams, records the tape and decides, but sends no order.
+
+Unexplained state policy (checked after every reconciliation, twice in a row to let in-flight
+events land): a venue position the journal cannot explain, or a position without a working
+stop, engages the kill switch (journaled; new entries halt; the engine flattens what it knows)
+and flattens the venue's position of that contract at market. Release with
+`fabio kill --release` after checking the account.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from fabio.agent import Agent
+from fabio.brain.decide import make_brain
+from fabio.brokers.projectx.config import projectx_config
+from fabio.brokers.projectx.errors import GatewayError
+from fabio.brokers.projectx.session import ProjectXSession
+from fabio.brokers.projectx.tape import TapeRecorder, merge_parts
+from fabio.config import Settings
+from fabio.errors import FabioError
+from fabio.execution.risk import RiskConfig, RiskEngine
+from fabio.instruments import Contract, parse_symbol
+from fabio.journal import read_journal
+from fabio.killswitch import EXECUTION_JOURNAL
+from fabio.sessions import SessionKind
+from fabio.wiring import AgentOptions, LiveVenue, build_agent, read_state, register_live_venue
+
+NS = 1_000_000_000
+
+
+@dataclass(slots=True)
+class LiveOptions:
+    symbols: list[str]
+    gateway: str | None = None
+    shadow: bool = False
+    eth: bool = False
+    duration_sec: float | None = None
+    brain: str | None = None
+    quiet: bool = False
+    connect_timeout_sec: float = 20.0
+    reconcile_every_sec: float = 30.0
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def left_open(
+    log_dir: Path | None, contract: Contract, risk_config: RiskConfig | None = None
+) -> list[dict[str, Any]]:
+    """The SUBMITTED records of orders the journal leaves open for this symbol."""
+    if log_dir is None:
+        return []
+    state = read_state(contract, log_dir, risk_config)
+    open_ids = set(state.ledger.open_orders)
+    latest: dict[str, dict[str, Any]] = {}
+    for rec in read_journal(log_dir / EXECUTION_JOURNAL).records:
+        if (
+            rec.get("type") == "order_event"
+            and rec.get("status") == "submitted"
+            and rec.get("symbol") == contract.symbol
+            and rec.get("order_id") in open_ids
+        ):
+            latest[str(rec["order_id"])] = rec
+    return list(latest.values())
+
+
+class LiveRun:
+    """One live (or shadow) session: the venue session, one agent per symbol, the loop."""
+
+    def __init__(self, settings: Settings, options: LiveOptions) -> None:
+        if options.eth:  # the features' session follows the trading window
+            settings = settings.model_copy(update={"feature_session": SessionKind.ETH})
+        self.settings = settings
+        self.options = options
+        kind = options.brain or (
+            "llm" if settings.openai_api_key or settings.openai_base_url else "rules"
+        )
+        self.brain_kind = kind
+        self.console = Console(stderr=True, quiet=options.quiet)
+        self.session: ProjectXSession | None = None
+        self.agents: dict[str, Agent] = {}
+        self.alerts: list[str] = []
+        self._suspect: set[str] = set()
+        self.started = time.monotonic()
+        self.connection: dict[str, str] = {}
+
+    def _on_state(self, component: str, status: str, detail: str) -> None:
+        self.connection[component] = status
+        if status != "connected" and detail:
+            self.console.print(f"[yellow]{component}[/]: {status} ({detail})")
+
+    async def connect(self) -> ProjectXSession:
+        cfg = projectx_config(self.settings, self.options.gateway, **self.options.config_overrides)
+        tape = TapeRecorder(self.settings.log_dir / "tape")
+        merge_parts(self.settings.log_dir / "tape")  # a crashed run's last parts
+        session = ProjectXSession(
+            cfg,
+            shadow=self.options.shadow,
+            tape=tape,
+            reconcile_every_sec=self.options.reconcile_every_sec,
+            on_state=self._on_state,
+        )
+        self.session = session
+        contracts = [parse_symbol(s) for s in self.options.symbols]
+        for c in contracts:
+            session.journal_orders[c.symbol] = left_open(
+                self.settings.log_dir, c, self.settings.risk_config()
+            )
+        try:
+            await session.connect(self.options.symbols)
+        except GatewayError as exc:
+            await session.close()
+            raise FabioError(str(exc)) from None
+        except FabioError:
+            await session.close()
+            raise
+        if not await session.wait_connected(self.options.connect_timeout_sec):
+            await session.close()
+            raise FabioError(
+                f"the gateway's hubs did not connect within "
+                f"{self.options.connect_timeout_sec:.0f} s ({self.connection})"
+            )
+        return session
+
+    def banner(self) -> dict[str, Any]:
+        assert self.session is not None
+        s = self.session
+        risk = self.settings.risk_config()
+        return {
+            "account": f"{s.account.name} ({s.account.id})",
+            "balance": s.account.balance,
+            "can_trade": s.account.can_trade,
+            "mode": "shadow (no orders)" if self.options.shadow else "LIVE",
+            "symbols": ", ".join(f"{root} → {c.id}" for root, c in s.contracts.items()),
+            "account_preset": risk.preset,
+            "max_loss_limit_usd": risk.limits.max_loss_usd,
+            "daily_loss_limit_usd": risk.daily_loss_limit_usd,
+            "max_position_minis": f"{risk.limits.max_minis:g} (micros count 10:1)",
+            "flat_time_ct": str(risk.flat_time),
+            "brackets": "venue (Auto OCO)" if s.brackets == "auto" else "own stop/limit",
+        }
+
+    def build(self) -> None:
+        assert self.session is not None
+        session = self.session
+        register_live_venue(
+            LiveVenue(
+                "projectx",
+                broker=lambda contract, n: session.broker_for(contract, n),
+                feed=lambda contract, _settings: session.feed_for(contract),
+            )
+        )
+        brain = make_brain(self.brain_kind, self.settings)
+        risk = RiskEngine(self.settings.risk_config())
+        for symbol in self.options.symbols:
+            contract = parse_symbol(symbol)
+            options = AgentOptions.from_settings(
+                self.settings,
+                "live",
+                risk=risk,
+                trading_session=SessionKind.ETH if self.options.eth else SessionKind.RTH,
+            )
+            self.agents[contract.symbol] = build_agent(contract, brain, options)
+
+    async def run(self) -> dict[str, Any]:
+        session = await self.connect()
+        try:
+            self.build()
+            await self._loop(session)
+        finally:
+            register_live_venue(None)
+            await session.close()
+        return self.summary()
+
+    async def _loop(self, session: ProjectXSession) -> None:
+        end_ns: int | None = None
+        last_check = time.monotonic()
+        reconciles = session.reconciles
+        while True:
+            await session.wait_activity(0.25)
+            for symbol, agent in self.agents.items():
+                feed = session.feed_for(parse_symbol(symbol))
+                for batch in feed.get_nowait():
+                    if end_ns is None and self.options.duration_sec is not None:
+                        end_ns = int(batch.trades.ts[0]) + int(self.options.duration_sec * NS)
+                    await agent.feed(batch.trades)
+                agent.execution.process_broker_events()
+            if session.reconciles != reconciles or time.monotonic() - last_check > 5:
+                reconciles = session.reconciles
+                last_check = time.monotonic()
+                await self._check_unexplained(session)
+            if end_ns is not None and session.last_market_ns >= end_ns:
+                return
+
+    async def _check_unexplained(self, session: ProjectXSession) -> None:
+        def expected(symbol: str) -> int:
+            agent = self.agents.get(symbol)
+            if agent is None:
+                return 0
+            trade = agent.execution.position()
+            return 0 if trade is None else int(trade.qty)
+
+        found = set(session.unexplained(expected))
+        confirmed = found & self._suspect
+        self._suspect = found - confirmed
+        for problem in sorted(confirmed):
+            self.alerts.append(problem)
+            self.console.print(
+                f"[bold red]reconciliation:[/] {problem}; engaging the kill "
+                "switch and flattening (release with `fabio kill --release`)"
+            )
+            now = session.clock_ns()
+            for agent in self.agents.values():
+                agent.execution.set_kill_switch(True, f"reconciliation: {problem}", "risk", now)
+            symbol = problem.split(":", 1)[0]
+            px = session.contracts.get(parse_symbol(symbol).spec.root)
+            if px is not None and not session.shadow:
+                pos = session.venue_positions.get(px.id)
+                if pos is not None and pos.qty != 0:
+                    try:
+                        await session.http.close_position(session.account.id, px.id)
+                    except GatewayError as exc:
+                        self.console.print(f"[bold red]flatten failed:[/] {exc}")
+
+    def summary(self) -> dict[str, Any]:
+        s = self.session
+        out: dict[str, Any] = {
+            "mode": "shadow" if self.options.shadow else "live",
+            "symbols": list(self.agents),
+            "wall_sec": round(time.monotonic() - self.started, 1),
+            "alerts": list(self.alerts),
+        }
+        for symbol, agent in self.agents.items():
+            st = agent.status
+            out[symbol] = {
+                "trades_closed": st.pnl.get("closed_trades", 0),
+                "net_pnl_usd": st.pnl.get("realised_usd", 0.0),
+                "decisions": st.brain.get("decisions", 0),
+            }
+        if s is not None:
+            out["account"] = s.account.name
+            out["balance"] = s.account.balance
+            out["orders_sent"] = sum(len(b.sent) for b in s.brokers.values())
+            out["reconciliations"] = s.reconciles
+            out["problems"] = (s.problems + [p for b in s.brokers.values() for p in b.problems])[
+                -20:
+            ]
+            agreement = {f.contract.symbol: f.aggressor.agreement for f in s.feeds.values()}
+            out["aggressor_type_agreement"] = agreement
+            if s.user_hub is not None and s.market_hub is not None:
+                out["reconnects"] = {
+                    "user": s.user_hub.disconnects,
+                    "market": s.market_hub.disconnects,
+                }
+        return out

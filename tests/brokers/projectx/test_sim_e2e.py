@@ -1,0 +1,192 @@
+"""The venue adapter against `fabio gateway-sim` over real sockets on 127.0.0.1, fault by fault.
+
+Every fault runs brackets through the `Broker` port and checks the same invariants: no
+`customTag` twice at the venue, no position without a working stop for more than a moment, no
+position larger than asked, and the broker's view of every order equal to the venue's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fabio.brokers.projectx.models import PxOrderStatus
+from fabio.brokers.projectx.sim.server import SimFaults
+from fabio.orders import OrderRole, OrderStatus
+from fabio.ports import OrderUpdate
+
+from .harness import Rig, run_rig
+
+
+async def trade_brackets(rig: Rig, count: int, *, timeout: float = 20.0) -> list[str]:
+    """Place brackets one after another; each ends flat. The final entry statuses."""
+    outcomes = []
+    for _ in range(count):
+        entry, stop, target = rig.bracket(stop=4, target=4)
+        await rig.wait(lambda e=entry: not e.status.is_open, timeout, f"{entry.id} to end")
+        outcomes.append(str(entry.status))
+        if entry.status is OrderStatus.FILLED:
+            await rig.wait(
+                lambda s=stop, t=target: not s.status.is_open and not t.status.is_open,
+                timeout,
+                f"{entry.id}'s stop or target",
+            )
+            assert {stop.status, target.status} == {OrderStatus.FILLED, OrderStatus.CANCELLED}
+    await rig.wait(
+        lambda: all(p.qty == 0 for p in rig.sim.venue.positions.values()), timeout, "flat"
+    )
+    return outcomes
+
+
+def check_invariants(rig: Rig, max_position: int = 1) -> None:
+    assert rig.watch.duplicate_tags() == []
+    assert rig.watch.unprotected_events == 0
+    assert rig.watch.max_abs_position <= max_position
+    venue = {o.custom_tag.split("@")[0]: o for o in rig.sim.venue.orders.values() if o.custom_tag}
+    for order_id, px in venue.items():
+        mine = rig.broker.orders[order_id]
+        assert mine.filled_qty == px.fill_volume, order_id
+        if px.status == PxOrderStatus.FILLED:
+            assert mine.status is OrderStatus.FILLED, order_id
+
+
+def test_bracket_round_trip_and_events() -> None:
+    async def body(rig: Rig) -> None:
+        outcomes = await trade_brackets(rig, 2)
+        assert outcomes == ["filled", "filled"]
+        events = [e for e in rig.broker.drain_events() if isinstance(e, OrderUpdate)]
+        fills = [e for e in events if e.fill is not None]
+        assert {e.role for e in fills} >= {OrderRole.ENTRY}
+        assert sum(e.fill.qty for e in fills if e.fill and e.role is OrderRole.ENTRY) == 2
+        sent = rig.broker.sent
+        assert all("stopLossBracket" in b for b in sent)  # Auto-OCO: protection at the venue
+        assert sent[0]["stopLossBracket"]["ticks"] < 0 < sent[0]["takeProfitBracket"]["ticks"]
+
+    rig = asyncio.run(run_rig(body))
+    check_invariants(rig)
+
+
+def test_hub_disconnects_every_two_seconds() -> None:
+    async def body(rig: Rig) -> None:
+        await trade_brackets(rig, 3)
+        await asyncio.sleep(2.5)
+        assert rig.session.user_hub is not None and rig.session.market_hub is not None
+        assert rig.session.market_hub.disconnects >= 1
+        assert rig.session.market_hub.status == "connected"
+
+    rig = asyncio.run(run_rig(body, SimFaults(disconnect_every_sec=2.0)))
+    check_invariants(rig)
+    assert rig.sim.counters["fault_disconnect"] >= 1
+
+
+@pytest.mark.parametrize("kind", ["429", "500"])
+def test_http_errors_on_a_share_of_calls(kind: str) -> None:
+    faults = SimFaults(http_429_rate=0.25) if kind == "429" else SimFaults(http_500_rate=0.25)
+
+    async def body(rig: Rig) -> None:
+        outcomes = await trade_brackets(rig, 4)
+        # A refused placement is never retried blindly: it is looked up, then called rejected.
+        assert set(outcomes) <= {"filled", "rejected"}
+        assert "filled" in outcomes
+
+    rig = asyncio.run(run_rig(body, faults))
+    check_invariants(rig)
+    assert rig.sim.counters[f"fault_{kind}"] >= 1
+    # One placement per tag: an unknown outcome never became a second send.
+    tags = [b["customTag"] for b in rig.broker.sent]
+    assert len(tags) == len(set(tags))
+
+
+def test_order_accepted_but_response_lost() -> None:
+    faults = SimFaults(lose_order_response_rate=1.0, lost_response_hold_sec=3.0)
+
+    async def body(rig: Rig) -> None:
+        outcomes = await trade_brackets(rig, 2)
+        assert outcomes == ["filled", "filled"]  # found by their tags, adopted
+
+    rig = asyncio.run(run_rig(body, faults))
+    check_invariants(rig)
+    assert rig.sim.counters["fault_lost_response"] == 2
+    assert len([o for o in rig.sim.venue.orders.values() if o.custom_tag]) == 2
+
+
+def test_token_expiry_mid_session_keeps_the_stream() -> None:
+    async def body(rig: Rig) -> None:
+        feed = rig.session.feeds[rig.broker.contract_id]
+        await asyncio.sleep(4.0)  # two expiries
+        before = feed.report.trades
+        await trade_brackets(rig, 1)
+        await asyncio.sleep(1.5)
+        assert feed.report.trades > before
+        assert rig.session.market_hub is not None and rig.session.market_hub.connects >= 2
+
+    rig = asyncio.run(run_rig(body, SimFaults(token_expiry_sec=1.5)))
+    check_invariants(rig)
+    assert rig.sim.counters["fault_token_expired_socket"] >= 1
+    assert rig.sim.counters["login"] + rig.sim.counters["validate"] >= 2
+
+
+def test_orders_rejected() -> None:
+    async def body(rig: Rig) -> None:
+        outcomes = await trade_brackets(rig, 3)
+        assert outcomes == ["rejected"] * 3
+
+    rig = asyncio.run(run_rig(body, SimFaults(reject_rate=1.0)))
+    check_invariants(rig, max_position=0)
+
+
+def test_position_brackets_mode_protects_with_own_orders() -> None:
+    async def body(rig: Rig) -> None:
+        outcomes = await trade_brackets(rig, 2)
+        assert outcomes == ["filled", "filled"]
+        assert rig.session.brackets == "own"
+        own = [b for b in rig.broker.sent if "stopLossBracket" not in b]
+        assert any(b["type"] == 4 for b in own) and any(b["type"] == 1 for b in own)
+
+    rig = asyncio.run(run_rig(body, SimFaults(position_brackets=True)))
+    check_invariants(rig)
+
+
+def test_partial_fills_resize_the_protection() -> None:
+    async def body(rig: Rig) -> None:
+        last = rig.last()
+        from fabio.orders import BracketRequest, OrderType
+
+        entry, stop, target = rig.broker.submit_bracket(
+            BracketRequest(
+                "ES",
+                1,
+                4,
+                "MeanReversionPOC_v2",
+                OrderType.LIMIT,
+                last - 6,
+                last + 8,
+                limit_ticks=last + 2,
+            ),
+            rig.session.clock_ns(),
+        )
+        await rig.wait(lambda: not entry.status.is_open, 30, "the limit entry to fill")
+        assert entry.status is OrderStatus.FILLED, entry.reason
+        venue_entry = next(
+            o
+            for o in rig.sim.venue.orders.values()
+            if (o.custom_tag or "").startswith(entry.id + "@") and o.fills
+        )
+        assert len(venue_entry.fills) >= 2 and entry.filled_qty == 4  # filled in parts
+        await rig.wait(
+            lambda: not stop.status.is_open and not target.status.is_open, 30, "the exit"
+        )
+
+    rig = asyncio.run(run_rig(body, SimFaults(position_brackets=True), speed=60))
+    check_invariants(rig, max_position=4)
+
+
+def test_shadow_mode_sends_nothing() -> None:
+    async def body(rig: Rig) -> None:
+        entry, _, _ = rig.bracket()
+        assert entry.status is OrderStatus.REJECTED and "shadow" in entry.reason
+        await asyncio.sleep(0.5)
+
+    rig = asyncio.run(run_rig(body, session_kwargs={"shadow": True}))
+    assert rig.sim.counters["place"] == 0 and rig.broker.sent == []
