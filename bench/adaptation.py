@@ -34,14 +34,18 @@ def one_seed(args: tuple[int, int, int]) -> dict[str, Any]:
         if change["field"] != "enabled" or change["new"] is not False:
             continue
         name, at = change["strategy"], int(change["ts_ns"])
-        pnl = [t.net_pnl_usd for t in learn.closed_trades
-               if t.strategy == name and t.exit_ns <= at]
+        pnl = [t.net_pnl_usd for t in learn.closed_trades if t.strategy == name and t.exit_ns <= at]
         if not pnl:
             continue
         equity = np.cumsum(pnl)
         peak = int(np.argmax(equity)) + 1 if equity.max() > 0 else 0
-        lags.append({"strategy": name, "trades_after_peak": len(pnl) - peak,
-                     "trades_before_disable": len(pnl)})
+        lags.append(
+            {
+                "strategy": name,
+                "trades_after_peak": len(pnl) - peak,
+                "trades_before_disable": len(pnl),
+            }
+        )
     return {
         "seed": seed,
         "disabled": lags,

@@ -97,8 +97,10 @@ def durability(tmp: Path) -> dict[str, float]:
 
 def bar_sweep(tmp: Path) -> dict[str, float]:
     files = sorted(SHARED.glob("*.txt.gz"))
-    jobs = [SweepJob(str(p), None, "rules", True, None, None, str(tmp / "jobs" / p.name), None)
-            for p in files]
+    jobs = [
+        SweepJob(str(p), None, "rules", True, None, None, str(tmp / "jobs" / p.name), None)
+        for p in files
+    ]
     t0 = time.perf_counter()
     results = run_sweep(jobs, tmp / "results", workers=2)
     elapsed = time.perf_counter() - t0
@@ -114,8 +116,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--skip-bars", action="store_true")
-    parser.add_argument("--dir", type=Path, default=Path.cwd(),
-                        help="Where the journals go (fsync is measured on that disk).")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path.cwd(),
+        help="Where the journals go (fsync is measured on that disk).",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir, prefix=".bench-") as d:
         tmp = Path(d)

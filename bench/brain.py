@@ -76,8 +76,9 @@ def run(sessions: int, warmup: int, seed: int) -> dict[str, object]:
             if not cadence.due(now, band, event):
                 continue
             trigger = "setup" if event else f"interval_{band.value}"
-            ctx = build_context(snap, tick, state, triggered_setups=setups, trigger=trigger,
-                                importance_zones=zones)
+            ctx = build_context(
+                snap, tick, state, triggered_setups=setups, trigger=trigger, importance_zones=zones
+            )
             t0 = time.perf_counter()
             reply = loop.run_until_complete(brain.decide(ctx))
             latency_us.append((time.perf_counter() - t0) * 1e6)

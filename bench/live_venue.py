@@ -43,8 +43,13 @@ def _config(url: str) -> ProjectXConfig:
     # reconciliation), so the limiter (correctly) makes a 200-sample run wait. The simulator has
     # no such limit: lift ours to measure the agent's own path, not the venue's quota.
     return ProjectXConfig(
-        username="bench", api_key="k", account="PRAC-V2-SIM-50K",  # type: ignore[arg-type]
-        api_url=url, rtc_url=url, hub_backoff_initial_sec=0.2, requests_per_minute=100_000,
+        username="bench",
+        api_key="k",
+        account="PRAC-V2-SIM-50K",  # type: ignore[arg-type]
+        api_url=url,
+        rtc_url=url,
+        hub_backoff_initial_sec=0.2,
+        requests_per_minute=100_000,
     )
 
 

@@ -80,8 +80,10 @@ def draw_synthetic(seed: int, days: int) -> SyntheticConfig:
 
 def make_feed(generator: str, seed: int, days: int, draw: bool) -> Any:
     if generator == "synthetic":
-        cfg = draw_synthetic(seed, days) if draw else SyntheticConfig(
-            symbol="ES", days=days, seed=seed, eth=False
+        cfg = (
+            draw_synthetic(seed, days)
+            if draw
+            else SyntheticConfig(symbol="ES", days=days, seed=seed, eth=False)
         )
         return SyntheticFeed(cfg)
     params = MsvParams.draw(np.random.default_rng([seed, 0x35F])) if draw else MsvParams()

@@ -25,8 +25,7 @@ GOLDEN = Path(__file__).parent / "golden" / "backtest_synthetic_es.json"
 
 
 def small_feed() -> SyntheticFeed:
-    return SyntheticFeed(SyntheticConfig(symbol="ES", days=4, seed=3, eth=False,
-                                         rth_trades=80_000))
+    return SyntheticFeed(SyntheticConfig(symbol="ES", days=4, seed=3, eth=False, rth_trades=80_000))
 
 
 def test_backtest_is_deterministic_and_matches_the_golden_master(tmp_path: Path) -> None:
@@ -50,8 +49,13 @@ def test_backtest_journals_every_decision_with_the_specs_names(tmp_path: Path) -
     folded = sum(r["decisions"] for r in exchanges.records if r["type"] == "decision_summary")
     assert len(full) + folded == result.summary["decisions"] > 0
     text = (tmp_path / "j" / "llm_exchanges.jsonl").read_text()
-    for key in ("poc_cross_stats", "strategy_tweaks", "strategy_performance",
-                "market_assessment", "strategy_updates"):
+    for key in (
+        "poc_cross_stats",
+        "strategy_tweaks",
+        "strategy_performance",
+        "market_assessment",
+        "strategy_updates",
+    ):
         assert key in text
     assert result.labels is not None and len(result.labels["regime"]) > 0
     # The journal of one day stays small (goal < 50 MB).
@@ -81,8 +85,9 @@ class SlowBrain:
 def test_paper_mode_keeps_data_flowing_and_drops_stale_decisions(tmp_path: Path) -> None:
     feed = small_feed()
     execution = open_execution(feed.contract, tmp_path)
-    agent = Agent(FeatureEngine(feed.contract), execution, SlowBrain(), Cadence(),
-                  live=True, stale_sec=1.0)
+    agent = Agent(
+        FeatureEngine(feed.contract), execution, SlowBrain(), Cadence(), live=True, stale_sec=1.0
+    )
 
     async def go() -> None:
         for batch in feed.batches():

@@ -21,8 +21,9 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 @pytest.fixture(scope="module")
 def synth_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "nq.parquet"
-    result = run("synth", "--symbol", "NQ", "--days", "7", "--seed", "3", "--out", str(out),
-                 "--json")
+    result = run(
+        "synth", "--symbol", "NQ", "--days", "7", "--seed", "3", "--out", str(out), "--json"
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["sessions"] == 7
@@ -37,13 +38,23 @@ def test_synth_features_and_profile_round_trip(synth_file: Path, tmp_path: Path)
     assert snap["symbol"].startswith("NQ")
     assert snap["session"]["trade_date"] == "2024-01-10"
     assert snap["session"]["minutes_into_session"] == 105.0
-    for key in ("session_range_ticks", "session_range_percentile", "distance_to_poc_ticks",
-                "time_above_value_sec", "time_below_value_sec", "time_in_value_sec",
-                "cvd_slope_5min", "cvd_slope_15min"):
+    for key in (
+        "session_range_ticks",
+        "session_range_percentile",
+        "distance_to_poc_ticks",
+        "time_above_value_sec",
+        "time_below_value_sec",
+        "time_in_value_sec",
+        "cvd_slope_5min",
+        "cvd_slope_15min",
+    ):
         assert key in snap["market_stats"]
     assert set(snap["poc_cross_stats"]) == {
-        "count_last_5min", "count_last_15min", "count_last_30min",
-        "time_since_last_cross_sec", "current_side",
+        "count_last_5min",
+        "count_last_15min",
+        "count_last_30min",
+        "time_since_last_cross_sec",
+        "current_side",
     }
     assert snap["market_stats"]["sessions_in_percentile"] == 6
 
@@ -76,8 +87,9 @@ def test_synth_features_and_profile_round_trip(synth_file: Path, tmp_path: Path)
         (("synth", "--symbol", "CL", "--out", "x.parquet"), "CL"),
     ],
 )
-def test_errors_are_one_clear_line(args: tuple[str, ...], message: str, synth_file: Path,
-                                   tmp_path: Path) -> None:
+def test_errors_are_one_clear_line(
+    args: tuple[str, ...], message: str, synth_file: Path, tmp_path: Path
+) -> None:
     args = tuple(str(synth_file) if a == "PLACEHOLDER" else a for a in args)
     result = run(*args, cwd=tmp_path)
     assert result.returncode == 2
@@ -109,7 +121,10 @@ def test_state_and_kill_switch(tmp_path: Path) -> None:
     state = json.loads(empty.stdout)
     assert state["closed_trades"] == 0
     assert set(state["strategy_state"]) == {
-        "MeanReversionPOC_v2", "TrendLVN_Pullback_v1", "AbsorptionFade_v1"}
+        "MeanReversionPOC_v2",
+        "TrendLVN_Pullback_v1",
+        "AbsorptionFade_v1",
+    }
     assert state["kill_switch"]["engaged"] is False
     killed = run("kill", "--reason", "test stop", cwd=tmp_path)
     assert killed.returncode == 0, killed.stderr
@@ -144,16 +159,16 @@ def test_backtest_cli_synthetic_and_sweep_resume(tmp_path: Path) -> None:
         made = run("synth", "--days", "2", "--seed", seed, "--out", f"{name}.parquet", cwd=tmp_path)
         assert made.returncode == 0, made.stderr
     files = [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
-    sweep = run("backtest", *files, "--accounts", "per-file", "--jobs", "2", "--json",
-                cwd=tmp_path)
+    sweep = run("backtest", *files, "--accounts", "per-file", "--jobs", "2", "--json", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr
     merged = json.loads(sweep.stdout)
     results = tmp_path / "logs" / "backtest" / "results"
-    assert sorted(p.name for p in results.glob("*.parquet.json")) == ["a.parquet.json",
-                                                                      "b.parquet.json"]
+    assert sorted(p.name for p in results.glob("*.parquet.json")) == [
+        "a.parquet.json",
+        "b.parquet.json",
+    ]
     (results / "b.parquet.json").unlink()  # as if interrupted before b finished
-    again = run("backtest", *files, "--accounts", "per-file", "--jobs", "2", "--json",
-                cwd=tmp_path)
+    again = run("backtest", *files, "--accounts", "per-file", "--jobs", "2", "--json", cwd=tmp_path)
     assert json.loads(again.stdout)["trades"] == merged["trades"]
     bad = run("backtest", "--from", "yesterday", cwd=tmp_path)
     assert bad.returncode == 2 and "expected a date" in bad.stderr

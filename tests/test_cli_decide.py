@@ -23,7 +23,12 @@ def run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full_env.update(env)
     return subprocess.run(
         [sys.executable, "-c", "from fabio.cli import main; main()", *args],
-        capture_output=True, text=True, timeout=300, cwd=cwd, env=full_env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=full_env,
+        check=False,
     )
 
 
@@ -79,8 +84,13 @@ def test_decide_llm_then_cache_then_fallback(server: FakeOpenAI, tmp_path: Path)
     assert [r["brain"] for r in records] == ["llm:gpt-4o-mini", "cache", "rules"]
     text = (tmp_path / "logs" / "llm_exchanges.jsonl").read_text()
     assert SECRET not in text and SECRET not in first.stdout + first.stderr
-    for key in ("poc_cross_stats", "strategy_tweaks", "strategy_performance",
-                "market_assessment", "strategy_updates"):
+    for key in (
+        "poc_cross_stats",
+        "strategy_tweaks",
+        "strategy_performance",
+        "market_assessment",
+        "strategy_updates",
+    ):
         assert all(key in line for line in text.splitlines())
 
 

@@ -76,14 +76,14 @@ def test_feature_config_validation() -> None:
 def _float_settings() -> list[str]:
     from fabio.config import Settings
 
-    return sorted(name for name, f in Settings.model_fields.items()
-                  if "float" in str(f.annotation))
+    return sorted(name for name, f in Settings.model_fields.items() if "float" in str(f.annotation))
 
 
 @pytest.mark.parametrize("name", _float_settings())
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity"])
 def test_non_finite_numbers_are_refused_in_every_setting(
-        monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(name.upper(), value)
     with pytest.raises(ConfigError, match=name.upper()):
         load_settings(env_file=None)
@@ -95,8 +95,12 @@ def test_non_finite_numbers_are_refused_in_every_config_model() -> None:
     from fabio.execution.strategy_book import GuardrailConfig
     from fabio.strategies import StrategyParams
 
-    for model, field in ((RiskConfig, "loss_buffer_usd"), (GuardrailConfig, "cooldown_sec"),
-                         (StrategyParams, "min_rr"), (FeatureConfig, "value_area_pct")):
+    for model, field in (
+        (RiskConfig, "loss_buffer_usd"),
+        (GuardrailConfig, "cooldown_sec"),
+        (StrategyParams, "min_rr"),
+        (FeatureConfig, "value_area_pct"),
+    ):
         with pytest.raises(ValueError, match="finite"):
             model.model_validate({field: float("inf")})
     assert SimBrokerConfig.model_config.get("allow_inf_nan") is False
@@ -107,13 +111,19 @@ def test_unknown_keys_in_env_file_and_environment_are_warned_about(tmp_path) -> 
 
     env = tmp_path / ".env"
     env.write_text("SYMBOL=ES\nRISK_FRACTION=5\nACOUNT_BALANCE=1000\nFOO=1\n")
-    environ = {"PATH": "/usr/bin", "HOME": "/root", "FABIO_SPEED": "3", "TOPSTEP_USER": "x",
-               "MAX_TRADES_PER_DAY": "3", "FABIO_DEBUG": "1", "LLM_DECISION_INTERVAL": "3"}
+    environ = {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "FABIO_SPEED": "3",
+        "TOPSTEP_USER": "x",
+        "MAX_TRADES_PER_DAY": "3",
+        "FABIO_DEBUG": "1",
+        "LLM_DECISION_INTERVAL": "3",
+    }
     warnings = unknown_settings(env, environ)
     text = "\n".join(warnings)
     assert len(warnings) == 6, text
-    assert "unknown setting RISK_FRACTION is ignored; risk_fraction is a strategy parameter" \
-        in text
+    assert "unknown setting RISK_FRACTION is ignored; risk_fraction is a strategy parameter" in text
     assert "ACOUNT_BALANCE is ignored; did you mean ACCOUNT_BALANCE?" in text
     assert f"{env}: unknown setting FOO" in text  # every unknown key of .env
     for name in ("FABIO_SPEED", "TOPSTEP_USER", "LLM_DECISION_INTERVAL"):
@@ -128,14 +138,14 @@ def test_cli_warns_about_a_misspelt_setting_and_prints_standard_json(tmp_path) -
 
     (tmp_path / ".env").write_text("RISK_FRACTION=5\n")
     cmd = [sys.executable, "-c", "from fabio.cli import main; main()", "state", "--json"]
-    ok = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                        check=False)
+    ok = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
     assert ok.returncode == 0, ok.stderr
     assert "warning:" in ok.stderr and "RISK_FRACTION" in ok.stderr
     json.loads(ok.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
     (tmp_path / ".env").write_text("ACCOUNT_BALANCE=inf\n")
-    bad = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                         check=False)
+    bad = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
     assert bad.returncode == 2 and bad.stdout == ""
     assert "ACCOUNT_BALANCE='inf'" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -157,8 +167,9 @@ def test_a_settings_alias_is_not_an_unknown_key(tmp_path, monkeypatch: pytest.Mo
     from fabio import config
 
     class Aliased(config.Settings):
-        log_dir: config.Path = Field(config.Path("logs"),
-                                     validation_alias=AliasChoices("logs_dir", "log_dir"))
+        log_dir: config.Path = Field(
+            config.Path("logs"), validation_alias=AliasChoices("logs_dir", "log_dir")
+        )
 
     monkeypatch.setattr(config, "Settings", Aliased)
     env = tmp_path / ".env"

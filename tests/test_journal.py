@@ -40,8 +40,13 @@ def test_torn_last_line_is_tolerated_and_repaired(tmp_path: Path) -> None:
 
 def test_secrets_never_reach_the_journal(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.jsonl", secrets=["hunter2-password"])
-    j.append({"error": "Incorrect API key provided: sk-proj-abcdefghijklmnop1234",
-              "echo": "login with hunter2-password", "auth": "Bearer eyJhbGciOiJIUzI1NiJ9x"})
+    j.append(
+        {
+            "error": "Incorrect API key provided: sk-proj-abcdefghijklmnop1234",
+            "echo": "login with hunter2-password",
+            "auth": "Bearer eyJhbGciOiJIUzI1NiJ9x",
+        }
+    )
     text = j.path.read_text()
     assert "hunter2" not in text and "sk-proj" not in text and "eyJhbGci" not in text
     assert text.count("[redacted]") == 3

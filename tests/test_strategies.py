@@ -11,12 +11,19 @@ from fabio.strategies import MEAN_REVERSION, load_strategies, out_of_bounds
 
 def test_defaults_overrides_and_custom_strategies(tmp_path: Path) -> None:
     assert set(load_strategies(None)) == {
-        "MeanReversionPOC_v2", "TrendLVN_Pullback_v1", "AbsorptionFade_v1"}
+        "MeanReversionPOC_v2",
+        "TrendLVN_Pullback_v1",
+        "AbsorptionFade_v1",
+    }
     path = tmp_path / "strategies.json"
-    path.write_text(json.dumps({
-        MEAN_REVERSION: {"stop_ticks": 10},
-        "MeanReversionPOC_v2:wide": {"enabled": True, "stop_ticks": 24, "target_ticks": 48},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                MEAN_REVERSION: {"stop_ticks": 10},
+                "MeanReversionPOC_v2:wide": {"enabled": True, "stop_ticks": 24, "target_ticks": 48},
+            }
+        )
+    )
     s = load_strategies(path)
     assert s[MEAN_REVERSION].stop_ticks == 10 and s[MEAN_REVERSION].min_rr == 1.5
     assert s["MeanReversionPOC_v2:wide"].enabled and s["MeanReversionPOC_v2:wide"].stop_ticks == 24

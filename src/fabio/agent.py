@@ -121,8 +121,9 @@ class Agent:
         # way back; a frozen agent (learning off) has no use for it.
         self.shadow: ShadowBook | None = None
         if learning:
-            self.shadow = ShadowBook(self.tick, execution.emit, self.symbol,
-                                     min_stop_ticks=execution.min_stop_ticks)
+            self.shadow = ShadowBook(
+                self.tick, execution.emit, self.symbol, min_stop_ticks=execution.min_stop_ticks
+            )
         for rec in note_records or []:
             self.notes.add_record(rec)
         self._session_index = -1
@@ -148,40 +149,65 @@ class Agent:
         self._poll_kill_switch()
         self.bus.publish(self._trade_update(self.execution.ledger.last_ts_ns, None, None))
 
-    def _trade_update(self, now: int, price: float | None, d: Any,
-                      results: Sequence[Any] = (), changes: Sequence[Any] = ()) -> TradeUpdate:
+    def _trade_update(
+        self,
+        now: int,
+        price: float | None,
+        d: Any,
+        results: Sequence[Any] = (),
+        changes: Sequence[Any] = (),
+    ) -> TradeUpdate:
         ex = self.execution
         trade = ex.position()
         position: dict[str, Any] = {"side": "flat", "qty": 0}
         unrealized = 0.0
         if trade is not None and trade.qty != 0:
-            position = {"side": "long" if trade.side > 0 else "short", "qty": abs(trade.qty),
-                        "avg_entry": ex.spec.to_price(trade.avg_entry),
-                        "stop": ex.spec.to_price(trade.stop_ticks),
-                        "target": ex.spec.to_price(trade.target_ticks),
-                        "strategy": trade.strategy, "trade_id": trade.trade_id}
+            position = {
+                "side": "long" if trade.side > 0 else "short",
+                "qty": abs(trade.qty),
+                "avg_entry": ex.spec.to_price(trade.avg_entry),
+                "stop": ex.spec.to_price(trade.stop_ticks),
+                "target": ex.spec.to_price(trade.target_ticks),
+                "strategy": trade.strategy,
+                "trade_id": trade.trade_id,
+            }
             if self._last_price is not None:
-                unrealized = (self._last_price - trade.avg_entry) * trade.side * abs(trade.qty) \
+                unrealized = (
+                    (self._last_price - trade.avg_entry)
+                    * trade.side
+                    * abs(trade.qty)
                     * ex.spec.tick_value
+                )
         risk = ex.ledger.risk
         s = self.stats
         return TradeUpdate(
-            ts_ns=now, symbol=self.symbol, price=price, position=position,
-            pnl={"realised_usd": round(sum(t.net_pnl_usd for t in ex.ledger.closed), 2),
-                 "unrealised_usd": round(unrealized, 2),
-                 "day_usd": round(risk.day_pnl, 2), "closed_trades": len(ex.ledger.closed)},
-            strategy_performance={k: v.model_dump() for k, v in
-                                  ex.get_performance_stats().items()},
-            active_strategies=list(d.strategy_updates.active_strategies) if d else
-            [k for k, v in ex.strategy_state.items() if v.enabled],
+            ts_ns=now,
+            symbol=self.symbol,
+            price=price,
+            position=position,
+            pnl={
+                "realised_usd": round(sum(t.net_pnl_usd for t in ex.ledger.closed), 2),
+                "unrealised_usd": round(unrealized, 2),
+                "day_usd": round(risk.day_pnl, 2),
+                "closed_trades": len(ex.ledger.closed),
+            },
+            strategy_performance={k: v.model_dump() for k, v in ex.get_performance_stats().items()},
+            active_strategies=list(d.strategy_updates.active_strategies)
+            if d
+            else [k for k, v in ex.strategy_state.items() if v.enabled],
             market_assessment=d.market_assessment.model_dump() if d else None,
             strategy_state={k: v.model_dump() for k, v in ex.strategy_state.items()},
             executions=[r.to_dict() for r in results],
             strategy_changes=[c.to_record() for c in changes],
-            trading_state=str(risk.state), kill_switch=risk.kill_switch_status(),
-            brain={"decisions": s.decisions, "fallbacks": s.fallbacks,
-                   "stale_dropped": s.stale_dropped, "cost_usd": round(s.cost_usd, 6),
-                   "brains": dict(s.brains)},
+            trading_state=str(risk.state),
+            kill_switch=risk.kill_switch_status(),
+            brain={
+                "decisions": s.decisions,
+                "fallbacks": s.fallbacks,
+                "stale_dropped": s.stale_dropped,
+                "cost_usd": round(s.cost_usd, 6),
+                "brains": dict(s.brains),
+            },
         )
 
     def _poll_kill_switch(self) -> None:
@@ -191,8 +217,9 @@ class Agent:
         if request is None:
             return
         if request.request_id is None:  # a legacy request file nobody journaled
-            self.execution.set_kill_switch(request.engaged, request.reason, request.source,
-                                           self.execution.ledger.last_ts_ns)
+            self.execution.set_kill_switch(
+                request.engaged, request.reason, request.source, self.execution.ledger.last_ts_ns
+            )
         else:
             self.execution.apply_kill_switch_request(request)
 
@@ -277,8 +304,9 @@ class Agent:
         await self._drain_pending()
         self._drop_delayed()
         session = self.features.calendar.session(self._session_index)
-        end_ns = min(self._session_close_ns, self._last_ts) if self._last_ts else \
-            self._session_close_ns
+        end_ns = (
+            min(self._session_close_ns, self._last_ts) if self._last_ts else self._session_close_ns
+        )
         self.execution.end_session(session.trade_date.isoformat(), end_ns, self._last_price)
         if self.shadow is not None:
             self.shadow.close_all(end_ns, self._last_price)
@@ -297,13 +325,20 @@ class Agent:
     def _shadow_setups(self, snap: FeatureSnapshot, now: int) -> None:
         """Setups of strategies learning disabled become shadow trades (in RTH, flat or not)."""
         book = self.execution.ledger.book
-        if self.shadow is None or not book.disabled_by_brain or snap.market_stats is None \
-                or snap.price is None or self._last_price is None \
-                or now > self._session_close_ns - 15 * 60 * NS:
+        if (
+            self.shadow is None
+            or not book.disabled_by_brain
+            or snap.market_stats is None
+            or snap.price is None
+            or self._last_price is None
+            or now > self._session_close_ns - 15 * 60 * NS
+        ):
             return
-        disabled = {name: p.model_copy(update={"enabled": True})
-                    for name, p in self.execution.strategy_state.items()
-                    if not p.enabled and name in book.disabled_by_brain}
+        disabled = {
+            name: p.model_copy(update={"enabled": True})
+            for name, p in self.execution.strategy_state.items()
+            if not p.enabled and name in book.disabled_by_brain
+        }
         if not disabled:
             return
         found = detect_setups(snap, disabled, self.tick)
@@ -319,18 +354,30 @@ class Agent:
         position = PositionView()
         if trade is not None and trade.qty != 0:
             position = PositionView(
-                side="long" if trade.side > 0 else "short", size=abs(trade.qty),
+                side="long" if trade.side > 0 else "short",
+                size=abs(trade.qty),
                 entry_price=self.execution.spec.to_price(trade.avg_entry),
                 stop_price=self.execution.spec.to_price(trade.stop_ticks),
                 target_price=self.execution.spec.to_price(trade.target_ticks),
                 strategy=trade.strategy,
                 unrealized_ticks=round((snap.price / self.tick - trade.avg_entry) * trade.side, 2),
             )
-        notes = self.notes.select(snap.ts_ns, self._regime, {s.strategy for s in setups},
-                                  closed_trades=self.execution.ledger.closed)
+        notes = self.notes.select(
+            snap.ts_ns,
+            self._regime,
+            {s.strategy for s in setups},
+            closed_trades=self.execution.ledger.closed,
+        )
         return build_context(
-            snap, self.tick, self.execution.strategy_state,
-            self.execution.get_performance_stats(), notes, position, self.zones, setups, trigger,
+            snap,
+            self.tick,
+            self.execution.strategy_state,
+            self.execution.get_performance_stats(),
+            notes,
+            position,
+            self.zones,
+            setups,
+            trigger,
         )
 
     async def _decide(self, snap: FeatureSnapshot, now: int, trigger: str) -> None:
@@ -410,10 +457,15 @@ class Agent:
         if d.notes_to_future_self and record is not None:
             self.notes.add_record(record)
         event = self._trade_update(now, ctx.price, d, results, changes)
-        self.timeline.decisions.append({
-            "ts_ns": now, "regime": self._regime, "market_state": d.market_assessment.market_state,
-            "price": ctx.price, "entries": sum(1 for r in results if r.accepted),
-        })
+        self.timeline.decisions.append(
+            {
+                "ts_ns": now,
+                "regime": self._regime,
+                "market_state": d.market_assessment.market_state,
+                "price": ctx.price,
+                "entries": sum(1 for r in results if r.accepted),
+            }
+        )
         self.bus.publish(event)
 
     def _count_entries(self, decisions: list[Any], results: list[Any]) -> None:
@@ -440,26 +492,46 @@ class Agent:
         s.cost_usd += reply.cost_usd
         s.brains[reply.brain] = s.brains.get(reply.brain, 0) + 1
 
-    def _journal(self, ctx: DecisionContext, reply: BrainReply,
-                 dropped: str | None = None, acted: bool = False) -> dict[str, Any] | None:
+    def _journal(
+        self,
+        ctx: DecisionContext,
+        reply: BrainReply,
+        dropped: str | None = None,
+        acted: bool = False,
+    ) -> dict[str, Any] | None:
         # In full, or folded into a summary (a quiet rule-brain decision): exchange_journal.py.
         self.exchange_journal.record(ctx, reply, dropped, acted)
         d = reply.decision
-        return {"type": RECORD_TYPE, "symbol": ctx.symbol, "market_time_ns": ctx.market_time_ns,
-                "decision": {"market_assessment": d.market_assessment.model_dump(),
-                             "notes_to_future_self": list(d.notes_to_future_self)}}
+        return {
+            "type": RECORD_TYPE,
+            "symbol": ctx.symbol,
+            "market_time_ns": ctx.market_time_ns,
+            "decision": {
+                "market_assessment": d.market_assessment.model_dump(),
+                "notes_to_future_self": list(d.notes_to_future_self),
+            },
+        }
 
     def _publish_features(self, snap: FeatureSnapshot, now: int) -> None:
         if snap.price is None:
             return
         prof = snap.profile
-        self.bus.publish(FeatureSummary(
-            ts_ns=now, symbol=self.symbol, price=snap.price,
-            poc=prof.poc if prof else None, vah=prof.vah if prof else None,
-            val=prof.val if prof else None))
+        self.bus.publish(
+            FeatureSummary(
+                ts_ns=now,
+                symbol=self.symbol,
+                price=snap.price,
+                poc=prof.poc if prof else None,
+                vah=prof.vah if prof else None,
+                val=prof.val if prof else None,
+            )
+        )
         if self.live:
-            self.bus.publish(Heartbeat(ts_ns=now, symbol=self.symbol, market_ts_ns=self._last_ts,
-                                       last_price=snap.price))
+            self.bus.publish(
+                Heartbeat(
+                    ts_ns=now, symbol=self.symbol, market_ts_ns=self._last_ts, last_price=snap.price
+                )
+            )
 
     def _record_minute(self, snap: FeatureSnapshot, now: int) -> None:
         minute = now // (60 * NS)

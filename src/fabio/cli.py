@@ -29,7 +29,6 @@ out = Console()
 err = Console(stderr=True)
 
 
-
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import version
@@ -42,8 +41,9 @@ def _version(value: bool) -> None:
 def _root(
     show_version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True,
-                     help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Fabio: a self-learning order-flow trading agent for CME index futures."""
@@ -92,13 +92,15 @@ AtOpt = Annotated[
 ]
 HostOpt = Annotated[
     str | None,
-    typer.Option("--host", help="Dashboard address (default DASHBOARD_HOST, 127.0.0.1); any "
-                 "other than loopback needs DASHBOARD_TOKEN."),
+    typer.Option(
+        "--host",
+        help="Dashboard address (default DASHBOARD_HOST, 127.0.0.1); any "
+        "other than loopback needs DASHBOARD_TOKEN.",
+    ),
 ]
 PortOpt = Annotated[
     int | None,
-    typer.Option("--port", min=0, max=65535, help="Dashboard port (default DASHBOARD_PORT, "
-                 "8765)."),
+    typer.Option("--port", min=0, max=65535, help="Dashboard port (default DASHBOARD_PORT, 8765)."),
 ]
 VaRowsOpt = Annotated[
     int | None, typer.Option("--va-rows", help="Value area rule: 1, 2 (CBOT, default) or 3 rows.")
@@ -189,8 +191,9 @@ def _print_json(payload: dict[str, Any]) -> None:
     """Standard JSON only: a NaN or an infinity is printed as null, never `Infinity`."""
     from fabio.journal import to_json_safe
 
-    sys.stdout.write(json.dumps(to_json_safe(payload), indent=2, default=str, allow_nan=False)
-                     + "\n")
+    sys.stdout.write(
+        json.dumps(to_json_safe(payload), indent=2, default=str, allow_nan=False) + "\n"
+    )
 
 
 @app.command()
@@ -394,16 +397,20 @@ def _print_decision(record: dict[str, Any]) -> None:
         changes = ", ".join(f"{k}={v}" for k, v in tw["changes"].items() if v is not None)
         out.print(escape(f"strategy_tweak {tw['name']}: {changes} ({tw['reason']})"))
     for z in d["importance_zones"]:
-        out.print(escape(
-            f"importance_zone {z['id']} @ {_fmt(z['center_price'])} "
-            f"±{z['inner_band_ticks']}/{z['outer_band_ticks']} ticks, "
-            f"priority {z['priority']}: {z['reason']}"
-        ))
+        out.print(
+            escape(
+                f"importance_zone {z['id']} @ {_fmt(z['center_price'])} "
+                f"±{z['inner_band_ticks']}/{z['outer_band_ticks']} ticks, "
+                f"priority {z['priority']}: {z['reason']}"
+            )
+        )
     for note in d["notes_to_future_self"]:
         out.print(escape(f"note: {note}"))
     for r in record["rejected"]:
-        out.print(f"[yellow]{escape(str(r['action']))}[/] "
-                  + escape(f"{r['path']}: {r['reason']} {r['value']}"))
+        out.print(
+            f"[yellow]{escape(str(r['action']))}[/] "
+            + escape(f"{r['path']}: {r['reason']} {r['value']}")
+        )
     tokens = record["tokens"]
     out.print(
         f"latency {record['latency_ms']:.1f} ms, tokens {tokens['prompt']} in / "
@@ -422,12 +429,16 @@ def run(
         typer.Option("--duration", help="Stop after this much market time: 90s, 30m, 2h."),
     ] = None,
     feed: Annotated[
-        Path | None, typer.Option("--feed", help="Replay this data file instead of the "
-                                  "synthetic market.")
+        Path | None,
+        typer.Option("--feed", help="Replay this data file instead of the synthetic market."),
     ] = None,
     brain: Annotated[
-        str | None, typer.Option("--brain", help="rules, llm or cache. Default: llm when "
-                                 "OPENAI_API_KEY or OPENAI_BASE_URL is set, else rules.")
+        str | None,
+        typer.Option(
+            "--brain",
+            help="rules, llm or cache. Default: llm when "
+            "OPENAI_API_KEY or OPENAI_BASE_URL is set, else rules.",
+        ),
     ] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="Synthetic sessions to trade.")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Synthetic market seed.")] = 1,
@@ -442,20 +453,34 @@ def run(
         str | None, typer.Option("--mode", help="test (paper, default: MODE) or live.")
     ] = None,
     gateway: Annotated[
-        str | None, typer.Option("--gateway", help="Live: the gateway URL for both REST and "
-                                 "hubs, e.g. a `fabio gateway-sim` at http://127.0.0.1:8790.")
+        str | None,
+        typer.Option(
+            "--gateway",
+            help="Live: the gateway URL for both REST and "
+            "hubs, e.g. a `fabio gateway-sim` at http://127.0.0.1:8790.",
+        ),
     ] = None,
     symbols: Annotated[
-        str | None, typer.Option("--symbols", help="Live: symbols traded by one agent, "
-                                 "e.g. ES,NQ (default: SYMBOLS or SYMBOL).")
+        str | None,
+        typer.Option(
+            "--symbols",
+            help="Live: symbols traded by one agent, e.g. ES,NQ (default: SYMBOLS or SYMBOL).",
+        ),
     ] = None,
     shadow: Annotated[
-        bool, typer.Option("--shadow", help="Live: connect, reconcile, stream, record and "
-                           "decide, but send no order.")
+        bool,
+        typer.Option(
+            "--shadow",
+            help="Live: connect, reconcile, stream, record and decide, but send no order.",
+        ),
     ] = False,
     eth: Annotated[
-        bool, typer.Option("--eth", help="Live: trade the Globex overnight session too "
-                           "(the firm's flat time still applies).")
+        bool,
+        typer.Option(
+            "--eth",
+            help="Live: trade the Globex overnight session too "
+            "(the firm's flat time still applies).",
+        ),
     ] = False,
 ) -> None:
     """Paper-trade (MODE=test), or trade a TopstepX account (--mode live)."""
@@ -465,11 +490,27 @@ def run(
 
     settings = _settings()
     if (mode or settings.mode).strip().lower() == "live":
-        _run_live(settings, gateway, symbols, shadow, eth, _duration(duration), brain,
-                  quiet or json_out, json_out)
+        _run_live(
+            settings,
+            gateway,
+            symbols,
+            shadow,
+            eth,
+            _duration(duration),
+            brain,
+            quiet or json_out,
+            json_out,
+        )
         return
-    options = RunOptions(speed=speed, duration_sec=_duration(duration), feed_path=feed,
-                         brain=brain, days=days, seed=seed, live_view=not (quiet or json_out))
+    options = RunOptions(
+        speed=speed,
+        duration_sec=_duration(duration),
+        feed_path=feed,
+        brain=brain,
+        days=days,
+        seed=seed,
+        live_view=not (quiet or json_out),
+    )
     session = PaperSession(settings, options)
     from fabio.dashboard.app import announce, build_alert_watcher, build_dashboard
 
@@ -515,9 +556,17 @@ def serve(
     asyncio.run(serve_until_signal(server, lambda: announce(server)))
 
 
-def _run_live(settings: Settings, gateway: str | None, symbols: str | None, shadow: bool,
-              eth: bool, duration_sec: float | None, brain: str | None, quiet: bool,
-              json_out: bool) -> None:
+def _run_live(
+    settings: Settings,
+    gateway: str | None,
+    symbols: str | None,
+    shadow: bool,
+    eth: bool,
+    duration_sec: float | None,
+    brain: str | None,
+    quiet: bool,
+    json_out: bool,
+) -> None:
     import asyncio
 
     from fabio.live import LiveOptions, LiveRun
@@ -525,8 +574,18 @@ def _run_live(settings: Settings, gateway: str | None, symbols: str | None, shad
     names = _symbol_list(symbols or settings.symbols or settings.symbol)
     if eth:
         settings = settings.model_copy(update={"feature_session": SessionKind.ETH})
-    run = LiveRun(settings, LiveOptions(symbols=names, gateway=gateway, shadow=shadow, eth=eth,
-                                        duration_sec=duration_sec, brain=brain, quiet=quiet))
+    run = LiveRun(
+        settings,
+        LiveOptions(
+            symbols=names,
+            gateway=gateway,
+            shadow=shadow,
+            eth=eth,
+            duration_sec=duration_sec,
+            brain=brain,
+            quiet=quiet,
+        ),
+    )
 
     async def go() -> dict[str, Any]:
         await run.connect()
@@ -568,39 +627,65 @@ def _symbol_list(text: str) -> list[str]:
 @app.command("gateway-sim")
 def gateway_sim(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1.")] = (
-        8790),
+        8790
+    ),
     feed: Annotated[
-        list[Path] | None, typer.Option("--feed", help="Data file to replay (repeat for "
-                                        "several contracts). Omitted: the synthetic market.")
+        list[Path] | None,
+        typer.Option(
+            "--feed",
+            help="Data file to replay (repeat for "
+            "several contracts). Omitted: the synthetic market.",
+        ),
     ] = None,
     symbols: Annotated[
         str, typer.Option("--symbols", help="Synthetic market symbols, e.g. ES,NQ.")
     ] = "ES",
-    speed: Annotated[float, typer.Option("--speed", min=0.01, help="Market seconds per "
-                                         "wall-clock second.")] = 1.0,
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.01, help="Market seconds per wall-clock second.")
+    ] = 1.0,
     start: Annotated[
-        str | None, typer.Option("--start", help="Start the replay at 'YYYY-MM-DD HH:MM' "
-                                 "(America/Chicago unless an offset is given).")] = None,
-    now: Annotated[bool, typer.Option("--now", help="Stamp the replay with the present time.")
-                   ] = False,
+        str | None,
+        typer.Option(
+            "--start",
+            help="Start the replay at 'YYYY-MM-DD HH:MM' "
+            "(America/Chicago unless an offset is given).",
+        ),
+    ] = None,
+    now: Annotated[
+        bool, typer.Option("--now", help="Stamp the replay with the present time.")
+    ] = False,
     disconnect_every: Annotated[
-        float | None, typer.Option("--disconnect-every", help="Drop every hub connection "
-                                   "every N seconds.")] = None,
-    http_429: Annotated[float, typer.Option("--http-429", min=0, max=1, help="Share of REST "
-                                            "calls answered 429.")] = 0.0,
-    http_500: Annotated[float, typer.Option("--http-500", min=0, max=1, help="Share of REST "
-                                            "calls answered 500.")] = 0.0,
+        float | None,
+        typer.Option("--disconnect-every", help="Drop every hub connection every N seconds."),
+    ] = None,
+    http_429: Annotated[
+        float, typer.Option("--http-429", min=0, max=1, help="Share of REST calls answered 429.")
+    ] = 0.0,
+    http_500: Annotated[
+        float, typer.Option("--http-500", min=0, max=1, help="Share of REST calls answered 500.")
+    ] = 0.0,
     lose_order_response: Annotated[
-        float, typer.Option("--lose-order-response", min=0, max=1, help="Share of order "
-                            "placements accepted but their answer lost.")] = 0.0,
+        float,
+        typer.Option(
+            "--lose-order-response",
+            min=0,
+            max=1,
+            help="Share of order placements accepted but their answer lost.",
+        ),
+    ] = 0.0,
     token_expiry: Annotated[
-        float | None, typer.Option("--token-expiry", help="Tokens expire N seconds after "
-                                   "issue.")] = None,
-    reject: Annotated[float, typer.Option("--reject", min=0, max=1, help="Share of orders "
-                                          "rejected.")] = 0.0,
+        float | None, typer.Option("--token-expiry", help="Tokens expire N seconds after issue.")
+    ] = None,
+    reject: Annotated[
+        float, typer.Option("--reject", min=0, max=1, help="Share of orders rejected.")
+    ] = 0.0,
     position_brackets: Annotated[
-        bool, typer.Option("--position-brackets", help="The account is in Position-Brackets "
-                           "mode: bracket orders are refused.")] = False,
+        bool,
+        typer.Option(
+            "--position-brackets",
+            help="The account is in Position-Brackets mode: bracket orders are refused.",
+        ),
+    ] = False,
     api_key: Annotated[
         str | None, typer.Option("--api-key", help="Accept only this API key (default: any).")
     ] = None,
@@ -614,21 +699,36 @@ def gateway_sim(
     from fabio.brokers.projectx.sim.server import SimFaults
     from fabio.timeutil import parse_at
 
-    faults = SimFaults(disconnect_every_sec=disconnect_every, http_429_rate=http_429,
-                       http_500_rate=http_500, lose_order_response_rate=lose_order_response,
-                       token_expiry_sec=token_expiry, reject_rate=reject,
-                       position_brackets=position_brackets, seed=seed)
-    feeds = open_feeds(list(feed or []), _symbol_list(symbols) if not feed else [], days=days,
-                       seed=seed)
-    sim = build_sim(feeds, speed, faults, start_ns=parse_at(start) if start else None,
-                    shift_to_now=now, required_key=api_key)
+    faults = SimFaults(
+        disconnect_every_sec=disconnect_every,
+        http_429_rate=http_429,
+        http_500_rate=http_500,
+        lose_order_response_rate=lose_order_response,
+        token_expiry_sec=token_expiry,
+        reject_rate=reject,
+        position_brackets=position_brackets,
+        seed=seed,
+    )
+    feeds = open_feeds(
+        list(feed or []), _symbol_list(symbols) if not feed else [], days=days, seed=seed
+    )
+    sim = build_sim(
+        feeds,
+        speed,
+        faults,
+        start_ns=parse_at(start) if start else None,
+        shift_to_now=now,
+        required_key=api_key,
+    )
 
     async def serve() -> None:
         server = SimServer(sim, port=port)
         await server.start()
-        err.print(f"ProjectX simulator on {server.url} (REST /api, hubs /hubs/user and "
-                  f"/hubs/market, order log /sim/orders); contracts: "
-                  f"{', '.join(c.id for c, _ in feeds)}; speed {speed:g}x")
+        err.print(
+            f"ProjectX simulator on {server.url} (REST /api, hubs /hubs/user and "
+            f"/hubs/market, order log /sim/orders); contracts: "
+            f"{', '.join(c.id for c, _ in feeds)}; speed {speed:g}x"
+        )
         try:
             await asyncio.Event().wait()
         finally:
@@ -649,13 +749,15 @@ def _duration(text: str | None) -> float | None:
 
     raw = text.strip()
     try:
-        seconds = float(raw) if raw.replace(".", "", 1).isdigit() else \
-            pd.Timedelta(raw).total_seconds()
+        seconds = (
+            float(raw) if raw.replace(".", "", 1).isdigit() else pd.Timedelta(raw).total_seconds()
+        )
     except ValueError:
         seconds = float("nan")
     if not seconds > 0 or seconds == float("inf"):
-        raise FabioError(f"--duration '{text}': expected a positive duration, e.g. 90s, 30m, "
-                         "2h or 1h30m")
+        raise FabioError(
+            f"--duration '{text}': expected a positive duration, e.g. 90s, 30m, 2h or 1h30m"
+        )
     return seconds
 
 
@@ -663,8 +765,10 @@ def _duration(text: str | None) -> float | None:
 def backtest(
     data: Annotated[
         list[Path] | None,
-        typer.Argument(help="Data files (any format `fabio features` reads). Omitted: the "
-                       "synthetic market, with its true regimes for the report."),
+        typer.Argument(
+            help="Data files (any format `fabio features` reads). Omitted: the "
+            "synthetic market, with its true regimes for the report."
+        ),
     ] = None,
     brain: BrainOpt = "rules",
     start: Annotated[
@@ -686,32 +790,48 @@ def backtest(
         bool, typer.Option("--no-learning", help="Freeze strategy state: the static baseline.")
     ] = False,
     learning_policy: Annotated[
-        str, typer.Option("--learning", help="How learning judges strategies: expectancy "
-                          "(expectancy in R with its uncertainty; default) or seed (the spec's "
-                          "win-rate rules).")
+        str,
+        typer.Option(
+            "--learning",
+            help="How learning judges strategies: expectancy "
+            "(expectancy in R with its uncertainty; default) or seed (the spec's "
+            "win-rate rules).",
+        ),
     ] = "expectancy",
     report: Annotated[
         Path | None, typer.Option("--report", help="Write an HTML report here.")
     ] = None,
     jobs: Annotated[
-        int, typer.Option("--jobs", min=1, help="With --accounts per-file: run the files in "
-                          "N parallel processes (results resume).")
+        int,
+        typer.Option(
+            "--jobs",
+            min=1,
+            help="With --accounts per-file: run the files in "
+            "N parallel processes (results resume).",
+        ),
     ] = 1,
     executor: Annotated[
         str, typer.Option("--executor", help="local, or ray (pip install 'fabio[ray]').")
     ] = "local",
     ray_address: Annotated[
-        str | None, typer.Option("--ray-address", help="With --executor ray: the cluster "
-                                 "(ray://head:10001 or head:6379); default RAY_ADDRESS, else a "
-                                 "local Ray instance.")
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="With --executor ray: the cluster "
+            "(ray://head:10001 or head:6379); default RAY_ADDRESS, else a "
+            "local Ray instance.",
+        ),
     ] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="Synthetic sessions.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Synthetic market seed.")] = 7,
     out_dir: Annotated[
         Path | None,
-        typer.Option("--log-dir", help="Where the backtest journals go: a new or empty "
-                     "folder, or one an earlier backtest wrote (only its journals are replaced). "
-                     "Default: logs/backtest."),
+        typer.Option(
+            "--log-dir",
+            help="Where the backtest journals go: a new or empty "
+            "folder, or one an earlier backtest wrote (only its journals are replaced). "
+            "Default: logs/backtest.",
+        ),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -720,11 +840,23 @@ def backtest(
 
     settings = _settings()
     request = BacktestRequest(
-        data=data or [], brain=brain, start=start, end=end, symbol=symbol,
-        force_symbol=force_symbol, accounts=accounts,
-        learning=not no_learning, policy=learning_policy, report=report, jobs=jobs,
-        executor=executor, ray_address=ray_address, days=days,
-        seed=seed, log_dir=out_dir or settings.log_dir / "backtest", quiet=json_out,
+        data=data or [],
+        brain=brain,
+        start=start,
+        end=end,
+        symbol=symbol,
+        force_symbol=force_symbol,
+        accounts=accounts,
+        learning=not no_learning,
+        policy=learning_policy,
+        report=report,
+        jobs=jobs,
+        executor=executor,
+        ray_address=ray_address,
+        days=days,
+        seed=seed,
+        log_dir=out_dir or settings.log_dir / "backtest",
+        quiet=json_out,
     )
     summary = run_cli_backtest(settings, request, console=err)
     if json_out:
@@ -733,15 +865,41 @@ def backtest(
     _print_backtest_summary(summary)
 
 
-_SUMMARY_COLUMNS = ("trades", "win_rate", "net_pnl_usd", "net_pnl", "avg_r", "profit_factor",
-                    "max_drawdown_usd", "max_drawdown")
+_SUMMARY_COLUMNS = (
+    "trades",
+    "win_rate",
+    "net_pnl_usd",
+    "net_pnl",
+    "avg_r",
+    "profit_factor",
+    "max_drawdown_usd",
+    "max_drawdown",
+)
 
 
 def _print_backtest_summary(s: dict[str, Any]) -> None:
-    head: dict[str, Any] = {k: s[k] for k in (
-        "data_source", "symbol", "brain", "learning", "sessions_traded", "trades", "net_pnl_usd",
-        "fees_usd", "win_rate", "profit_factor", "max_drawdown_usd", "sharpe_daily",
-        "final_balance", "decisions", "llm_fallbacks", "llm_cost_usd") if k in s}
+    head: dict[str, Any] = {
+        k: s[k]
+        for k in (
+            "data_source",
+            "symbol",
+            "brain",
+            "learning",
+            "sessions_traded",
+            "trades",
+            "net_pnl_usd",
+            "fees_usd",
+            "win_rate",
+            "profit_factor",
+            "max_drawdown_usd",
+            "sharpe_daily",
+            "final_balance",
+            "decisions",
+            "llm_fallbacks",
+            "llm_cost_usd",
+        )
+        if k in s
+    }
     head["rule_breaches"] = len(s.get("rule_breaches", []))
     head["tokens"] = s.get("tokens", {})
     out.print(_kv_table("Backtest summary (after costs)", head))
@@ -749,8 +907,11 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
         out.print(f"[bold yellow]SYNTHETIC DATA:[/] {escape(str(s['caveat']))}")
     if s.get("no_trades_reason"):
         out.print(f"[yellow]no trades:[/] {escape(str(s['no_trades_reason']))}")
-    for title, key in (("Per strategy", "per_strategy"), ("Per regime", "per_regime"),
-                       ("Per year", "per_year")):
+    for title, key in (
+        ("Per strategy", "per_strategy"),
+        ("Per regime", "per_regime"),
+        ("Per year", "per_year"),
+    ):
         rows = s.get(key) or {}
         if not rows:
             continue
@@ -797,8 +958,7 @@ def state(
         if symbol is not None:
             _print_json(summaries[symbol])
         else:
-            _print_json({"journal": str(journal), "symbols": list(summaries),
-                         "states": summaries})
+            _print_json({"journal": str(journal), "symbols": list(summaries), "states": summaries})
         return
     for name, summary in summaries.items():
         _print_state(name, summary)
@@ -810,8 +970,12 @@ def _state_of(symbol: str, settings: Settings) -> dict[str, Any]:
     from fabio.wiring import read_state
 
     contract = parse_symbol(symbol)
-    view = read_state(contract, settings.log_dir, settings.risk_config(),
-                      load_strategies(settings.strategies_file))
+    view = read_state(
+        contract,
+        settings.log_dir,
+        settings.risk_config(),
+        load_strategies(settings.strategies_file),
+    )
     summary = view.ledger.summary()
     summary["symbol"] = contract.symbol
     summary["journal"] = str(settings.log_dir / "execution.jsonl")
@@ -824,29 +988,51 @@ def _print_state(symbol: str, summary: dict[str, Any]) -> None:
         err.print(f"[yellow]note:[/] {escape(str(problem))}")
     kill_switch = summary["kill_switch"]
     if kill_switch["engaged"]:
-        out.print(f"[bold red]KILL SWITCH ENGAGED[/] by {escape(kill_switch['source'])}: "
-                  f"{escape(kill_switch['reason'])} (release: fabio kill --release)")
-    table = Table(title=f"{escape(symbol)} strategy_state ({summary['records_applied']} journal "
-                  "records)", title_justify="left")
-    for col in ("strategy", "enabled", "risk_fraction", "max_trades_per_session", "min_rr",
-                "stop_ticks", "target_ticks", "trades", "win_rate", "net_pnl"):
+        out.print(
+            f"[bold red]KILL SWITCH ENGAGED[/] by {escape(kill_switch['source'])}: "
+            f"{escape(kill_switch['reason'])} (release: fabio kill --release)"
+        )
+    table = Table(
+        title=f"{escape(symbol)} strategy_state ({summary['records_applied']} journal records)",
+        title_justify="left",
+    )
+    for col in (
+        "strategy",
+        "enabled",
+        "risk_fraction",
+        "max_trades_per_session",
+        "min_rr",
+        "stop_ticks",
+        "target_ticks",
+        "trades",
+        "win_rate",
+        "net_pnl",
+    ):
         table.add_column(col)
     perf = summary["strategy_performance"]
     for name, params in summary["strategy_state"].items():
         p = perf.get(name, {})
         table.add_row(
-            escape(name), _fmt(params["enabled"]),
+            escape(name),
+            _fmt(params["enabled"]),
             repr(params["risk_fraction"]),  # exactly: 0.005 is not 0.01
-            *(_fmt(params[c]) for c in ("max_trades_per_session", "min_rr", "stop_ticks",
-                                        "target_ticks")),
-            _fmt(p.get("trades", 0)), _fmt(p.get("win_rate")), _fmt(p.get("net_pnl", 0.0)))
+            *(
+                _fmt(params[c])
+                for c in ("max_trades_per_session", "min_rr", "stop_ticks", "target_ticks")
+            ),
+            _fmt(p.get("trades", 0)),
+            _fmt(p.get("win_rate")),
+            _fmt(p.get("net_pnl", 0.0)),
+        )
     out.print(table)
     risk = dict(summary["risk"])
     if kill_switch["engaged"]:
         risk["state"] = f"killed ({risk.get('state')})"
     out.print(_kv_table(f"{symbol} risk", risk))
-    out.print(f"closed trades {summary['closed_trades']}, net P&L ${summary['net_pnl_usd']:,.2f}, "
-              f"open {escape(str(summary['open_trades'] or 'none'))}")
+    out.print(
+        f"closed trades {summary['closed_trades']}, net P&L ${summary['net_pnl_usd']:,.2f}, "
+        f"open {escape(str(summary['open_trades'] or 'none'))}"
+    )
 
 
 @app.command()
@@ -881,8 +1067,9 @@ def config(json_out: JsonOpt = False) -> None:
     rows = effective_settings(_settings())
     bounds = strategy_bounds()
     if json_out:
-        _print_json({"settings": rows, "env_file": str(Path(".env").resolve()),
-                     "strategy_bounds": bounds})
+        _print_json(
+            {"settings": rows, "env_file": str(Path(".env").resolve()), "strategy_bounds": bounds}
+        )
         return
     table = Table(title="Effective settings", title_justify="left")
     for col in ("variable", "value", "source"):
@@ -891,22 +1078,32 @@ def config(json_out: JsonOpt = False) -> None:
         shown = "—" if row["value"] is None else str(row["value"])
         table.add_row(row["variable"], escape(shown), row["source"])
     out.print(table)
-    limits = Table(title="Strategy parameter bounds (STRATEGIES_FILE and every brain change "
-                   "stay inside; a proposal beyond the outer limits is rejected)",
-                   title_justify="left")
+    limits = Table(
+        title="Strategy parameter bounds (STRATEGIES_FILE and every brain change "
+        "stay inside; a proposal beyond the outer limits is rejected)",
+        title_justify="left",
+    )
     for col in ("parameter", "min", "max", "rejected below", "rejected above"):
         limits.add_column(col)
     for row in bounds:
-        limits.add_row(*(escape(_fmt(row[k])) for k in (
-            "parameter", "min", "max", "proposal_reject_below", "proposal_reject_above")))
+        limits.add_row(
+            *(
+                escape(_fmt(row[k]))
+                for k in (
+                    "parameter",
+                    "min",
+                    "max",
+                    "proposal_reject_below",
+                    "proposal_reject_above",
+                )
+            )
+        )
     out.print(limits)
 
 
 @app.command()
 def trades(
-    out_path: Annotated[
-        Path, typer.Option("--out", help="Output file: .csv, .parquet or .json.")
-    ],
+    out_path: Annotated[Path, typer.Option("--out", help="Output file: .csv, .parquet or .json.")],
     fmt: Annotated[
         str | None, typer.Option("--format", help="csv, parquet or json (default: from --out).")
     ] = None,
@@ -927,9 +1124,13 @@ def trades(
     for problem in problems:
         err.print(f"[yellow]note:[/] {escape(str(problem))}")
     written = export_trades(closed, out_path, fmt)
-    summary = {"trades": len(closed), "format": written, "out": str(out_path),
-               "journal": str(folder / "execution.jsonl"),
-               "net_pnl_usd": round(sum(t.net_pnl_usd for t in closed), 2)}
+    summary = {
+        "trades": len(closed),
+        "format": written,
+        "out": str(out_path),
+        "journal": str(folder / "execution.jsonl"),
+        "net_pnl_usd": round(sum(t.net_pnl_usd for t in closed), 2),
+    }
     if json_out:
         _print_json(summary)
     else:
@@ -938,8 +1139,10 @@ def trades(
 
 @app.command("journal-repair")
 def journal_repair(
-    path: Annotated[Path | None, typer.Argument(
-        help="Journal to repair. Default: the execution journal under LOGS_DIR.")] = None,
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Journal to repair. Default: the execution journal under LOGS_DIR."),
+    ] = None,
 ) -> None:
     """Move the unreadable lines of a journal aside (after a backup), so Fabio can start again.
 
@@ -958,8 +1161,10 @@ def journal_repair(
     if not lines:
         out.print(f"{target}: no corrupt line, nothing changed")
         return
-    out.print(f"{target}: moved {len(lines)} unreadable line(s) ({', '.join(map(str, lines))}) "
-              f"to {quarantine}; original kept as {backup}")
+    out.print(
+        f"{target}: moved {len(lines)} unreadable line(s) ({', '.join(map(str, lines))}) "
+        f"to {quarantine}; original kept as {backup}"
+    )
 
 
 def _secrets(settings: Settings) -> tuple[str, ...]:

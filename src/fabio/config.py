@@ -72,7 +72,10 @@ class Settings(BaseSettings):
     """Everything Fabio reads from the environment or `.env`."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
         allow_inf_nan=False,  # ACCOUNT_BALANCE=inf is a typo, never a balance
         populate_by_name=True,
     )
@@ -177,8 +180,7 @@ class Settings(BaseSettings):
                 flat_time=self.flat_time,
             )
         except ValidationError as exc:
-            problems = "; ".join(str(e["msg"]).removeprefix("Value error, ")
-                                 for e in exc.errors())
+            problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
             raise ConfigError(
                 "invalid risk configuration (ACCOUNT_PRESET, ACCOUNT_BALANCE, DAILY_LOSS_LIMIT, "
                 f"MAX_TRADES_PER_DAY, FLAT_TIME): {problems}"
@@ -210,8 +212,18 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 # Environment names that look like ours: a misspelt one is warned about, not silently ignored.
-_OUR_PREFIXES = ("FABIO_", "TOPSTEP_", "LLM_", "FEATURE_", "ACCOUNT_", "RISK_", "STRATEG",
-                 "DAILY_", "MAX_TRADES", "FLAT_")
+_OUR_PREFIXES = (
+    "FABIO_",
+    "TOPSTEP_",
+    "LLM_",
+    "FEATURE_",
+    "ACCOUNT_",
+    "RISK_",
+    "STRATEG",
+    "DAILY_",
+    "MAX_TRADES",
+    "FLAT_",
+)
 # Read by others from the same environment, not settings of ours.
 _NOT_SETTINGS = frozenset({"FABIO_DEBUG", "FABIO_UPDATE_GOLDEN"})
 
@@ -254,8 +266,11 @@ def unknown_settings(
         name = key.upper()
         if name in known or name in _NOT_SETTINGS:
             continue
-        ours = (name.startswith(_OUR_PREFIXES) or name in params
-                or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.85))
+        ours = (
+            name.startswith(_OUR_PREFIXES)
+            or name in params
+            or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.85)
+        )
         if ours:
             warnings.append(f"environment: unknown setting {name} is ignored{hint(name)}")
     return warnings

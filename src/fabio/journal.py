@@ -109,8 +109,11 @@ class Journal:
         keep = size - back + cut
         torn = tail[cut:]
         try:
-            fd = os.open(self.path.with_name(self.path.name + ".torn"),
-                         os.O_WRONLY | os.O_APPEND | os.O_CREAT, JOURNAL_MODE)
+            fd = os.open(
+                self.path.with_name(self.path.name + ".torn"),
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                JOURNAL_MODE,
+            )
             with os.fdopen(fd, "ab") as side:
                 side.write(torn + b"\n")
             os.truncate(self.path, keep)
@@ -163,11 +166,17 @@ class Journal:
 def dumps_record(record: dict[str, Any]) -> str:
     """One compact line of standard JSON (NaN and infinities, which JSON lacks, become null)."""
     try:
-        return json.dumps(record, separators=(",", ":"), default=str, ensure_ascii=False,
-                          allow_nan=False)
+        return json.dumps(
+            record, separators=(",", ":"), default=str, ensure_ascii=False, allow_nan=False
+        )
     except ValueError:
-        return json.dumps(to_json_safe(record), separators=(",", ":"), default=str,
-                          ensure_ascii=False, allow_nan=False)
+        return json.dumps(
+            to_json_safe(record),
+            separators=(",", ":"),
+            default=str,
+            ensure_ascii=False,
+            allow_nan=False,
+        )
 
 
 def to_json_safe(value: Any) -> Any:

@@ -80,8 +80,14 @@ def _synthetic(settings: Settings, start: date, options: RunOptions) -> tuple[Ma
     assert index is not None
     first = cal.trade_dates[max(0, index - WARMUP_SESSIONS)]
     root = parse_symbol(settings.symbol).spec.root
-    feed = SyntheticFeed(SyntheticConfig(symbol=root, days=WARMUP_SESSIONS + options.days,
-                                         seed=day_seed(options.seed, start), start=first))
+    feed = SyntheticFeed(
+        SyntheticConfig(
+            symbol=root,
+            days=WARMUP_SESSIONS + options.days,
+            seed=day_seed(options.seed, start),
+            start=first,
+        )
+    )
     return feed, cal.session(index).rth_open_ns
 
 
@@ -93,14 +99,16 @@ class PaperSession:
             live_venue()  # refuses clearly until a live venue is registered
         self.settings = settings
         self.options = options
-        kind = options.brain or ("llm" if settings.openai_api_key or settings.openai_base_url
-                                 else "rules")
+        kind = options.brain or (
+            "llm" if settings.openai_api_key or settings.openai_base_url else "rules"
+        )
         self.brain = make_brain(kind, settings)
         self.started = time.monotonic()
 
     def _open(self, feed: MarketFeed) -> Agent:
         options = AgentOptions.from_settings(
-            self.settings, "live" if self.settings.mode == "live" else "paper")
+            self.settings, "live" if self.settings.mode == "live" else "paper"
+        )
         agent = build_agent(feed.contract, self.brain, options)
         for subscriber in self.options.subscribers:
             agent.bus.subscribe(subscriber)
@@ -113,10 +121,12 @@ class PaperSession:
             feed: MarketFeed = open_feed(self.options.feed_path)
             trade_from = 0
         else:
-            journaled = read_state(_contract(self.settings), self.settings.log_dir,
-                                   self.settings.risk_config())
-            feed, trade_from = _synthetic(self.settings, _next_trade_date(journaled.ledger),
-                                          self.options)
+            journaled = read_state(
+                _contract(self.settings), self.settings.log_dir, self.settings.risk_config()
+            )
+            feed, trade_from = _synthetic(
+                self.settings, _next_trade_date(journaled.ledger), self.options
+            )
         agent = self._open(feed)
         self.agent = agent
         self.status = agent.status
@@ -124,8 +134,11 @@ class PaperSession:
         if not self.options.live_view:
             for notice in self.notices:
                 Console(stderr=True).print(escape(notice), style="bold red")
-        view = Live(self._view(agent.status, None), refresh_per_second=4) \
-            if self.options.live_view else _NoView()
+        view = (
+            Live(self._view(agent.status, None), refresh_per_second=4)
+            if self.options.live_view
+            else _NoView()
+        )
         self.terminated = False
         pacing = asyncio.ensure_future(self._pace(agent, feed, trade_from, view))
         loop = asyncio.get_running_loop()
@@ -154,13 +167,18 @@ class PaperSession:
     def _journal_shutdown(self, agent: Agent) -> None:
         """Leave positions and their bracket orders as journaled; a restart re-protects them."""
         trade = agent.execution.position()
-        agent.execution.emit(ShutdownEvent(
-            ts_ns=agent.status.market_ts_ns or 0, symbol=agent.symbol, reason="SIGTERM",
-            open_trade=None if trade is None or trade.qty == 0 else trade.trade_id,
-        ))
+        agent.execution.emit(
+            ShutdownEvent(
+                ts_ns=agent.status.market_ts_ns or 0,
+                symbol=agent.symbol,
+                reason="SIGTERM",
+                open_trade=None if trade is None or trade.qty == 0 else trade.trade_id,
+            )
+        )
 
-    async def _pace(self, agent: Agent, feed: MarketFeed, trade_from: int,
-                    live: Live | _NoView) -> None:
+    async def _pace(
+        self, agent: Agent, feed: MarketFeed, trade_from: int, live: Live | _NoView
+    ) -> None:
         clock0: float | None = None
         market0 = 0
         end_ns: int | None = None
@@ -196,8 +214,11 @@ class PaperSession:
             return Group(*lines)
         snap_time = format_ns(st.market_ts_ns) if st.market_ts_ns else "—"
         p = st.position
-        pos = "flat" if not p or p.get("qty", 0) == 0 else (
-            f"{p['side']} {p['qty']} @ {p['avg_entry']:.2f} ({p.get('strategy')})")
+        pos = (
+            "flat"
+            if not p or p.get("qty", 0) == 0
+            else (f"{p['side']} {p['qty']} @ {p['avg_entry']:.2f} ({p.get('strategy')})")
+        )
         risk = f"risk {st.risk_label}"
         if st.kill_switch.engaged:
             risk = f"[bold red]KILL SWITCH ENGAGED[/] ({escape(st.kill_switch.reason)})"
@@ -213,20 +234,29 @@ class PaperSession:
         )
         if st.poc is not None:
             brain = st.brain
-            head.add_row(f"POC {st.poc}", f"VAH {st.vah}", f"VAL {st.val}",
-                         f"decisions {brain.get('decisions', 0)}",
-                         f"fallbacks {brain.get('fallbacks', 0)}",
-                         f"LLM ${brain.get('cost_usd', 0.0):.4f}", _llm_status(self.brain))
+            head.add_row(
+                f"POC {st.poc}",
+                f"VAH {st.vah}",
+                f"VAL {st.val}",
+                f"decisions {brain.get('decisions', 0)}",
+                f"fallbacks {brain.get('fallbacks', 0)}",
+                f"LLM ${brain.get('cost_usd', 0.0):.4f}",
+                _llm_status(self.brain),
+            )
         table = Table(title="strategy_state", title_justify="left")
         for col in ("strategy", "on", "risk", "trades", "win rate", "net P&L"):
             table.add_column(col)
         for name, params in st.strategy_state.items():
             r = st.strategy_performance.get(name) or {}
             win = r.get("win_rate")
-            table.add_row(escape(name), "yes" if params.get("enabled") else "no",
-                          f"{params.get('risk_fraction', 0):.4f}", str(r.get("trades", 0)),
-                          f"{win:.2f}" if win is not None else "—",
-                          f"{r.get('net_pnl', 0.0):,.2f}")
+            table.add_row(
+                escape(name),
+                "yes" if params.get("enabled") else "no",
+                f"{params.get('risk_fraction', 0):.4f}",
+                str(r.get("trades", 0)),
+                f"{win:.2f}" if win is not None else "—",
+                f"{r.get('net_pnl', 0.0):,.2f}",
+            )
         return Group(head, table)
 
     def summary(self) -> dict[str, Any]:
@@ -245,7 +275,8 @@ class PaperSession:
             "llm_cost_usd": round(float(brain.get("cost_usd", 0.0)), 4),
             "llm_status": _llm_status(self.brain),
             "trading_state": st.risk_label,
-            "kill_switch": "engaged: " + st.kill_switch.reason if st.kill_switch.engaged
+            "kill_switch": "engaged: " + st.kill_switch.reason
+            if st.kill_switch.engaged
             else "released",
             "wall_sec": round(time.monotonic() - self.started, 1),
             "journal": str(self.settings.log_dir),
@@ -258,8 +289,10 @@ def _start_notices(st: AgentStatus) -> list[str]:
     if not k.engaged:
         return []
     when = format_ns(k.ts_ns) if k.ts_ns else "?"
-    return [f"kill switch ENGAGED since {when} by {k.source}: {k.reason} — nothing will trade "
-            "until `fabio kill --release`"]
+    return [
+        f"kill switch ENGAGED since {when} by {k.source}: {k.reason} — nothing will trade "
+        "until `fabio kill --release`"
+    ]
 
 
 class _NoView:

@@ -128,7 +128,6 @@ class CmeCalendar:
         return self.trade_dates[i : i + count]
 
 
-
 @lru_cache(maxsize=1)
 def cme_calendar() -> CmeCalendar:
     """The process-wide calendar (built once, ~0.1 s)."""

@@ -167,7 +167,12 @@ def strategy_bounds() -> list[dict[str, object]]:
         "target_ticks": TARGET_TICKS_RANGE,
     }
     return [
-        {"parameter": name, "min": lo, "max": hi, "proposal_reject_below": proposal[name][0],
-         "proposal_reject_above": proposal[name][1]}
+        {
+            "parameter": name,
+            "min": lo,
+            "max": hi,
+            "proposal_reject_below": proposal[name][0],
+            "proposal_reject_above": proposal[name][1],
+        }
         for name, (lo, hi) in STRATEGY_BOUNDS.items()
     ]

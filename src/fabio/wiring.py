@@ -275,9 +275,12 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
     if coarse and not features.bar_absorption_sec:
         # Bars: absorption is read per bar against the three bars before it.
         bar = int(options.resolution_sec)
-        features = features.model_copy(update={
-            "bar_absorption_sec": bar,
-            "signal_window_sec": max(features.signal_window_sec, 4 * bar)})
+        features = features.model_copy(
+            update={
+                "bar_absorption_sec": bar,
+                "signal_window_sec": max(features.signal_window_sec, 4 * bar),
+            }
+        )
     agent = Agent(
         FeatureEngine(contract, features),
         execution,

@@ -54,11 +54,22 @@ def _write(res: BacktestResult, tmp_path: Path, name: str = "report.html") -> st
 def _changes(res: BacktestResult, strategy: str, reason: str) -> list[dict[str, Any]]:
     t0 = int(res.timeline["minute_ts"][10])
     t1 = int(res.timeline["minute_ts"][-10])
-    base = {"type": "strategy_change", "strategy": strategy, "accepted": True,
-            "reason": reason, "source": "llm:test"}
+    base = {
+        "type": "strategy_change",
+        "strategy": strategy,
+        "accepted": True,
+        "reason": reason,
+        "source": "llm:test",
+    }
     return [
-        {**base, "ts_ns": t0, "field": "risk_fraction", "old": 0.005, "proposed": 0.003,
-         "new": 0.003},
+        {
+            **base,
+            "ts_ns": t0,
+            "field": "risk_fraction",
+            "old": 0.005,
+            "proposed": 0.003,
+            "new": 0.003,
+        },
         {**base, "ts_ns": t1, "field": "enabled", "old": True, "proposed": False, "new": False},
     ]
 
@@ -96,12 +107,18 @@ def test_regime_accuracy_only_with_labels(result: BacktestResult, tmp_path: Path
 
 
 def test_data_text_is_escaped(result: BacktestResult, tmp_path: Path) -> None:
-    trades = [dataclasses.replace(t, strategy=EVIL, exit_reason="<b>stop</b>")
-              for t in result.closed_trades]
+    trades = [
+        dataclasses.replace(t, strategy=EVIL, exit_reason="<b>stop</b>")
+        for t in result.closed_trades
+    ]
     state = {EVIL: {"enabled": True, "risk_fraction": 0.005}}
-    evil = _variant(result, closed_trades=trades, strategy_state=state,
-                    strategy_changes=_changes(result, EVIL, "<img src=x onerror=alert(2)>"),
-                    sources=["<i>data</i>.dbn"])
+    evil = _variant(
+        result,
+        closed_trades=trades,
+        strategy_state=state,
+        strategy_changes=_changes(result, EVIL, "<img src=x onerror=alert(2)>"),
+        sources=["<i>data</i>.dbn"],
+    )
     text = _write(evil, tmp_path)
     assert EVIL not in text
     assert "<img src=x" not in text and "<i>data</i>" not in text and "<b>stop</b>" not in text
@@ -110,8 +127,11 @@ def test_data_text_is_escaped(result: BacktestResult, tmp_path: Path) -> None:
 
 def test_strategy_parameters_chart_and_table(result: BacktestResult, tmp_path: Path) -> None:
     name = next(iter(result.strategy_state))
-    changed = _write(_variant(result, strategy_changes=_changes(result, name, "too many losses")),
-                     tmp_path, "changes.html")
+    changed = _write(
+        _variant(result, strategy_changes=_changes(result, name, "too many losses")),
+        tmp_path,
+        "changes.html",
+    )
     assert "Change log (2 accepted changes" in changed
     assert "too many losses" in changed and "0.005 -&gt; 0.003" in changed
     unchanged = _write(result, tmp_path, "no_changes.html")
@@ -123,8 +143,9 @@ def test_empty_result_renders(result: BacktestResult, tmp_path: Path) -> None:
     text = _write(empty, tmp_path)
     assert "No closed trades" in text and "(0 trades)" in text
     assert "$0.00" in text and "Regime accuracy" in text
-    bare = _variant(result, closed_trades=[], strategy_changes=[], timeline={},
-                    strategy_state={}, labels=None)  # e.g. a merged sweep: no timeline
+    bare = _variant(
+        result, closed_trades=[], strategy_changes=[], timeline={}, strategy_state={}, labels=None
+    )  # e.g. a merged sweep: no timeline
     text = _write(bare, tmp_path, "bare.html")
     assert "No per-minute timeline" in text and "No decisions recorded" in text
 
@@ -134,10 +155,24 @@ def test_long_timeline_is_downsampled(result: BacktestResult, tmp_path: Path) ->
     start = int(result.timeline["minute_ts"][0])
     minutes = (start + np.arange(n, dtype=np.int64) * 60_000_000_000).tolist()
     price = (4800 + np.cumsum(np.random.default_rng(0).normal(0, 0.25, n))).tolist()
-    decisions = [{"ts_ns": m + 5_000_000_000, "regime": "range", "market_state": "balanced",
-                  "price": 0.0, "entries": 0} for m in minutes]
-    timeline = {"minute_ts": minutes, "price": price, "poc": price, "vah": price, "val": price,
-                "decisions": decisions}
+    decisions = [
+        {
+            "ts_ns": m + 5_000_000_000,
+            "regime": "range",
+            "market_state": "balanced",
+            "price": 0.0,
+            "entries": 0,
+        }
+        for m in minutes
+    ]
+    timeline = {
+        "minute_ts": minutes,
+        "price": price,
+        "poc": price,
+        "vah": price,
+        "val": price,
+        "decisions": decisions,
+    }
     text = _write(_variant(result, timeline=timeline, labels=None), tmp_path)
     assert re.search(r"downsampled: [\d,]+ of 60,000 minutes shown", text)
     assert "trades exact" in text

@@ -31,16 +31,20 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def jobs(files: list[str], log: Path, learning: bool) -> list[SweepJob]:
-    return [SweepJob(f, None, "rules", learning, None, None, str(log / Path(f).name), None,
-                     carry=learning) for f in files]
+    return [
+        SweepJob(
+            f, None, "rules", learning, None, None, str(log / Path(f).name), None, carry=learning
+        )
+        for f in files
+    ]
 
 
-def test_learning_carries_from_file_to_file_in_time_order(files: list[str], tmp_path: Path
-                                                          ) -> None:
+def test_learning_carries_from_file_to_file_in_time_order(files: list[str], tmp_path: Path) -> None:
     results = run_sweep(jobs(files, tmp_path / "logs", True), tmp_path / "out", 2)
     assert len(results) == 2
-    first, second = (read_journal(tmp_path / "logs" / Path(f).name / "execution.jsonl").records
-                     for f in files)
+    first, second = (
+        read_journal(tmp_path / "logs" / Path(f).name / "execution.jsonl").records for f in files
+    )
     assert all(r["type"] != "learning_carry" for r in first)
     carried = [r for r in second if r["type"] == "learning_carry"]
     assert len(carried) == 1 and len(carried[0]["trades"]) == len(results[0]["closed_trades"])
@@ -51,8 +55,9 @@ def test_learning_carries_from_file_to_file_in_time_order(files: list[str], tmp_
     assert "learning_state" not in results[0]
 
 
-def test_ray_executor_gives_the_same_results_as_local_processes(files: list[str],
-                                                                tmp_path: Path) -> None:
+def test_ray_executor_gives_the_same_results_as_local_processes(
+    files: list[str], tmp_path: Path
+) -> None:
     try:
         import ray
     except ImportError:
@@ -60,12 +65,20 @@ def test_ray_executor_gives_the_same_results_as_local_processes(files: list[str]
             pytest.fail("CI installs fabio[ray]: the Ray executor must be tested there")
         pytest.skip("Ray is not installed (pip install 'fabio[ray]')")
     local = run_sweep(jobs(files, tmp_path / "l", False), tmp_path / "local", 2)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
-                 [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": os.pathsep.join(
+                    [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
+                )
+            }
+        },
+    )
     try:
-        remote = run_sweep(jobs(files, tmp_path / "r", False), tmp_path / "ray", 2,
-                           executor="ray")
+        remote = run_sweep(jobs(files, tmp_path / "r", False), tmp_path / "ray", 2, executor="ray")
     finally:
         ray.shutdown()
     assert len(remote) == len(local) == 2

@@ -52,31 +52,83 @@ def rich_context(snapshot: FeatureSnapshot) -> DecisionContext:
     assert poc is not None
     perf = {
         MEAN_REVERSION: StrategyPerformance(
-            trades=34, wins=21, win_rate=0.618, net_pnl=1837.5, avg_pnl=54.04, avg_r=0.41,
-            profit_factor=1.62, max_drawdown=612.5, trades_this_session=1,
+            trades=34,
+            wins=21,
+            win_rate=0.618,
+            net_pnl=1837.5,
+            avg_pnl=54.04,
+            avg_r=0.41,
+            profit_factor=1.62,
+            max_drawdown=612.5,
+            trades_this_session=1,
         ),
         TREND_PULLBACK: StrategyPerformance(
-            trades=12, wins=4, win_rate=0.333, net_pnl=-450.0, avg_pnl=-37.5, avg_r=-0.22,
-            profit_factor=0.71, max_drawdown=900.0, trades_this_session=0,
+            trades=12,
+            wins=4,
+            win_rate=0.333,
+            net_pnl=-450.0,
+            avg_pnl=-37.5,
+            avg_r=-0.22,
+            profit_factor=0.71,
+            max_drawdown=900.0,
+            trades_this_session=0,
         ),
     }
     notes = [
-        NoteView(text="ES range, balanced midday: fading VAH worked when cvd_slope_5min turned "
-                 "negative within two minutes", regime="range", strategy=MEAN_REVERSION,
-                 sessions_ago=1, outcome="win"),
-        NoteView(text="Trend pullbacks failed on low-range days: wait for range percentile "
-                 "above 0.6", regime="trend", strategy=TREND_PULLBACK, sessions_ago=3),
+        NoteView(
+            text="ES range, balanced midday: fading VAH worked when cvd_slope_5min turned "
+            "negative within two minutes",
+            regime="range",
+            strategy=MEAN_REVERSION,
+            sessions_ago=1,
+            outcome="win",
+        ),
+        NoteView(
+            text="Trend pullbacks failed on low-range days: wait for range percentile above 0.6",
+            regime="trend",
+            strategy=TREND_PULLBACK,
+            sessions_ago=3,
+        ),
     ]
-    zones = [ImportanceZone(id="poc", center_price=poc, priority=3, inner_band_ticks=4,
-                            outer_band_ticks=12, reason="developing POC")]
-    setups = [SetupCandidate(strategy=MEAN_REVERSION, side="long", entry_price=price,
-                             stop_price=price - 3.0, target_price=price + 6.0, rr=2.0,
-                             reason="failed auction below VAL, back inside value")]
-    position = PositionView(side="long", size=2, entry_price=price - 1.0, stop_price=price - 4.0,
-                            target_price=price + 5.0, strategy=MEAN_REVERSION,
-                            unrealized_ticks=4.0)
+    zones = [
+        ImportanceZone(
+            id="poc",
+            center_price=poc,
+            priority=3,
+            inner_band_ticks=4,
+            outer_band_ticks=12,
+            reason="developing POC",
+        )
+    ]
+    setups = [
+        SetupCandidate(
+            strategy=MEAN_REVERSION,
+            side="long",
+            entry_price=price,
+            stop_price=price - 3.0,
+            target_price=price + 6.0,
+            rr=2.0,
+            reason="failed auction below VAL, back inside value",
+        )
+    ]
+    position = PositionView(
+        side="long",
+        size=2,
+        entry_price=price - 1.0,
+        stop_price=price - 4.0,
+        target_price=price + 5.0,
+        strategy=MEAN_REVERSION,
+        unrealized_ticks=4.0,
+    )
     return build_context(
-        snapshot, 0.25, initialize_default_strategies(), perf, notes, position, zones, setups,
+        snapshot,
+        0.25,
+        initialize_default_strategies(),
+        perf,
+        notes,
+        position,
+        zones,
+        setups,
         trigger="setup",
     )
 

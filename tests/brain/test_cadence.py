@@ -6,10 +6,12 @@ from fabio.features.zones import Band
 
 SEC = 1_000_000_000
 ZONES = [
-    ImportanceZone(id="poc", center_price=5000.0, priority=3, inner_band_ticks=4,
-                   outer_band_ticks=12),
-    ImportanceZone(id="minor", center_price=5050.0, priority=2, inner_band_ticks=4,
-                   outer_band_ticks=12),
+    ImportanceZone(
+        id="poc", center_price=5000.0, priority=3, inner_band_ticks=4, outer_band_ticks=12
+    ),
+    ImportanceZone(
+        id="minor", center_price=5050.0, priority=2, inner_band_ticks=4, outer_band_ticks=12
+    ),
 ]
 
 

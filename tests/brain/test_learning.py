@@ -34,12 +34,18 @@ from tests.brain.test_rules import PRICE, context, setup, tweaks
 RULES = ExpectancyRules()
 
 
-def perf(n: int, avg_r: float, r_std: float, win_rate: float = 0.5, **kw: Any
-         ) -> StrategyPerformance:
+def perf(
+    n: int, avg_r: float, r_std: float, win_rate: float = 0.5, **kw: Any
+) -> StrategyPerformance:
     wins = round(n * win_rate)
     return StrategyPerformance(
-        trades=n, wins=wins, win_rate=win_rate, net_pnl=avg_r * n * 100, avg_r=avg_r,
-        recent={"trades": n, "avg_r": avg_r, "r_std": r_std, "wins": wins}, **kw,
+        trades=n,
+        wins=wins,
+        win_rate=win_rate,
+        net_pnl=avg_r * n * 100,
+        avg_r=avg_r,
+        recent={"trades": n, "avg_r": avg_r, "r_std": r_std, "wins": wins},
+        **kw,
     )
 
 
@@ -63,18 +69,33 @@ def test_evidence_of_a_negative_expectancy_throttles_in_bounded_steps() -> None:
     assert first == {MEAN_REVERSION: {"risk_fraction": pytest.approx(base - RULES.risk_step)}}
     # no second step until `rejudge_trades` new trades
     assert tweaks(brain.decide_now(context(minute=101, strategy_performance=weak))) == {}
-    cut = {**state, MEAN_REVERSION: state[MEAN_REVERSION].model_copy(
-        update={"risk_fraction": base - RULES.risk_step})}
+    cut = {
+        **state,
+        MEAN_REVERSION: state[MEAN_REVERSION].model_copy(
+            update={"risk_fraction": base - RULES.risk_step}
+        ),
+    }
     weaker = {MEAN_REVERSION: perf(17, -0.6, 1.0)}
-    second = tweaks(brain.decide_now(context(minute=102, strategy_performance=weaker,
-                                             strategy_state=cut)))
+    second = tweaks(
+        brain.decide_now(context(minute=102, strategy_performance=weaker, strategy_state=cut))
+    )
     assert second == {MEAN_REVERSION: {"risk_fraction": pytest.approx(base - 2 * RULES.risk_step)}}
     # never below the floor while enabled
-    floor = {**state, MEAN_REVERSION: state[MEAN_REVERSION].model_copy(
-        update={"risk_fraction": RULES.risk_floor})}
+    floor = {
+        **state,
+        MEAN_REVERSION: state[MEAN_REVERSION].model_copy(
+            update={"risk_fraction": RULES.risk_floor}
+        ),
+    }
     at_floor = {MEAN_REVERSION: perf(25, -0.6, 1.0)}
-    assert tweaks(brain.decide_now(context(minute=103, strategy_performance=at_floor,
-                                           strategy_state=floor))) == {}
+    assert (
+        tweaks(
+            brain.decide_now(
+                context(minute=103, strategy_performance=at_floor, strategy_state=floor)
+            )
+        )
+        == {}
+    )
 
 
 def test_disabled_only_when_the_evidence_is_clear() -> None:
@@ -93,25 +114,36 @@ def test_positive_expectancy_raises_risk_up_to_the_cap() -> None:
     got = tweaks(RuleBrain().decide_now(context(strategy_performance=good)))
     base = state[MEAN_REVERSION].risk_fraction
     assert got == {MEAN_REVERSION: {"risk_fraction": pytest.approx(base + RULES.risk_step)}}
-    capped = {**state, MEAN_REVERSION: state[MEAN_REVERSION].model_copy(
-        update={"risk_fraction": RULES.risk_cap})}
+    capped = {
+        **state,
+        MEAN_REVERSION: state[MEAN_REVERSION].model_copy(update={"risk_fraction": RULES.risk_cap}),
+    }
     ctx = context(strategy_performance=good, strategy_state=capped)
     assert tweaks(RuleBrain().decide_now(ctx)) == {}
 
 
 def regime_perf(regime: str, n: int, avg: float, std: float) -> StrategyPerformance:
-    row = {"trades": n, "win_rate": 0.3, "net_pnl": avg * n * 100, "avg_r": avg,
-           "recent_trades": n, "recent_avg_r": avg, "recent_r_std": std}
-    return StrategyPerformance(trades=n, by_regime={regime: row},
-                               recent={"trades": n, "avg_r": 0.0, "r_std": 1.0})
+    row = {
+        "trades": n,
+        "win_rate": 0.3,
+        "net_pnl": avg * n * 100,
+        "avg_r": avg,
+        "recent_trades": n,
+        "recent_avg_r": avg,
+        "recent_r_std": std,
+    }
+    return StrategyPerformance(
+        trades=n, by_regime={regime: row}, recent={"trades": n, "avg_r": 0.0, "r_std": 1.0}
+    )
 
 
 def test_strategy_x_regime_block_expires_and_needs_new_evidence() -> None:
     brain = RuleBrain()
     bad_in_range = {MEAN_REVERSION: regime_perf("range", 20, -0.8, 0.8)}
     fade = setup(MEAN_REVERSION, "short", rr=2.0)
-    blocked = brain.decide_now(context("range", minute=100, strategy_performance=bad_in_range,
-                                       triggered_setups=[fade]))
+    blocked = brain.decide_now(
+        context("range", minute=100, strategy_performance=bad_in_range, triggered_setups=[fade])
+    )
     assert blocked.trade_decisions == []
     assert MEAN_REVERSION not in blocked.strategy_updates.active_strategies
     assert any("stands aside in range" in n for n in blocked.notes_to_future_self)
@@ -119,13 +151,15 @@ def test_strategy_x_regime_block_expires_and_needs_new_evidence() -> None:
     for _ in range(RULES.regime_block_sessions):
         brain.decide_now(context("range", minute=10, strategy_performance=bad_in_range))
         brain.decide_now(context("range", minute=300, strategy_performance=bad_in_range))
-    again = brain.decide_now(context("range", minute=100, strategy_performance=bad_in_range,
-                                     triggered_setups=[fade]))
+    again = brain.decide_now(
+        context("range", minute=100, strategy_performance=bad_in_range, triggered_setups=[fade])
+    )
     assert [t.entry_condition_id for t in again.trade_decisions] == [MEAN_REVERSION]
     # ... and is blocked again only when new trades in range confirm it
     worse = {MEAN_REVERSION: regime_perf("range", 21, -0.8, 0.8)}
-    reblocked = brain.decide_now(context("range", minute=101, strategy_performance=worse,
-                                         triggered_setups=[fade]))
+    reblocked = brain.decide_now(
+        context("range", minute=101, strategy_performance=worse, triggered_setups=[fade])
+    )
     assert reblocked.trade_decisions == []
 
 
@@ -134,14 +168,24 @@ def test_a_disabled_strategy_earns_its_way_back_in_shadow_after_its_cooldown() -
     off = {**state, TREND_PULLBACK: state[TREND_PULLBACK].model_copy(update={"enabled": False})}
 
     def shadow(n: int, sessions: int, avg: float) -> dict[str, StrategyPerformance]:
-        return {TREND_PULLBACK: StrategyPerformance(
-            trades=40, recent={"trades": 40, "avg_r": -0.6, "r_std": 1.0},
-            shadow={"trades": n, "avg_r": avg, "r_std": 1.0, "wins": n // 2,
-                    "sessions": sessions})}
+        return {
+            TREND_PULLBACK: StrategyPerformance(
+                trades=40,
+                recent={"trades": 40, "avg_r": -0.6, "r_std": 1.0},
+                shadow={
+                    "trades": n,
+                    "avg_r": avg,
+                    "r_std": 1.0,
+                    "wins": n // 2,
+                    "sessions": sessions,
+                },
+            )
+        }
 
     def judge(perfs: dict[str, StrategyPerformance]) -> dict[str, dict[str, Any]]:
-        return tweaks(RuleBrain().decide_now(context(strategy_performance=perfs,
-                                                     strategy_state=off)))
+        return tweaks(
+            RuleBrain().decide_now(context(strategy_performance=perfs, strategy_state=off))
+        )
 
     assert judge(shadow(20, 2, 0.8)) == {}  # cooldown: too few sessions
     assert judge(shadow(8, 8, 0.8)) == {}  # cooldown: too few shadow trades
@@ -152,8 +196,7 @@ def test_a_disabled_strategy_earns_its_way_back_in_shadow_after_its_cooldown() -
 
 @settings(max_examples=200, deadline=None)
 @given(n=st.integers(1, 500), mean=st.floats(-5, 5), std=st.floats(0, 10))
-def test_bounds_shrink_towards_zero_and_narrow_with_trades(n: int, mean: float, std: float
-                                                            ) -> None:
+def test_bounds_shrink_towards_zero_and_narrow_with_trades(n: int, mean: float, std: float) -> None:
     shrunk, se = bounds(n, mean, std, RULES)
     assert abs(shrunk) <= abs(mean) + 1e-12 and shrunk * mean >= 0
     assert se > 0 and math.isfinite(se)
@@ -187,8 +230,15 @@ def test_shadow_trades_close_at_stop_or_target_and_are_journaled() -> None:
     records: list[dict[str, Any]] = []
     book = ShadowBook(0.25, lambda e: records.append(e.to_record()), "ESH4", min_stop_ticks=4)
     p = PRICE / 0.25
-    long = SetupCandidate(strategy=TREND_PULLBACK, side="long", entry_price=PRICE,
-                          stop_price=PRICE - 2.0, target_price=PRICE + 5.0, rr=2.5, reason="t")
+    long = SetupCandidate(
+        strategy=TREND_PULLBACK,
+        side="long",
+        entry_price=PRICE,
+        stop_price=PRICE - 2.0,
+        target_price=PRICE + 5.0,
+        rr=2.5,
+        reason="t",
+    )
     book.consider([long], {TREND_PULLBACK: 1}, 100, int(p), "trend", "2024-01-02")
     assert TREND_PULLBACK in book.open
     # a second candidate while one is open, or beyond the session's limit, is ignored
@@ -196,8 +246,9 @@ def test_shadow_trades_close_at_stop_or_target_and_are_journaled() -> None:
     book.on_trades(tape(200, [int(p) + 2, int(p) + 20, int(p) + 21]))  # target (+20) traded through
     assert records and records[0]["exit_reason"] == "target"
     entry = int(p) + 1  # one tick of slippage
-    assert records[0]["r_multiple"] == pytest.approx((int(p) + 20 - entry) / (entry - (p - 8)),
-                                                     abs=1e-4)
+    assert records[0]["r_multiple"] == pytest.approx(
+        (int(p) + 20 - entry) / (entry - (p - 8)), abs=1e-4
+    )
     book.consider([long], {TREND_PULLBACK: 1}, 300, int(p), "trend", "2024-01-02")
     assert not book.open  # the session's one shadow trade was used
     book.consider([long], {TREND_PULLBACK: 1}, 400, int(p), "trend", "2024-01-03")
@@ -208,8 +259,15 @@ def test_shadow_trades_close_at_stop_or_target_and_are_journaled() -> None:
 
 
 def test_shadow_trades_reach_the_performance_since_disabling() -> None:
-    recs = [{"strategy": TREND_PULLBACK, "r_multiple": r, "trade_date": f"2024-01-0{i % 3 + 2}",
-             "entry_ns": i} for i, r in enumerate([1.0, -1.0, 2.0])]
+    recs = [
+        {
+            "strategy": TREND_PULLBACK,
+            "r_multiple": r,
+            "trade_date": f"2024-01-0{i % 3 + 2}",
+            "entry_ns": i,
+        }
+        for i, r in enumerate([1.0, -1.0, 2.0])
+    ]
     perf = performance_by_strategy([], None, {TREND_PULLBACK: recs})
     assert perf[TREND_PULLBACK].shadow["trades"] == 3
     assert perf[TREND_PULLBACK].shadow["sessions"] == 3
@@ -219,8 +277,24 @@ def test_shadow_trades_reach_the_performance_since_disabling() -> None:
 def test_recent_r_is_after_costs_and_starts_at_a_re_enable() -> None:
     def trade(i: int, r: float) -> ClosedTrade:
         gross = r * 100
-        return ClosedTrade(f"T{i}", "ESH4", MEAN_REVERSION, "range", 1, 1, "2024-01-02", i, i + 1,
-                           1.0, 1.0, gross, 5.0, gross - 5.0, r, "target")
+        return ClosedTrade(
+            f"T{i}",
+            "ESH4",
+            MEAN_REVERSION,
+            "range",
+            1,
+            1,
+            "2024-01-02",
+            i,
+            i + 1,
+            1.0,
+            1.0,
+            gross,
+            5.0,
+            gross - 5.0,
+            r,
+            "target",
+        )
 
     trades = [trade(i, r) for i, r in enumerate([-1.0, -1.0, 2.0, 2.0])]
     perf = performance_by_strategy(trades)[MEAN_REVERSION]
@@ -233,8 +307,9 @@ def test_recent_r_is_after_costs_and_starts_at_a_re_enable() -> None:
 
 
 def feed(seed: int, days: int = 3) -> SyntheticFeed:
-    return SyntheticFeed(SyntheticConfig(symbol="ES", days=days, seed=seed, eth=False,
-                                         rth_trades=40_000))
+    return SyntheticFeed(
+        SyntheticConfig(symbol="ES", days=days, seed=seed, eth=False, rth_trades=40_000)
+    )
 
 
 def test_a_new_account_keeps_what_was_learned(tmp_path: Path) -> None:

@@ -23,23 +23,30 @@ from fabio.journal import read_journal
 from tests.brain.llm_server import Behaviour, FakeOpenAI, FixedBrain, completion, decision_dict
 
 NS = 1_000_000_000
-FAST = {"timeout_sec": 0.2, "total_budget_sec": 0.3, "min_attempt_sec": 0.25,
-        "retry_backoff_sec": 0.0}
+FAST = {
+    "timeout_sec": 0.2,
+    "total_budget_sec": 0.3,
+    "min_attempt_sec": 0.25,
+    "retry_backoff_sec": 0.0,
+}
 
 
 def brain_for(url: str, **overrides: Any) -> tuple[LlmBrain, FixedBrain]:
     fallback = FixedBrain()
-    config = LlmConfig(model="test-model", base_url=url, api_key=SecretStr("k"),
-                       **{**FAST, **overrides})
+    config = LlmConfig(
+        model="test-model", base_url=url, api_key=SecretStr("k"), **{**FAST, **overrides}
+    )
     return LlmBrain(config, fallback), fallback
 
 
 def at(context: DecisionContext, seconds: float) -> DecisionContext:
     """The same context `seconds` later in market time (same session)."""
-    return context.model_copy(update={
-        "market_time_ns": context.market_time_ns + int(seconds * NS),
-        "session_minute": context.session_minute + seconds / 60,
-    })
+    return context.model_copy(
+        update={
+            "market_time_ns": context.market_time_ns + int(seconds * NS),
+            "session_minute": context.session_minute + seconds / 60,
+        }
+    )
 
 
 def run_all(brain: LlmBrain, contexts: list[DecisionContext]) -> list[BrainReply]:
@@ -136,12 +143,14 @@ def test_other_failures_do_not_trip_the_breaker(
 
 
 def test_session_token_budget(llm_server: FakeOpenAI, decision_context: DecisionContext) -> None:
-    llm_server.default = completion(json.dumps(decision_dict(decision_context.price)),
-                                    prompt_tokens=1500, completion_tokens=200)
+    llm_server.default = completion(
+        json.dumps(decision_dict(decision_context.price)), prompt_tokens=1500, completion_tokens=200
+    )
     brain, _ = brain_for(llm_server.url, max_tokens_per_session=3000)
     today = [at(decision_context, 30 * i) for i in range(5)]
-    tomorrow = [c.model_copy(update={"market_time_ns": c.market_time_ns + 86_400 * NS})
-                for c in today]
+    tomorrow = [
+        c.model_copy(update={"market_time_ns": c.market_time_ns + 86_400 * NS}) for c in today
+    ]
     replies = run_all(brain, today + tomorrow)
     st = brain.stats()
     # 1,700 tokens a call: two calls spend the 3,000 of each session, the rest go to the rules
@@ -153,9 +162,12 @@ def test_session_token_budget(llm_server: FakeOpenAI, decision_context: Decision
 
 
 def test_session_cost_budget(llm_server: FakeOpenAI, decision_context: DecisionContext) -> None:
-    llm_server.default = completion(json.dumps(decision_dict(decision_context.price)),
-                                    prompt_tokens=10_000, completion_tokens=1000,
-                                    cached_tokens=0)
+    llm_server.default = completion(
+        json.dumps(decision_dict(decision_context.price)),
+        prompt_tokens=10_000,
+        completion_tokens=1000,
+        cached_tokens=0,
+    )
     price = ModelPrice(input=1.0, cached_input=0.5, output=4.0)  # $0.014 a call
     brain, _ = brain_for(llm_server.url, price=price, max_cost_per_session_usd=0.03)
     replies = run_all(brain, [at(decision_context, 30 * i) for i in range(6)])
@@ -164,8 +176,12 @@ def test_session_cost_budget(llm_server: FakeOpenAI, decision_context: DecisionC
 
 
 def test_budget_from_settings(llm_server: FakeOpenAI) -> None:
-    settings = Settings(_env_file=None, openai_base_url=llm_server.url,  # type: ignore[call-arg]
-                        llm_max_cost_per_session=2.5, llm_max_tokens_per_session=50_000)
+    settings = Settings(
+        _env_file=None,
+        openai_base_url=llm_server.url,  # type: ignore[call-arg]
+        llm_max_cost_per_session=2.5,
+        llm_max_tokens_per_session=50_000,
+    )
     brain = LlmBrain.from_settings(settings, FixedBrain())
     assert brain is not None
     assert brain.config.max_cost_per_session_usd == 2.5
@@ -175,8 +191,9 @@ def test_budget_from_settings(llm_server: FakeOpenAI) -> None:
 def test_stable_prompt_prefix_first_and_cached_tokens_reported(
     llm_server: FakeOpenAI, decision_context: DecisionContext, rich_context: DecisionContext
 ) -> None:
-    llm_server.default = completion(json.dumps(decision_dict(decision_context.price)),
-                                    cached_tokens=4608)
+    llm_server.default = completion(
+        json.dumps(decision_dict(decision_context.price)), cached_tokens=4608
+    )
     brain, _ = brain_for(llm_server.url)
     run_all(brain, [decision_context, rich_context])
     first, second = (r.body["messages"] for r in llm_server.requests)
@@ -200,25 +217,29 @@ class LatencyBrain:
 
 
 def feed() -> SyntheticFeed:
-    return SyntheticFeed(SyntheticConfig(symbol="ES", days=2, seed=3, eth=False,
-                                         rth_trades=40_000))
+    return SyntheticFeed(SyntheticConfig(symbol="ES", days=2, seed=3, eth=False, rth_trades=40_000))
 
 
 def test_backtest_applies_a_decision_after_its_latency(tmp_path: Path) -> None:
     result = run_backtest([feed()], LatencyBrain(4000), tmp_path / "slow")
     exchanges = read_journal(tmp_path / "slow" / "llm_exchanges.jsonl").records
-    entries = [r for r in read_journal(tmp_path / "slow" / "execution.jsonl").records
-               if r.get("type") == "entry"]
+    entries = [
+        r
+        for r in read_journal(tmp_path / "slow" / "execution.jsonl").records
+        if r.get("type") == "entry"
+    ]
     assert entries, "the slow brain should still trade"
-    asked = sorted(r["market_time_ns"] for r in exchanges
-                   if any(t["action"] == "enter" for t in r["decision"]["trade_decisions"]))
+    asked = sorted(
+        r["market_time_ns"]
+        for r in exchanges
+        if any(t["action"] == "enter" for t in r["decision"]["trade_decisions"])
+    )
     for e in entries:
         # the entry went in at least 4 s after the snapshot its decision was made on
         assert any(4 * NS <= e["ts_ns"] - t <= 10 * NS for t in asked), e
     instant = run_backtest([feed()], RuleBrain(), tmp_path / "instant")
     assert result.summary["decisions"] > 0
-    assert [t.entry_ns for t in result.closed_trades] != \
-        [t.entry_ns for t in instant.closed_trades]
+    assert [t.entry_ns for t in result.closed_trades] != [t.entry_ns for t in instant.closed_trades]
 
 
 def test_backtest_drops_a_decision_slower_than_the_stale_limit(tmp_path: Path) -> None:

@@ -40,9 +40,14 @@ def test_renders_the_thresholds_it_is_given() -> None:
     )
     text = system_prompt(odd, LearningRules(), initialize_default_strategies())
     assert text != base
-    for rendered in ("distance_to_poc_ticks > 37", "cvd_slope_5min > 0.137",
-                     "POC crosses > 6", "session_range_percentile 0.27 to",
-                     "after 4 consecutive", "more than 37 ticks above the POC"):
+    for rendered in (
+        "distance_to_poc_ticks > 37",
+        "cvd_slope_5min > 0.137",
+        "POC crosses > 6",
+        "session_range_percentile 0.27 to",
+        "after 4 consecutive",
+        "more than 37 ticks above the POC",
+    ):
         assert rendered in text, rendered
     one_change = system_prompt(
         RegimeThresholds(chop_cvd_slope_max=0.05), LearningRules(), initialize_default_strategies()
@@ -51,15 +56,33 @@ def test_renders_the_thresholds_it_is_given() -> None:
 
 
 def test_renders_the_learning_rules_strategies_and_cadence() -> None:
-    rules = LearningRules(min_trades=25, disable_win_rate_below=0.38, boost_win_rate_above=0.65,
-                          risk_step=0.002, risk_cap=0.012)
+    rules = LearningRules(
+        min_trades=25,
+        disable_win_rate_below=0.38,
+        boost_win_rate_above=0.65,
+        risk_step=0.002,
+        risk_cap=0.012,
+    )
     strategies = initialize_default_strategies()
     strategies["MeanReversionPOC_v2"] = StrategyParams(enabled=False, stop_ticks=14)
-    text = system_prompt(RegimeThresholds(), rules, strategies,
-                         Cadence(default_sec=40, outer_sec=12, inner_sec=4, min_priority=3))
-    for rendered in (">= 25", "`win_rate` < 0.38", "`win_rate` > 0.65", "by 0.002",
-                     "never above 0.012", "every 40 s", "every 12 s", "every 4 s",
-                     "priority 3 or more", "| MeanReversionPOC_v2 | false |"):
+    text = system_prompt(
+        RegimeThresholds(),
+        rules,
+        strategies,
+        Cadence(default_sec=40, outer_sec=12, inner_sec=4, min_priority=3),
+    )
+    for rendered in (
+        ">= 25",
+        "`win_rate` < 0.38",
+        "`win_rate` > 0.65",
+        "by 0.002",
+        "never above 0.012",
+        "every 40 s",
+        "every 12 s",
+        "every 4 s",
+        "priority 3 or more",
+        "| MeanReversionPOC_v2 | false |",
+    ):
         assert rendered in text, rendered
     for name in PLAYBOOK:
         assert f"- {name}: " in text  # each strategy is taught, not only listed
@@ -69,8 +92,14 @@ def test_documents_every_context_field(rich_context: DecisionContext) -> None:
     text = default()
     d = rich_context.prompt_dict()
     names: set[str] = set(d)
-    for section in ("market_stats", "poc_cross_stats", "profile", "prior_session", "orderflow",
-                    "position"):
+    for section in (
+        "market_stats",
+        "poc_cross_stats",
+        "profile",
+        "prior_session",
+        "orderflow",
+        "position",
+    ):
         names |= set(d[section])
     names |= set(next(iter(d["strategy_state"].values())))
     names |= set(next(iter(d["strategy_performance"].values())))
@@ -97,8 +126,9 @@ def _schema_names(node: Any, out: set[str]) -> set[str]:
 
 def test_describes_the_whole_response_shape() -> None:
     text = default()
-    missing = sorted(n for n in _schema_names(decision_json_schema(), set())
-                     if f'"{n}"' not in text)
+    missing = sorted(
+        n for n in _schema_names(decision_json_schema(), set()) if f'"{n}"' not in text
+    )
     assert missing == [], f"the response format omits {missing}"
     for value in ("out_of_balance_up", "out_of_balance_down", "above_value", "below_poc"):
         assert value in text

@@ -14,23 +14,42 @@ CTX = CheckContext(last_price=5000.0, tick_size=0.25, known_strategies=frozenset
 def decision(**overrides: Any) -> Decision:
     base: dict[str, Any] = {
         "market_assessment": {
-            "regime": "range", "market_state": "balanced", "location": "in_value",
-            "poc_side": "above_poc", "confidence": 0.7, "reasoning": "rotating in value",
+            "regime": "range",
+            "market_state": "balanced",
+            "location": "in_value",
+            "poc_side": "above_poc",
+            "confidence": 0.7,
+            "reasoning": "rotating in value",
             "chosen_model": "MeanReversionPOC_v2",
         },
-        "trade_decisions": [{
-            "action": "enter", "side": "long", "entry_condition_id": "MeanReversionPOC_v2",
-            "order_type": "market", "stop_price": 4997.0, "target_price": 5006.0,
-            "risk_fraction": 0.004, "invalidation": "acceptance below VAL",
-            "reason": "failed auction",
-        }],
+        "trade_decisions": [
+            {
+                "action": "enter",
+                "side": "long",
+                "entry_condition_id": "MeanReversionPOC_v2",
+                "order_type": "market",
+                "stop_price": 4997.0,
+                "target_price": 5006.0,
+                "risk_fraction": 0.004,
+                "invalidation": "acceptance below VAL",
+                "reason": "failed auction",
+            }
+        ],
         "strategy_updates": {
             "active_strategies": ["MeanReversionPOC_v2"],
-            "strategy_tweaks": [{"name": "TrendLVN_Pullback_v1",
-                                 "changes": {"enabled": False}, "reason": "chop"}],
+            "strategy_tweaks": [
+                {"name": "TrendLVN_Pullback_v1", "changes": {"enabled": False}, "reason": "chop"}
+            ],
         },
-        "importance_zones": [{"id": "poc", "center_price": 5001.0, "priority": 3,
-                              "inner_band_ticks": 4, "outer_band_ticks": 12}],
+        "importance_zones": [
+            {
+                "id": "poc",
+                "center_price": 5001.0,
+                "priority": 3,
+                "inner_band_ticks": 4,
+                "outer_band_ticks": 12,
+            }
+        ],
         "notes_to_future_self": ["range day, fade the edges"],
     }
     base.update(overrides)
@@ -93,15 +112,23 @@ def test_prices_are_rounded_to_the_grid_and_confidence_clamped() -> None:
 
 
 def test_tweaks_drop_bad_changes_and_unknown_strategies() -> None:
-    d = decision(strategy_updates={
-        "active_strategies": ["MeanReversionPOC_v2", "Nope"],
-        "strategy_tweaks": [
-            {"name": "MeanReversionPOC_v2",
-             "changes": {"risk_fraction": 1.0, "stop_ticks": 10, "max_trades_per_session": 500}},
-            {"name": "Ghost", "changes": {"enabled": True}},
-            {"name": "AbsorptionFade_v1", "changes": {"min_rr": 0.0}},
-        ],
-    })
+    d = decision(
+        strategy_updates={
+            "active_strategies": ["MeanReversionPOC_v2", "Nope"],
+            "strategy_tweaks": [
+                {
+                    "name": "MeanReversionPOC_v2",
+                    "changes": {
+                        "risk_fraction": 1.0,
+                        "stop_ticks": 10,
+                        "max_trades_per_session": 500,
+                    },
+                },
+                {"name": "Ghost", "changes": {"enabled": True}},
+                {"name": "AbsorptionFade_v1", "changes": {"min_rr": 0.0}},
+            ],
+        }
+    )
     cleaned, rejections = check_decision(d, CTX)
     assert cleaned.strategy_updates.active_strategies == ["MeanReversionPOC_v2"]
     assert len(cleaned.strategy_updates.strategy_tweaks) == 1
@@ -114,12 +141,24 @@ def test_tweaks_drop_bad_changes_and_unknown_strategies() -> None:
 
 def test_limits_on_counts_zones_and_notes() -> None:
     t = decision().trade_decisions[0]
-    zones = [{"id": f"z{i}", "center_price": 5000.0, "priority": 9, "inner_band_ticks": 2,
-              "outer_band_ticks": 6} for i in range(10)]
-    zones.append({"id": "bad", "center_price": 5000.0, "inner_band_ticks": 9,
-                  "outer_band_ticks": 3})
-    d = decision(trade_decisions=[t.model_dump()] * 5, importance_zones=zones,
-                 notes_to_future_self=["n"] * 7 + ["", "x" * 1000])
+    zones = [
+        {
+            "id": f"z{i}",
+            "center_price": 5000.0,
+            "priority": 9,
+            "inner_band_ticks": 2,
+            "outer_band_ticks": 6,
+        }
+        for i in range(10)
+    ]
+    zones.append(
+        {"id": "bad", "center_price": 5000.0, "inner_band_ticks": 9, "outer_band_ticks": 3}
+    )
+    d = decision(
+        trade_decisions=[t.model_dump()] * 5,
+        importance_zones=zones,
+        notes_to_future_self=["n"] * 7 + ["", "x" * 1000],
+    )
     cleaned, rejections = check_decision(d, CTX)
     assert len(cleaned.trade_decisions) == 3
     assert len(cleaned.importance_zones) == 8

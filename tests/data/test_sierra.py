@@ -422,11 +422,15 @@ def test_bar_length_is_the_most_common_gap_and_bars_never_overlap(tmp_path: Path
 
 
 def test_bar_file_prices_outside_a_sane_band_are_skipped(tmp_path: Path) -> None:
-    rows = [f"2023/3/1, {8 + (30 + 5 * i) // 60:02d}:{(30 + 5 * i) % 60:02d}:00, 4000.00, "
-            "4001.00, 3999.00, 4000.50, 100, 80, 50, 50" for i in range(30)]
+    rows = [
+        f"2023/3/1, {8 + (30 + 5 * i) // 60:02d}:{(30 + 5 * i) % 60:02d}:00, 4000.00, "
+        "4001.00, 3999.00, 4000.50, 100, 80, 50, 50"
+        for i in range(30)
+    ]
     rows[5] = rows[5].replace("4001.00", "1000000.00")  # a fat-fingered high
-    rows[9] = rows[9].replace("4000.00, 4001.00, 3999.00, 4000.50",
-                              "4000.00, 5200.00, 3999.00, 4000.50")  # 30 % above the day
+    rows[9] = rows[9].replace(
+        "4000.00, 4001.00, 3999.00, 4000.50", "4000.00, 5200.00, 3999.00, 4000.50"
+    )  # 30 % above the day
     feed = SierraBarFeed(write_bars(tmp_path / "ESH23-CME.scid_BarData__5m.txt", rows))
     trades, _ = read_all(feed)
     assert feed.report.skipped == {

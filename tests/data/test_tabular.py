@@ -275,16 +275,19 @@ def test_prices_outside_a_sane_band_are_skipped_and_counted(tmp_path: Path) -> N
     rows[10] = f"{T0 + 10},1000000000000,1,B"  # beyond any plausible ES price
     rows[20] = f"{T0 + 20},1000000.00,1,B"  # beyond any plausible ES price
     rows[30] = f"{T0 + 30},6500.00,1,B"  # plausible for ES, but 30 % from this market
-    feed = TabularFeed(write_csv(tmp_path / "fat.csv", ["ts,price,size,side", *rows]),
-                       symbol="ESU4")
+    feed = TabularFeed(
+        write_csv(tmp_path / "fat.csv", ["ts,price,size,side", *rows]), symbol="ESU4"
+    )
     trades, _ = read_all(feed)
     assert len(trades) == 57 and int(trades.price.max()) == 4 * 5001.75
     assert feed.report.skipped == {
         "price outside the instrument's plausible range 100 to 50000": 2,
         "price more than 20% from the recent median": 1,
     }
-    assert feed.report.examples["price outside the instrument's plausible range 100 to 50000"] \
-        == "line 12"  # the header is line 1: row 10 is line 12
+    assert (
+        feed.report.examples["price outside the instrument's plausible range 100 to 50000"]
+        == "line 12"
+    )  # the header is line 1: row 10 is line 12
     assert feed.report.examples["price more than 20% from the recent median"] == "line 32"
 
 
@@ -298,9 +301,22 @@ def test_profile_of_a_file_with_a_fat_finger_print_is_sane(tmp_path: Path) -> No
     rows[200] = f"{T0 + 200 * 10**9},1000000,1,B"
     path = write_csv(tmp_path / "ESU4.csv", ["ts,price,size,side", *rows])
     result = subprocess.run(
-        [sys.executable, "-c", "from fabio.cli import main; main()", "profile", str(path),
-         "--eth", "--symbol", "ESU4", "--json"],
-        capture_output=True, text=True, timeout=300, check=False)
+        [
+            sys.executable,
+            "-c",
+            "from fabio.cli import main; main()",
+            "profile",
+            str(path),
+            "--eth",
+            "--symbol",
+            "ESU4",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     profile = json.loads(result.stdout)
     assert profile["high"] == 5001.75 and profile["vah"] <= 5001.75
@@ -310,18 +326,22 @@ def test_profile_of_a_file_with_a_fat_finger_print_is_sane(tmp_path: Path) -> No
 def test_skipped_rows_are_always_cited_as_line_n(tmp_path: Path) -> None:
     """Issue 13 item 9: one form ("line N", the file's line) for every reason of a text file,
     also after earlier rows were dropped (lines do not shift) and in gzip files."""
-    lines = ["ts,price,size,side",
-             f"{T0},5000.00,1,B",              # line 2
-             f"{T0 + 1},5000.00,1,B,extra",    # line 3: wrong number of fields
-             "",                               # line 4: blank, passed over
-             f"{T0 + 2},abc,1,B",              # line 5: not a number
-             f"{T0 + 3},5000.10,1,B",          # line 6: off the grid (sanitizer)
-             f"{T0 + 4},5000.00,0,B",          # line 7: size zero (sanitizer)
-             f"{T0 - 9},5000.00,1,B",          # line 8: back in time (sanitizer)
-             ] + [f"{T0 + 10 + i},5000.25,1,A" for i in range(30)]
+    lines = [
+        "ts,price,size,side",
+        f"{T0},5000.00,1,B",  # line 2
+        f"{T0 + 1},5000.00,1,B,extra",  # line 3: wrong number of fields
+        "",  # line 4: blank, passed over
+        f"{T0 + 2},abc,1,B",  # line 5: not a number
+        f"{T0 + 3},5000.10,1,B",  # line 6: off the grid (sanitizer)
+        f"{T0 + 4},5000.00,0,B",  # line 7: size zero (sanitizer)
+        f"{T0 - 9},5000.00,1,B",  # line 8: back in time (sanitizer)
+    ] + [f"{T0 + 10 + i},5000.25,1,A" for i in range(30)]
     for gz in (False, True):
-        feed = TabularFeed(write_csv(tmp_path / f"l.csv{'.gz' if gz else ''}", lines, gz=gz),
-                           symbol="ESU4", batch_rows=4)
+        feed = TabularFeed(
+            write_csv(tmp_path / f"l.csv{'.gz' if gz else ''}", lines, gz=gz),
+            symbol="ESU4",
+            batch_rows=4,
+        )
         read_all(feed)
         assert feed.report.examples == {
             "malformed row (wrong number of fields)": "line 3",
@@ -330,8 +350,9 @@ def test_skipped_rows_are_always_cited_as_line_n(tmp_path: Path) -> None:
             "size is zero or negative": "line 7",
             "timestamp goes back in time": "line 8",
         }
-    table = pa.table({"ts": [T0, T0 + 1, T0 + 2], "price": [5000.0, -1.0, 5000.25],
-                      "size": [1, 1, 1]})
+    table = pa.table(
+        {"ts": [T0, T0 + 1, T0 + 2], "price": [5000.0, -1.0, 5000.25], "size": [1, 1, 1]}
+    )
     pq.write_table(table, tmp_path / "t.parquet")
     feed = TabularFeed(tmp_path / "t.parquet", symbol="ESU4")
     read_all(feed)

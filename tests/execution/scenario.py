@@ -29,13 +29,18 @@ STRATEGIES = (MEAN_REVERSION, TREND_PULLBACK)
 
 def scripted_decision(k: int) -> TradeDecision:
     """Alternate long and short entries of two strategies with their default brackets."""
-    return TradeDecision(action="enter", side="long" if k % 2 == 0 else "short",
-                         entry_condition_id=STRATEGIES[(k // 2) % 2], order_type="market",
-                         reason=f"scripted #{k}")
+    return TradeDecision(
+        action="enter",
+        side="long" if k % 2 == 0 else "short",
+        entry_condition_id=STRATEGIES[(k // 2) % 2],
+        order_type="market",
+        reason=f"scripted #{k}",
+    )
 
 
-def run(log_dir: Path | None, days: int = 3, every_min: int = 20, slow: bool = False
-        ) -> ExecutionEngine:
+def run(
+    log_dir: Path | None, days: int = 3, every_min: int = 20, slow: bool = False
+) -> ExecutionEngine:
     """Replay `days` RTH sessions, deciding every `every_min` minutes; resume from the journal."""
     engine = open_execution(CONTRACT, log_dir, RiskConfig())
     resume_after = engine.ledger.last_ts_ns
@@ -55,8 +60,9 @@ def run(log_dir: Path | None, days: int = 3, every_min: int = 20, slow: bool = F
             if edge > resume_after:
                 engine.on_trades(trades.slice(start, stop))
                 if stop > 0:
-                    engine.process_trade_decision(scripted_decision(k), edge,
-                                                  int(trades.price[stop - 1]), "range")
+                    engine.process_trade_decision(
+                        scripted_decision(k), edge, int(trades.price[stop - 1]), "range"
+                    )
                 if slow:
                     time.sleep(0.02)
             start = stop
@@ -81,5 +87,8 @@ def summary(engine: ExecutionEngine) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    run(Path(sys.argv[1]), days=int(sys.argv[2]) if len(sys.argv) > 2 else 3,
-        slow="--slow" in sys.argv)
+    run(
+        Path(sys.argv[1]),
+        days=int(sys.argv[2]) if len(sys.argv) > 2 else 3,
+        slow="--slow" in sys.argv,
+    )

@@ -32,8 +32,9 @@ def tape(*rows: tuple[int, int] | tuple[int, int, int]) -> TradeBatch:
 def make_broker(root: str = "ES", symbol: str = SYMBOL, **config: Any) -> SimulatedBroker:
     """A broker whose market orders fill at the print unless a test says otherwise (the
     mechanics tests below count ticks exactly; the default slippage has its own test)."""
-    return SimulatedBroker(spec_for(root), symbol,
-                           SimBrokerConfig(**{"market_slippage_ticks": 0, **config}))
+    return SimulatedBroker(
+        spec_for(root), symbol, SimBrokerConfig(**{"market_slippage_ticks": 0, **config})
+    )
 
 
 def test_default_slippage_model_one_tick_against_us_limits_through() -> None:
@@ -588,7 +589,8 @@ def test_the_simulated_broker_implements_the_ports_and_reports_positions() -> No
     broker = SimulatedBroker(spec_for("ES"), "ESH4", SimBrokerConfig(market_slippage_ticks=0))
     assert isinstance(broker, Broker) and isinstance(broker, MarketDrivenBroker)
     entry, _, _ = broker.submit_bracket(
-        BracketRequest("ESH4", 1, 2, "s", OrderType.MARKET, 90, 110), 0)
+        BracketRequest("ESH4", 1, 2, "s", OrderType.MARKET, 90, 110), 0
+    )
     broker.on_trades(tape((1, 100, 5)))
     events = broker.drain_events()
     positions = [e for e in events if isinstance(e, PositionChanged)]

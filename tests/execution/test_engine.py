@@ -55,8 +55,7 @@ def engine_at(log_dir: Path | None, **defaults: StrategyParams) -> ExecutionEngi
 
 
 def decisions(log_dir: Path) -> list[dict[str, Any]]:
-    return [r for r in read_journal(log_dir / EXECUTION_JOURNAL).records
-            if r["type"] == "decision"]
+    return [r for r in read_journal(log_dir / EXECUTION_JOURNAL).records if r["type"] == "decision"]
 
 
 def test_full_cycle_enter_target_performance(tmp_path: Path) -> None:
@@ -92,8 +91,9 @@ def test_full_cycle_enter_target_performance(tmp_path: Path) -> None:
 def test_hostile_decisions_are_refused_and_journaled(
     tmp_path: Path, decision: TradeDecision, at: int, reason: str
 ) -> None:
-    wide = StrategyParams(enabled=True, risk_fraction=0.005, stop_ticks=400, target_ticks=800,
-                          min_rr=1.5)
+    wide = StrategyParams(
+        enabled=True, risk_fraction=0.005, stop_ticks=400, target_ticks=800, min_rr=1.5
+    )
     e = engine_at(tmp_path, Wide=wide)
     e.on_trades(tape(at - 10 * SEC, [P] * 5))
     result = e.process_trade_decision(decision, at, P)
@@ -117,8 +117,9 @@ def test_one_position_at_a_time_and_exit(tmp_path: Path) -> None:
     again = e.process_trade_decision(enter(side="short"), ct(9, 0, 6), P)
     assert not again.accepted and "already open" in again.reason
     e.on_trades(tape(ct(9, 0, 7), [P + 1, P + 2]))
-    out = e.process_trade_decision(TradeDecision(action="exit", reason="invalidated"),
-                                   ct(9, 0, 9), P + 2)
+    out = e.process_trade_decision(
+        TradeDecision(action="exit", reason="invalidated"), ct(9, 0, 9), P + 2
+    )
     assert out.accepted
     e.on_trades(tape(ct(9, 0, 10), [P + 3]))
     [trade] = e.ledger.closed
@@ -130,11 +131,13 @@ def test_modify_never_widens_the_stop(tmp_path: Path) -> None:
     e.on_trades(tape(ct(9, 0), [P] * 3))
     e.process_trade_decision(enter(), ct(9, 0, 5), P)
     e.on_trades(tape(ct(9, 0, 6), [P]))
-    wider = e.process_trade_decision(TradeDecision(action="modify", stop_price=4995.0),
-                                     ct(9, 0, 8), P)
+    wider = e.process_trade_decision(
+        TradeDecision(action="modify", stop_price=4995.0), ct(9, 0, 8), P
+    )
     assert not wider.accepted and "wider stop" in wider.reason
-    tighter = e.process_trade_decision(TradeDecision(action="modify", stop_price=4999.0),
-                                       ct(9, 0, 9), P)
+    tighter = e.process_trade_decision(
+        TradeDecision(action="modify", stop_price=4999.0), ct(9, 0, 9), P
+    )
     assert tighter.accepted
     e.on_trades(tape(ct(9, 0, 10), [P - 4]))  # the tightened stop at 4999.00 fills
     [trade] = e.ledger.closed
@@ -154,10 +157,12 @@ def test_flat_time_flattens(tmp_path: Path) -> None:
 
 def test_strategy_updates_are_journaled_and_survive_a_restart(tmp_path: Path) -> None:
     e = engine_at(tmp_path)
-    updates = StrategyUpdates(strategy_tweaks=[
-        StrategyTweak(name=MEAN_REVERSION, changes=StrategyChanges(stop_ticks=10), reason="r"),
-        StrategyTweak(name=MEAN_REVERSION, changes=StrategyChanges(risk_fraction=0.5)),
-    ])
+    updates = StrategyUpdates(
+        strategy_tweaks=[
+            StrategyTweak(name=MEAN_REVERSION, changes=StrategyChanges(stop_ticks=10), reason="r"),
+            StrategyTweak(name=MEAN_REVERSION, changes=StrategyChanges(risk_fraction=0.5)),
+        ]
+    )
     changes = e.apply_strategy_updates(updates, ct(9, 0))
     assert [c.accepted for c in changes] == [True, False]
     restarted = open_execution(ES, tmp_path, RiskConfig())
@@ -176,8 +181,15 @@ def test_restart_rebuilds_exactly_and_reprotects_the_open_position(tmp_path: Pat
     before = e.ledger.summary()
     restarted = open_execution(ES, tmp_path, RiskConfig())
     after = restarted.ledger.summary()
-    for key in ("strategy_state", "trades_this_session", "open_trades", "closed_trades",
-                "net_pnl_usd", "strategy_performance", "risk"):
+    for key in (
+        "strategy_state",
+        "trades_this_session",
+        "open_trades",
+        "closed_trades",
+        "net_pnl_usd",
+        "strategy_performance",
+        "risk",
+    ):
         assert after[key] == before[key], key
     # The stop came back: price runs up through it and the short is stopped out.
     restarted.on_trades(tape(ct(9, 2), [P + 30, P + 40]))
@@ -207,8 +219,9 @@ def independent_fold(records: list[dict[str, Any]]) -> tuple[set[str], set[str],
     for r in records:
         if r["type"] == "fill":
             net[r["trade_id"]] += r["side"] * r["qty"]
-            cash[r["trade_id"]] += (-r["side"] * r["qty"] * r["price_ticks"] * 12.5
-                                    - r["commission_usd"])
+            cash[r["trade_id"]] += (
+                -r["side"] * r["qty"] * r["price_ticks"] * 12.5 - r["commission_usd"]
+            )
     closed = {t for t, q in net.items() if q == 0}
     return closed, set(net) - closed, sum(cash[t] for t in closed)
 
@@ -217,7 +230,9 @@ def test_kill_dash_nine_restarts_into_the_journaled_state(tmp_path: Path) -> Non
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.execution.scenario", str(tmp_path), "3", "--slow"],
-        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     journal = tmp_path / EXECUTION_JOURNAL
     deadline = time.monotonic() + 60
@@ -256,16 +271,24 @@ def test_golden_master() -> None:
 
 
 def test_a_stop_closer_than_the_minimum_is_widened_and_the_size_cut(tmp_path: Path) -> None:
-    wide_risk = StrategyParams(enabled=True, risk_fraction=0.01, max_trades_per_session=3,
-                               min_rr=1.5, stop_ticks=16, target_ticks=40)
+    wide_risk = StrategyParams(
+        enabled=True,
+        risk_fraction=0.01,
+        max_trades_per_session=3,
+        min_rr=1.5,
+        stop_ticks=16,
+        target_ticks=40,
+    )
     e = engine_at(tmp_path, **{MEAN_REVERSION: wide_risk})
     e.on_trades(tape(ct(9, 0), [P] * 5))
     # a structural stop 2 ticks away: moved to the 4-tick minimum beyond it, size from 4 + 2
     result = e.process_trade_decision(
-        enter(stop_price=(P - 2) * 0.25, target_price=(P + 20) * 0.25), ct(9, 0, 10), P)
+        enter(stop_price=(P - 2) * 0.25, target_price=(P + 20) * 0.25), ct(9, 0, 10), P
+    )
     assert result.accepted
-    entry = next(r for r in read_journal(tmp_path / EXECUTION_JOURNAL).records
-                 if r["type"] == "entry")
+    entry = next(
+        r for r in read_journal(tmp_path / EXECUTION_JOURNAL).records if r["type"] == "entry"
+    )
     assert entry["stop_ticks"] == P - 4 and entry["risk_ticks"] == 4
     # floor(50,000 x 0.01 / ((4 + 2) x $12.50)) = 6: the money at risk is the budget's
     assert result.qty == 5  # capped by the 50K's 5-lot position limit
@@ -274,7 +297,8 @@ def test_a_stop_closer_than_the_minimum_is_widened_and_the_size_cut(tmp_path: Pa
     e2 = engine_at(tmp_path / "b", **{MEAN_REVERSION: wide_risk})
     e2.on_trades(tape(ct(9, 0), [P] * 5))
     refused = e2.process_trade_decision(
-        enter(stop_price=(P - 2) * 0.25, target_price=(P + 5) * 0.25), ct(9, 0, 10), P)
+        enter(stop_price=(P - 2) * 0.25, target_price=(P + 5) * 0.25), ct(9, 0, 10), P
+    )
     assert not refused.accepted and "widened to the minimum" in refused.reason
 
 

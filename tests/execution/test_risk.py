@@ -509,8 +509,12 @@ def test_kill_switch_state_stops_trading_without_any_file() -> None:
     expected = "kill switch engaged (cli): manual stop from the CLI"
     assert e.check_entry(ES, 1, 8, now).reason == expected
     assert e.must_flatten(now) == expected
-    assert e.kill_switch_status() == {"engaged": True, "reason": "manual stop from the CLI",
-                                      "source": "cli", "ts_ns": now}
+    assert e.kill_switch_status() == {
+        "engaged": True,
+        "reason": "manual stop from the CLI",
+        "source": "cli",
+        "ts_ns": now,
+    }
     back = RiskEngine.from_dict(json.loads(json.dumps(e.to_dict())))
     assert back.kill_switch_status() == e.kill_switch_status()
     e.release_kill_switch()

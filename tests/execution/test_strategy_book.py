@@ -15,8 +15,11 @@ SEASONED = StrategyPerformance(trades=40, wins=28, win_rate=0.7, net_pnl=900.0)
 
 
 def tweak(name: str, **changes: object) -> StrategyUpdates:
-    return StrategyUpdates(strategy_tweaks=[StrategyTweak(
-        name=name, changes=StrategyChanges(**changes), reason="test")])
+    return StrategyUpdates(
+        strategy_tweaks=[
+            StrategyTweak(name=name, changes=StrategyChanges(**changes), reason="test")
+        ]
+    )
 
 
 def book() -> StrategyBook:
@@ -25,14 +28,17 @@ def book() -> StrategyBook:
 
 def test_hostile_risk_fraction_is_clamped_by_step_and_cap() -> None:
     b = book()
-    [c] = b.apply_strategy_updates(tweak(MEAN_REVERSION, risk_fraction=1.0), 0,
-                                   {MEAN_REVERSION: SEASONED})
+    [c] = b.apply_strategy_updates(
+        tweak(MEAN_REVERSION, risk_fraction=1.0), 0, {MEAN_REVERSION: SEASONED}
+    )
     assert c.accepted and c.new == 0.007  # 0.005 + the 0.002 step
-    [c] = b.apply_strategy_updates(tweak(MEAN_REVERSION, risk_fraction=1.0), 1000 * SEC,
-                                   {MEAN_REVERSION: SEASONED})
+    [c] = b.apply_strategy_updates(
+        tweak(MEAN_REVERSION, risk_fraction=1.0), 1000 * SEC, {MEAN_REVERSION: SEASONED}
+    )
     assert c.accepted and c.new == 0.009
-    [c] = b.apply_strategy_updates(tweak(MEAN_REVERSION, risk_fraction=1.0), 2000 * SEC,
-                                   {MEAN_REVERSION: SEASONED})
+    [c] = b.apply_strategy_updates(
+        tweak(MEAN_REVERSION, risk_fraction=1.0), 2000 * SEC, {MEAN_REVERSION: SEASONED}
+    )
     assert c.new == 0.01  # the cap
     assert b.strategy_state[MEAN_REVERSION].risk_fraction == 0.01
 
@@ -40,8 +46,9 @@ def test_hostile_risk_fraction_is_clamped_by_step_and_cap() -> None:
 def test_raising_risk_needs_enough_trades_but_cutting_never_waits() -> None:
     b = book()
     young = StrategyPerformance(trades=5, wins=5, win_rate=1.0, net_pnl=500.0)
-    [c] = b.apply_strategy_updates(tweak(MEAN_REVERSION, risk_fraction=0.006), 0,
-                                   {MEAN_REVERSION: young})
+    [c] = b.apply_strategy_updates(
+        tweak(MEAN_REVERSION, risk_fraction=0.006), 0, {MEAN_REVERSION: young}
+    )
     assert not c.accepted and "30 closed trades" in c.reason
     [c] = b.apply_strategy_updates(tweak(MEAN_REVERSION, risk_fraction=0.002), 0, {})
     assert c.accepted and c.new == 0.003  # cut, one step at a time
@@ -62,11 +69,13 @@ def test_ticks_step_bounds_and_no_wider_stop_with_an_open_trade() -> None:
     b = book()
     [c] = b.apply_strategy_updates(tweak(ABSORPTION_FADE, stop_ticks=400), 0)
     assert c.accepted and c.new == 12  # 8 + 50 % step
-    [c] = b.apply_strategy_updates(tweak(ABSORPTION_FADE, stop_ticks=20), 1000 * SEC,
-                                   open_strategies={ABSORPTION_FADE})
+    [c] = b.apply_strategy_updates(
+        tweak(ABSORPTION_FADE, stop_ticks=20), 1000 * SEC, open_strategies={ABSORPTION_FADE}
+    )
     assert not c.accepted and "wider stop" in c.reason
-    [c] = b.apply_strategy_updates(tweak(ABSORPTION_FADE, stop_ticks=10), 2000 * SEC,
-                                   open_strategies={ABSORPTION_FADE})
+    [c] = b.apply_strategy_updates(
+        tweak(ABSORPTION_FADE, stop_ticks=10), 2000 * SEC, open_strategies={ABSORPTION_FADE}
+    )
     assert c.accepted and c.new == 10  # a tighter stop is fine
 
 
@@ -77,8 +86,9 @@ def test_unknown_strategy_and_reenable_rule() -> None:
     b.apply_strategy_updates(tweak(MEAN_REVERSION, enabled=False), 0)
     [c] = b.apply_strategy_updates(tweak(MEAN_REVERSION, enabled=True), 2000 * SEC, {})
     assert not c.accepted and "re-enabling" in c.reason
-    [c] = b.apply_strategy_updates(tweak(MEAN_REVERSION, enabled=True), 4000 * SEC,
-                                   {MEAN_REVERSION: SEASONED})
+    [c] = b.apply_strategy_updates(
+        tweak(MEAN_REVERSION, enabled=True), 4000 * SEC, {MEAN_REVERSION: SEASONED}
+    )
     assert c.accepted
 
 

@@ -23,8 +23,12 @@ def bars(spec: list[tuple[list[int], list[int], list[int]]]) -> tuple[np.ndarray
             price.append(p)
             size.append(s)
             side.append(d)
-    return (np.array(ts, dtype=np.int64), np.array(price, dtype=np.int64),
-            np.array(size, dtype=np.int64), np.array(side, dtype=np.int8))
+    return (
+        np.array(ts, dtype=np.int64),
+        np.array(price, dtype=np.int64),
+        np.array(size, dtype=np.int64),
+        np.array(side, dtype=np.int8),
+    )
 
 
 QUIET = ([100, 101, 100], [10, 10, 10], [1, -1, 1])
@@ -46,11 +50,18 @@ def test_the_mirror_is_ask_absorption() -> None:
     assert got is not None and got["side"] == "ask" and got["price_ticks"] == 106
 
 
-@pytest.mark.parametrize("last", [
-    ([100, 97, 94, 95, 94], [20, 40, 40, 20, 10], [-1, -1, -1, 1, -1]),  # closed at the low
-    ([100, 97, 94, 97, 100], [2, 4, 4, 2, 1], [-1, -1, -1, 1, -1]),  # no volume surge
-    ([100, 97, 94, 97, 100], [20, 40, 40, 20, 10], [-1, 1, -1, 1, 1]),  # no one-sided aggression
-])
+@pytest.mark.parametrize(
+    "last",
+    [
+        ([100, 97, 94, 95, 94], [20, 40, 40, 20, 10], [-1, -1, -1, 1, -1]),  # closed at the low
+        ([100, 97, 94, 97, 100], [2, 4, 4, 2, 1], [-1, -1, -1, 1, -1]),  # no volume surge
+        (
+            [100, 97, 94, 97, 100],
+            [20, 40, 40, 20, 10],
+            [-1, 1, -1, 1, 1],
+        ),  # no one-sided aggression
+    ],
+)
 def test_no_absorption_without_all_three(last: tuple[list[int], list[int], list[int]]) -> None:
     ts, price, size, side = bars([QUIET, QUIET, QUIET, last])
     assert bar_absorption(ts, price, size, side, 4 * BAR, BAR) is None
@@ -70,8 +81,9 @@ def test_absorption_fade_triggers_on_real_es_bars(shared_data: Path) -> None:
     from fabio.strategies import ABSORPTION_FADE, initialize_default_strategies
 
     feed = open_feed(shared_data / "es-5m-sierra" / "ESH19-CME.scid_BarData__5m.txt.gz")
-    engine = FeatureEngine(feed.contract, FeatureConfig(bar_absorption_sec=300,
-                                                        signal_window_sec=1200))
+    engine = FeatureEngine(
+        feed.contract, FeatureConfig(bar_absorption_sec=300, signal_window_sec=1200)
+    )
     state = {ABSORPTION_FADE: initialize_default_strategies()[ABSORPTION_FADE]}
     found = 0
     for batch in feed.batches():

@@ -36,14 +36,18 @@ def check_profile(acc: ProfileAccumulator, config: FeatureConfig, result: object
     assert result.poc == px(poc)  # type: ignore[attr-defined]
     val, vah = ref_value_area(vol, config.value_area_pct, config.value_area_rows)
     assert (result.val, result.vah) == (px(val), px(vah))  # type: ignore[attr-defined]
-    if config.value_area_rows == 1 and np.all(acc.vol[lo:] > 0) and (
-        (acc.vol == acc.vol.max()).sum() == 1
-    ) and not np.isclose(acc.vol[val : vah + 1].sum(), 0.7 * acc.vol.sum()):
+    if (
+        config.value_area_rows == 1
+        and np.all(acc.vol[lo:] > 0)
+        and ((acc.vol == acc.vol.max()).sum() == 1)
+        and not np.isclose(acc.vol[val : vah + 1].sum(), 0.7 * acc.vol.sum())
+    ):
         assert marketprofile_levels(acc.vol, acc.base) == (px(poc), px(val), px(vah))
 
 
-def session_trades(path: Path, kind: SessionKind, trade_date: date | None = None
-                   ) -> ProfileAccumulator:
+def session_trades(
+    path: Path, kind: SessionKind, trade_date: date | None = None
+) -> ProfileAccumulator:
     cal = cme_calendar()
     feed = open_feed(path)
     acc = ProfileAccumulator()
@@ -86,9 +90,11 @@ def test_one_row_rule_matches_marketprofile_on_the_real_hour(shared_data: Path) 
 
 @pytest.mark.parametrize(
     ("name", "day"),
-    [("ESH23-CME.scid_BarData__5m.txt.gz", date(2023, 2, 1)),
-     ("ESZ19-CME.scid_BarData__5m.txt.gz", date(2019, 10, 15)),
-     ("ESU16-CME.scid_BarData__5m.txt.gz", date(2016, 6, 24))],
+    [
+        ("ESH23-CME.scid_BarData__5m.txt.gz", date(2023, 2, 1)),
+        ("ESZ19-CME.scid_BarData__5m.txt.gz", date(2019, 10, 15)),
+        ("ESU16-CME.scid_BarData__5m.txt.gz", date(2016, 6, 24)),
+    ],
 )
 @pytest.mark.parametrize("rows", [1, 2])
 def test_real_es_sessions(shared_data: Path, name: str, day: date, rows: int) -> None:

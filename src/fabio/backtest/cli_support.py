@@ -89,8 +89,10 @@ def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console)
         return label_data_source(summary, [str(p) for p in req.data])
     feeds: list[MarketFeed]
     if req.data:
-        feeds = [open_feed(p, symbol=req.symbol, force_symbol=req.force_symbol)
-                 for p in _chronological(req.data)]
+        feeds = [
+            open_feed(p, symbol=req.symbol, force_symbol=req.force_symbol)
+            for p in _chronological(req.data)
+        ]
     else:
         root = parse_symbol(req.symbol or settings.symbol).spec.root
         synthetic = SyntheticFeed(SyntheticConfig(symbol=root, days=req.days, seed=req.seed))
@@ -151,8 +153,9 @@ def _date_range(start: str | None, end: str | None) -> tuple[date | None, date |
 
 
 def _range_text(req: BacktestRequest) -> str:
-    return " ".join(x for x in (req.start and f"--from {req.start}",
-                                req.end and f"--to {req.end}") if x)
+    return " ".join(
+        x for x in (req.start and f"--from {req.start}", req.end and f"--to {req.end}") if x
+    )
 
 
 def _account_model(req: BacktestRequest) -> bool:
@@ -162,8 +165,10 @@ def _account_model(req: BacktestRequest) -> bool:
     per_file = req.accounts == "per-file" and bool(req.data)
     if (req.jobs > 1 or req.executor != "local") and not per_file:
         if not req.data:
-            raise FabioError("--jobs/--executor run data files in parallel: give the files "
-                             "and --accounts per-file")
+            raise FabioError(
+                "--jobs/--executor run data files in parallel: give the files "
+                "and --accounts per-file"
+            )
         raise FabioError(
             f"--jobs {req.jobs}/--executor {req.executor} runs files in parallel, which only "
             "independent accounts allow: add --accounts per-file (one continuous account runs "
@@ -202,8 +207,12 @@ def _sweep(req: BacktestRequest, console: Console) -> dict[str, Any]:
         done = sum(1 for j in sweep_jobs if (out / f"{Path(j.data).name}.json").exists())
         task = progress.add_task("files", total=len(sweep_jobs), completed=done)
         results = run_sweep(
-            sweep_jobs, out, req.jobs, req.executor,
-            on_done=lambda _j, _r: progress.advance(task), ray_address=req.ray_address,
+            sweep_jobs,
+            out,
+            req.jobs,
+            req.executor,
+            on_done=lambda _j, _r: progress.advance(task),
+            ray_address=req.ray_address,
         )
     trades = [ClosedTrade(**t) for r in results for t in r["closed_trades"]]
     trades.sort(key=lambda t: t.exit_ns)
@@ -233,7 +242,9 @@ def _sweep(req: BacktestRequest, console: Console) -> dict[str, Any]:
     summary["files"] = len(results)
     summary["note"] = (
         "each file is its own account; learning carries from file to file in time order"
-        if req.learning else "each file is an independent account, strategy state frozen")
+        if req.learning
+        else "each file is an independent account, strategy state frozen"
+    )
     if req.report is not None:
         from fabio.backtest.report import write_report
 

@@ -69,8 +69,13 @@ def _date_bounds(start: date | None, end: date | None) -> tuple[int | None, int 
     return lo, hi
 
 
-async def _replay(agent: Agent, feeds: Iterable[MarketFeed], lo: int | None, hi: int | None,
-                  progress: Progress | None) -> None:
+async def _replay(
+    agent: Agent,
+    feeds: Iterable[MarketFeed],
+    lo: int | None,
+    hi: int | None,
+    progress: Progress | None,
+) -> None:
     for feed in feeds:
         for batch in feed.batches():
             trades = batch.trades
@@ -122,28 +127,41 @@ def run_backtest(
         _freeze(brain)
     contract = feeds[0].contract
     resolution = max((_resolution_sec(f) for f in feeds), default=0.0)
-    agent = build_agent(contract, brain, AgentOptions(
-        mode="backtest", log_dir=log_dir, feature_config=feature_config or FeatureConfig(),
-        risk_config=risk_config or RiskConfig(), strategies=strategies, cadence=cadence,
-        learning=learning, resolution_sec=resolution, broker_config=broker_config,
-        durable=durable,
-    ))
+    agent = build_agent(
+        contract,
+        brain,
+        AgentOptions(
+            mode="backtest",
+            log_dir=log_dir,
+            feature_config=feature_config or FeatureConfig(),
+            risk_config=risk_config or RiskConfig(),
+            strategies=strategies,
+            cadence=cadence,
+            learning=learning,
+            resolution_sec=resolution,
+            broker_config=broker_config,
+            durable=durable,
+        ),
+    )
     execution = agent.execution
     risk = execution.ledger.risk
     if carry is not None:  # a new account inherits what the earlier ones learned
-        execution.emit(LearningCarryEvent(ts_ns=0, symbol=contract.symbol, **{
-            k: v for k, v in carry.items() if k != "notes"}))
+        execution.emit(
+            LearningCarryEvent(
+                ts_ns=0, symbol=contract.symbol, **{k: v for k, v in carry.items() if k != "notes"}
+            )
+        )
         agent.notes.add_exported(carry.get("notes", []))
     lo, hi = _date_bounds(start, end)
     asyncio.run(_replay(agent, feeds, lo, hi, progress))
     changes = [
-        r for r in iter_records(log_dir / "execution.jsonl", "strategy_change")
-        if r.get("accepted")
+        r for r in iter_records(log_dir / "execution.jsonl", "strategy_change") if r.get("accepted")
     ]
     t = agent.timeline
     stats = asdict(agent.stats)
     policy = getattr(getattr(brain, "learning", None), "name", None) or getattr(
-        getattr(getattr(brain, "fallback", None), "learning", None), "name", None)
+        getattr(getattr(brain, "fallback", None), "learning", None), "name", None
+    )
     stats["learning_policy"] = policy
     llm = llm_brain_of(brain)
     if llm is not None:
@@ -157,8 +175,14 @@ def run_backtest(
         starting_balance=risk.account.starting_balance,
         closed_trades=list(execution.ledger.closed),
         strategy_changes=changes,
-        timeline={"minute_ts": t.minute_ts, "price": t.price, "poc": t.poc, "vah": t.vah,
-                  "val": t.val, "decisions": t.decisions},
+        timeline={
+            "minute_ts": t.minute_ts,
+            "price": t.price,
+            "poc": t.poc,
+            "vah": t.vah,
+            "val": t.val,
+            "decisions": t.decisions,
+        },
         stats=stats,
         risk=risk.to_dict(),
         strategy_state={k: v.model_dump() for k, v in execution.strategy_state.items()},
@@ -173,8 +197,11 @@ def _freeze(brain: Brain) -> None:
     """A frozen run: the rule brain (also behind an LLM) stops judging and blocking strategies."""
     from fabio.brain.learning import FrozenPolicy
 
-    for b in (brain, getattr(brain, "fallback", None),
-              getattr(getattr(brain, "llm", None), "fallback", None)):
+    for b in (
+        brain,
+        getattr(brain, "fallback", None),
+        getattr(getattr(brain, "llm", None), "fallback", None),
+    ):
         if b is not None and hasattr(b, "learning"):
             b.learning = FrozenPolicy()
 
@@ -205,7 +232,8 @@ def summarise(result: BacktestResult) -> dict[str, Any]:
     daily = np.array(list(days.values()), dtype=float)
     sharpe = (
         float(daily.mean() / daily.std(ddof=1) * math.sqrt(252))
-        if len(daily) > 1 and daily.std(ddof=1) > 0 else None
+        if len(daily) > 1 and daily.std(ddof=1) > 0
+        else None
     )
     wins = [p for p in pnls if p > 0]
     losses = [-p for p in pnls if p < 0]
@@ -230,20 +258,27 @@ def summarise(result: BacktestResult) -> dict[str, Any]:
         "rule_breaches": rule_breaches(result),
         "final_balance": round(result.starting_balance + float(sum(pnls)), 2),
         "trading_state": risk_state.get("state"),
-        "per_strategy": {k: v.model_dump(exclude={"by_regime", "trades_this_session"})
-                         for k, v in performance_by_strategy(trades).items()},
+        "per_strategy": {
+            k: v.model_dump(exclude={"by_regime", "trades_this_session"})
+            for k, v in performance_by_strategy(trades).items()
+        },
         "per_regime": {
-            regime: {"trades": len(ts), "net_pnl_usd": round(sum(t.net_pnl_usd for t in ts), 2),
-                     "win_rate": round(sum(1 for t in ts if t.net_pnl_usd > 0) / len(ts), 4)}
+            regime: {
+                "trades": len(ts),
+                "net_pnl_usd": round(sum(t.net_pnl_usd for t in ts), 2),
+                "win_rate": round(sum(1 for t in ts if t.net_pnl_usd > 0) / len(ts), 4),
+            }
             for regime, ts in sorted(by_regime.items())
         },
         "per_year": per_year(result),
         "strategy_changes": len(result.strategy_changes),
         "decisions": stats.get("decisions", 0),
         "llm_fallbacks": stats.get("fallbacks", 0),
-        "tokens": {"prompt": stats.get("prompt_tokens", 0),
-                   "completion": stats.get("completion_tokens", 0),
-                   "cached": stats.get("cached_tokens", 0)},
+        "tokens": {
+            "prompt": stats.get("prompt_tokens", 0),
+            "completion": stats.get("completion_tokens", 0),
+            "cached": stats.get("cached_tokens", 0),
+        },
         "llm_cost_usd": round(float(stats.get("cost_usd", 0.0)), 4),
         **_llm_summary(stats.get("llm")),
     }
@@ -257,9 +292,20 @@ def _llm_summary(llm: dict[str, Any] | None) -> dict[str, Any]:
     if not llm:
         return {}
     return {
-        "llm": {k: llm.get(k) for k in (
-            "requests", "decisions", "fallbacks", "fallback_reasons", "breaker_opens",
-            "breaker_skipped", "budget_skipped", "budget_sessions", "cached_tokens")},
+        "llm": {
+            k: llm.get(k)
+            for k in (
+                "requests",
+                "decisions",
+                "fallbacks",
+                "fallback_reasons",
+                "breaker_opens",
+                "breaker_skipped",
+                "budget_skipped",
+                "budget_sessions",
+                "cached_tokens",
+            )
+        },
         "llm_failure": llm.get("failure"),
     }
 
@@ -295,8 +341,10 @@ def no_trades_reason(result: BacktestResult) -> str:
     halted = (result.risk.get("account") or {}).get("halted_reason")
     parts = []
     if decisions == 0:
-        parts.append("the brain was never asked: no regular-hours session in the data or the "
-                     "--from/--to range")
+        parts.append(
+            "the brain was never asked: no regular-hours session in the data or the "
+            "--from/--to range"
+        )
     elif proposed == 0:
         parts.append(f"no setup fired: {decisions:,} decisions, none proposed an entry")
     else:
@@ -305,8 +353,10 @@ def no_trades_reason(result: BacktestResult) -> str:
         example = (stats.get("refusal_examples") or {}).get(top[0][0]) if top else None
         if example:
             listed += f"; e.g. '{example}'"
-        parts.append(f"{sum(refused.values()):,} of {proposed:,} proposed entries were refused"
-                     + (f" ({listed})" if listed else ""))
+        parts.append(
+            f"{sum(refused.values()):,} of {proposed:,} proposed entries were refused"
+            + (f" ({listed})" if listed else "")
+        )
     if risk_state and risk_state != "active":
         parts.append(f"risk engine {risk_state}" + (f": {halted}" if halted else ""))
     return "; ".join(parts)
@@ -337,19 +387,24 @@ def rule_breaches(result: BacktestResult) -> list[str]:
     """Prop-firm rules broken, judged from the trades alone (independent of the risk engine)."""
     from fabio.execution.risk import PRESETS
 
-    preset = PRESETS[str(result.risk.get("config", {}).get("preset", "50K"))] \
-        if isinstance(result.risk.get("config"), dict) else PRESETS["50K"]
+    preset = (
+        PRESETS[str(result.risk.get("config", {}).get("preset", "50K"))]
+        if isinstance(result.risk.get("config"), dict)
+        else PRESETS["50K"]
+    )
     out = []
     balance = eod_high = result.starting_balance
     for day, pnl in daily_pnl(result.closed_trades).items():
         if pnl <= -preset.daily_loss_usd:
-            out.append(f"{day}: daily loss ${-pnl:,.2f} reached the "
-                       f"${preset.daily_loss_usd:,.0f} limit")
+            out.append(
+                f"{day}: daily loss ${-pnl:,.2f} reached the ${preset.daily_loss_usd:,.0f} limit"
+            )
         balance += pnl
         floor = min(eod_high - preset.max_loss_usd, result.starting_balance)
         if balance <= floor:
-            out.append(f"{day}: balance ${balance:,.2f} at or below the maximum-loss floor "
-                       f"${floor:,.2f}")
+            out.append(
+                f"{day}: balance ${balance:,.2f} at or below the maximum-loss floor ${floor:,.2f}"
+            )
         eod_high = max(eod_high, balance)
     return out
 

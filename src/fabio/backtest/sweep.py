@@ -60,10 +60,13 @@ def run_job(job: SweepJob, carry: dict[str, Any] | None = None) -> dict[str, Any
     settings = load_settings(job.env_file)
     feed = open_feed(job.data, symbol=job.symbol, force_symbol=job.force_symbol)
     result = run_backtest(
-        [feed], make_brain(job.brain, settings, job.policy if job.learning else "off"),
+        [feed],
+        make_brain(job.brain, settings, job.policy if job.learning else "off"),
         Path(job.log_dir),
-        feature_config=settings.feature_config(), risk_config=settings.risk_config(),
-        strategies=load_strategies(settings.strategies_file), learning=job.learning,
+        feature_config=settings.feature_config(),
+        risk_config=settings.risk_config(),
+        strategies=load_strategies(settings.strategies_file),
+        learning=job.learning,
         start=date.fromisoformat(job.start) if job.start else None,
         end=date.fromisoformat(job.end) if job.end else None,
         carry=carry,
@@ -99,8 +102,9 @@ def run_sweep(
     return [json.loads(result_path(out, j.data).read_text()) for j in jobs]
 
 
-def _run_chain(jobs: list[SweepJob], out: Path,
-               on_done: Callable[[SweepJob, dict[str, Any]], None] | None) -> None:
+def _run_chain(
+    jobs: list[SweepJob], out: Path, on_done: Callable[[SweepJob, dict[str, Any]], None] | None
+) -> None:
     """Jobs in order, each inheriting the learning state the previous one wrote (resumable)."""
     carry: dict[str, Any] | None = None
     for job in jobs:
@@ -121,8 +125,12 @@ def _write(path: Path, data: Any) -> None:
     tmp.replace(path)  # atomic: a killed sweep never leaves half a file behind
 
 
-def _save(out: Path, job: SweepJob, result: dict[str, Any],
-          on_done: Callable[[SweepJob, dict[str, Any]], None] | None) -> None:
+def _save(
+    out: Path,
+    job: SweepJob,
+    result: dict[str, Any],
+    on_done: Callable[[SweepJob, dict[str, Any]], None] | None,
+) -> None:
     result.pop("learning_state", None)  # kept beside it when a chain needs it
     path = result_path(out, job.data)
     tmp = path.with_suffix(".tmp")
@@ -132,9 +140,12 @@ def _save(out: Path, job: SweepJob, result: dict[str, Any],
         on_done(job, result)
 
 
-def _run_ray(todo: list[SweepJob], out: Path,
-             on_done: Callable[[SweepJob, dict[str, Any]], None] | None,
-             address: str | None = None) -> None:
+def _run_ray(
+    todo: list[SweepJob],
+    out: Path,
+    on_done: Callable[[SweepJob, dict[str, Any]], None] | None,
+    address: str | None = None,
+) -> None:
     """Each job a Ray task: on the cluster at `address` (`ray://host:10001` or `host:6379`),
     else RAY_ADDRESS, else a local Ray instance started here. Results come back to this
     machine and are written as on the local executor; the data files and the env file must be
@@ -148,11 +159,16 @@ def _run_ray(todo: list[SweepJob], out: Path,
         ) from None
     if not ray.is_initialized():
         try:
-            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
-                     log_to_driver=False)
+            ray.init(
+                address=address,
+                ignore_reinit_error=True,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise FabioError(f"cannot reach the Ray cluster at {address or 'RAY_ADDRESS'}: "
-                             f"{exc}") from None
+            raise FabioError(
+                f"cannot reach the Ray cluster at {address or 'RAY_ADDRESS'}: {exc}"
+            ) from None
     remote = ray.remote(run_job)
     pending = {remote.remote(j): j for j in todo}
     while pending:

@@ -16,8 +16,13 @@ CACHE_FILE = "llm_cache.jsonl"
 
 def secret_values(settings: Settings) -> list[str]:
     """Every secret the settings hold, for redaction."""
-    secrets = (settings.openai_api_key, settings.topstep_password, settings.topstep_api_key,
-               settings.dashboard_token, settings.alert_urls)
+    secrets = (
+        settings.openai_api_key,
+        settings.topstep_password,
+        settings.topstep_api_key,
+        settings.dashboard_token,
+        settings.alert_urls,
+    )
     return [s.get_secret_value() for s in secrets if s is not None]
 
 

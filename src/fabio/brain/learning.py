@@ -83,8 +83,11 @@ def bounds(n: float, mean: float, std: float, rules: ExpectancyRules) -> tuple[f
 
 def _evidence(summary: dict[str, float], prefix: str = "") -> tuple[int, float, float]:
     n = int(summary.get(f"{prefix}trades", 0) or 0)
-    return n, float(summary.get(f"{prefix}avg_r", 0.0) or 0.0), \
-        float(summary.get(f"{prefix}r_std", 0.0) or 0.0)
+    return (
+        n,
+        float(summary.get(f"{prefix}avg_r", 0.0) or 0.0),
+        float(summary.get(f"{prefix}r_std", 0.0) or 0.0),
+    )
 
 
 class ExpectancyPolicy:
@@ -149,15 +152,19 @@ class ExpectancyPolicy:
             if params is None:
                 continue
             perf = ctx.strategy_performance[name]
-            judged = self._reenable(name, perf, params, ctx) if not params.enabled \
+            judged = (
+                self._reenable(name, perf, params, ctx)
+                if not params.enabled
                 else self._judge_enabled(name, perf, params, ctx)
+            )
             if judged is not None:
                 tweaks.append(judged[0])
                 notes.append(judged[1])
         return tweaks, notes
 
-    def _judge_enabled(self, name: str, perf: StrategyPerformance, params: StrategyParams,
-                       ctx: DecisionContext) -> tuple[StrategyTweak, str] | None:
+    def _judge_enabled(
+        self, name: str, perf: StrategyPerformance, params: StrategyParams, ctx: DecisionContext
+    ) -> tuple[StrategyTweak, str] | None:
         r = self.rules
         n, mean, std = _evidence(perf.recent)
         if n < r.throttle_min_trades:
@@ -166,34 +173,51 @@ class ExpectancyPolicy:
         if last is not None and perf.trades - last < r.rejudge_trades:
             return None
         shrunk, se = bounds(n, mean, std, r)
-        stats = f"expectancy {shrunk:+.3f} R ± {se:.3f} over the last {n} trades " \
+        stats = (
+            f"expectancy {shrunk:+.3f} R ± {se:.3f} over the last {n} trades "
             f"(raw {mean:+.3f} R, win rate {perf.win_rate or 0:.2f})"
+        )
         if n >= r.disable_min_trades and shrunk + r.disable_z * se < 0:
             self.judged_at[name] = perf.trades
             why = f"clearly negative: upper bound {shrunk + r.disable_z * se:+.3f} R"
-            return (StrategyTweak(name=name, changes=StrategyChanges(enabled=False),
-                                  reason=f"{why}; {stats}"),
-                    f"{ctx.symbol}: disabled {name} ({why}; {stats}); it trades in shadow "
-                    "and comes back when its shadow trades earn it")
+            return (
+                StrategyTweak(
+                    name=name, changes=StrategyChanges(enabled=False), reason=f"{why}; {stats}"
+                ),
+                f"{ctx.symbol}: disabled {name} ({why}; {stats}); it trades in shadow "
+                "and comes back when its shadow trades earn it",
+            )
         if shrunk + r.throttle_z * se < 0 and params.risk_fraction > r.risk_floor:
             new = round(max(r.risk_floor, params.risk_fraction - r.risk_step), 6)
             self.judged_at[name] = perf.trades
-            return (StrategyTweak(name=name, changes=StrategyChanges(risk_fraction=new),
-                                  reason=f"evidence of a negative expectancy: {stats}"),
-                    f"{ctx.symbol}: cut {name} risk {params.risk_fraction:g} -> {new:g} "
-                    f"({stats})")
-        if n >= r.raise_min_trades and shrunk - r.raise_z * se > 0 and \
-                params.risk_fraction < r.risk_cap:
+            return (
+                StrategyTweak(
+                    name=name,
+                    changes=StrategyChanges(risk_fraction=new),
+                    reason=f"evidence of a negative expectancy: {stats}",
+                ),
+                f"{ctx.symbol}: cut {name} risk {params.risk_fraction:g} -> {new:g} ({stats})",
+            )
+        if (
+            n >= r.raise_min_trades
+            and shrunk - r.raise_z * se > 0
+            and params.risk_fraction < r.risk_cap
+        ):
             new = round(min(r.risk_cap, params.risk_fraction + r.risk_step), 6)
             self.judged_at[name] = perf.trades
-            return (StrategyTweak(name=name, changes=StrategyChanges(risk_fraction=new),
-                                  reason=f"positive expectancy: {stats}"),
-                    f"{ctx.symbol}: raised {name} risk {params.risk_fraction:g} -> {new:g} "
-                    f"({stats})")
+            return (
+                StrategyTweak(
+                    name=name,
+                    changes=StrategyChanges(risk_fraction=new),
+                    reason=f"positive expectancy: {stats}",
+                ),
+                f"{ctx.symbol}: raised {name} risk {params.risk_fraction:g} -> {new:g} ({stats})",
+            )
         return None
 
-    def _reenable(self, name: str, perf: StrategyPerformance, params: StrategyParams,
-                  ctx: DecisionContext) -> tuple[StrategyTweak, str] | None:
+    def _reenable(
+        self, name: str, perf: StrategyPerformance, params: StrategyParams, ctx: DecisionContext
+    ) -> tuple[StrategyTweak, str] | None:
         r = self.rules
         shadow = perf.shadow
         n, mean, std = _evidence(shadow)
@@ -202,13 +226,21 @@ class ExpectancyPolicy:
         shrunk, se = bounds(n, mean, std, r)
         if shrunk - r.reenable_z * se <= 0:
             return None
-        stats = f"shadow expectancy {shrunk:+.3f} R ± {se:.3f} over {n} shadow trades in " \
+        stats = (
+            f"shadow expectancy {shrunk:+.3f} R ± {se:.3f} over {n} shadow trades in "
             f"{int(shadow.get('sessions', 0))} sessions"
+        )
         self.judged_at[name] = perf.trades
-        return (StrategyTweak(name=name, changes=StrategyChanges(
-                    enabled=True, risk_fraction=min(params.risk_fraction, r.risk_floor)),
-                    reason=f"earned its way back: {stats}"),
-                f"{ctx.symbol}: re-enabled {name} at risk {r.risk_floor:g} ({stats})")
+        return (
+            StrategyTweak(
+                name=name,
+                changes=StrategyChanges(
+                    enabled=True, risk_fraction=min(params.risk_fraction, r.risk_floor)
+                ),
+                reason=f"earned its way back: {stats}",
+            ),
+            f"{ctx.symbol}: re-enabled {name} at risk {r.risk_floor:g} ({stats})",
+        )
 
 
 class SeedPolicy:
@@ -324,8 +356,9 @@ class FrozenPolicy:
         return [], []
 
 
-def make_policy(name: str | LearningPolicy | None, rules: LearningRules | None = None
-                ) -> LearningPolicy:
+def make_policy(
+    name: str | LearningPolicy | None, rules: LearningRules | None = None
+) -> LearningPolicy:
     """The policy `--learning` names (default: expectancy; "off" for a frozen agent)."""
     if name is None or name == "expectancy":
         return ExpectancyPolicy()

@@ -530,8 +530,10 @@ class LlmBrain:
             if not self._budget_said:
                 self._budget_said = True
                 s.budget_sessions += 1
-                message = f"LLM budget for this session spent ({spent}): the fallback brain " \
+                message = (
+                    f"LLM budget for this session spent ({spent}): the fallback brain "
                     "decides until the next session"
+                )
                 call.notes.append(message)
                 log.warning("%s", message)
             return "budget", f"session budget spent ({spent})"
@@ -547,8 +549,10 @@ class LlmBrain:
     def budget_spent(self) -> str | None:
         """What exhausted the session's budget, or None while some is left."""
         c, s = self.config, self._stats
-        if c.max_cost_per_session_usd is not None and s.session_cost_usd >= \
-                c.max_cost_per_session_usd:
+        if (
+            c.max_cost_per_session_usd is not None
+            and s.session_cost_usd >= c.max_cost_per_session_usd
+        ):
             return f"${s.session_cost_usd:.4f} of ${c.max_cost_per_session_usd:g}"
         if c.max_tokens_per_session is not None and s.session_tokens >= c.max_tokens_per_session:
             return f"{s.session_tokens} of {c.max_tokens_per_session} tokens"

@@ -28,8 +28,9 @@ def _key(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
 
-def _outcome(strategy: str | None, since_ns: int, now_ns: int,
-             closed: list[ClosedTrade]) -> str | None:
+def _outcome(
+    strategy: str | None, since_ns: int, now_ns: int, closed: list[ClosedTrade]
+) -> str | None:
     """What the strategy the note was about did after it: trades and net P&L."""
     if strategy is None:
         return None
@@ -74,8 +75,10 @@ class NoteStore:
 
     def export(self) -> list[dict[str, Any]]:
         """The notes, oldest first, as plain records (what a new account inherits)."""
-        return [{"ts": n.ts, "text": n.text, "regime": n.regime, "strategy": n.strategy}
-                for n in self._notes.values()]
+        return [
+            {"ts": n.ts, "text": n.text, "regime": n.regime, "strategy": n.strategy}
+            for n in self._notes.values()
+        ]
 
     def add_exported(self, notes: list[dict[str, Any]]) -> None:
         """Take notes `export` wrote (any contract of the product)."""
@@ -114,16 +117,21 @@ class NoteStore:
         day = self._cal.trade_date_of(now_ns)
         today = self._cal.index_on(day) if day is not None else None
         candidates = [n for n in self._notes.values() if n.ts < now_ns]
-        candidates.sort(key=lambda n: (
-            0 if regime is not None and n.regime == regime else 1,
-            0 if n.strategy in wanted else 1,
-            -n.ts,
-        ))
+        candidates.sort(
+            key=lambda n: (
+                0 if regime is not None and n.regime == regime else 1,
+                0 if n.strategy in wanted else 1,
+                -n.ts,
+            )
+        )
         return [
             NoteView(
-                text=n.text, regime=n.regime, strategy=n.strategy,
+                text=n.text,
+                regime=n.regime,
+                strategy=n.strategy,
                 sessions_ago=max(0, today - n.session)
-                if today is not None and n.session is not None else 0,
+                if today is not None and n.session is not None
+                else 0,
                 outcome=_outcome(n.strategy, n.ts, now_ns, closed_trades or []),
             )
             for n in candidates[:limit]

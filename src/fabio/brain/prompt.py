@@ -441,9 +441,7 @@ def system_prompt(
     tick_values = "; ".join(f"{s.root} ${s.tick_value:.2f} per tick" for s in SPECS.values())
     parts = [
         _ROLE.format(products=products),
-        _CONTEXT.format(
-            tick=tick, tick_values=tick_values, max_notes_in=MAX_NOTES_IN_CONTEXT
-        ),
+        _CONTEXT.format(tick=tick, tick_values=tick_values, max_notes_in=MAX_NOTES_IN_CONTEXT),
         _REGIME.format(
             t_pct=_n(t.trend_range_percentile_min),
             t_dist=t.trend_distance_to_poc_min_ticks,

@@ -488,7 +488,8 @@ class RuleBrain:
         regime, state = assessment.regime, assessment.market_state
         tweaks, learn_notes = self._learn(ctx, regime)
         fitting = [
-            c for c in ctx.triggered_setups
+            c
+            for c in ctx.triggered_setups
             if setup_fits(c, regime, state, ctx, self.variants)
             and self.learning.allows(c.strategy, regime, ctx)
         ]
@@ -500,7 +501,8 @@ class RuleBrain:
         active = [
             name
             for name, p in ctx.strategy_state.items()
-            if p.enabled and (_fits_regime(name, regime, self.variants) or name == chosen)
+            if p.enabled
+            and (_fits_regime(name, regime, self.variants) or name == chosen)
             and self.learning.allows(name, regime, ctx)
         ]
         return Decision(

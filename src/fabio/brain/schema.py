@@ -40,10 +40,24 @@ from fabio.strategies import (
 
 # The models live in the domain layer (`fabio.decision`); re-exported for the brain's callers.
 __all__ = [
-    "MAX_NOTES", "MAX_TRADE_DECISIONS", "MAX_ZONES", "MAX_ZONE_BAND_TICKS", "CheckContext",
-    "Decision", "ImportanceZone", "MarketAssessment", "MarketState", "PocSide", "Regime",
-    "Rejection", "StrategyChanges", "StrategyTweak", "StrategyUpdates", "TradeDecision",
-    "ValueLocation", "check_decision",
+    "MAX_NOTES",
+    "MAX_TRADE_DECISIONS",
+    "MAX_ZONES",
+    "MAX_ZONE_BAND_TICKS",
+    "CheckContext",
+    "Decision",
+    "ImportanceZone",
+    "MarketAssessment",
+    "MarketState",
+    "PocSide",
+    "Regime",
+    "Rejection",
+    "StrategyChanges",
+    "StrategyTweak",
+    "StrategyUpdates",
+    "TradeDecision",
+    "ValueLocation",
+    "check_decision",
 ]
 
 
@@ -291,20 +305,34 @@ MAX_NOTE_CHARS = 400
 # to change a limit (risk, size, stops, guardrails, the kill switch) is flagged and dropped.
 # Strategy parameters change only through `strategy_tweaks`, inside the guardrails.
 _NOTE_FLAGS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), why) for pattern, why in (
-        (r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules?|prompt|"
-         r"guardrails?|limits?|caps?|system)\b", "tells the brain to ignore its rules"),
-        (r"\b(you are now|new instructions|system prompt|jailbreak|developer mode)\b",
-         "gives the brain instructions"),
-        (r"\b(set|raise|increase|double|change|make|put|go)\b.{0,30}\b(risk|risk_fraction|"
-         r"position size|size|leverage|contracts|lots|max_trades\w*|daily loss\w*|limits?|"
-         r"caps?)\b.{0,20}(\bto\b|=|%|\bmax)", "tries to change a limit"),
-        (r"\b(disable|bypass|remove|turn off|switch off|skip|lift|raise)\b.{0,30}\b(guardrails?|"
-         r"limits?|caps?|kill[ -]switch|stop[ -]loss(es)?|risk checks?|flat time)\b",
-         "tries to switch off a safeguard"),
+    (re.compile(pattern, re.IGNORECASE), why)
+    for pattern, why in (
+        (
+            r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules?|prompt|"
+            r"guardrails?|limits?|caps?|system)\b",
+            "tells the brain to ignore its rules",
+        ),
+        (
+            r"\b(you are now|new instructions|system prompt|jailbreak|developer mode)\b",
+            "gives the brain instructions",
+        ),
+        (
+            r"\b(set|raise|increase|double|change|make|put|go)\b.{0,30}\b(risk|risk_fraction|"
+            r"position size|size|leverage|contracts|lots|max_trades\w*|daily loss\w*|limits?|"
+            r"caps?)\b.{0,20}(\bto\b|=|%|\bmax)",
+            "tries to change a limit",
+        ),
+        (
+            r"\b(disable|bypass|remove|turn off|switch off|skip|lift|raise)\b.{0,30}\b(guardrails?|"
+            r"limits?|caps?|kill[ -]switch|stop[ -]loss(es)?|risk checks?|flat time)\b",
+            "tries to switch off a safeguard",
+        ),
         (r"\bno (stops?|stop[ -]loss(es)?|limits?)\b", "tries to switch off a safeguard"),
-        (r"\b\d{2,3}(\.\d+)?\s*%\s*(of (the )?)?(account|balance|equity|risk)\b|"
-         r"\brisk\b.{0,20}\b\d{2,3}(\.\d+)?\s*%", "asks for an outsized risk"),
+        (
+            r"\b\d{2,3}(\.\d+)?\s*%\s*(of (the )?)?(account|balance|equity|risk)\b|"
+            r"\brisk\b.{0,20}\b\d{2,3}(\.\d+)?\s*%",
+            "asks for an outsized risk",
+        ),
     )
 )
 
@@ -327,8 +355,12 @@ def _check_notes(c: _Checker, notes: list[str]) -> list[str]:
             continue
         flagged = flag_note(n)
         if flagged:
-            c.note(f"notes_to_future_self[{i}]", "dropped",
-                   f"flagged: {flagged} (notes are data, not commands)", n)
+            c.note(
+                f"notes_to_future_self[{i}]",
+                "dropped",
+                f"flagged: {flagged} (notes are data, not commands)",
+                n,
+            )
             continue
         kept.append(c.text(f"notes_to_future_self[{i}]", n.strip(), MAX_NOTE_CHARS))
     return kept

@@ -31,13 +31,19 @@ PRICE_BAND_SHARE = 0.20
 _MIN_ROWS_FOR_MEDIAN = 20
 # Plausible price ranges (index points) of the products: far wider than any traded level, narrow
 # enough that a profile over them stays small.
-_PRICE_LIMITS = {"ES": (100.0, 50_000.0), "MES": (100.0, 50_000.0),
-                 "NQ": (100.0, 200_000.0), "MNQ": (100.0, 200_000.0)}
+_PRICE_LIMITS = {
+    "ES": (100.0, 50_000.0),
+    "MES": (100.0, 50_000.0),
+    "NQ": (100.0, 200_000.0),
+    "MNQ": (100.0, 200_000.0),
+}
 
 
 def price_limits(spec: InstrumentSpec) -> tuple[float, float]:
     """The plausible (low, high) price of a product; unknown roots get a generous range."""
     return _PRICE_LIMITS.get(spec.root, (spec.tick_size, 10_000_000.0))
+
+
 # Above this share of rows going back in time, the file is refused as unsorted.
 MAX_OUT_OF_ORDER_SHARE = 0.01
 
@@ -45,8 +51,13 @@ MAX_OUT_OF_ORDER_SHARE = 0.01
 class TradeSanitizer:
     """Validates raw trade columns batch by batch, carrying time order across batches."""
 
-    def __init__(self, report: LoadReport, tick_size: float, unit: str = "record",
-                 price_limits: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        report: LoadReport,
+        tick_size: float,
+        unit: str = "record",
+        price_limits: tuple[float, float] | None = None,
+    ) -> None:
         self.report = report
         self.tick_size = tick_size
         self.unit = unit
@@ -138,14 +149,20 @@ class TradeSanitizer:
         self.report.trades += len(batch)
         return batch
 
-    def _price_band(self, price: NDArray[np.float64], keep: NDArray[np.bool_],
-                    drop: Callable[[NDArray[np.bool_], str], None]) -> None:
+    def _price_band(
+        self,
+        price: NDArray[np.float64],
+        keep: NDArray[np.bool_],
+        drop: Callable[[NDArray[np.bool_], str], None],
+    ) -> None:
         """Skip prints outside the product's plausible range or far from the recent median."""
         if self.price_limits is not None:
             lo, hi = self.price_limits
             with np.errstate(invalid="ignore"):
-                drop((price < lo) | (price > hi),
-                     f"price outside the instrument's plausible range {lo:g} to {hi:g}")
+                drop(
+                    (price < lo) | (price > hi),
+                    f"price outside the instrument's plausible range {lo:g} to {hi:g}",
+                )
         good = price[keep]
         if len(good) >= _MIN_ROWS_FOR_MEDIAN or (self.reference is None and len(good)):
             self.reference = float(np.median(good))
@@ -153,8 +170,10 @@ class TradeSanitizer:
             return
         ref = self.reference
         with np.errstate(invalid="ignore"):
-            drop(np.abs(price - ref) > PRICE_BAND_SHARE * ref,
-                 f"price more than {PRICE_BAND_SHARE:.0%} from the recent median")
+            drop(
+                np.abs(price - ref) > PRICE_BAND_SHARE * ref,
+                f"price more than {PRICE_BAND_SHARE:.0%} from the recent median",
+            )
         good = price[keep]
         if len(good) >= _MIN_ROWS_FOR_MEDIAN:
             self.reference = float(np.median(good))

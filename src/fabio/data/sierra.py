@@ -217,8 +217,9 @@ class SierraTimeAndSalesFeed:
 
     def batches(self) -> Iterator[MarketBatch]:
         restart_report(self.report, [])
-        asm = FeedAssembler(self.report, self.contract, self.batch_rows, self.has_quotes,
-                            unit="line")
+        asm = FeedAssembler(
+            self.report, self.contract, self.batch_rows, self.has_quotes, unit="line"
+        )
         with file_errors(self.path, "Sierra Chart time-and-sales"):
             if "Sequence" not in self.columns:
                 for frame, lines in self._chunks():
@@ -581,8 +582,11 @@ class SierraBarFeed:
             (nonpos, "price is zero or negative"),
             (off_grid, "price is off the tick grid"),
             (inconsistent, "high below low, or open/close outside [low, high]"),
-            (implausible, "price outside the instrument's plausible range "
-                          f"{self._limits[0]:g} to {self._limits[1]:g}"),
+            (
+                implausible,
+                "price outside the instrument's plausible range "
+                f"{self._limits[0]:g} to {self._limits[1]:g}",
+            ),
             (far, f"price more than {PRICE_BAND_SHARE:.0%} from the day's median"),
             (too_wide, f"bar range wider than {MAX_BAR_RANGE_TICKS} ticks"),
             (bad_vol, "volume negative or not a whole number"),

@@ -129,8 +129,9 @@ def bar_stats(df: pd.DataFrame) -> dict[str, Any]:
         "rth_trades_per_session": round(float(g["NumberOfTrades"].sum()[full].median()), 0),
         "volume_curve_30m": [round(float(x), 5) for x in curve.to_numpy()],
         "imbalance_5m_rth": _pcts(np.abs(signed_rth), (25, 50, 75, 90, 99)),
-        "imbalance_5m_eth": _pcts(np.abs(imb[~is_rth & (df["Volume"] > 0)].to_numpy()),
-                                  (25, 50, 75, 90, 99)),
+        "imbalance_5m_eth": _pcts(
+            np.abs(imb[~is_rth & (df["Volume"] > 0)].to_numpy()), (25, 50, 75, 90, 99)
+        ),
         "imbalance_5m_rth_ac1": round(float(np.corrcoef(signed_rth[:-1], signed_rth[1:])[0, 1]), 3),
         "imbalance_return_corr_rth": round(float(np.corrcoef(signed_rth, ret_rth)[0, 1]), 3),
         "mean_print_size_rth": round(float(rth["Volume"].sum() / rth["NumberOfTrades"].sum()), 3),
@@ -255,8 +256,14 @@ def _feature_matrix(feats: list[RegimeFeatures]) -> tuple[NDArray[np.float64], N
     for f in feats:
         rows.append(
             np.column_stack(
-                [np.abs(f.imb5), np.abs(f.imb15), np.log1p(f.move15), np.log1p(f.range15),
-                 f.crosses30, f.regime]
+                [
+                    np.abs(f.imb5),
+                    np.abs(f.imb15),
+                    np.log1p(f.move15),
+                    np.log1p(f.range15),
+                    f.crosses30,
+                    f.regime,
+                ]
             )[15:]  # skip the first minutes of the session (windows not yet full)
         )
     x = np.vstack(rows)
@@ -370,15 +377,30 @@ def format_report(report: dict[str, Any]) -> str:
         "-" * 80,
     ]
     for q in ("p10", "p50", "p90"):
-        lines.append(_row(f"RTH range ticks {q} (2015-23)", ra.get("rth_range_ticks", {}).get(q),
-                          sb["rth_range_ticks"][q]))
+        lines.append(
+            _row(
+                f"RTH range ticks {q} (2015-23)",
+                ra.get("rth_range_ticks", {}).get(q),
+                sb["rth_range_ticks"][q],
+            )
+        )
     long_run = "/".join(str(v) for v in syn["rth_range_ticks_250_sessions"].values())
     lines.append(_row("RTH range p10/p50/p90, 250 sessions", "", long_run))
     if real:
-        lines.append(_row("RTH range ticks p10/p50/p90 (2023)",
-                          "/".join(str(v) for v in real["rth_range_ticks_2023"].values()), ""))
-    for key in ("rth_volume_share", "rth_trades_per_session", "mean_print_size_rth",
-                "imbalance_5m_rth_ac1", "imbalance_return_corr_rth"):
+        lines.append(
+            _row(
+                "RTH range ticks p10/p50/p90 (2023)",
+                "/".join(str(v) for v in real["rth_range_ticks_2023"].values()),
+                "",
+            )
+        )
+    for key in (
+        "rth_volume_share",
+        "rth_trades_per_session",
+        "mean_print_size_rth",
+        "imbalance_5m_rth_ac1",
+        "imbalance_return_corr_rth",
+    ):
         lines.append(_row(key + " (2021-23)", rr.get(key), sb[key]))
     for key in ("imbalance_5m_rth", "imbalance_5m_eth"):
         for q, v in sb[key].items():
@@ -389,8 +411,10 @@ def format_report(report: dict[str, Any]) -> str:
     sources["synthetic (all)"] = syn["print_sizes"]
     sources["synthetic (RTH)"] = syn["print_sizes_rth"]
     for name, st in sources.items():
-        lines.append(f"  {name[:33]:<33} {st['one_lot_share']:>6} {st['mean']:>7} {st['p99']:>7}"
-                     f" {st['max']:>7} {st['prints']:>8}")
+        lines.append(
+            f"  {name[:33]:<33} {st['one_lot_share']:>6} {st['mean']:>7} {st['p99']:>7}"
+            f" {st['max']:>7} {st['prints']:>8}"
+        )
     lines.append("")
     lines.append("volume share per 30-min bucket of the trade date (CT)   real 2021-23  synthetic")
     curve_r = rr.get("volume_curve_30m", [None] * 46)
@@ -402,8 +426,10 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"regime separation (RTH minutes {reg['minutes']}):")
     for name, feats in reg["feature_means"].items():
         lines.append(f"  {name:<6} " + "  ".join(f"{k}={v}" for k, v in feats.items()))
-    lines.append(f"  nearest-centroid accuracy (fit on half the sessions, scored on the other): "
-                 f"{reg['nearest_centroid_accuracy']}")
+    lines.append(
+        f"  nearest-centroid accuracy (fit on half the sessions, scored on the other): "
+        f"{reg['nearest_centroid_accuracy']}"
+    )
     return "\n".join(lines)
 
 
@@ -416,14 +442,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbol", default="ES")
     parser.add_argument("--rth-trades", type=int, default=None)
     args = parser.parse_args(argv)
-    cfg = SyntheticConfig(symbol=args.symbol, days=args.sessions, seed=args.seed,
-                          rth_trades=args.rth_trades)
+    cfg = SyntheticConfig(
+        symbol=args.symbol, days=args.sessions, seed=args.seed, rth_trades=args.rth_trades
+    )
     report: dict[str, Any] = {"synthetic": synthetic_report(cfg)}
     if (args.data / "es-5m-sierra").is_dir():
         report["real"] = real_report(args.data)
     else:
-        print(f"note: no real data at {args.data}; showing the synthetic side only",
-              file=sys.stderr)
+        print(
+            f"note: no real data at {args.data}; showing the synthetic side only", file=sys.stderr
+        )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 

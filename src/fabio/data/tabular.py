@@ -183,8 +183,9 @@ def iter_csv_chunks(
     reader = pcsv.open_csv(
         _open_arrow(path),
         read_options=pcsv.ReadOptions(use_threads=False, block_size=CSV_BLOCK_BYTES),
-        parse_options=pcsv.ParseOptions(delimiter=sep, invalid_row_handler=invalid,
-                                        ignore_empty_lines=False),
+        parse_options=pcsv.ParseOptions(
+            delimiter=sep, invalid_row_handler=invalid, ignore_empty_lines=False
+        ),
         convert_options=pcsv.ConvertOptions(
             column_types={name: pa.string() for name in names}, strings_can_be_null=True
         ),
@@ -210,8 +211,10 @@ def iter_csv_chunks(
             if n == 0:
                 continue
         frame = pd.DataFrame(
-            {name: _to_column(rb.column(i), kinds.get(name, "float"))
-             for i, name in enumerate(rb.schema.names)},
+            {
+                name: _to_column(rb.column(i), kinds.get(name, "float"))
+                for i, name in enumerate(rb.schema.names)
+            },
             copy=False,
         )
         report.rows_read += n
@@ -407,7 +410,11 @@ class FeedAssembler:
     """Classifies, sanitises and batches what a reader decoded, and fills its LoadReport."""
 
     def __init__(
-        self, report: LoadReport, contract: Contract, batch_rows: int, has_quotes: bool,
+        self,
+        report: LoadReport,
+        contract: Contract,
+        batch_rows: int,
+        has_quotes: bool,
         unit: str = "record",
     ) -> None:
         self.report = report
@@ -415,8 +422,9 @@ class FeedAssembler:
         self.has_quotes = has_quotes
         self.unit = unit  # how a skipped row is cited: "line N" (text) or "record N" (binary)
         self.method = AggressorSource.LEE_READY if has_quotes else AggressorSource.TICK_RULE
-        self.sanitizer = TradeSanitizer(report, contract.spec.tick_size, unit=unit,
-                                        price_limits=price_limits(contract.spec))
+        self.sanitizer = TradeSanitizer(
+            report, contract.spec.tick_size, unit=unit, price_limits=price_limits(contract.spec)
+        )
         self.tick = TickRule()
         self.quote_cleaner = QuoteCleaner(contract.spec.tick_size)
         self.batcher = Batcher(batch_rows, has_quotes)
@@ -738,8 +746,13 @@ class TabularFeed:
 
     def batches(self) -> Iterator[MarketBatch]:
         restart_report(self.report, self._notes)
-        asm = FeedAssembler(self.report, self.contract, self.batch_rows, self.has_quotes,
-                            unit="record" if self.is_parquet else "line")
+        asm = FeedAssembler(
+            self.report,
+            self.contract,
+            self.batch_rows,
+            self.has_quotes,
+            unit="record" if self.is_parquet else "line",
+        )
         fmt = self.report.format
         with file_errors(self.path, fmt):
             chunks = self._parquet_chunks() if self.is_parquet else self._csv_chunks()
@@ -793,8 +806,9 @@ class TabularFeed:
         ):
             hit = mask & keep
             if hit.any():
-                self.report.skip(reason, int(hit.sum()),
-                                 f"{asm.unit} {int(lines[int(np.argmax(hit))])}")
+                self.report.skip(
+                    reason, int(hit.sum()), f"{asm.unit} {int(lines[int(np.argmax(hit))])}"
+                )
                 keep &= ~hit
         bid = ask = bid_size = ask_size = None
         if self.has_quotes:

@@ -45,7 +45,6 @@ DEFAULT_COMMISSION_PER_CONTRACT_USD: dict[str, float] = {
 }
 
 
-
 class BrokerError(FabioError):
     """An order operation that cannot be done (unknown id, closed order, wrong field)."""
 
@@ -122,8 +121,11 @@ class SimulatedBroker:
         self._active: dict[str, Order] = {}  # working orders (accepted or partially filled)
         self._groups: dict[str, _OcoGroup] = {}  # oco group -> its stop and target
         self._group_of_entry: dict[str, str] = {}
-        self.fill_model = FillModel(self.config.limit_fill, self.config.stop_slippage_ticks,
-                                    self.config.market_slippage_ticks)
+        self.fill_model = FillModel(
+            self.config.limit_fill,
+            self.config.stop_slippage_ticks,
+            self.config.market_slippage_ticks,
+        )
         self._events: list[BrokerEvent] = []
         self._position = 0  # signed contracts held, from the fills
         self._position_value = 0.0  # signed qty * price of the open position
@@ -150,13 +152,15 @@ class SimulatedBroker:
     def positions(self) -> list[PositionSnapshot]:
         if self._position == 0:
             return []
-        return [PositionSnapshot(self.symbol, self._position,
-                                 self._position_value / self._position)]
+        return [
+            PositionSnapshot(self.symbol, self._position, self._position_value / self._position)
+        ]
 
     def account(self) -> AccountSnapshot:
         """A simulated venue keeps no money: the risk engine's ledger does."""
-        return AccountSnapshot(account_id=f"sim-{self.symbol}", balance_usd=None, can_trade=True,
-                               simulated=True)
+        return AccountSnapshot(
+            account_id=f"sim-{self.symbol}", balance_usd=None, can_trade=True, simulated=True
+        )
 
     def drain_events(self) -> list[BrokerEvent]:
         """Every status change since the last drain, in the order they happened."""
@@ -608,13 +612,24 @@ class SimulatedBroker:
 
     def _log(self, order: Order, ts: int, reason: str = "", fill: Fill | None = None) -> None:
         submitted = order.status is OrderStatus.SUBMITTED
-        self._events.append(OrderUpdate(
-            ts_ns=int(ts), order_id=order.id, symbol=order.symbol, status=order.status,
-            reason=reason, role=order.role, order_type=order.type, side=order.side, qty=order.qty,
-            filled_qty=order.filled_qty, strategy=order.strategy,
-            limit_ticks=order.limit_ticks if submitted else None,
-            stop_ticks=order.stop_ticks if submitted else None,
-            parent_id=order.parent_id if submitted else None,
-            oco_group=order.oco_group if submitted else None,
-            fill=fill, avg_fill_ticks=order.avg_fill_ticks if fill is not None else None,
-        ))
+        self._events.append(
+            OrderUpdate(
+                ts_ns=int(ts),
+                order_id=order.id,
+                symbol=order.symbol,
+                status=order.status,
+                reason=reason,
+                role=order.role,
+                order_type=order.type,
+                side=order.side,
+                qty=order.qty,
+                filled_qty=order.filled_qty,
+                strategy=order.strategy,
+                limit_ticks=order.limit_ticks if submitted else None,
+                stop_ticks=order.stop_ticks if submitted else None,
+                parent_id=order.parent_id if submitted else None,
+                oco_group=order.oco_group if submitted else None,
+                fill=fill,
+                avg_fill_ticks=order.avg_fill_ticks if fill is not None else None,
+            )
+        )

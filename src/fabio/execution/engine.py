@@ -64,8 +64,12 @@ class ExecResult:
     qty: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "reason": self.reason, "trade_id": self.trade_id,
-                "qty": self.qty}
+        return {
+            "accepted": self.accepted,
+            "reason": self.reason,
+            "trade_id": self.trade_id,
+            "qty": self.qty,
+        }
 
 
 class ExecutionEngine:
@@ -127,8 +131,13 @@ class ExecutionEngine:
         line) stops here with a FabioError naming the file and the line.
         """
         risk = risk or RiskEngine(risk_config or RiskConfig())
-        ledger = Ledger.new(contract.spec, defaults or initialize_default_strategies(), risk,
-                            guardrails, symbol=contract.symbol)
+        ledger = Ledger.new(
+            contract.spec,
+            defaults or initialize_default_strategies(),
+            risk,
+            guardrails,
+            symbol=contract.symbol,
+        )
         journal = None
         problems: list[str] = []
         records: list[dict[str, Any]] = []
@@ -142,8 +151,9 @@ class ExecutionEngine:
             problems += [f"{path}: {c}" for c in ledger.conflicts]
             journal = Journal(path, secrets=secrets, fsync=durable, buffered_types=BUFFERED)
         broker = broker_factory(next_order_number(records, contract.symbol))
-        engine = cls(contract, ledger, broker, journal, min_stop_ticks, slippage_allowance_ticks,
-                     publish)
+        engine = cls(
+            contract, ledger, broker, journal, min_stop_ticks, slippage_allowance_ticks, publish
+        )
         engine.problems = problems
         engine._next_trade = _next_trade_number(records, contract.symbol)
         return engine
@@ -173,26 +183,49 @@ class ExecutionEngine:
             if known is not None and known.status.is_open:
                 self.broker.cancel(order_id, reason, now_ns=now_ns)
                 continue
-            self.emit(OrderEvent(ts_ns=now_ns, symbol=self.symbol, trade_id=trade_id,
-                                 order_id=order_id, status=str(OrderStatus.CANCELLED),
-                                 reason=reason))
+            self.emit(
+                OrderEvent(
+                    ts_ns=now_ns,
+                    symbol=self.symbol,
+                    trade_id=trade_id,
+                    order_id=order_id,
+                    status=str(OrderStatus.CANCELLED),
+                    reason=reason,
+                )
+            )
         self.process_broker_events()
         for trade in list(self.ledger.open_trades.values()):
             if trade.symbol != self.symbol or trade.trade_id in protected:
                 continue
             if trade.qty == 0:  # an entry that never filled: its order died with the process
-                self.emit(EntryCancelledEvent(
-                    ts_ns=now_ns, symbol=self.symbol, trade_id=trade.trade_id,
-                    reason="restart: the pending entry order was not restored"))
+                self.emit(
+                    EntryCancelledEvent(
+                        ts_ns=now_ns,
+                        symbol=self.symbol,
+                        trade_id=trade.trade_id,
+                        reason="restart: the pending entry order was not restored",
+                    )
+                )
                 continue
             orders = self.broker.protect(
-                side=trade.side, qty=abs(trade.qty), stop_ticks=trade.stop_ticks,
-                target_ticks=trade.target_ticks, strategy=trade.strategy, now_ns=now_ns,
+                side=trade.side,
+                qty=abs(trade.qty),
+                stop_ticks=trade.stop_ticks,
+                target_ticks=trade.target_ticks,
+                strategy=trade.strategy,
+                now_ns=now_ns,
             )
             for order in orders:
                 self.order_trade[order.id] = trade.trade_id
-            self.emit(OrderEvent(ts_ns=now_ns, symbol=self.symbol, trade_id=trade.trade_id,
-                                 event="reprotected", orders=[o.id for o in orders]))
+            self.emit(
+                OrderEvent(
+                    ts_ns=now_ns,
+                    symbol=self.symbol,
+                    trade_id=trade.trade_id,
+                    event="reprotected",
+                    orders=[o.id for o in orders],
+                )
+            )
         self.process_broker_events()
 
     def _still_protected(self) -> set[str]:
@@ -202,19 +235,28 @@ class ExecutionEngine:
             order = self.broker.get_order(order_id)
             if trade_id is not None and order is not None and order.status.is_open:
                 working.setdefault(trade_id, set()).add(order.role)
-        return {t for t, roles in working.items()
-                if {OrderRole.STOP, OrderRole.TARGET} <= roles
-                and (trade := self.ledger.open_trades.get(t)) is not None and trade.qty != 0}
+        return {
+            t
+            for t, roles in working.items()
+            if {OrderRole.STOP, OrderRole.TARGET} <= roles
+            and (trade := self.ledger.open_trades.get(t)) is not None
+            and trade.qty != 0
+        }
 
     # ---------------------------------------------------------------- kill switch
-    def set_kill_switch(self, engaged: bool, reason: str, source: KillSource,
-                        now_ns: int) -> bool:
+    def set_kill_switch(self, engaged: bool, reason: str, source: KillSource, now_ns: int) -> bool:
         """Engage (flatten and halt) or release the kill switch, journaled; False if no change."""
         if self.ledger.risk.kill_switch_engaged == engaged:
             return False
-        self.emit(KillSwitchEvent(ts_ns=now_ns, symbol=None, engaged=engaged,
-                                  reason=reason.strip()[:300] or "no reason given",
-                                  source=source))
+        self.emit(
+            KillSwitchEvent(
+                ts_ns=now_ns,
+                symbol=None,
+                engaged=engaged,
+                reason=reason.strip()[:300] or "no reason given",
+                source=source,
+            )
+        )
         if engaged:
             self.flatten(now_ns, f"kill switch: {reason}"[:200])
         return True
@@ -252,8 +294,13 @@ class ExecutionEngine:
         if current == self._risk_state:
             return
         previous, self._risk_state = self._risk_state, current
-        event = RiskStateEvent(ts_ns=now_ns, symbol=self.symbol, state=current[0],
-                               previous=previous[0], reason=current[1])
+        event = RiskStateEvent(
+            ts_ns=now_ns,
+            symbol=self.symbol,
+            state=current[0],
+            previous=previous[0],
+            reason=current[1],
+        )
         if self.journal is not None:
             self.journal.append(event.to_record())
         if self.publish is not None:
@@ -279,9 +326,17 @@ class ExecutionEngine:
         )
         for change in changes:
             event = StrategyChangeEvent(
-                ts_ns=change.ts_ns, symbol=self.symbol, strategy=change.strategy,
-                field=change.field, old=change.old, proposed=change.proposed, new=change.new,
-                accepted=change.accepted, reason=change.reason, source=change.source)
+                ts_ns=change.ts_ns,
+                symbol=self.symbol,
+                strategy=change.strategy,
+                field=change.field,
+                old=change.old,
+                proposed=change.proposed,
+                new=change.new,
+                accepted=change.accepted,
+                reason=change.reason,
+                source=change.source,
+            )
             if self.journal is not None:  # already applied to the book: journaled, not folded
                 self.journal.append(event.to_record())
             if self.publish is not None:
@@ -292,7 +347,10 @@ class ExecutionEngine:
         return self.ledger.position_of(self.symbol)
 
     def process_trade_decision(
-        self, decision: TradeDecision, now_ns: int, last_price_ticks: int,
+        self,
+        decision: TradeDecision,
+        now_ns: int,
+        last_price_ticks: int,
         regime: str | None = None,
     ) -> ExecResult:
         """Carry out one validated trade decision, or refuse it with the reason (journaled)."""
@@ -302,10 +360,19 @@ class ExecutionEngine:
             result = self._exit(now_ns, f"brain exit: {decision.reason}"[:200])
         else:
             result = self._modify(decision, now_ns)
-        self.emit(DecisionEvent(ts_ns=now_ns, symbol=self.symbol, action=decision.action,
-                                strategy=decision.entry_condition_id, side=decision.side,
-                                accepted=result.accepted, reason=result.reason,
-                                trade_id=result.trade_id, qty=result.qty))
+        self.emit(
+            DecisionEvent(
+                ts_ns=now_ns,
+                symbol=self.symbol,
+                action=decision.action,
+                strategy=decision.entry_condition_id,
+                side=decision.side,
+                accepted=result.accepted,
+                reason=result.reason,
+                trade_id=result.trade_id,
+                qty=result.qty,
+            )
+        )
         return result
 
     # ---------------------------------------------------------------- entries
@@ -331,9 +398,12 @@ class ExecutionEngine:
             stop_dist = self.min_stop_ticks
             rr = side * (target - entry_ref) / stop_dist
             if rr < params.min_rr:
-                return ExecResult(False, f"stop widened to the minimum {self.min_stop_ticks} "
-                                         f"ticks leaves reward:risk {rr:.2f} below the "
-                                         f"strategy's min_rr {params.min_rr}")
+                return ExecResult(
+                    False,
+                    f"stop widened to the minimum {self.min_stop_ticks} "
+                    f"ticks leaves reward:risk {rr:.2f} below the "
+                    f"strategy's min_rr {params.min_rr}",
+                )
         risk_ticks = stop_dist + self.slippage_allowance_ticks
         rf = min(d.risk_fraction or params.risk_fraction, params.risk_fraction)
         sized = self.ledger.risk.size(self.spec, rf, risk_ticks)
@@ -344,9 +414,13 @@ class ExecutionEngine:
             return ExecResult(False, reason)
         trade_id = f"{self.symbol}-T{self._next_trade}"
         request = BracketRequest(
-            symbol=self.symbol, side=side, qty=qty, strategy=strategy,
+            symbol=self.symbol,
+            side=side,
+            qty=qty,
+            strategy=strategy,
             entry_type=OrderType.LIMIT if d.order_type == "limit" else OrderType.MARKET,
-            stop_ticks=stop, target_ticks=target,
+            stop_ticks=stop,
+            target_ticks=target,
             limit_ticks=entry_ref if d.order_type == "limit" else None,
         )
         orders = self.broker.submit_bracket(request, now_ns)
@@ -356,13 +430,25 @@ class ExecutionEngine:
         self._next_trade += 1
         for order in orders:
             self.order_trade[order.id] = trade_id
-        self.emit(EntryEvent(
-            ts_ns=now_ns, symbol=self.symbol, trade_id=trade_id, strategy=strategy,
-            regime=regime, side=side, qty=qty, entry_type=request.entry_type.value,
-            entry_ref_ticks=entry_ref, stop_ticks=stop, target_ticks=target,
-            risk_ticks=stop_dist, risk_usd=round(qty * stop_dist * self.spec.tick_value, 2),
-            trade_date=self.ledger.trade_date, orders=[o.id for o in orders],
-        ))
+        self.emit(
+            EntryEvent(
+                ts_ns=now_ns,
+                symbol=self.symbol,
+                trade_id=trade_id,
+                strategy=strategy,
+                regime=regime,
+                side=side,
+                qty=qty,
+                entry_type=request.entry_type.value,
+                entry_ref_ticks=entry_ref,
+                stop_ticks=stop,
+                target_ticks=target,
+                risk_ticks=stop_dist,
+                risk_usd=round(qty * stop_dist * self.spec.tick_value, 2),
+                trade_date=self.ledger.trade_date,
+                orders=[o.id for o in orders],
+            )
+        )
         self.process_broker_events()
         return ExecResult(True, f"bracket sent: {qty} x {d.side}", trade_id, qty)
 
@@ -376,8 +462,9 @@ class ExecutionEngine:
             reason = verdict.reason
         return 0, reason
 
-    def _bracket_ticks(self, d: TradeDecision, side: int, last: int,
-                       params: StrategyParams) -> tuple[int, int, int] | str:
+    def _bracket_ticks(
+        self, d: TradeDecision, side: int, last: int, params: StrategyParams
+    ) -> tuple[int, int, int] | str:
         """(entry reference, stop, target) in ticks, or why not."""
         for name in ("limit_price", "stop_price", "target_price"):
             value = getattr(d, name)
@@ -386,15 +473,18 @@ class ExecutionEngine:
         tick = self.spec.tick_size
         entry = round(d.limit_price / tick) if d.order_type == "limit" and d.limit_price else last
         stop = round(d.stop_price / tick) if d.stop_price else entry - side * params.stop_ticks
-        target = (round(d.target_price / tick) if d.target_price
-                  else entry + side * params.target_ticks)
+        target = (
+            round(d.target_price / tick) if d.target_price else entry + side * params.target_ticks
+        )
         stop_dist = side * (entry - stop)
         target_dist = side * (target - entry)
         if stop_dist <= 0 or target_dist <= 0:
             return "the stop and target must be on either side of the entry"
         if stop_dist > params.stop_ticks:
-            return (f"stop {stop_dist} ticks away is wider than the strategy's stop_ticks "
-                    f"{params.stop_ticks}")
+            return (
+                f"stop {stop_dist} ticks away is wider than the strategy's stop_ticks "
+                f"{params.stop_ticks}"
+            )
         rr = target_dist / stop_dist
         if rr < params.min_rr:
             return f"reward:risk {rr:.2f} is below the strategy's min_rr {params.min_rr}"
@@ -409,12 +499,14 @@ class ExecutionEngine:
             for order in self.broker.open_orders():
                 if self.order_trade.get(order.id) == trade.trade_id:
                     self.broker.cancel(order.id, reason)
-            self.emit(EntryCancelledEvent(ts_ns=now_ns, symbol=self.symbol,
-                                          trade_id=trade.trade_id, reason=reason))
+            self.emit(
+                EntryCancelledEvent(
+                    ts_ns=now_ns, symbol=self.symbol, trade_id=trade.trade_id, reason=reason
+                )
+            )
             self.process_broker_events()
             return ExecResult(True, "pending entry cancelled", trade.trade_id)
-        order = self.broker.submit_exit(-trade.side, abs(trade.qty), trade.strategy, now_ns,
-                                        reason)
+        order = self.broker.submit_exit(-trade.side, abs(trade.qty), trade.strategy, now_ns, reason)
         self.order_trade[order.id] = trade.trade_id
         self.process_broker_events()
         return ExecResult(True, f"exit sent: {reason}", trade.trade_id, abs(trade.qty))
@@ -442,9 +534,15 @@ class ExecutionEngine:
                 self.broker.modify(order.id, stop_ticks=changes["stop_ticks"])
             if order.role is OrderRole.TARGET and "target_ticks" in changes:
                 self.broker.modify(order.id, limit_ticks=changes["target_ticks"])
-        self.emit(BracketModifiedEvent(ts_ns=now_ns, symbol=self.symbol, trade_id=trade.trade_id,
-                                       stop_ticks=changes.get("stop_ticks"),
-                                       target_ticks=changes.get("target_ticks")))
+        self.emit(
+            BracketModifiedEvent(
+                ts_ns=now_ns,
+                symbol=self.symbol,
+                trade_id=trade.trade_id,
+                stop_ticks=changes.get("stop_ticks"),
+                target_ticks=changes.get("target_ticks"),
+            )
+        )
         return ExecResult(True, "bracket modified", trade.trade_id)
 
     def flatten(self, now_ns: int, reason: str) -> None:
@@ -487,54 +585,91 @@ class ExecutionEngine:
             return
         order = self.broker.get_order(f.order_id)
         reason = order.reason if order is not None and f.role is OrderRole.EXIT else f.role.value
-        self.emit(FillEvent(ts_ns=f.ts_ns, symbol=f.symbol, trade_id=trade_id,
-                            order_id=f.order_id, side=f.side, qty=f.qty,
-                            price_ticks=f.price_ticks, commission_usd=f.commission_usd,
-                            role=f.role.value, strategy=f.strategy, reason=reason))
+        self.emit(
+            FillEvent(
+                ts_ns=f.ts_ns,
+                symbol=f.symbol,
+                trade_id=trade_id,
+                order_id=f.order_id,
+                side=f.side,
+                qty=f.qty,
+                price_ticks=f.price_ticks,
+                commission_usd=f.commission_usd,
+                role=f.role.value,
+                strategy=f.strategy,
+                reason=reason,
+            )
+        )
 
     def _order_event(self, u: OrderUpdate) -> None:
         trade_id = self.order_trade.get(u.order_id)
         fill = u.fill
-        self.emit(OrderEvent(
-            ts_ns=u.ts_ns, symbol=self.symbol, trade_id=trade_id, order_id=u.order_id,
-            status=str(u.status), reason=u.reason, role=str(u.role),
-            order_type=str(u.order_type), side=u.side, qty=u.qty, filled_qty=u.filled_qty,
-            strategy=u.strategy, limit_ticks=u.limit_ticks, stop_ticks=u.stop_ticks,
-            parent_id=u.parent_id, oco_group=u.oco_group,
-            fill_price_ticks=fill.price_ticks if fill else None,
-            fill_qty=fill.qty if fill else None,
-            commission_usd=fill.commission_usd if fill else None,
-            avg_fill_ticks=u.avg_fill_ticks,
-        ))
+        self.emit(
+            OrderEvent(
+                ts_ns=u.ts_ns,
+                symbol=self.symbol,
+                trade_id=trade_id,
+                order_id=u.order_id,
+                status=str(u.status),
+                reason=u.reason,
+                role=str(u.role),
+                order_type=str(u.order_type),
+                side=u.side,
+                qty=u.qty,
+                filled_qty=u.filled_qty,
+                strategy=u.strategy,
+                limit_ticks=u.limit_ticks,
+                stop_ticks=u.stop_ticks,
+                parent_id=u.parent_id,
+                oco_group=u.oco_group,
+                fill_price_ticks=fill.price_ticks if fill else None,
+                fill_qty=fill.qty if fill else None,
+                commission_usd=fill.commission_usd if fill else None,
+                avg_fill_ticks=u.avg_fill_ticks,
+            )
+        )
         trade = self.ledger.open_trades.get(trade_id or "")
-        if (trade is not None and trade.entry_qty == 0
-                and u.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED)
-                and u.role is OrderRole.ENTRY):
-            self.emit(EntryCancelledEvent(ts_ns=u.ts_ns, symbol=self.symbol,
-                                          trade_id=trade.trade_id,
-                                          reason=u.reason or str(u.status)))
+        if (
+            trade is not None
+            and trade.entry_qty == 0
+            and u.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED)
+            and u.role is OrderRole.ENTRY
+        ):
+            self.emit(
+                EntryCancelledEvent(
+                    ts_ns=u.ts_ns,
+                    symbol=self.symbol,
+                    trade_id=trade.trade_id,
+                    reason=u.reason or str(u.status),
+                )
+            )
 
     def _risk_check(self, now_ns: int, last_ticks: int) -> None:
         risk = self.ledger.risk
         trade = self.position()
         reason = None
         if trade is not None and trade.qty != 0:
-            unrealized = trade.side * (last_ticks - trade.avg_entry) * abs(trade.qty) \
-                * self.spec.tick_value - trade.fees
+            unrealized = (
+                trade.side * (last_ticks - trade.avg_entry) * abs(trade.qty) * self.spec.tick_value
+                - trade.fees
+            )
             reason = risk.mark(float(unrealized), now_ns)
         reason = reason or risk.must_flatten(now_ns)
         if reason and trade is not None and not self._exit_working(trade.trade_id):
             self.flatten(now_ns, reason)
 
     def _exit_working(self, trade_id: str) -> bool:
-        return any(o.role is OrderRole.EXIT and self.order_trade.get(o.id) == trade_id
-                   for o in self.broker.open_orders())
+        return any(
+            o.role is OrderRole.EXIT and self.order_trade.get(o.id) == trade_id
+            for o in self.broker.open_orders()
+        )
 
     # ---------------------------------------------------------------- sessions
     def start_session(self, trade_date: str, now_ns: int) -> None:
         if self.ledger.trade_date != trade_date:
-            self.emit(SessionEvent(ts_ns=now_ns, symbol=self.symbol, event="start",
-                                   trade_date=trade_date))
+            self.emit(
+                SessionEvent(ts_ns=now_ns, symbol=self.symbol, event="start", trade_date=trade_date)
+            )
         self._flatten_stale(trade_date, now_ns)
 
     def _flatten_stale(self, trade_date: str, now_ns: int) -> None:
@@ -544,23 +679,40 @@ class ExecutionEngine:
         if trade is None:
             return
         if trade.trade_date and trade.trade_date < trade_date:
-            why = (f"restart: {trade.trade_id} from trade date {trade.trade_date} is still open "
-                   f"on {trade_date}; TopStep requires flat by the flat time: flattened at once")
+            why = (
+                f"restart: {trade.trade_id} from trade date {trade.trade_date} is still open "
+                f"on {trade_date}; TopStep requires flat by the flat time: flattened at once"
+            )
         else:
             late = self.ledger.risk.must_flatten(now_ns)
             if late is None or trade.qty == 0:
                 return
             why = f"restart: {trade.trade_id} is held past the point of being flat ({late})"
-        self.emit(StalePositionEvent(ts_ns=now_ns, symbol=self.symbol, trade_id=trade.trade_id,
-                                     trade_date=trade.trade_date, qty=trade.qty, reason=why))
+        self.emit(
+            StalePositionEvent(
+                ts_ns=now_ns,
+                symbol=self.symbol,
+                trade_id=trade.trade_id,
+                trade_date=trade.trade_date,
+                qty=trade.qty,
+                reason=why,
+            )
+        )
         result = self._exit(now_ns, why)
-        rejected = [o for oid, t in self.order_trade.items() if t == trade.trade_id
-                    and (o := self.broker.get_order(oid)) is not None
-                    and o.role is OrderRole.EXIT and o.status is OrderStatus.REJECTED]
+        rejected = [
+            o
+            for oid, t in self.order_trade.items()
+            if t == trade.trade_id
+            and (o := self.broker.get_order(oid)) is not None
+            and o.role is OrderRole.EXIT
+            and o.status is OrderStatus.REJECTED
+        ]
         if not result.accepted or rejected:
             cause = result.reason if not result.accepted else rejected[-1].reason
-            halt = (f"cannot flatten {trade.trade_id} left open from {trade.trade_date}: "
-                    f"{cause}; trading halted until it is closed by hand")
+            halt = (
+                f"cannot flatten {trade.trade_id} left open from {trade.trade_date}: "
+                f"{cause}; trading halted until it is closed by hand"
+            )
             self.problems.append(halt)
             self.set_kill_switch(True, halt, "restart", now_ns)
 
@@ -572,8 +724,9 @@ class ExecutionEngine:
         self.process_broker_events()
         self.broker.cancel_all("session end", now_ns=now_ns)
         self.process_broker_events()
-        self.emit(SessionEvent(ts_ns=now_ns, symbol=self.symbol, event="end",
-                               trade_date=trade_date))
+        self.emit(
+            SessionEvent(ts_ns=now_ns, symbol=self.symbol, event="end", trade_date=trade_date)
+        )
 
 
 def _numbers(records: list[dict[str, Any]], key: str, marker: str) -> list[int]:
@@ -596,5 +749,3 @@ def next_order_number(records: list[dict[str, Any]], symbol: str) -> int:
     """The next unused order number of `symbol` in a journal (order ids never repeat)."""
     found = _numbers(records, "orders", f"{symbol}-") + _numbers(records, "order_id", f"{symbol}-")
     return max(found, default=0) + 1
-
-

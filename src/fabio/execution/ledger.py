@@ -99,8 +99,14 @@ class Ledger:
     _perf: dict[str, StrategyPerformance] = field(default_factory=dict)
 
     @classmethod
-    def new(cls, spec: InstrumentSpec, defaults: dict[str, StrategyParams], risk: RiskEngine,
-            guardrails: GuardrailConfig | None = None, symbol: str | None = None) -> Ledger:
+    def new(
+        cls,
+        spec: InstrumentSpec,
+        defaults: dict[str, StrategyParams],
+        risk: RiskEngine,
+        guardrails: GuardrailConfig | None = None,
+        symbol: str | None = None,
+    ) -> Ledger:
         return cls(spec, StrategyBook(defaults, guardrails), risk, symbol=symbol)
 
     # ---------------------------------------------------------------- the fold
@@ -129,11 +135,19 @@ class Ledger:
                 self.disabled_at[e.strategy] = int(e.ts_ns)
             elif e.new is True and e.strategy in self.disabled_at:
                 self.enabled_at[e.strategy] = int(e.ts_ns)
-        self.book.apply_change(StrategyChange(
-            ts_ns=int(e.ts_ns), strategy=e.strategy, field=e.field, old=e.old,
-            proposed=e.proposed, new=e.new, accepted=bool(e.accepted), reason=str(e.reason),
-            source=str(e.source),
-        ))
+        self.book.apply_change(
+            StrategyChange(
+                ts_ns=int(e.ts_ns),
+                strategy=e.strategy,
+                field=e.field,
+                old=e.old,
+                proposed=e.proposed,
+                new=e.new,
+                accepted=bool(e.accepted),
+                reason=str(e.reason),
+                source=str(e.source),
+            )
+        )
 
     def _check_ids(self, e: EntryEvent | OrderEvent) -> None:
         """Flag a trade id or order id written twice (two processes on one journal)."""
@@ -146,16 +160,22 @@ class Ledger:
         for order_id in e.orders:
             first = self._order_ids.get(str(order_id))
             if first is not None:
-                self.conflicts.append(f"{where}: duplicate order id {order_id} (first used by "
-                                      f"{first})")
+                self.conflicts.append(
+                    f"{where}: duplicate order id {order_id} (first used by {first})"
+                )
             self._order_ids[str(order_id)] = trade_id
 
     def _entry(self, e: EntryEvent) -> None:
         self._check_ids(e)
         self.open_trades[e.trade_id] = OpenTrade(
-            trade_id=e.trade_id, symbol=str(e.symbol), strategy=e.strategy, regime=e.regime,
-            side=int(e.side), trade_date=str(e.trade_date or self.trade_date or ""),
-            stop_ticks=int(e.stop_ticks), target_ticks=int(e.target_ticks),
+            trade_id=e.trade_id,
+            symbol=str(e.symbol),
+            strategy=e.strategy,
+            regime=e.regime,
+            side=int(e.side),
+            trade_date=str(e.trade_date or self.trade_date or ""),
+            stop_ticks=int(e.stop_ticks),
+            target_ticks=int(e.target_ticks),
             risk_ticks=max(1, int(e.risk_ticks)),
         )
         self.book.record_entry(e.strategy)
@@ -184,13 +204,21 @@ class Ledger:
         gross = ticks * trade.entry_qty * self.spec.tick_value
         net = gross - trade.fees
         closed = ClosedTrade(
-            trade_id=trade.trade_id, symbol=trade.symbol, strategy=trade.strategy,
-            regime=trade.regime, side=trade.side, qty=trade.entry_qty,
-            trade_date=trade.trade_date, entry_ns=trade.entry_ns or ts_ns, exit_ns=ts_ns,
+            trade_id=trade.trade_id,
+            symbol=trade.symbol,
+            strategy=trade.strategy,
+            regime=trade.regime,
+            side=trade.side,
+            qty=trade.entry_qty,
+            trade_date=trade.trade_date,
+            entry_ns=trade.entry_ns or ts_ns,
+            exit_ns=ts_ns,
             entry_price=round(self.spec.to_price(trade.avg_entry), 6),
             exit_price=round(self.spec.to_price(avg_exit), 6),
-            gross_pnl_usd=round(gross, 2), fees_usd=round(trade.fees, 2),
-            net_pnl_usd=round(net, 2), r_multiple=round(ticks / trade.risk_ticks, 3),
+            gross_pnl_usd=round(gross, 2),
+            fees_usd=round(trade.fees, 2),
+            net_pnl_usd=round(net, 2),
+            r_multiple=round(ticks / trade.risk_ticks, 3),
             exit_reason=trade.last_exit_role,
         )
         self.closed.append(closed)
@@ -215,8 +243,9 @@ class Ledger:
         trade = self.open_trades.get(e.trade_id)
         if trade is not None:
             trade.stop_ticks = int(e.stop_ticks if e.stop_ticks is not None else trade.stop_ticks)
-            trade.target_ticks = int(e.target_ticks if e.target_ticks is not None
-                                     else trade.target_ticks)
+            trade.target_ticks = int(
+                e.target_ticks if e.target_ticks is not None else trade.target_ticks
+            )
 
     def _shadow(self, e: ShadowTradeEvent) -> None:
         self.shadow.append(e.to_record())
@@ -270,9 +299,14 @@ class Ledger:
     # ---------------------------------------------------------------- views
     def performance(self) -> dict[str, StrategyPerformance]:
         """Per-strategy results; recomputed only when a trade closes or the trade date moves."""
-        key = (len(self.closed), len(self.carried), len(self.shadow),
-               hash(tuple(self.disabled_at.items())), hash(tuple(self.enabled_at.items())),
-               hash(self.trade_date))
+        key = (
+            len(self.closed),
+            len(self.carried),
+            len(self.shadow),
+            hash(tuple(self.disabled_at.items())),
+            hash(tuple(self.enabled_at.items())),
+            hash(self.trade_date),
+        )
         if key != self._perf_key:
             shadow: dict[str, list[dict[str, Any]]] = {}
             for rec in self.shadow:  # a disabled strategy's trades since it was disabled
@@ -280,13 +314,19 @@ class Ledger:
                 since = self.disabled_at.get(name)
                 if since is not None and int(rec.get("entry_ns", 0)) >= since:
                     shadow.setdefault(name, []).append(rec)
-            perf = performance_by_strategy([*self.carried, *self.closed], self.trade_date,
-                                           shadow, self.enabled_at)
+            perf = performance_by_strategy(
+                [*self.carried, *self.closed], self.trade_date, shadow, self.enabled_at
+            )
             if self.carried:  # today's count is this account's own
                 today = performance_by_strategy(self.closed, self.trade_date)
-                perf = {k: v.model_copy(update={"trades_this_session": today[k].trades_this_session
-                                                if k in today else 0})
-                        for k, v in perf.items()}
+                perf = {
+                    k: v.model_copy(
+                        update={
+                            "trades_this_session": today[k].trades_this_session if k in today else 0
+                        }
+                    )
+                    for k, v in perf.items()
+                }
             self._perf = perf
             self._perf_key = key
         return self._perf
@@ -304,10 +344,15 @@ class Ledger:
             "strategy_state": {k: v.model_dump() for k, v in self.book.strategy_state.items()},
             "trades_this_session": dict(self.book.trades_this_session),
             "open_trades": [
-                {"trade_id": t.trade_id, "strategy": t.strategy, "side": t.side, "qty": t.qty,
-                 "avg_entry": self.spec.to_price(t.avg_entry) if t.entry_qty else None,
-                 "stop": self.spec.to_price(t.stop_ticks),
-                 "target": self.spec.to_price(t.target_ticks)}
+                {
+                    "trade_id": t.trade_id,
+                    "strategy": t.strategy,
+                    "side": t.side,
+                    "qty": t.qty,
+                    "avg_entry": self.spec.to_price(t.avg_entry) if t.entry_qty else None,
+                    "stop": self.spec.to_price(t.stop_ticks),
+                    "target": self.spec.to_price(t.target_ticks),
+                }
                 for t in self.open_trades.values()
             ],
             "closed_trades": len(self.closed),

@@ -31,12 +31,17 @@ def r_summary(rs: list[float]) -> dict[str, float]:
         return {"trades": 0}
     mean = sum(rs) / n
     var = sum((x - mean) ** 2 for x in rs) / (n - 1) if n > 1 else 0.0
-    return {"trades": n, "avg_r": round(mean, 4), "r_std": round(math.sqrt(var), 4),
-            "wins": sum(1 for x in rs if x > 0)}
+    return {
+        "trades": n,
+        "avg_r": round(mean, 4),
+        "r_std": round(math.sqrt(var), 4),
+        "wins": sum(1 for x in rs if x > 0),
+    }
 
 
-def _stats(trades: list[ClosedTrade], today: str | None,
-           since_ns: int | None = None) -> StrategyPerformance:
+def _stats(
+    trades: list[ClosedTrade], today: str | None, since_ns: int | None = None
+) -> StrategyPerformance:
     n = len(trades)
     if n == 0:
         return StrategyPerformance()
@@ -53,8 +58,13 @@ def _stats(trades: list[ClosedTrade], today: str | None,
     sessions = {t.trade_date for t in trades}
     net_rs = [r for r in (net_r(t) for t in trades) if r is not None]
     # learning judges the trades since the strategy was last re-enabled, the last 100 of them
-    fresh = [r for t in trades if since_ns is None or t.entry_ns >= since_ns
-             for r in (net_r(t),) if r is not None]
+    fresh = [
+        r
+        for t in trades
+        if since_ns is None or t.entry_ns >= since_ns
+        for r in (net_r(t),)
+        if r is not None
+    ]
     return StrategyPerformance(
         trades=n,
         wins=wins,
@@ -74,7 +84,8 @@ def _stats(trades: list[ClosedTrade], today: str | None,
 
 
 def performance_by_strategy(
-    trades: Iterable[ClosedTrade], today: str | None = None,
+    trades: Iterable[ClosedTrade],
+    today: str | None = None,
     shadow: Mapping[str, list[dict[str, Any]]] | None = None,
     since: Mapping[str, int] | None = None,
 ) -> dict[str, StrategyPerformance]:

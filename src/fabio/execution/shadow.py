@@ -36,8 +36,14 @@ class ShadowPosition:
 class ShadowBook:
     """Open shadow positions of disabled strategies, closed against the tape."""
 
-    def __init__(self, tick_size: float, emit: Callable[[ShadowTradeEvent], None], symbol: str,
-                 min_stop_ticks: int = 4, slippage_ticks: int = 1) -> None:
+    def __init__(
+        self,
+        tick_size: float,
+        emit: Callable[[ShadowTradeEvent], None],
+        symbol: str,
+        min_stop_ticks: int = 4,
+        slippage_ticks: int = 1,
+    ) -> None:
         self.tick = tick_size
         self.emit = emit
         self.symbol = symbol
@@ -46,8 +52,15 @@ class ShadowBook:
         self.open: dict[str, ShadowPosition] = {}
         self.taken: dict[tuple[str, str], int] = {}  # (strategy, trade_date) -> entries
 
-    def consider(self, candidates: Iterable[SetupCandidate], max_per_session: dict[str, int],
-                 now_ns: int, last_ticks: int, regime: str | None, trade_date: str) -> None:
+    def consider(
+        self,
+        candidates: Iterable[SetupCandidate],
+        max_per_session: dict[str, int],
+        now_ns: int,
+        last_ticks: int,
+        regime: str | None,
+        trade_date: str,
+    ) -> None:
         """Open a shadow trade for each candidate whose strategy has none open."""
         for cand in candidates:
             name = cand.strategy
@@ -58,13 +71,17 @@ class ShadowBook:
             side = 1 if cand.side == "long" else -1
             entry = last_ticks + side * self.slippage_ticks
             stop = round(cand.stop_price / self.tick)
-            stop = min(stop, entry - self.min_stop_ticks) if side > 0 else \
-                max(stop, entry + self.min_stop_ticks)
+            stop = (
+                min(stop, entry - self.min_stop_ticks)
+                if side > 0
+                else max(stop, entry + self.min_stop_ticks)
+            )
             target = round(cand.target_price / self.tick)
             if side * (target - entry) <= 0:
                 continue  # the slippage already ate the target
-            self.open[name] = ShadowPosition(name, regime, side, trade_date, now_ns, entry, stop,
-                                             target)
+            self.open[name] = ShadowPosition(
+                name, regime, side, trade_date, now_ns, entry, stop, target
+            )
             self.taken[(name, trade_date)] = self.taken.get((name, trade_date), 0) + 1
 
     def on_trades(self, trades: TradeBatch) -> None:
@@ -89,8 +106,9 @@ class ShadowBook:
                 assert i_stop is not None
                 # a stop fills at its price or the gap beyond it, one tick worse
                 fill = int(prices[i_stop])
-                exit_ticks = (min(fill, pos.stop) if pos.side > 0 else max(fill, pos.stop)) \
-                    - pos.side * self.slippage_ticks
+                exit_ticks = (
+                    min(fill, pos.stop) if pos.side > 0 else max(fill, pos.stop)
+                ) - pos.side * self.slippage_ticks
                 self._close(name, exit_ticks, int(trades.ts[i_stop]), "stop")
             else:
                 self._close(name, pos.target, int(trades.ts[i_target]), "target")
@@ -106,9 +124,20 @@ class ShadowBook:
         pos = self.open.pop(name)
         risk = abs(pos.entry - pos.stop)
         r = pos.side * (exit_ticks - pos.entry) / risk
-        self.emit(ShadowTradeEvent(
-            ts_ns=now_ns, symbol=self.symbol, strategy=pos.strategy, regime=pos.regime,
-            side=pos.side, trade_date=pos.trade_date, entry_ns=pos.entry_ns,
-            entry_ticks=pos.entry, stop_ticks=pos.stop, target_ticks=pos.target,
-            exit_ticks=exit_ticks, exit_reason=reason, r_multiple=round(r, 4),
-        ))
+        self.emit(
+            ShadowTradeEvent(
+                ts_ns=now_ns,
+                symbol=self.symbol,
+                strategy=pos.strategy,
+                regime=pos.regime,
+                side=pos.side,
+                trade_date=pos.trade_date,
+                entry_ns=pos.entry_ns,
+                entry_ticks=pos.entry,
+                stop_ticks=pos.stop,
+                target_ticks=pos.target,
+                exit_ticks=exit_ticks,
+                exit_reason=reason,
+                r_multiple=round(r, 4),
+            )
+        )

@@ -39,11 +39,12 @@ class GuardrailConfig(BaseModel):
     risk_fraction_floor: float = Field(_B["risk_fraction"][0], gt=0, le=_B["risk_fraction"][1])
     max_risk_step: float = Field(0.002, gt=0, le=0.05)
     stop_ticks_range: tuple[int, int] = (int(_B["stop_ticks"][0]), int(_B["stop_ticks"][1]))
-    target_ticks_range: tuple[int, int] = (int(_B["target_ticks"][0]),
-                                           int(_B["target_ticks"][1]))
+    target_ticks_range: tuple[int, int] = (int(_B["target_ticks"][0]), int(_B["target_ticks"][1]))
     max_ticks_step_share: float = Field(0.5, gt=0, le=5)
-    max_trades_range: tuple[int, int] = (int(_B["max_trades_per_session"][0]),
-                                         int(_B["max_trades_per_session"][1]))
+    max_trades_range: tuple[int, int] = (
+        int(_B["max_trades_per_session"][0]),
+        int(_B["max_trades_per_session"][1]),
+    )
     min_rr_range: tuple[float, float] = _B["min_rr"]
     min_trades_to_judge: int = Field(30, ge=0)
     cooldown_sec: float = Field(900.0, ge=0)
@@ -76,8 +77,9 @@ class TradePermission:
 class StrategyBook:
     """Per-strategy parameters and per-session counters."""
 
-    def __init__(self, defaults: dict[str, StrategyParams],
-                 guardrails: GuardrailConfig | None = None) -> None:
+    def __init__(
+        self, defaults: dict[str, StrategyParams], guardrails: GuardrailConfig | None = None
+    ) -> None:
         self.strategy_state: dict[str, StrategyParams] = dict(defaults)
         self.guardrails = guardrails or GuardrailConfig()
         self.trades_this_session: dict[str, int] = {}
@@ -122,8 +124,11 @@ class StrategyBook:
             self.active = set(known)
         records: list[StrategyChange] = []
         for tweak in updates.strategy_tweaks:
-            records.extend(self._apply_tweak(tweak, now_ns, performance or {},
-                                             open_strategies or set(), source))
+            records.extend(
+                self._apply_tweak(
+                    tweak, now_ns, performance or {}, open_strategies or set(), source
+                )
+            )
         return records
 
     def apply_change(self, change: StrategyChange) -> None:
@@ -139,30 +144,55 @@ class StrategyBook:
             else:
                 self.disabled_by_brain.discard(change.strategy)
 
-    def _apply_tweak(self, tweak: StrategyTweak, now_ns: int,
-                     performance: dict[str, StrategyPerformance], open_strategies: set[str],
-                     source: str) -> list[StrategyChange]:
+    def _apply_tweak(
+        self,
+        tweak: StrategyTweak,
+        now_ns: int,
+        performance: dict[str, StrategyPerformance],
+        open_strategies: set[str],
+        source: str,
+    ) -> list[StrategyChange]:
         name = tweak.name
         out: list[StrategyChange] = []
         params = self.strategy_state.get(name)
         for fld, proposed in tweak.changes.as_dict().items():
             if params is None:
-                out.append(StrategyChange(now_ns, name, fld, None, proposed, None, False,
-                                          "unknown strategy", source))
+                out.append(
+                    StrategyChange(
+                        now_ns, name, fld, None, proposed, None, False, "unknown strategy", source
+                    )
+                )
                 continue
             old = getattr(params, fld)
-            new, accepted, reason = self._judge(name, fld, old, proposed, now_ns,
-                                                performance.get(name), name in open_strategies)
-            change = StrategyChange(now_ns, name, fld, old, proposed, new, accepted,
-                                    reason + (f" ({tweak.reason})" if tweak.reason else ""),
-                                    source)
+            new, accepted, reason = self._judge(
+                name, fld, old, proposed, now_ns, performance.get(name), name in open_strategies
+            )
+            change = StrategyChange(
+                now_ns,
+                name,
+                fld,
+                old,
+                proposed,
+                new,
+                accepted,
+                reason + (f" ({tweak.reason})" if tweak.reason else ""),
+                source,
+            )
             self.apply_change(change)
             params = self.strategy_state[name]
             out.append(change)
         return out
 
-    def _judge(self, name: str, fld: str, old: Any, proposed: Any, now_ns: int,
-               perf: StrategyPerformance | None, has_open_trade: bool) -> tuple[Any, bool, str]:
+    def _judge(
+        self,
+        name: str,
+        fld: str,
+        old: Any,
+        proposed: Any,
+        now_ns: int,
+        perf: StrategyPerformance | None,
+        has_open_trade: bool,
+    ) -> tuple[Any, bool, str]:
         """(value to apply, accepted, reason)."""
         g = self.guardrails
         trades = perf.trades if perf is not None else 0
@@ -174,12 +204,22 @@ class StrategyBook:
         last = self.last_change_ns.get(name)
         if not safer and last is not None and now_ns - last < g.cooldown_sec * NS:
             wait = (g.cooldown_sec * NS - (now_ns - last)) / NS
-            return old, False, f"cooldown: {name} changed {((now_ns - last) / NS):.0f} s ago, " \
-                f"wait {wait:.0f} s more"
+            return (
+                old,
+                False,
+                f"cooldown: {name} changed {((now_ns - last) / NS):.0f} s ago, "
+                f"wait {wait:.0f} s more",
+            )
         if fld == "enabled":
             if proposed and name in self.disabled_by_brain and trades < g.min_trades_to_judge:
-                return old, False, (f"re-enabling needs {g.min_trades_to_judge} closed trades "
-                                    f"to judge {name} (has {trades})")
+                return (
+                    old,
+                    False,
+                    (
+                        f"re-enabling needs {g.min_trades_to_judge} closed trades "
+                        f"to judge {name} (has {trades})"
+                    ),
+                )
             return proposed, True, "accepted"
         if fld == "risk_fraction":
             return self._judge_risk(old, float(proposed), trades)
@@ -194,19 +234,29 @@ class StrategyBook:
     def _judge_risk(self, old: float, proposed: float, trades: int) -> tuple[Any, bool, str]:
         g = self.guardrails
         if proposed > old and trades < g.min_trades_to_judge:
-            return old, False, (f"raising risk needs {g.min_trades_to_judge} closed trades to "
-                                f"judge (has {trades})")
+            return (
+                old,
+                False,
+                (
+                    f"raising risk needs {g.min_trades_to_judge} closed trades to "
+                    f"judge (has {trades})"
+                ),
+            )
         new = min(max(proposed, old - g.max_risk_step), old + g.max_risk_step)
         new = min(max(new, g.risk_fraction_floor), g.risk_fraction_cap)
         new = round(new, 6)
         if new == old:
             return old, False, f"clamped to the current value by the cap {g.risk_fraction_cap}"
-        note = "accepted" if new == proposed else (
-            f"clamped from {proposed} (step ≤ {g.max_risk_step}, cap {g.risk_fraction_cap})")
+        note = (
+            "accepted"
+            if new == proposed
+            else (f"clamped from {proposed} (step ≤ {g.max_risk_step}, cap {g.risk_fraction_cap})")
+        )
         return new, True, note
 
-    def _judge_ticks(self, fld: str, old: int, proposed: int,
-                     has_open_trade: bool) -> tuple[Any, bool, str]:
+    def _judge_ticks(
+        self, fld: str, old: int, proposed: int, has_open_trade: bool
+    ) -> tuple[Any, bool, str]:
         g = self.guardrails
         if fld == "stop_ticks" and proposed > old and has_open_trade:
             return old, False, "never a wider stop while the strategy has an open trade"
@@ -216,8 +266,13 @@ class StrategyBook:
         new, _, _ = self._clamp(new, bounds)
         if new == old:
             return old, False, "clamped to the current value"
-        return new, True, "accepted" if new == proposed else (
-            f"clamped from {proposed} (step ≤ {step} ticks, range {bounds})")
+        return (
+            new,
+            True,
+            "accepted"
+            if new == proposed
+            else (f"clamped from {proposed} (step ≤ {step} ticks, range {bounds})"),
+        )
 
     @staticmethod
     def _clamp(value: Any, bounds: tuple[Any, Any]) -> tuple[Any, bool, str]:

@@ -338,9 +338,7 @@ class FeatureEngine:
                 range_by_minute=curve,
                 final_range=int(cur.st[K.S_HIGH] - cur.st[K.S_LOW]),
                 levels=self._levels_dict(cur),
-                scale_samples=minute_scale_samples(
-                    cur.sec_px, cur.sec_vol, cur.sec_delta, minutes
-                ),
+                scale_samples=minute_scale_samples(cur.sec_px, cur.sec_vol, cur.sec_delta, minutes),
             )
 
     def _remember_recent(self, trades: TradeBatch) -> None:
@@ -608,8 +606,9 @@ class FeatureEngine:
             for b in big[-5:]
         ]
         if self.config.bar_absorption_sec:  # bar data: read absorption from the last bar
-            absorb = bar_absorption(w.ts, w.price, w.size, w.side, now,
-                                    self.config.bar_absorption_sec * NS_PER_SEC)
+            absorb = bar_absorption(
+                w.ts, w.price, w.size, w.side, now, self.config.bar_absorption_sec * NS_PER_SEC
+            )
         else:
             absorb = absorption(w.ts, w.price, w.size, w.side, now, window, self.config)
         exhaust = exhaustion(w.ts, w.price, w.size, w.side, now, window, self.config)
