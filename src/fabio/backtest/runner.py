@@ -319,7 +319,10 @@ SYNTHETIC_CAVEAT = (
 
 
 def is_synthetic(sources: list[str]) -> bool:
-    return bool(sources) and all(str(s).startswith("synthetic:") for s in sources)
+    # Both generators: "synthetic:ES …" and "synthetic-msv:NQ …".
+    return bool(sources) and all(
+        str(s).startswith(("synthetic:", "synthetic-msv:")) for s in sources
+    )
 
 
 def label_data_source(summary: dict[str, Any], sources: list[str]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from datetime import date, timedelta
 from enum import IntEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -788,28 +788,49 @@ def iter_sessions(config: SyntheticConfig) -> Iterator[SyntheticSession]:
 # ---------------------------------------------------------------- the feed
 
 
-class SyntheticFeed:
-    """A `MarketFeed` over the synthetic market: trades and the quote at each trade."""
+class _GeneratorConfig(Protocol):
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def days(self) -> int: ...
 
-    def __init__(self, config: SyntheticConfig, batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
+    def trade_dates(self) -> list[date]: ...
+
+
+C = TypeVar("C", bound=_GeneratorConfig)
+
+
+class GeneratedFeed(Generic[C]):
+    """A `MarketFeed` over a labelled generator: trades and the quote at each trade."""
+
+    source_prefix = "synthetic"
+    generator_name = GENERATOR_NAME
+
+    def __init__(self, config: C, batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
         if batch_rows < 1:
             raise ConfigError("batch_rows must be at least 1")
         self.config = config
         self.batch_rows = batch_rows
         self.contract: Contract = front_contract(config.symbol, config.trade_dates()[0])
         self.report = LoadReport(
-            source=f"synthetic:{config.symbol} seed={config.seed} days={config.days}",
+            source=f"{self.source_prefix}:{config.symbol} seed={config.seed} days={config.days}",
             format="synthetic",
         )
-        self.report.notes.append(f"generator {GENERATOR_NAME}; aggressor side known by design")
+        self.report.notes.append(f"generator {self.generator_name}; aggressor side known by design")
         self._labels: RegimeLabels | None = None
+
+    def sessions(self) -> Iterator[SyntheticSession]:
+        """The generator's sessions in order."""
+        raise NotImplementedError
 
     def batches(self) -> Iterator[MarketBatch]:
         """Generate session by session (memory stays at one session), in time order."""
         parts: list[RegimeLabels] = []
         self.report.rows_read = self.report.trades = self.report.quotes = 0
         self.report.aggressor.clear()
-        for s in iter_sessions(self.config):
+        for s in self.sessions():
             parts.append(s.labels)
             n = len(s.trades)
             self.report.rows_read += n
@@ -825,8 +846,15 @@ class SyntheticFeed:
     def labels(self) -> RegimeLabels:
         """True per-minute regimes of every session (generates the market once if needed)."""
         if self._labels is None:
-            self._labels = RegimeLabels.concat([s.labels for s in iter_sessions(self.config)])
+            self._labels = RegimeLabels.concat([s.labels for s in self.sessions()])
         return self._labels
+
+
+class SyntheticFeed(GeneratedFeed[SyntheticConfig]):
+    """A `MarketFeed` over the synthetic market (generator 1)."""
+
+    def sessions(self) -> Iterator[SyntheticSession]:
+        return iter_sessions(self.config)
 
 
 # ---------------------------------------------------------------- files

@@ -39,11 +39,16 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from fabio.data.base import DEFAULT_BATCH_ROWS
-from fabio.data.synthetic import RegimeLabels, SyntheticSession, front_contract, write_sessions
-from fabio.domain import AggressorSource, LoadReport, MarketBatch, QuoteBatch, TradeBatch
+from fabio.data.synthetic import (
+    GeneratedFeed,
+    RegimeLabels,
+    SyntheticSession,
+    front_contract,
+    write_sessions,
+)
+from fabio.domain import QuoteBatch, TradeBatch
 from fabio.errors import ConfigError, InstrumentError
-from fabio.instruments import SPECS, Contract, parse_symbol
+from fabio.instruments import SPECS, parse_symbol
 from fabio.sessions import cme_calendar
 from fabio.timeutil import NS_PER_MIN, NS_PER_SEC
 
@@ -324,43 +329,14 @@ def iter_msv_sessions(cfg: MsvConfig) -> Iterator[SyntheticSession]:
         yield s
 
 
-class MsvFeed:
+class MsvFeed(GeneratedFeed[MsvConfig]):
     """A `MarketFeed` over generator 2 (trades and the quote at each trade), with labels."""
 
-    def __init__(self, config: MsvConfig, batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
-        if batch_rows < 1:
-            raise ConfigError("batch_rows must be at least 1")
-        self.config = config
-        self.batch_rows = batch_rows
-        self.contract: Contract = front_contract(config.symbol, config.trade_dates()[0])
-        self.report = LoadReport(
-            source=f"synthetic-msv:{config.symbol} seed={config.seed} days={config.days}",
-            format="synthetic",
-        )
-        self.report.notes.append(f"generator {GENERATOR_NAME}; aggressor side known by design")
-        self._labels: RegimeLabels | None = None
+    source_prefix = "synthetic-msv"
+    generator_name = GENERATOR_NAME
 
-    def batches(self) -> Iterator[MarketBatch]:
-        parts: list[RegimeLabels] = []
-        self.report.rows_read = self.report.trades = self.report.quotes = 0
-        self.report.aggressor.clear()
-        for s in iter_msv_sessions(self.config):
-            parts.append(s.labels)
-            n = len(s.trades)
-            self.report.rows_read += n
-            self.report.trades += n
-            self.report.quotes += n
-            self.report.aggressor[AggressorSource.EXCHANGE.value] += n
-            for a in range(0, n, self.batch_rows):
-                b = min(a + self.batch_rows, n)
-                yield MarketBatch(s.trades.slice(a, b), s.quotes.slice(a, b))
-        self._labels = RegimeLabels.concat(parts)
-
-    @property
-    def labels(self) -> RegimeLabels:
-        if self._labels is None:
-            self._labels = RegimeLabels.concat([s.labels for s in iter_msv_sessions(self.config)])
-        return self._labels
+    def sessions(self) -> Iterator[SyntheticSession]:
+        return iter_msv_sessions(self.config)
 
 
 def write_msv(
