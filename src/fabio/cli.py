@@ -600,6 +600,7 @@ def _run_live(
 
             register_live_venue(None)
             await run.session.close()
+            run.release()
         return run.summary()
 
     try:

@@ -35,6 +35,7 @@ from fabio.execution.risk import RiskConfig, RiskEngine
 from fabio.instruments import Contract, parse_symbol
 from fabio.journal import read_journal
 from fabio.killswitch import EXECUTION_JOURNAL
+from fabio.runlock import RunLock
 from fabio.sessions import SessionKind
 from fabio.wiring import AgentOptions, LiveVenue, build_agent, read_state, register_live_venue
 
@@ -83,6 +84,7 @@ class LiveRun:
             settings = settings.model_copy(update={"feature_session": SessionKind.ETH})
         self.settings = settings
         self.options = options
+        self.run_lock: RunLock | None = None
         kind = options.brain or (
             "llm" if settings.openai_api_key or settings.openai_base_url else "rules"
         )
@@ -163,12 +165,18 @@ class LiveRun:
         )
         brain = make_brain(self.brain_kind, self.settings)
         risk = RiskEngine(self.settings.risk_config())
+        # One lock for the whole run: every symbol's agent shares the logs folder and account.
+        if self.run_lock is None:
+            self.run_lock = RunLock(
+                self.settings.log_dir, self.settings.topstep_account_id
+            ).acquire()
         for symbol in self.options.symbols:
             contract = parse_symbol(symbol)
             options = AgentOptions.from_settings(
                 self.settings,
                 "live",
                 risk=risk,
+                run_lock=self.run_lock,
                 trading_session=SessionKind.ETH if self.options.eth else SessionKind.RTH,
             )
             self.agents[contract.symbol] = build_agent(contract, brain, options)
@@ -181,7 +189,14 @@ class LiveRun:
         finally:
             register_live_venue(None)
             await session.close()
+            self.release()
         return self.summary()
+
+    def release(self) -> None:
+        """Let another process trade this folder and account once this run is over."""
+        if self.run_lock is not None:
+            self.run_lock.release()
+            self.run_lock = None
 
     async def _loop(self, session: ProjectXSession) -> None:
         end_ns: int | None = None

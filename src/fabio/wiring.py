@@ -110,6 +110,7 @@ class AgentOptions:
     stale_sec: float = 10.0
     durable: bool | None = None  # fsync state records; None: all but backtests
     account: str | None = None  # the broker account (live): one process per account
+    run_lock: RunLock | None = None  # held by the caller for several agents (live symbols)
     trading_session: SessionKind = SessionKind.RTH  # live --eth: Globex overnight too
 
     @classmethod
@@ -232,9 +233,9 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
         cadence = Cadence(
             default_sec=max(30.0, r), outer_sec=max(15.0, r), inner_sec=r, floor_sec=r
         )
-    lock = None
+    lock = options.run_lock
     trading = options.mode in ("paper", "live")
-    if trading and options.log_dir is not None:
+    if lock is None and trading and options.log_dir is not None:
         lock = RunLock(options.log_dir, options.account).acquire()  # before any write
     durable = options.mode != "backtest" if options.durable is None else options.durable
     execution = open_execution(
@@ -253,7 +254,7 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
         durable=durable,
     )
     if trading and execution.ledger.conflicts:
-        if lock is not None:
+        if lock is not None and options.run_lock is None:
             lock.release()
         conflicts = execution.ledger.conflicts
         raise FabioError(
