@@ -9,9 +9,11 @@ Three arms trade the same accounts in time order:
 - `seed`: the spec's rules (`--learning seed`), carried the same way.
 
 ES: the 36 quarterly contract files of ../shared/data/es-5m-sierra (2015-2023), one account per
-file, reported per year. Synthetic: our generator, `--seeds` markets of `--accounts` accounts of
-`--days` RTH sessions each (a new seed per account, the same process), learning carried across
-a market's accounts.
+file, reported per year. Synthetic: each of our two labelled generators (`--generators`:
+`synthetic` = generator 1 on ES, `msv` = generator 2, the Markov-switching market, on NQ),
+`--seeds` markets of `--accounts` accounts of `--days` RTH sessions each (a new seed per
+account, the same process), learning carried across a market's accounts; each generator is
+reported on its own.
 
 Uncertainty: 95 % bootstrap confidence intervals (`--boot` resamples of trade dates, with
 replacement) of each arm's net P&L and of the paired difference learning - frozen (days without
@@ -76,23 +78,17 @@ def run_chain(task: tuple[str, str, list[Any], str]) -> list[dict[str, Any]]:
     """One arm over a sequence of accounts (learning carried in order); cached per account."""
     name, arm, feeds_spec, out = task
     from fabio.data import open_feed
-    from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
 
     results: list[dict[str, Any]] = []
     carry: dict[str, Any] | None = None
     for i, spec in enumerate(feeds_spec):
         label = Path(spec).name if isinstance(spec, str) else f"seed{spec['seed']}"
+
         cache = Path(out) / name / arm / f"{i:03d}-{label}.json"
         if cache.exists():
             res = json.loads(cache.read_text())
         else:
-            feed = (
-                open_feed(spec)
-                if isinstance(spec, str)
-                else SyntheticFeed(
-                    SyntheticConfig(**{**spec, "start": date.fromisoformat(spec["start"])})
-                )
-            )
+            feed = open_feed(spec) if isinstance(spec, str) else _generated(spec)
             res = _run(feed, arm, Path(out) / name / arm / f"log{i:03d}", carry)
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(res, default=str))
@@ -101,7 +97,30 @@ def run_chain(task: tuple[str, str, list[Any], str]) -> list[dict[str, Any]]:
     return results
 
 
+def _generated(spec: dict[str, Any]) -> Any:
+    """The feed of one synthetic account: generator 1 or 2, from its JSON-able spec."""
+    from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
+    from fabio.data.synthetic_msv import MsvConfig, MsvFeed, MsvParams
+
+    spec = dict(spec)
+    generator = spec.pop("generator", "synthetic")
+    trades = spec.pop("rth_trades")
+    start = date.fromisoformat(spec.pop("start"))
+    if generator == "msv":
+        return MsvFeed(MsvConfig(**spec, start=start, params=MsvParams(rth_trades=trades)))
+    return SyntheticFeed(SyntheticConfig(**spec, start=start, eth=False, rth_trades=trades))
+
+
 # ---------------------------------------------------------------- statistics
+
+
+def _tagged(results: list[dict[str, Any]], market: str) -> list[dict[str, Any]]:
+    """`results` with each trade's date prefixed by its market: a market-day is one unit of
+    the bootstrap (markets of one generator share their trade dates)."""
+    return [
+        {**r, "trades": [{**t, "date": f"{market}:{t['date']}"} for t in r["trades"]]}
+        for r in results
+    ]
 
 
 def daily(results: list[dict[str, Any]]) -> dict[str, float]:
@@ -185,26 +204,30 @@ def es_tasks(out: str, months: str) -> list[tuple[str, str, list[Any], str]]:
     return [("es", arm, files, out) for arm in ARMS]
 
 
+GENERATOR_SYMBOL = {"synthetic": "ES", "msv": "NQ"}
+
+
 def synthetic_tasks(
-    out: str, seeds: int, accounts: int, days: int, trades: int
+    out: str, generators: list[str], seeds: int, accounts: int, days: int, trades: int
 ) -> list[tuple[str, str, list[Any], str]]:
     from fabio.data.synthetic import SyntheticConfig
 
     dates = SyntheticConfig(days=accounts * days).trade_dates()
-    tasks = []
-    for seed in range(1, seeds + 1):
-        specs = [
-            {
-                "symbol": "ES",
-                "days": days,
-                "seed": seed * 100 + k,
-                "eth": False,
-                "rth_trades": trades,
-                "start": dates[k * days].isoformat(),
-            }
-            for k in range(accounts)
-        ]
-        tasks.extend((f"synthetic-{seed}", arm, specs, out) for arm in ARMS)
+    tasks: list[tuple[str, str, list[Any], str]] = []
+    for generator in generators:
+        for seed in range(1, seeds + 1):
+            specs = [
+                {
+                    "generator": generator,
+                    "symbol": GENERATOR_SYMBOL[generator],
+                    "days": days,
+                    "seed": seed * 100 + k,
+                    "rth_trades": trades,
+                    "start": dates[k * days].isoformat(),
+                }
+                for k in range(accounts)
+            ]
+            tasks.extend((f"{generator}-{seed}", arm, specs, out) for arm in ARMS)
     return tasks
 
 
@@ -218,6 +241,11 @@ def main() -> None:
         "per half year)",
     )
     ap.add_argument("--synthetic", action="store_true")
+    ap.add_argument(
+        "--generators",
+        default="synthetic,msv",
+        help="labelled generators for the synthetic part: synthetic (1), msv (2), or both",
+    )
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--accounts", type=int, default=3)
@@ -237,7 +265,13 @@ def main() -> None:
     if args.es:
         tasks += es_tasks(args.out, args.contracts)
     if args.synthetic:
-        tasks += synthetic_tasks(args.out, args.seeds, args.accounts, args.days, args.trades)
+        generators = [g.strip() for g in args.generators.split(",") if g.strip()]
+        unknown = sorted(set(generators) - set(GENERATOR_SYMBOL))
+        if unknown:
+            sys.exit(f"--generators: unknown {', '.join(unknown)} (synthetic, msv)")
+        tasks += synthetic_tasks(
+            args.out, generators, args.seeds, args.accounts, args.days, args.trades
+        )
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         done = list(pool.map(run_chain, tasks))
@@ -247,15 +281,18 @@ def main() -> None:
     report: dict[str, Any] = {"wall_s": round(time.perf_counter() - t0, 1)}
     if "es" in grouped:
         report["es"] = summary(grouped.pop("es"), args.boot, by_year=True)
-    if grouped:
+    for generator in GENERATOR_SYMBOL:
+        markets = {n: a for n, a in sorted(grouped.items()) if n.startswith(f"{generator}-")}
+        if not markets:
+            continue
         merged: dict[str, list[dict[str, Any]]] = defaultdict(list)
         per_seed = {}
-        for name, arms in sorted(grouped.items()):
+        for name, arms in markets.items():
             for arm, results in arms.items():
-                merged[arm].extend(results)
+                merged[arm].extend(_tagged(results, name))
             per_seed[name] = compare(arms, args.boot)
-        report["synthetic"] = summary(dict(merged), args.boot, by_year=False)
-        report["synthetic"]["per_seed"] = per_seed
+        report[generator] = summary(dict(merged), args.boot, by_year=False)
+        report[generator]["per_seed"] = per_seed
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1) if args.json else _text(report))
@@ -263,7 +300,7 @@ def main() -> None:
 
 def _text(report: dict[str, Any]) -> str:
     lines = [f"wall {report['wall_s']} s"]
-    for part in ("es", "synthetic"):
+    for part in ("es", *GENERATOR_SYMBOL):
         if part not in report:
             continue
         lines.append(f"== {part}")

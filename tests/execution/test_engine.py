@@ -270,6 +270,30 @@ def test_golden_master() -> None:
     assert result == expected
 
 
+def test_an_entry_filled_beyond_its_stop_is_closed_on_its_trade(tmp_path: Path) -> None:
+    # A market entry that fills past its stop (a gap): the venue cancels the bracket and exits
+    # at once. That exit must close the trade in the ledger: before, its fill was "of unknown
+    # order", the ledger kept a phantom position, and the risk engine later "flattened" it by
+    # opening a real position the other way (a daily-loss breach on generator 2's NQ).
+    e = engine_at(tmp_path)
+    e.on_trades(tape(ct(9, 0), [P] * 3))
+    result = e.process_trade_decision(
+        enter(stop_price=(P - 12) / 4, target_price=(P + 24) / 4), ct(9, 0, 5), P
+    )
+    assert result.accepted
+    e.on_trades(tape(ct(9, 0, 6), [P - 20, P - 21, P - 21]))
+    assert e.problems == []
+    [trade] = e.ledger.closed
+    assert trade.entry_price == (P - 19) * 0.25  # one tick worse than the gap print
+    assert trade.exit_price == (P - 22) * 0.25 and "beyond its stop" in trade.exit_reason
+    assert e.ledger.open_trades == {} and e.position() is None
+    assert e.broker.positions() == []
+    # nothing left to "flatten": later prints and the session end open no position
+    e.on_trades(tape(ct(9, 1), [P - 80, P - 90]))
+    e.flatten(ct(9, 2), "test")
+    assert e.broker.positions() == [] and len(e.ledger.closed) == 1
+
+
 def test_a_stop_closer_than_the_minimum_is_widened_and_the_size_cut(tmp_path: Path) -> None:
     wide_risk = StrategyParams(
         enabled=True,

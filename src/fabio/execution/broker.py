@@ -520,8 +520,16 @@ class SimulatedBroker:
         exposure = self._exposure(group)
         if exit_remaining and exposure > 0:
             stop = self.orders[group.stop_id]
+            # The venue's own exit belongs to the bracket's trade: `parent_id` links it to the
+            # entry, so the engine books its fill on that trade (and the position closes).
             exit_order = self._new_order(
-                stop.side, exposure, OrderType.MARKET, OrderRole.EXIT, stop.strategy, ts
+                stop.side,
+                exposure,
+                OrderType.MARKET,
+                OrderRole.EXIT,
+                stop.strategy,
+                ts,
+                parent_id=group.entry_id or stop.parent_id,
             )
             exit_order.reason = reason
             self._accept(exit_order, ts)

@@ -572,6 +572,10 @@ class ExecutionEngine:
         for event in self.broker.drain_events():
             if isinstance(event, PositionChanged):
                 continue  # the ledger derives the position from the fills themselves
+            if event.order_id not in self.order_trade and event.parent_id in self.order_trade:
+                # an order the venue created for a bracket (its exit when the entry filled
+                # beyond the stop): it belongs to the entry's trade
+                self.order_trade[event.order_id] = self.order_trade[event.parent_id]
             if event.fill is not None:
                 fills.append(event.fill)
                 self._journal_fill(event.fill)
