@@ -374,7 +374,16 @@ def test_a_sized_out_strategy_earns_its_risk_back_in_shadow_after_its_cooldown()
     assert judge(shadow(20, 2, 0.8)) == {}  # cooldown: too few sessions
     assert judge(shadow(8, 8, 0.8)) == {}  # cooldown: too few shadow trades
     assert judge(shadow(20, 8, -0.1)) == {}  # still losing in shadow
-    assert judge(shadow(20, 8, 0.8), sized_out=False) == {}  # it trades: real trades judge it
+    assert (
+        judge(
+            {TREND_PULLBACK: shadow(20, 8, 0.8)[TREND_PULLBACK].model_copy(update={"shadow": {}})}
+        )
+        == {}
+    )
+    # sized out only at wider stops (it still trades at the minimum): its shadow trades count
+    assert judge(shadow(20, 8, 0.8), sized_out=False) == {
+        TREND_PULLBACK: {"risk_fraction": initial}
+    }
     back = judge(shadow(20, 8, 0.8))
     assert back == {TREND_PULLBACK: {"risk_fraction": initial}}  # its initial level
 
