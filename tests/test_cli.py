@@ -187,3 +187,34 @@ def test_backtest_log_dir_dot_deletes_nothing(tmp_path: Path) -> None:
     refused = run("backtest", "--days", "6", "--log-dir", "logs", "--json", cwd=tmp_path)
     assert refused.returncode == 2 and "paper/live journal" in refused.stderr
     assert (logs / "KILL").exists()
+
+
+def test_new_account_then_state_shows_a_fresh_balance_with_the_learning(tmp_path: Path) -> None:
+    from fabio.backtest.runner import run_backtest
+    from fabio.brain.rules import RuleBrain
+    from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
+    from fabio.runlock import RunLock
+
+    logs = tmp_path / "logs"
+    feed = SyntheticFeed(SyntheticConfig(symbol="ES", days=2, seed=3, eth=False))
+    result = run_backtest([feed], RuleBrain(), logs)
+    symbol = result.symbol
+    before = json.loads(run("state", "--symbol", symbol, "--json", cwd=tmp_path).stdout)
+    with RunLock(logs):
+        held = run("new-account", cwd=tmp_path)
+    assert held.returncode != 0 and "already trading" in held.stderr
+    assert not (logs / "accounts").exists()
+    made = run("new-account", "--json", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    done = json.loads(made.stdout)
+    assert (tmp_path / done["archive"]).is_dir() and done["symbols"] == [symbol]
+    after = json.loads(run("state", "--symbol", symbol, "--json", cwd=tmp_path).stdout)
+    assert after["closed_trades"] == 0 and after["net_pnl_usd"] == 0
+    account = after["risk"]["account"]
+    assert account["balance"] == account["starting_balance"] == 50_000
+    assert before["risk"]["account"]["balance"] != 50_000  # the old account had traded
+    assert after["strategy_state"] == before["strategy_state"]
+    for name, perf in before["strategy_performance"].items():
+        assert after["strategy_performance"][name]["trades"] == perf["trades"]
+    human = run("new-account", cwd=tmp_path)
+    assert human.returncode == 0 and "archived in" in human.stdout

@@ -26,7 +26,14 @@ from fabio.brain.exchange import RECORD_TYPE
 from fabio.brain.notes import NoteStore
 from fabio.decision import ImportanceZone
 from fabio.domain import TradeBatch
-from fabio.events import EventBus, FeatureSummary, Heartbeat, KillSwitchEvent, TradeUpdate
+from fabio.events import (
+    EventBus,
+    FeatureSummary,
+    Heartbeat,
+    KillSwitchEvent,
+    TradeUpdate,
+    learning_carry_event,
+)
 from fabio.exchange_journal import ExchangeJournal
 from fabio.execution.engine import ExecutionEngine
 from fabio.execution.shadow import ShadowBook
@@ -126,6 +133,7 @@ class Agent:
             )
         for rec in note_records or []:
             self.notes.add_record(rec)
+        self.notes.add_exported(execution.ledger.carried_notes)  # an earlier account's notes
         self._session_index = -1
         self._session_open_ns = 0
         self._session_close_ns = 0
@@ -144,6 +152,12 @@ class Agent:
         self.run_lock: Any = None
 
     # ---------------------------------------------------------------- state for views
+    def inherit(self, state: dict[str, Any]) -> None:
+        """A new account takes what earlier accounts learned (`Ledger.learning_state` plus
+        `notes`): journaled as the `learning_carry` record a restart folds again."""
+        self.execution.emit(learning_carry_event(self.symbol, state))
+        self.notes.add_exported(self.execution.ledger.carried_notes)
+
     def start(self) -> None:
         """Take a pending kill-switch request and publish the state the agent starts from."""
         self._poll_kill_switch()
@@ -197,6 +211,7 @@ class Agent:
             else [k for k, v in ex.strategy_state.items() if v.enabled],
             market_assessment=d.market_assessment.model_dump() if d else None,
             strategy_state={k: v.model_dump() for k, v in ex.strategy_state.items()},
+            sized_out=ex.sized_out_strategies(),
             executions=[r.to_dict() for r in results],
             strategy_changes=[c.to_record() for c in changes],
             trading_state=str(risk.state),
@@ -271,9 +286,10 @@ class Agent:
             snap = self.features.snapshot(now)
             self._record_minute(snap, now)
             self._publish_features(snap, now)
-            names = {s.strategy for s in self._setups(snap)}
+            setups = self._setups(snap)
+            names = {s.strategy for s in setups}
             event = event or bool(names - self._last_setups)
-            self._shadow_setups(snap, now)
+            self._shadow_setups(snap, now, setups)
             self._last_setups = names
         band = self.cadence.band(self._last_price * self.tick, self.tick, self.zones)
         waiting = self._pending is not None or self._delayed is not None
@@ -322,29 +338,47 @@ class Agent:
             return []
         return detect_setups(snap, self.execution.strategy_state, self.tick)
 
-    def _shadow_setups(self, snap: FeatureSnapshot, now: int) -> None:
-        """Setups of strategies learning disabled become shadow trades (in RTH, flat or not)."""
-        book = self.execution.ledger.book
+    def _shadow_setups(self, snap: FeatureSnapshot, now: int, setups: Sequence[Any]) -> None:
+        """Setups of strategies learning disabled, and the sized-out setups of enabled ones
+        (their own risk_fraction buys no contract at the setup's stop), become shadow trades
+        (in RTH, flat or not)."""
         if (
             self.shadow is None
-            or not book.disabled_by_brain
             or snap.market_stats is None
             or snap.price is None
             or self._last_price is None
             or now > self._session_close_ns - 15 * 60 * NS
         ):
             return
+        book = self.execution.ledger.book
+        trade_date = self.execution.ledger.trade_date or ""
+        state = self.execution.strategy_state
         disabled = {
             name: p.model_copy(update={"enabled": True})
-            for name, p in self.execution.strategy_state.items()
+            for name, p in state.items()
             if not p.enabled and name in book.disabled_by_brain
         }
-        if not disabled:
-            return
-        found = detect_setups(snap, disabled, self.tick)
-        limits = {name: p.max_trades_per_session for name, p in disabled.items()}
-        trade_date = self.execution.ledger.trade_date or ""
-        self.shadow.consider(found, limits, now, self._last_price, self._regime, trade_date)
+        if disabled:
+            found = detect_setups(snap, disabled, self.tick)
+            limits = {name: p.max_trades_per_session for name, p in disabled.items()}
+            self.shadow.consider(found, limits, now, self._last_price, self._regime, trade_date)
+        sized_out = [c for c in setups if self._sized_out(c)]
+        if sized_out:
+            limits = {c.strategy: state[c.strategy].max_trades_per_session for c in sized_out}
+            self.shadow.consider(
+                sized_out, limits, now, self._last_price, self._regime, trade_date, "sized_out"
+            )
+
+    def _sized_out(self, cand: Any) -> bool:
+        """An enabled strategy's setup its own risk_fraction sizes to zero contracts."""
+        params = self.execution.strategy_state.get(cand.strategy)
+        if params is None or not params.enabled or self._last_price is None:
+            return False
+        side = 1 if cand.side == "long" else -1
+        stop_dist = side * (self._last_price - round(cand.stop_price / self.tick))
+        if stop_dist <= 0:
+            return False  # the stop is already through: no entry to size
+        return self.execution.sized_out(cand.strategy, stop_dist) is not None
 
     def context(self, snap: FeatureSnapshot, trigger: str) -> DecisionContext | None:
         if snap.market_stats is None or snap.price is None or snap.session is None:
@@ -378,6 +412,10 @@ class Agent:
             self.zones,
             setups,
             trigger,
+            sized_out=self.execution.sized_out_strategies(),
+            initial_risk_fraction={
+                k: v.risk_fraction for k, v in self.execution.ledger.book.defaults.items()
+            },
         )
 
     async def _decide(self, snap: FeatureSnapshot, now: int, trigger: str) -> None:

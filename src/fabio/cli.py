@@ -1011,11 +1011,12 @@ def _print_state(symbol: str, summary: dict[str, Any]) -> None:
     ):
         table.add_column(col)
     perf = summary["strategy_performance"]
+    sized_out = summary.get("sized_out", {})
     for name, params in summary["strategy_state"].items():
         p = perf.get(name, {})
         table.add_row(
             escape(name),
-            _fmt(params["enabled"]),
+            "sized out" if name in sized_out else _fmt(params["enabled"]),
             repr(params["risk_fraction"]),  # exactly: 0.005 is not 0.01
             *(
                 _fmt(params[c])
@@ -1026,6 +1027,13 @@ def _print_state(symbol: str, summary: dict[str, Any]) -> None:
             _fmt(p.get("net_pnl", 0.0)),
         )
     out.print(table)
+    for name, why in sized_out.items():
+        out.print(
+            escape(
+                f"{name} is enabled but sized out: {why}; it trades in shadow and learning "
+                "restores its risk when its shadow trades earn it"
+            )
+        )
     risk = dict(summary["risk"])
     if kill_switch["engaged"]:
         risk["state"] = f"killed ({risk.get('state')})"
@@ -1034,6 +1042,42 @@ def _print_state(symbol: str, summary: dict[str, Any]) -> None:
         f"closed trades {summary['closed_trades']}, net P&L ${summary['net_pnl_usd']:,.2f}, "
         f"open {escape(str(summary['open_trades'] or 'none'))}"
     )
+
+
+@app.command("new-account")
+def new_account(json_out: JsonOpt = False) -> None:
+    """Start a new account (the next combine) that keeps what the agent learned.
+
+    Moves this account's journals (LOGS_DIR) into logs/accounts/<UTC time>/ (never deleted) and
+    starts a fresh execution journal whose first record carries the strategy state, statistics,
+    shadow trades and notes. The balance and limits are ACCOUNT_PRESET / ACCOUNT_BALANCE's.
+    Refused while a run trades on the folder, or with a position open.
+    """
+    from fabio.accounts import start_new_account
+    from fabio.strategies import load_strategies
+
+    settings = _settings()
+    done = start_new_account(
+        settings.log_dir,
+        settings.risk_config(),
+        load_strategies(settings.strategies_file),
+        _secrets(settings),
+    )
+    if json_out:
+        _print_json(done.to_dict())
+        return
+    out.print(escape(f"previous account archived in {done.archive} ({', '.join(done.moved)})"))
+    for symbol in done.symbols:
+        out.print(
+            escape(
+                f"{symbol}: carried {done.carried_trades[symbol]} closed trades, "
+                f"{done.carried_shadow[symbol]} shadow trades, {done.carried_notes[symbol]} "
+                f"notes and the strategy state into a new {done.journal}"
+            )
+        )
+    if done.kill_switch_kept:
+        out.print("[red]the kill switch stays engaged[/] (release: fabio kill --release)")
+    out.print("see it with: fabio state")
 
 
 @app.command()

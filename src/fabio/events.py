@@ -22,6 +22,7 @@ from fabio.errors import FabioError
 SCHEMA_VERSION = 1
 
 KillSource = Literal["cli", "dashboard", "risk", "restart"]
+ShadowCause = Literal["disabled", "sized_out"]
 ConnectionStatus = Literal["connecting", "connected", "reconnecting", "disconnected"]
 
 
@@ -209,7 +210,10 @@ class KillEvent(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShadowTradeEvent(Event):
-    """A paper trade of a strategy learning disabled: what it would have made (R)."""
+    """A paper trade of a strategy learning disabled, or of an enabled strategy whose own
+    `risk_fraction` sizes the setup to zero contracts: what it would have made (R).
+
+    `cause`: "disabled" or "sized_out" (records written before it read as "disabled")."""
 
     type: ClassVar[str] = "shadow_trade"
     strategy: str
@@ -223,12 +227,15 @@ class ShadowTradeEvent(Event):
     exit_ticks: int
     exit_reason: str
     r_multiple: float
+    cause: ShadowCause = "disabled"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LearningCarryEvent(Event):
     """What earlier accounts learned, inherited by a new account: their closed trades (for
-    strategy statistics only), strategy state, shadow trades and re-/disable times."""
+    strategy statistics only), strategy state, shadow trades, re-/disable and risk-change times,
+    and the notes to future self (`fabio new-account`; the backtest passes them beside).
+    `archive`: where `fabio new-account` moved the previous account's journals."""
 
     type: ClassVar[str] = "learning_carry"
     trades: list[dict[str, Any]] = field(default_factory=list)
@@ -237,6 +244,22 @@ class LearningCarryEvent(Event):
     enabled_at: dict[str, int] = field(default_factory=dict)
     strategy_state: dict[str, dict[str, Any]] = field(default_factory=dict)
     disabled_by_brain: list[str] = field(default_factory=list)
+    risk_changed_at: dict[str, int] = field(default_factory=dict)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    archive: str | None = None
+
+
+def learning_carry_event(
+    symbol: str | None, state: dict[str, Any], archive: str | None = None
+) -> LearningCarryEvent:
+    """The `learning_carry` record of a `Ledger.learning_state()` (with its `notes`, if any)."""
+    names = set(_field_names(LearningCarryEvent)) - {"ts_ns", "symbol", "archive"}
+    return LearningCarryEvent(
+        ts_ns=0,
+        symbol=symbol,
+        archive=archive,
+        **{k: v for k, v in state.items() if k in names},
+    )
 
 
 # ---------------------------------------------------------------------- agent events
@@ -253,6 +276,7 @@ class TradeUpdate(Event):
     active_strategies: list[str] = field(default_factory=list)
     market_assessment: dict[str, Any] | None = None
     strategy_state: dict[str, Any] = field(default_factory=dict)
+    sized_out: dict[str, str] = field(default_factory=dict)  # enabled, but no contract fits
     executions: list[dict[str, Any]] = field(default_factory=list)
     strategy_changes: list[dict[str, Any]] = field(default_factory=list)
     trading_state: str | None = None

@@ -251,7 +251,7 @@ class PaperSession:
             win = r.get("win_rate")
             table.add_row(
                 escape(name),
-                "yes" if params.get("enabled") else "no",
+                ("sized out" if name in st.sized_out else "yes") if params.get("enabled") else "no",
                 f"{params.get('risk_fraction', 0):.4f}",
                 str(r.get("trades", 0)),
                 f"{win:.2f}" if win is not None else "—",

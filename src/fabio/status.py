@@ -48,6 +48,7 @@ class AgentStatus:
     kill_switch: KillSwitchStatus = field(default_factory=KillSwitchStatus)
     strategy_state: dict[str, Any] = field(default_factory=dict)
     strategy_performance: dict[str, Any] = field(default_factory=dict)
+    sized_out: dict[str, str] = field(default_factory=dict)  # enabled, but no contract fits
     active_strategies: list[str] = field(default_factory=list)
     brain: dict[str, Any] = field(default_factory=dict)
     connections: dict[str, str] = field(default_factory=dict)
@@ -99,6 +100,7 @@ class AgentStatus:
         self.pnl = dict(event.pnl)
         self.strategy_state = dict(event.strategy_state)
         self.strategy_performance = dict(event.strategy_performance)
+        self.sized_out = dict(event.sized_out)
         self.active_strategies = list(event.active_strategies)
         if event.trading_state is not None:
             self.trading_state = event.trading_state

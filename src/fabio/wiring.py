@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from fabio.account_archive import recover_partial
 from fabio.agent import Agent
 from fabio.brain.base import Brain
 from fabio.brain.cadence import Cadence
@@ -237,6 +238,8 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
     trading = options.mode in ("paper", "live")
     if lock is None and trading and options.log_dir is not None:
         lock = RunLock(options.log_dir, options.account).acquire()  # before any write
+    if trading and options.log_dir is not None:
+        recover_partial(options.log_dir)  # an interrupted `fabio new-account`: finish or undo
     durable = options.mode != "backtest" if options.durable is None else options.durable
     execution = open_execution(
         contract,

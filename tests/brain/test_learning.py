@@ -332,3 +332,93 @@ def test_a_new_account_keeps_what_was_learned(tmp_path: Path) -> None:
     # the risk account is this account's own: the earlier account's P&L is not in it
     own = round(sum(t.net_pnl_usd for t in second.closed_trades), 2)
     assert second.summary["final_balance"] == pytest.approx(second.starting_balance + own)
+
+
+# ---------------------------------------------------------------- sized out (issue 12)
+
+SIZED_OUT = "one ES contract risks $200.00 (8 ticks + 8 slippage), more than the budget"
+
+
+def test_a_sized_out_strategy_earns_its_risk_back_in_shadow_after_its_cooldown() -> None:
+    state = initialize_default_strategies()
+    initial = state[TREND_PULLBACK].risk_fraction
+    cut = {
+        **state,
+        TREND_PULLBACK: state[TREND_PULLBACK].model_copy(update={"risk_fraction": 0.003}),
+    }
+
+    def shadow(n: int, sessions: int, avg: float) -> dict[str, StrategyPerformance]:
+        return {
+            TREND_PULLBACK: StrategyPerformance(
+                trades=15,
+                recent={"trades": 15, "avg_r": -0.1, "r_std": 1.0},  # no throttle at z=1
+                shadow={
+                    "trades": n,
+                    "avg_r": avg,
+                    "r_std": 1.0,
+                    "wins": n // 2,
+                    "sessions": sessions,
+                },
+            )
+        }
+
+    def judge(perfs: dict[str, StrategyPerformance], sized_out: bool = True) -> dict[str, Any]:
+        ctx = context(
+            strategy_performance=perfs,
+            strategy_state=cut,
+            sized_out={TREND_PULLBACK: SIZED_OUT} if sized_out else {},
+            initial_risk_fraction={k: v.risk_fraction for k, v in state.items()},
+        )
+        return tweaks(RuleBrain().decide_now(ctx))
+
+    assert judge(shadow(20, 2, 0.8)) == {}  # cooldown: too few sessions
+    assert judge(shadow(8, 8, 0.8)) == {}  # cooldown: too few shadow trades
+    assert judge(shadow(20, 8, -0.1)) == {}  # still losing in shadow
+    assert (
+        judge(
+            {TREND_PULLBACK: shadow(20, 8, 0.8)[TREND_PULLBACK].model_copy(update={"shadow": {}})}
+        )
+        == {}
+    )
+    # sized out only at wider stops (it still trades at the minimum): its shadow trades count
+    assert judge(shadow(20, 8, 0.8), sized_out=False) == {
+        TREND_PULLBACK: {"risk_fraction": initial}
+    }
+    back = judge(shadow(20, 8, 0.8))
+    assert back == {TREND_PULLBACK: {"risk_fraction": initial}}  # its initial level
+
+
+def test_a_sized_out_strategy_is_not_entered_and_not_restored_above_its_initial_level() -> None:
+    state = initialize_default_strategies()
+    s = setup(MEAN_REVERSION, "short")
+    ctx = context("range", triggered_setups=[s], sized_out={MEAN_REVERSION: SIZED_OUT})
+    assert RuleBrain().decide_now(ctx).trade_decisions == []  # it would only be refused
+    assert len(RuleBrain().decide_now(context("range", triggered_setups=[s])).trade_decisions) == 1
+    # already at its initial level (sized out by a small account): nothing to restore
+    good = {
+        MEAN_REVERSION: StrategyPerformance(
+            shadow={"trades": 30, "avg_r": 1.0, "r_std": 1.0, "wins": 20, "sessions": 10}
+        )
+    }
+    ctx = context(
+        strategy_performance=good,
+        sized_out={MEAN_REVERSION: SIZED_OUT},
+        initial_risk_fraction={k: v.risk_fraction for k, v in state.items()},
+    )
+    assert tweaks(RuleBrain().decide_now(ctx)) == {}
+
+
+def test_sized_out_setups_trade_in_shadow_in_a_backtest(tmp_path: Path) -> None:
+    # ticks: 4-tick minimum stop + 2 ticks of slippage = $75 a contract; 0.001 of 50K is $50
+    low = {
+        k: v.model_copy(update={"risk_fraction": 0.001})
+        for k, v in initialize_default_strategies().items()
+    }
+    result = run_backtest([feed(3)], RuleBrain(), tmp_path, strategies=low)
+    assert result.closed_trades == []
+    records = read_journal(tmp_path / "execution.jsonl").records
+    shadows = [r for r in records if r["type"] == "shadow_trade"]
+    assert shadows and {r["cause"] for r in shadows} == {"sized_out"}
+    assert not [r for r in records if r["type"] == "entry"]
+    perf = result.learning_state["shadow"] if result.learning_state else []
+    assert len(perf) == len(shadows)

@@ -49,7 +49,7 @@ def test_raising_risk_needs_enough_trades_but_cutting_never_waits() -> None:
     [c] = b.apply_strategy_updates(
         tweak(MEAN_REVERSION, risk_fraction=0.006), 0, {MEAN_REVERSION: young}
     )
-    assert not c.accepted and "30 closed trades" in c.reason
+    assert not c.accepted and "30 closed or shadow trades" in c.reason
     [c] = b.apply_strategy_updates(tweak(MEAN_REVERSION, risk_fraction=0.002), 0, {})
     assert c.accepted and c.new == 0.003  # cut, one step at a time
     [c] = b.apply_strategy_updates(tweak(MEAN_REVERSION, enabled=False), SEC, {})

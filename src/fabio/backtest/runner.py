@@ -18,7 +18,6 @@ from fabio.brain.base import Brain
 from fabio.brain.cadence import Cadence
 from fabio.brain.llm import failure_summary, llm_brain_of
 from fabio.config import FeatureConfig
-from fabio.events import LearningCarryEvent
 from fabio.execution.broker import SimBrokerConfig
 from fabio.execution.performance import performance_by_strategy
 from fabio.execution.risk import RiskConfig
@@ -146,12 +145,7 @@ def run_backtest(
     execution = agent.execution
     risk = execution.ledger.risk
     if carry is not None:  # a new account inherits what the earlier ones learned
-        execution.emit(
-            LearningCarryEvent(
-                ts_ns=0, symbol=contract.symbol, **{k: v for k, v in carry.items() if k != "notes"}
-            )
-        )
-        agent.notes.add_exported(carry.get("notes", []))
+        agent.inherit(carry)
     lo, hi = _date_bounds(start, end)
     asyncio.run(_replay(agent, feeds, lo, hi, progress))
     changes = [

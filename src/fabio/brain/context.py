@@ -69,6 +69,11 @@ class DecisionContext(BaseModel):
     importance_zones: list[ImportanceZone] = Field(default_factory=list)
     triggered_setups: list[SetupCandidate] = Field(default_factory=list)
     trigger: str = "interval"  # interval | setup | position_closed | manual
+    # Enabled strategies whose own risk_fraction buys no contract even at the minimum stop
+    # (strategy -> why): no setup of theirs can trade; they trade in shadow.
+    sized_out: dict[str, str] = Field(default_factory=dict)
+    # The risk_fraction each strategy started from (playbook or STRATEGIES_FILE).
+    initial_risk_fraction: dict[str, float] = Field(default_factory=dict)
 
     def check_context(self) -> CheckContext:
         return CheckContext(
@@ -101,6 +106,7 @@ class DecisionContext(BaseModel):
                 "historical_notes": [_drop_none(n.model_dump()) for n in self.notes] or None,
                 "importance_zones": [z.model_dump() for z in self.importance_zones] or None,
                 "triggered_setups": [s.model_dump() for s in self.triggered_setups] or None,
+                "sized_out": dict(self.sized_out) or None,
             }
         )
 
@@ -156,6 +162,9 @@ def build_context(
     importance_zones: list[ImportanceZone] | None = None,
     triggered_setups: list[SetupCandidate] | None = None,
     trigger: str = "interval",
+    *,
+    sized_out: dict[str, str] | None = None,
+    initial_risk_fraction: dict[str, float] | None = None,
 ) -> DecisionContext:
     """A context from a snapshot that has a session with trades (raises ValueError otherwise)."""
     if snapshot.market_stats is None or snapshot.profile is None or snapshot.session is None:
@@ -200,6 +209,8 @@ def build_context(
         importance_zones=importance_zones or [],
         triggered_setups=triggered_setups or [],
         trigger=trigger,
+        sized_out=sized_out or {},
+        initial_risk_fraction=initial_risk_fraction or {},
     )
 
 

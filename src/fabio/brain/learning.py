@@ -14,6 +14,11 @@ Two named policies (`--learning`):
   sessions. A disabled strategy trades in shadow (`fabio.execution.shadow`); after a cooldown
   (`cooldown_shadow_trades` shadow trades over `cooldown_sessions` sessions) it is re-enabled,
   at the lowest risk step, when its shadow expectancy's lower bound at `reenable_z` is above 0.
+  An enabled strategy cut to a `risk_fraction` that buys no contract for a setup ("sized out":
+  on ES bars with a 50K account one contract at the 8-tick minimum stop plus the 8-tick
+  slippage allowance is $200, risk_fraction 0.004) trades those setups in shadow too; after the same
+  cooldown (shadow trades since its risk last changed) and the same `reenable_z` test its risk
+  is restored to its initial risk_fraction (`restore_risk`).
 - `seed`: the spec's rules as written (after `min_trades` trades: win rate < 0.4 or net P&L < 0
   disables; win rate > 0.6 and net P&L > 0 raises the risk one step).
 """
@@ -156,6 +161,7 @@ class ExpectancyPolicy:
                 self._reenable(name, perf, params, ctx)
                 if not params.enabled
                 else self._judge_enabled(name, perf, params, ctx)
+                or self._restore(name, perf, params, ctx)
             )
             if judged is not None:
                 tweaks.append(judged[0])
@@ -215,9 +221,9 @@ class ExpectancyPolicy:
             )
         return None
 
-    def _reenable(
-        self, name: str, perf: StrategyPerformance, params: StrategyParams, ctx: DecisionContext
-    ) -> tuple[StrategyTweak, str] | None:
+    def _shadow_earned(self, perf: StrategyPerformance) -> str | None:
+        """The shadow evidence that earns a strategy its way back (cooldown passed and the
+        lower bound at `reenable_z` above 0), as text; None when it has not earned it."""
         r = self.rules
         shadow = perf.shadow
         n, mean, std = _evidence(shadow)
@@ -226,10 +232,64 @@ class ExpectancyPolicy:
         shrunk, se = bounds(n, mean, std, r)
         if shrunk - r.reenable_z * se <= 0:
             return None
-        stats = (
+        return (
             f"shadow expectancy {shrunk:+.3f} R ± {se:.3f} over {n} shadow trades in "
             f"{int(shadow.get('sessions', 0))} sessions"
         )
+
+    def _restore(
+        self, name: str, perf: StrategyPerformance, params: StrategyParams, ctx: DecisionContext
+    ) -> tuple[StrategyTweak, str] | None:
+        """A strategy whose sized-out setups (its shadow trades since its risk last changed)
+        earned it: its risk back (`restore_risk`). Sized out at every stop (in `ctx.sized_out`)
+        or only at the wider ones: on ES bars at 0.004 only the 8-tick minimum stop fits, so a
+        strategy cut there takes about one trade a year and shadows the rest (measured on
+        ESH15-19: 1 trade against ~170 sized-out shadow trades a year).
+
+        Note to future self: the level is the strategy's initial risk_fraction (the playbook's
+        or STRATEGIES_FILE's), not one step up. Reason: the throttle cut it from there one step
+        at a time on real-trade evidence until no contract fitted; a step up from a sized-out
+        level is usually still sized out, and each step would cost another cooldown (>= 5
+        sessions) with no real trade to judge in between; the shadow evidence asked here is
+        the bar that re-enables a disabled strategy. The guardrails still bound the move
+        (± 0.002 per update, 30 closed or shadow trades to raise): a clamped restore that still
+        sizes out shadows again and the next cooldown finishes the climb. Not above
+        `risk_cap`; never a cut (a strategy already at its initial level stays as it is).
+        """
+        if not perf.shadow:  # an enabled strategy's shadow trades: its sized-out setups
+            return None
+        initial = ctx.initial_risk_fraction.get(name)
+        if initial is None:
+            return None
+        target = round(min(initial, self.rules.risk_cap), 6)
+        if target <= params.risk_fraction:
+            return None
+        earned = self._shadow_earned(perf)
+        if earned is None:
+            return None
+        why = (
+            f"sized out: {ctx.sized_out[name]}"
+            if name in ctx.sized_out
+            else "its setups with wider stops were sized out"
+        )
+        self.judged_at[name] = perf.trades
+        return (
+            StrategyTweak(
+                name=name,
+                changes=StrategyChanges(risk_fraction=target),
+                reason=f"sized out, earned its risk back: {earned}",
+            ),
+            f"{ctx.symbol}: restored {name} risk {params.risk_fraction:g} -> {target:g}, its "
+            f"initial level ({why}; {earned})",
+        )
+
+    def _reenable(
+        self, name: str, perf: StrategyPerformance, params: StrategyParams, ctx: DecisionContext
+    ) -> tuple[StrategyTweak, str] | None:
+        r = self.rules
+        stats = self._shadow_earned(perf)
+        if stats is None:
+            return None
         self.judged_at[name] = perf.trades
         return (
             StrategyTweak(

@@ -560,10 +560,11 @@ class RuleBrain:
 
 
 def _can_trade(cand: SetupCandidate, ctx: DecisionContext) -> bool:
-    """Enabled, under its per-session trade limit, and still valid at the context's price."""
+    """Enabled and not sized out, under its per-session trade limit, and still valid at the
+    context's price."""
     params = ctx.strategy_state.get(cand.strategy)
-    if params is None or not params.enabled:
-        return False
+    if params is None or not params.enabled or cand.strategy in ctx.sized_out:
+        return False  # a sized-out strategy's entry would be refused: it trades in shadow
     perf = ctx.strategy_performance.get(cand.strategy)
     if perf is not None and perf.trades_this_session >= params.max_trades_per_session:
         return False

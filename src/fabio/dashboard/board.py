@@ -407,6 +407,7 @@ class SymbolBoard:
 
     def strategies(self) -> list[dict[str, Any]]:
         perf = self.ledger.performance()
+        sized_out = self.ledger.sized_out_strategies()
         rows = []
         for name, params in self.ledger.book.strategy_state.items():
             p = perf.get(name)
@@ -414,6 +415,7 @@ class SymbolBoard:
                 {
                     "name": name,
                     "enabled": params.enabled,
+                    "sized_out": sized_out.get(name),
                     "risk_fraction": params.risk_fraction,
                     "active": name in self.active_strategies,
                     "trades": p.trades if p else 0,

@@ -325,6 +325,7 @@ class ExecutionEngine:
             updates, now_ns, self.get_performance_stats(), open_strategies, source
         )
         for change in changes:
+            self.ledger.track_change(change)  # the book applied it; the times follow it here
             event = StrategyChangeEvent(
                 ts_ns=change.ts_ns,
                 symbol=self.symbol,
@@ -345,6 +346,17 @@ class ExecutionEngine:
 
     def position(self) -> OpenTrade | None:
         return self.ledger.position_of(self.symbol)
+
+    def sized_out(self, strategy: str, stop_distance_ticks: int | None = None) -> str | None:
+        """Why the strategy's own `risk_fraction` sizes an entry with this stop (default: the
+        minimum stop) to zero contracts, or None (`Ledger.sized_out`)."""
+        return self.ledger.sized_out(
+            strategy, stop_distance_ticks, self.min_stop_ticks, self.slippage_allowance_ticks
+        )
+
+    def sized_out_strategies(self) -> dict[str, str]:
+        """Enabled strategies that no setup can trade (sized out even at the minimum stop)."""
+        return self.ledger.sized_out_strategies(self.min_stop_ticks, self.slippage_allowance_ticks)
 
     def process_trade_decision(
         self,
@@ -408,7 +420,10 @@ class ExecutionEngine:
         rf = min(d.risk_fraction or params.risk_fraction, params.risk_fraction)
         sized = self.ledger.risk.size(self.spec, rf, risk_ticks)
         if sized.qty <= 0:
-            return ExecResult(False, sized.reason)
+            why = sized.reason
+            if rf == params.risk_fraction and self.sized_out(strategy, stop_dist) is not None:
+                why = f"sized out: {why}; {strategy} trades in shadow until it earns more risk"
+            return ExecResult(False, why)
         qty, reason = self._fit(sized.qty, risk_ticks, now_ns)
         if qty <= 0:
             return ExecResult(False, reason)

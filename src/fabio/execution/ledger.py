@@ -87,7 +87,13 @@ class Ledger:
     carried: list[ClosedTrade] = field(default_factory=list)
     shadow: list[dict[str, Any]] = field(default_factory=list)
     disabled_at: dict[str, int] = field(default_factory=dict)
-    enabled_at: dict[str, int] = field(default_factory=dict)  # re-enabled after a disable
+    # From when learning judges a strategy afresh: re-enabled after a disable, or its risk
+    # restored on the evidence of its sized-out shadow trades.
+    enabled_at: dict[str, int] = field(default_factory=dict)
+    # When each strategy's risk last changed (an accepted risk_fraction or enabled change): an
+    # enabled strategy's shadow trades (sized out) count from there.
+    risk_changed_at: dict[str, int] = field(default_factory=dict)
+    carried_notes: list[dict[str, Any]] = field(default_factory=list)  # from `learning_carry`
     # Ids written twice (two processes on one journal): flagged, never folded silently.
     conflicts: list[str] = field(default_factory=list)
     _trade_ids: set[str] = field(default_factory=set)
@@ -130,24 +136,61 @@ class Ledger:
             self.last_ts_ns = max(self.last_ts_ns, int(event.ts_ns or 0))
 
     def _strategy_change(self, e: StrategyChangeEvent) -> None:
-        if e.accepted and e.field == "enabled":
-            if e.new is False:
-                self.disabled_at[e.strategy] = int(e.ts_ns)
-            elif e.new is True and e.strategy in self.disabled_at:
-                self.enabled_at[e.strategy] = int(e.ts_ns)
-        self.book.apply_change(
-            StrategyChange(
-                ts_ns=int(e.ts_ns),
-                strategy=e.strategy,
-                field=e.field,
-                old=e.old,
-                proposed=e.proposed,
-                new=e.new,
-                accepted=bool(e.accepted),
-                reason=str(e.reason),
-                source=str(e.source),
-            )
+        change = StrategyChange(
+            ts_ns=int(e.ts_ns),
+            strategy=e.strategy,
+            field=e.field,
+            old=e.old,
+            proposed=e.proposed,
+            new=e.new,
+            accepted=bool(e.accepted),
+            reason=str(e.reason),
+            source=str(e.source),
         )
+        self.track_change(change)
+        self.book.apply_change(change)
+
+    def track_change(self, c: StrategyChange) -> None:
+        """The learning times an accepted change moves (call before the book applies it; the
+        engine calls it for the changes its book already applied, a replay through the fold)."""
+        if not c.accepted or c.field not in ("enabled", "risk_fraction"):
+            return
+        ts = int(c.ts_ns)
+        params = self.book.strategy_state.get(c.strategy)
+        if c.field == "enabled":
+            if c.new is False:
+                self.disabled_at[c.strategy] = ts
+            elif c.new is True and c.strategy in self.disabled_at:
+                self.enabled_at[c.strategy] = ts
+        elif (
+            params is not None
+            and params.enabled
+            and float(c.new) > float(c.old)
+            and self.shadow_since(c.strategy)
+        ):
+            # A raise its sized-out shadow trades earned: judged afresh, like a re-enable.
+            self.enabled_at[c.strategy] = ts
+        self.risk_changed_at[c.strategy] = ts
+
+    def shadow_since(self, name: str) -> list[dict[str, Any]]:
+        """The shadow trades learning judges a strategy on: a disabled strategy's since it was
+        disabled; an enabled one's (its setups sized out) since its risk last changed."""
+        params = self.book.strategy_state.get(name)
+        if params is None or not params.enabled:
+            since = self.disabled_at.get(name)
+            if since is None:
+                return []
+        else:
+            since = max(
+                self.risk_changed_at.get(name, 0),
+                self.enabled_at.get(name, 0),
+                self.disabled_at.get(name, 0),
+            )
+        return [
+            r
+            for r in self.shadow
+            if r.get("strategy") == name and int(r.get("entry_ns", 0)) >= since
+        ]
 
     def _check_ids(self, e: EntryEvent | OrderEvent) -> None:
         """Flag a trade id or order id written twice (two processes on one journal)."""
@@ -256,6 +299,8 @@ class Ledger:
         self.shadow = list(e.shadow) + self.shadow
         self.disabled_at.update({str(k): int(v) for k, v in e.disabled_at.items()})
         self.enabled_at.update({str(k): int(v) for k, v in e.enabled_at.items()})
+        self.risk_changed_at.update({str(k): int(v) for k, v in e.risk_changed_at.items()})
+        self.carried_notes = [n for n in e.notes if isinstance(n, dict)]
         for name, params in e.strategy_state.items():
             self.book.strategy_state[name] = StrategyParams(**params)
             if not params.get("enabled", True) and name in e.disabled_by_brain:
@@ -268,6 +313,7 @@ class Ledger:
             "shadow": list(self.shadow),
             "disabled_at": dict(self.disabled_at),
             "enabled_at": dict(self.enabled_at),
+            "risk_changed_at": dict(self.risk_changed_at),
             "strategy_state": {k: v.model_dump() for k, v in self.book.strategy_state.items()},
             "disabled_by_brain": sorted(self.book.disabled_by_brain),
         }
@@ -305,15 +351,16 @@ class Ledger:
             len(self.shadow),
             hash(tuple(self.disabled_at.items())),
             hash(tuple(self.enabled_at.items())),
+            hash(tuple(self.risk_changed_at.items())),
+            hash(tuple(p.enabled for p in self.book.strategy_state.values())),
             hash(self.trade_date),
         )
         if key != self._perf_key:
             shadow: dict[str, list[dict[str, Any]]] = {}
-            for rec in self.shadow:  # a disabled strategy's trades since it was disabled
-                name = str(rec.get("strategy"))
-                since = self.disabled_at.get(name)
-                if since is not None and int(rec.get("entry_ns", 0)) >= since:
-                    shadow.setdefault(name, []).append(rec)
+            for name in sorted({str(r.get("strategy")) for r in self.shadow}):
+                recs = self.shadow_since(name)
+                if recs:
+                    shadow[name] = recs
             perf = performance_by_strategy(
                 [*self.carried, *self.closed], self.trade_date, shadow, self.enabled_at
             )
@@ -330,6 +377,50 @@ class Ledger:
             self._perf = perf
             self._perf_key = key
         return self._perf
+
+    def sized_out(
+        self,
+        strategy: str,
+        stop_distance_ticks: int | None = None,
+        min_stop_ticks: int = 4,
+        slippage_ticks: int = 2,
+    ) -> str | None:
+        """Why the strategy's own `risk_fraction` sizes an entry with this stop (default: the
+        minimum stop, its cheapest) to zero contracts, or None when one contract fits.
+
+        Only the strategy's budget counts (balance × risk_fraction against one contract's risk
+        to the stop, widened to the minimum, plus the slippage allowance): never the account's
+        limits (daily loss, position cap, kill switch), which refuse for reasons of their own.
+        The defaults are tick data's (paper, live); bars use 8 and 8.
+        """
+        params = self.book.strategy_state.get(strategy)
+        if params is None:
+            return None
+        stop = max(min_stop_ticks, int(stop_distance_ticks or 0))
+        risk_ticks = stop + slippage_ticks
+        if self.risk.contracts_in_budget(self.spec, params.risk_fraction, risk_ticks) >= 1:
+            return None
+        return (
+            f"one {self.spec.root} contract risks ${risk_ticks * self.spec.tick_value:,.2f} "
+            f"({stop} ticks + {slippage_ticks} slippage), more than {strategy}'s budget "
+            f"${self.risk.account.balance * params.risk_fraction:,.2f} (risk_fraction "
+            f"{params.risk_fraction:g})"
+        )
+
+    def sized_out_strategies(
+        self, min_stop_ticks: int = 4, slippage_ticks: int = 2
+    ) -> dict[str, str]:
+        """Enabled strategies no setup can trade: sized out even at the minimum stop."""
+        out = {}
+        for name, params in self.book.strategy_state.items():
+            why = (
+                self.sized_out(name, None, min_stop_ticks, slippage_ticks)
+                if params.enabled
+                else None
+            )
+            if why is not None:
+                out[name] = why
+        return out
 
     def position_of(self, symbol: str) -> OpenTrade | None:
         for trade in self.open_trades.values():
@@ -358,6 +449,7 @@ class Ledger:
             "closed_trades": len(self.closed),
             "net_pnl_usd": round(sum(t.net_pnl_usd for t in self.closed), 2),
             "strategy_performance": {k: v.model_dump() for k, v in self.performance().items()},
+            "sized_out": self.sized_out_strategies(),
             "risk": self.risk.to_dict(),
             "kill_switch": self.risk.kill_switch_status(),
         }

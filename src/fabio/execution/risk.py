@@ -493,7 +493,7 @@ class RiskEngine:
         balance = self.account.balance
         budget = balance * risk_fraction
         per_contract = stop_distance_ticks * spec.tick_value
-        raw = math.floor(budget / per_contract + 1e-9)
+        raw = self.contracts_in_budget(spec, risk_fraction, stop_distance_ticks)
         if raw < 1:
             return SizeResult(
                 0,
@@ -510,6 +510,18 @@ class RiskEngine:
         if qty < raw:
             note += f", capped at {qty} by the {self.limits.max_minis:g}-mini position limit"
         return SizeResult(qty, qty * per_contract, f"{qty} {spec.root}: {note}")
+
+    def contracts_in_budget(
+        self, spec: InstrumentSpec, risk_fraction: float, stop_distance_ticks: float
+    ) -> int:
+        """Contracts whose risk to the stop fits `risk_fraction` of the balance, before any
+        account limit (position cap, daily loss, kill switch): 0 means the strategy's own risk
+        fraction is too small for one contract ("sized out")."""
+        budget = self.account.balance * risk_fraction
+        per_contract = stop_distance_ticks * spec.tick_value
+        if not (per_contract > 0 and math.isfinite(budget)):
+            return 0
+        return max(0, math.floor(budget / per_contract + 1e-9))
 
     # ----------------------------------------------------------------- entry check
     def check_entry(

@@ -1,12 +1,15 @@
-"""Shadow trading: what a strategy disabled by learning would have done, had it traded.
+"""Shadow trading: what a strategy learning took out would have done, had it traded.
 
-A strategy the brain disabled keeps being tracked: each setup its detector finds (within its
+A strategy the brain disabled keeps being tracked, and so does an enabled strategy whose own
+`risk_fraction` sizes a setup to zero contracts ("sized out": the cut risk cannot buy one
+contract at the setup's stop plus the slippage allowance): each setup its detector finds (within its
 `max_trades_per_session`, one at a time) becomes a shadow trade, entered at the last price one
 tick worse, with the candidate's stop (at least `min_stop_ticks` away) and target. It exits at
 its stop one tick worse, at its target only when a print trades through it, or at the last price
 when the session ends; when a batch of prints reaches both, the one reached first decides. Each
-closed shadow trade is journaled (`shadow_trade`, with its R multiple) through the engine, so the
-ledger folds it and learning can let the strategy earn its way back.
+closed shadow trade is journaled (`shadow_trade`, with its R multiple and its `cause`: disabled or
+sized_out) through the engine, so the ledger folds it and learning can let the strategy earn its
+way back (re-enabled, or its risk restored).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fabio.domain import TradeBatch
-from fabio.events import ShadowTradeEvent
+from fabio.events import ShadowCause, ShadowTradeEvent
 from fabio.playbook.base import SetupCandidate
 
 
@@ -31,6 +34,7 @@ class ShadowPosition:
     entry: int
     stop: int
     target: int
+    cause: ShadowCause = "disabled"
 
 
 class ShadowBook:
@@ -60,6 +64,7 @@ class ShadowBook:
         last_ticks: int,
         regime: str | None,
         trade_date: str,
+        cause: ShadowCause = "disabled",
     ) -> None:
         """Open a shadow trade for each candidate whose strategy has none open."""
         for cand in candidates:
@@ -80,7 +85,7 @@ class ShadowBook:
             if side * (target - entry) <= 0:
                 continue  # the slippage already ate the target
             self.open[name] = ShadowPosition(
-                name, regime, side, trade_date, now_ns, entry, stop, target
+                name, regime, side, trade_date, now_ns, entry, stop, target, cause
             )
             self.taken[(name, trade_date)] = self.taken.get((name, trade_date), 0) + 1
 
@@ -139,5 +144,6 @@ class ShadowBook:
                 exit_ticks=exit_ticks,
                 exit_reason=reason,
                 r_multiple=round(r, 4),
+                cause=pos.cause,
             )
         )

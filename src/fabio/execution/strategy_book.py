@@ -10,8 +10,8 @@ Guardrails (`GuardrailConfig`, docs/execution.md):
 - step: risk_fraction moves at most `max_risk_step` (0.002) and stop/target at most
   `max_ticks_step_share` (50 %) of their current value per update; a bigger move is clamped;
 - judgement: raising a strategy's risk_fraction, or re-enabling a strategy the brain disabled, needs
-  at least `min_trades_to_judge` (30) closed trades of it; disabling or cutting risk is always
-  allowed (safety first);
+  at least `min_trades_to_judge` (30) closed trades of it, its shadow trades included; disabling
+  or cutting risk is always allowed (safety first);
 - cooldown: one strategy changes at most once per `cooldown_sec` (15 min), except disabling and
   cutting risk;
 - never a wider stop while the strategy has an open trade.
@@ -81,6 +81,9 @@ class StrategyBook:
         self, defaults: dict[str, StrategyParams], guardrails: GuardrailConfig | None = None
     ) -> None:
         self.strategy_state: dict[str, StrategyParams] = dict(defaults)
+        # The parameters the strategies started from (the playbook or STRATEGIES_FILE): a
+        # sized-out strategy that earns its way back returns to its initial risk_fraction.
+        self.defaults: dict[str, StrategyParams] = dict(defaults)
         self.guardrails = guardrails or GuardrailConfig()
         self.trades_this_session: dict[str, int] = {}
         self.last_change_ns: dict[str, int] = {}
@@ -195,7 +198,9 @@ class StrategyBook:
     ) -> tuple[Any, bool, str]:
         """(value to apply, accepted, reason)."""
         g = self.guardrails
-        trades = perf.trades if perf is not None else 0
+        # The evidence to judge by: closed trades, and the shadow trades learning judges a
+        # disabled or sized-out strategy on (they are what it earns its way back with).
+        trades = perf.trades + int(perf.shadow.get("trades", 0)) if perf is not None else 0
         safer = (fld == "enabled" and proposed is False) or (
             fld == "risk_fraction" and proposed < old
         )
@@ -216,8 +221,8 @@ class StrategyBook:
                     old,
                     False,
                     (
-                        f"re-enabling needs {g.min_trades_to_judge} closed trades "
-                        f"to judge {name} (has {trades})"
+                        f"re-enabling needs {g.min_trades_to_judge} closed or shadow "
+                        f"trades to judge {name} (has {trades})"
                     ),
                 )
             return proposed, True, "accepted"
@@ -238,8 +243,8 @@ class StrategyBook:
                 old,
                 False,
                 (
-                    f"raising risk needs {g.min_trades_to_judge} closed trades to "
-                    f"judge (has {trades})"
+                    f"raising risk needs {g.min_trades_to_judge} closed or shadow trades "
+                    f"to judge (has {trades})"
                 ),
             )
         new = min(max(proposed, old - g.max_risk_step), old + g.max_risk_step)

@@ -157,7 +157,7 @@ function renderTrade(symbol) {
     const tr = el("tr");
     tr.dataset.strategy = row.name;
     tr.append(el("td", null, row.name + (row.active ? " ★" : "")),
-      el("td", null, row.enabled ? "yes" : "no"), el("td", null, String(row.risk_fraction)),
+      el("td", null, row.enabled ? (row.sized_out ? "sized out" : "yes") : "no"), el("td", null, String(row.risk_fraction)),
       el("td", null, fmt(row.trades, 0)),
       el("td", null, row.win_rate === null ? "—" : fmt(row.win_rate * 100, 0) + "%"),
       el("td", null, fmt(row.expectancy_r)), el("td", null, usd(row.net_pnl)));
