@@ -143,3 +143,47 @@ def test_eth_trades_the_overnight_session(tmp_path: Path, eth: bool) -> None:
 
     decisions = asyncio.run(evening())
     assert (decisions > 0) is eth  # RTH (the default) stays out of the evening
+
+
+def test_the_dashboard_watches_a_live_run_in_process(tmp_path: Path) -> None:
+    """`fabio run --mode live --dashboard`: the agent's events reach the page's hub while the
+    run goes, not only through the journals afterwards."""
+    import httpx
+
+    from fabio.cli import _event_service, _with_service
+    from fabio.dashboard.server import DashboardServer
+
+    settings = _settings(tmp_path)
+    service = _event_service(settings, True, "127.0.0.1", 0)
+    assert isinstance(service, DashboardServer)
+    seen: list[str] = []
+
+    def spy(event: object) -> None:
+        seen.append(type(event).__name__)
+
+    async def live() -> dict[str, object]:
+        feeds = open_feeds([], ["ES"], days=2, seed=7)
+        sim = build_sim(feeds, 600, None, start_ns=parse_at("2024-01-02 08:30"))
+        async with SimServer(sim) as server:
+            run = LiveRun(
+                settings,
+                LiveOptions(
+                    symbols=["ES"],
+                    gateway=server.url,
+                    duration_sec=1800,
+                    quiet=True,
+                    subscribers=[service.hub.on_event, spy],
+                ),
+            )
+
+            async def body() -> dict[str, object]:
+                await run.run()
+                url = f"http://127.0.0.1:{service.port}/api/snapshot"
+                async with httpx.AsyncClient() as client:
+                    return dict((await client.get(url, timeout=5)).json())
+
+            return await _with_service(service, body)
+
+    snap = asyncio.run(live())
+    assert seen, "no agent event reached the subscribers"
+    assert any(s.startswith("ES") for s in snap["symbols"]), snap["symbols"]  # type: ignore[union-attr]

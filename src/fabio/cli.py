@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +18,9 @@ from rich.table import Table
 from fabio.config import FeatureConfig, Settings, load_settings
 from fabio.errors import FabioError
 from fabio.sessions import SessionKind
+
+if TYPE_CHECKING:
+    from fabio.dashboard.server import AlertWatcher, DashboardServer
 
 app = typer.Typer(
     name="fabio",
@@ -444,7 +448,10 @@ def run(
     seed: Annotated[int, typer.Option("--seed", help="Synthetic market seed.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", help="No live view; summary only.")] = False,
     dashboard: Annotated[
-        bool, typer.Option("--dashboard", help="Serve the web dashboard from this process.")
+        bool,
+        typer.Option(
+            "--dashboard", help="Serve the web dashboard from this process (paper and live)."
+        ),
     ] = False,
     host: HostOpt = None,
     port: PortOpt = None,
@@ -500,6 +507,7 @@ def run(
             brain,
             quiet or json_out,
             json_out,
+            _event_service(settings, dashboard, host, port),
         )
         return
     options = RunOptions(
@@ -512,27 +520,12 @@ def run(
         live_view=not (quiet or json_out),
     )
     session = PaperSession(settings, options)
-    from fabio.dashboard.app import announce, build_alert_watcher, build_dashboard
-
-    server = build_dashboard(settings, host, port) if dashboard else None
-    watcher = None if server is not None else build_alert_watcher(settings)
-    service = server or watcher  # the dashboard sends alerts itself
+    service = _event_service(settings, dashboard, host, port)
     if service is not None:
         options.subscribers.append(service.hub.on_event)
 
-    async def main() -> dict[str, Any]:
-        if service is None:
-            return await session.run()
-        await service.start()
-        if server is not None:
-            announce(server)
-        try:
-            return await session.run()
-        finally:
-            await service.stop()
-
     try:
-        summary = asyncio.run(main())
+        summary = asyncio.run(_with_service(service, session.run))
     except KeyboardInterrupt:
         summary = session.summary()
     if json_out:
@@ -556,6 +549,37 @@ def serve(
     asyncio.run(serve_until_signal(server, lambda: announce(server)))
 
 
+def _event_service(
+    settings: Settings, dashboard: bool, host: str | None, port: int | None
+) -> DashboardServer | AlertWatcher | None:
+    """What listens to a run's events in-process: the dashboard (`--dashboard`, which also
+    sends the alerts), else the alert watcher when ALERT_URLS is set, else nothing."""
+    from fabio.dashboard.app import build_alert_watcher, build_dashboard
+
+    if dashboard:
+        return build_dashboard(settings, host, port)
+    return build_alert_watcher(settings)
+
+
+async def _with_service(
+    service: DashboardServer | AlertWatcher | None,
+    body: Callable[[], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """Run `body` with the event service started before it and stopped after it."""
+    from fabio.dashboard.app import announce
+    from fabio.dashboard.server import DashboardServer
+
+    if service is None:
+        return await body()
+    await service.start()
+    if isinstance(service, DashboardServer):
+        announce(service)
+    try:
+        return await body()
+    finally:
+        await service.stop()
+
+
 def _run_live(
     settings: Settings,
     gateway: str | None,
@@ -566,6 +590,7 @@ def _run_live(
     brain: str | None,
     quiet: bool,
     json_out: bool,
+    service: DashboardServer | AlertWatcher | None = None,
 ) -> None:
     import asyncio
 
@@ -584,6 +609,7 @@ def _run_live(
             duration_sec=duration_sec,
             brain=brain,
             quiet=quiet,
+            subscribers=[] if service is None else [service.hub.on_event],
         ),
     )
 
@@ -604,7 +630,7 @@ def _run_live(
         return run.summary()
 
     try:
-        summary = asyncio.run(go())
+        summary = asyncio.run(_with_service(service, go))
     except KeyboardInterrupt:
         summary = run.summary()
     if json_out:

@@ -17,6 +17,7 @@ and flattens the venue's position of that contract at market. Release with
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from fabio.brokers.projectx.session import ProjectXSession
 from fabio.brokers.projectx.tape import TapeRecorder, merge_parts
 from fabio.config import Settings
 from fabio.errors import FabioError
+from fabio.events import Event
 from fabio.execution.risk import RiskConfig, RiskEngine
 from fabio.instruments import Contract, parse_symbol
 from fabio.journal import read_journal
@@ -54,6 +56,8 @@ class LiveOptions:
     connect_timeout_sec: float = 20.0
     reconcile_every_sec: float = 30.0
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    # Called with every event of every symbol's agent (the in-process dashboard, alerts).
+    subscribers: list[Callable[[Event], None]] = field(default_factory=list)
 
 
 def left_open(
@@ -179,7 +183,10 @@ class LiveRun:
                 run_lock=self.run_lock,
                 trading_session=SessionKind.ETH if self.options.eth else SessionKind.RTH,
             )
-            self.agents[contract.symbol] = build_agent(contract, brain, options)
+            agent = build_agent(contract, brain, options)
+            for subscriber in self.options.subscribers:
+                agent.bus.subscribe(subscriber)
+            self.agents[contract.symbol] = agent
 
     async def run(self) -> dict[str, Any]:
         session = await self.connect()
