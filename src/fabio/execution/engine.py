@@ -521,10 +521,30 @@ class ExecutionEngine:
             )
             self.process_broker_events()
             return ExecResult(True, "pending entry cancelled", trade.trade_id)
-        order = self.broker.submit_exit(-trade.side, abs(trade.qty), trade.strategy, now_ns, reason)
+        qty = abs(trade.qty)
+        # A real venue owns the position (a simulated one is only a fill engine: after a
+        # restart the journal holds the position it never saw). If the venue holds nothing on
+        # this side (its own stop or a manual close got there first, or its report is late),
+        # a market exit would OPEN a position, so none is sent: the risk check asks again on
+        # the next print, and reconciliation alerts if the two stay apart.
+        venue_qty = (
+            trade.qty
+            if self._tape_broker is not None
+            else sum(p.qty for p in self.broker.positions() if p.symbol == self.symbol)
+        )
+        if venue_qty * trade.side <= 0:
+            problem = (
+                f"not exiting {trade.trade_id} ({reason}): the venue holds {venue_qty} "
+                f"{self.symbol}, the journal {trade.qty}"
+            )
+            if problem not in self.problems:
+                self.problems.append(problem)
+            return ExecResult(False, problem, trade.trade_id)
+        qty = min(qty, abs(venue_qty))
+        order = self.broker.submit_exit(-trade.side, qty, trade.strategy, now_ns, reason)
         self.order_trade[order.id] = trade.trade_id
         self.process_broker_events()
-        return ExecResult(True, f"exit sent: {reason}", trade.trade_id, abs(trade.qty))
+        return ExecResult(True, f"exit sent: {reason}", trade.trade_id, qty)
 
     def _modify(self, d: TradeDecision, now_ns: int) -> ExecResult:
         trade = self.position()

@@ -8,13 +8,18 @@ position larger than asked, and the broker's view of every order equal to the ve
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
+from fabio.brain.schema import TradeDecision
 from fabio.brokers.projectx.models import PxOrderStatus
 from fabio.brokers.projectx.sim.server import SimFaults
+from fabio.execution.risk import RiskConfig
+from fabio.instruments import parse_symbol
 from fabio.orders import OrderRole, OrderStatus
 from fabio.ports import OrderUpdate
+from fabio.wiring import open_execution
 
 from .harness import Rig, run_rig
 
@@ -190,3 +195,42 @@ def test_shadow_mode_sends_nothing() -> None:
 
     rig = asyncio.run(run_rig(body, session_kwargs={"shadow": True}))
     assert rig.sim.counters["place"] == 0 and rig.broker.sent == []
+
+
+def test_a_flatten_never_opens_a_position_when_the_venue_is_already_flat(tmp_path: Path) -> None:
+    """The trader closes the position by hand at the venue; the journal still holds it when the
+    kill switch flattens. A market exit would open a short: the engine sends none, says why."""
+
+    async def body(rig: Rig) -> None:
+        contract = parse_symbol(rig.broker.symbol)
+        engine = open_execution(contract, tmp_path, RiskConfig(), broker=lambda c, n: rig.broker)
+        now = rig.session.clock_ns()
+        engine.start_session("2024-01-02", now)  # the rig starts at its RTH open
+        decision = TradeDecision(
+            action="enter", side="long", entry_condition_id="MeanReversionPOC_v2"
+        )
+        result = engine.process_trade_decision(decision, now, rig.last(), regime="range")
+        assert result.accepted, result.reason
+
+        def position_qty() -> int:
+            engine.process_broker_events()
+            trade = engine.position()
+            return 0 if trade is None else int(trade.qty)
+
+        await rig.wait(lambda: position_qty() > 0, 20, "the entry fill")
+        pid = rig.broker.contract_id
+        await rig.session.http.close_position(rig.session.account.id, pid)
+        await rig.wait(
+            lambda: rig.broker.positions() == [] and rig.sim.venue.positions[pid].qty == 0,
+            20,
+            "the manual close",
+        )
+        assert position_qty() > 0  # the venue's close is not one of the journal's orders
+        engine.set_kill_switch(True, "trader", "cli", rig.session.clock_ns())
+        await asyncio.sleep(1.0)
+        engine.process_broker_events()
+        assert rig.sim.venue.positions[pid].qty == 0
+        assert any("not exiting" in p and "venue holds 0" in p for p in engine.problems)
+
+    rig = asyncio.run(run_rig(body))
+    assert rig.watch.max_abs_position <= 1
