@@ -12,6 +12,7 @@ import pytest
 
 from fabio.brain.context import DecisionContext, PositionView, build_context
 from fabio.brain.rules import (
+    RegimeScores,
     RegimeTracker,
     RuleBrain,
     market_state,
@@ -152,7 +153,7 @@ def test_spec_literal_thresholds_would_miss_a_real_trend() -> None:
 
 
 def test_hysteresis_one_contrary_reading_does_not_flip_two_do() -> None:
-    brain = RuleBrain()
+    brain = RuleBrain(T.model_copy(update={"hysteresis_switch_margin": 2.0}))  # no clear switch
     assert brain.infer_regime(context("range", 100)) == "range"
     assert brain.infer_regime(context("trend", 101)) == "range"  # one reading: held
     assert brain.infer_regime(context("range", 102)) == "range"  # streak broken
@@ -170,6 +171,15 @@ def test_hysteresis_confirmations_are_configurable() -> None:
     chop_scores = score_regimes(ctx_c.market_stats, ctx_c.poc_cross_stats, T)
     assert tracker.update(range_scores) == "range"
     assert [tracker.update(chop_scores) for _ in range(3)] == ["range", "range", "chop"]
+
+
+def test_hysteresis_takes_a_clear_switch_at_once_and_holds_a_narrow_one() -> None:
+    tracker = RegimeTracker(confirmations=2, switch_margin=0.5)
+    assert tracker.update(RegimeScores(0.2, 0.8, 0.1, ())) == "range"
+    assert tracker.update(RegimeScores(0.6, 0.4, 0.1, ())) == "range"  # leads by 0.2: held
+    assert tracker.update(RegimeScores(0.2, 0.8, 0.1, ())) == "range"
+    assert tracker.update(RegimeScores(0.9, 0.3, 0.1, ())) == "trend"  # leads by 0.6: at once
+    assert RuleBrain().tracker.switch_margin == T.hysteresis_switch_margin
 
 
 def test_a_new_session_starts_without_yesterdays_label() -> None:
