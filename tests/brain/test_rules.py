@@ -173,6 +173,23 @@ def test_hysteresis_confirmations_are_configurable() -> None:
     assert [tracker.update(chop_scores) for _ in range(3)] == ["range", "range", "chop"]
 
 
+def test_five_minute_legs_one_way_are_trend_evidence_two_way_are_rotation() -> None:
+    def holds(stats: dict[str, Any]) -> dict[str, bool | None]:
+        ctx = context("range", stats=stats)
+        readings = score_regimes(ctx.market_stats, ctx.poc_cross_stats, T).readings
+        return {r.name: r.holds for r in readings if r.name.endswith("5min")}
+
+    two_way = holds({"range_last_5min_ticks": 9, "price_change_last_5min_ticks": -4})
+    assert two_way["rotation_5min"] and two_way["directional_move_5min"] is False
+    one_way = holds(
+        {"range_last_5min_ticks": 9, "price_change_last_5min_ticks": 9, "cvd_slope_5min": 0.08}
+    )
+    assert one_way["rotation_5min"] is False and one_way["directional_move_5min"]
+    against_flow = holds({"price_change_last_5min_ticks": 5, "cvd_slope_5min": -0.08})
+    assert against_flow["directional_move_5min"] is False
+    assert holds({"price_change_last_5min_ticks": None})["rotation_5min"] is None
+
+
 def test_hysteresis_takes_a_clear_switch_at_once_and_holds_a_narrow_one() -> None:
     tracker = RegimeTracker(confirmations=2, switch_margin=0.5)
     assert tracker.update(RegimeScores(0.2, 0.8, 0.1, ())) == "range"

@@ -46,7 +46,7 @@ REGIMES: tuple[Regime, ...] = ("trend", "range", "chop")
 
 # Indicator weights. The spec's session-context indicators (range percentile, distance to the
 # POC, time outside value, POC crosses) are weak evidence of the regime *now* (regimes switch
-# every 25-120 minutes inside a session), so they weigh 0.5; the flow and rolling-price
+# every 25-120 minutes inside a session), so they weigh 0.25; the flow and rolling-price
 # indicators carry the decision. Calibrated with bench/regime_accuracy.py (docs/brain.md).
 W_CONTEXT = 0.25
 W_TREND_CVD_5 = 2.0
@@ -303,7 +303,7 @@ class RegimeTracker:
     """Hysteresis: a new label replaces the current one after winning N decisions in a row,
     or at once when it leads the current label's score by at least `switch_margin`."""
 
-    def __init__(self, confirmations: int, switch_margin: float = 1.0) -> None:
+    def __init__(self, confirmations: int, switch_margin: float = 2.0) -> None:
         self.confirmations = confirmations
         self.switch_margin = switch_margin
         self.label: Regime | None = None
