@@ -12,6 +12,7 @@ import pytest
 
 from fabio.brain.context import DecisionContext, PositionView, build_context
 from fabio.brain.rules import (
+    RegimeScores,
     RegimeTracker,
     RuleBrain,
     market_state,
@@ -152,7 +153,7 @@ def test_spec_literal_thresholds_would_miss_a_real_trend() -> None:
 
 
 def test_hysteresis_one_contrary_reading_does_not_flip_two_do() -> None:
-    brain = RuleBrain()
+    brain = RuleBrain(T.model_copy(update={"hysteresis_switch_margin": 2.0}))  # no clear switch
     assert brain.infer_regime(context("range", 100)) == "range"
     assert brain.infer_regime(context("trend", 101)) == "range"  # one reading: held
     assert brain.infer_regime(context("range", 102)) == "range"  # streak broken
@@ -170,6 +171,32 @@ def test_hysteresis_confirmations_are_configurable() -> None:
     chop_scores = score_regimes(ctx_c.market_stats, ctx_c.poc_cross_stats, T)
     assert tracker.update(range_scores) == "range"
     assert [tracker.update(chop_scores) for _ in range(3)] == ["range", "range", "chop"]
+
+
+def test_five_minute_legs_one_way_are_trend_evidence_two_way_are_rotation() -> None:
+    def holds(stats: dict[str, Any]) -> dict[str, bool | None]:
+        ctx = context("range", stats=stats)
+        readings = score_regimes(ctx.market_stats, ctx.poc_cross_stats, T).readings
+        return {r.name: r.holds for r in readings if r.name.endswith("5min")}
+
+    two_way = holds({"range_last_5min_ticks": 9, "price_change_last_5min_ticks": -4})
+    assert two_way["rotation_5min"] and two_way["directional_move_5min"] is False
+    one_way = holds(
+        {"range_last_5min_ticks": 9, "price_change_last_5min_ticks": 9, "cvd_slope_5min": 0.08}
+    )
+    assert one_way["rotation_5min"] is False and one_way["directional_move_5min"]
+    against_flow = holds({"price_change_last_5min_ticks": 5, "cvd_slope_5min": -0.08})
+    assert against_flow["directional_move_5min"] is False
+    assert holds({"price_change_last_5min_ticks": None})["rotation_5min"] is None
+
+
+def test_hysteresis_takes_a_clear_switch_at_once_and_holds_a_narrow_one() -> None:
+    tracker = RegimeTracker(confirmations=2, switch_margin=0.5)
+    assert tracker.update(RegimeScores(0.2, 0.8, 0.1, ())) == "range"
+    assert tracker.update(RegimeScores(0.6, 0.4, 0.1, ())) == "range"  # leads by 0.2: held
+    assert tracker.update(RegimeScores(0.2, 0.8, 0.1, ())) == "range"
+    assert tracker.update(RegimeScores(0.9, 0.3, 0.1, ())) == "trend"  # leads by 0.6: at once
+    assert RuleBrain().tracker.switch_margin == T.hysteresis_switch_margin
 
 
 def test_a_new_session_starts_without_yesterdays_label() -> None:

@@ -191,11 +191,13 @@ typical_range_5min_ticks / {ref5} and the CVD-slope ones by typical_cvd_slope_15
 | trend | session_range_percentile > {t_pct}; distance_to_poc_ticks > {t_dist}; time outside value \
 > {t_out}; POC crosses < {t_cross}; cvd_slope_5min > {t_cvd5}; cvd_slope_15min > {t_cvd15}; \
 price_change_last_15min_ticks at least {t_move} ticks in the direction of cvd_slope_15min; \
-an efficient move: abs(price_change_last_15min_ticks) at least {t_eff} of a \
+price_change_last_5min_ticks at least {t_move5} ticks in the direction of cvd_slope_5min; an \
+efficient move: abs(price_change_last_15min_ticks) at least {t_eff} of a \
 range_last_15min_ticks wider than {c_r15} |
 | range | session_range_percentile {r_lo} to {r_hi}; POC crosses {r_cmin} to {r_cmax}; price \
 rotates: range_last_15min_ticks >= {r_rot15} with a net change of at most {r_net} of that \
-range; range_last_5min_ticks >= {r_rot5}; order flow nets out: cvd_slope_15min < {r_cvd15} |
+range; range_last_5min_ticks >= {r_rot5} with a net change of at most {r_net5} of it; order \
+flow nets out: cvd_slope_15min < {r_cvd15} |
 | chop | session_range_percentile < {c_pct}; distance_to_poc_ticks < {c_dist}; POC crosses > \
 {c_cross}; cvd_slope_5min < {c_cvd}; range_last_15min_ticks <= {c_r15}; range_last_5min_ticks \
 <= {c_r5} |
@@ -205,8 +207,9 @@ statistic counts for none) and choose the regime with the largest share. A narro
 low `confidence`. A trend needs directional evidence (CVD slopes and the 15-minute net change \
 the same way); a wide session range alone is not a trend. Range is two-sided rotation with \
 room to trade; chop is a narrow, directionless market where every strategy bleeds. Keep the \
-label stable: the rule brain changes its regime only after {hyst} consecutive decisions agree, \
-so do not flip on one borderline reading unless the evidence is overwhelming.
+label stable: the rule brain changes its regime only after {hyst} consecutive decisions agree \
+(or at once when the new regime's share leads by {snap} or more), so do not flip on one \
+borderline reading unless the evidence is overwhelming.
 """
 
 _STATE = """\
@@ -450,6 +453,7 @@ def system_prompt(
             t_cvd5=_n(t.trend_cvd_slope_min),
             t_cvd15=_n(t.trend_cvd_slope_15min_min),
             t_move=t.trend_price_change_15min_min_ticks,
+            t_move5=t.trend_price_change_5min_min_ticks,
             t_eff=_pct(t.trend_efficiency_15min_min),
             ref15=_n(t.reference_range_15min_ticks),
             ref5=_n(t.reference_range_5min_ticks),
@@ -461,6 +465,7 @@ def system_prompt(
             r_rot15=t.range_rotation_15min_min_ticks,
             r_net=_pct(t.range_rotation_max_net_share),
             r_rot5=t.range_rotation_5min_min_ticks,
+            r_net5=_pct(t.range_rotation_5min_max_net_share),
             r_cvd15=_n(t.range_cvd_slope_15min_max),
             c_pct=_n(t.chop_range_percentile_max),
             c_dist=t.chop_distance_to_poc_max_ticks,
@@ -469,6 +474,7 @@ def system_prompt(
             c_r15=t.chop_range_15min_max_ticks,
             c_r5=t.chop_range_5min_max_ticks,
             hyst=t.hysteresis_confirmations,
+            snap=_n(t.hysteresis_switch_margin),
         ),
         _STATE.format(
             oob=_pct(t.out_of_balance_time_share),

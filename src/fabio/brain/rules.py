@@ -46,16 +46,17 @@ REGIMES: tuple[Regime, ...] = ("trend", "range", "chop")
 
 # Indicator weights. The spec's session-context indicators (range percentile, distance to the
 # POC, time outside value, POC crosses) are weak evidence of the regime *now* (regimes switch
-# every 25-120 minutes inside a session), so they weigh 0.5; the flow and rolling-price
+# every 25-120 minutes inside a session), so they weigh 0.25; the flow and rolling-price
 # indicators carry the decision. Calibrated with bench/regime_accuracy.py (docs/brain.md).
-W_CONTEXT = 0.5
-W_TREND_CVD_5 = 3.0
+W_CONTEXT = 0.25
+W_TREND_CVD_5 = 2.0
 W_TREND_CVD_15 = 3.0
-W_TREND_MOVE_15 = 1.0
-W_TREND_EFFICIENT_15 = 3.0
+W_TREND_MOVE_15 = 2.0
+W_TREND_MOVE_5 = 2.0
+W_TREND_EFFICIENT_15 = 2.0
 W_RANGE_ROTATION_15 = 3.0
 W_RANGE_ROTATION_5 = 2.0
-W_RANGE_CVD_FLAT = 1.5
+W_RANGE_CVD_FLAT = 0.5
 W_CHOP_CVD_FLAT = 1.0
 W_CHOP_NARROW_15 = 3.0
 W_CHOP_NARROW_5 = 1.0
@@ -88,6 +89,7 @@ TICK_SCALE: dict[str, float] = {"ES": 1.0, "MES": 1.0, "NQ": 4.0, "MNQ": 4.0}
 _TICK_FIELDS = (
     "trend_distance_to_poc_min_ticks",
     "trend_price_change_15min_min_ticks",
+    "trend_price_change_5min_min_ticks",
     "range_rotation_15min_min_ticks",
     "range_rotation_5min_min_ticks",
     "chop_distance_to_poc_max_ticks",
@@ -215,6 +217,16 @@ def regime_readings(
     range5 = per(_num(ms, "range_last_5min_ticks"), sc.range5)
     range15 = per(_num(ms, "range_last_15min_ticks"), sc.range15)
     move15 = per(_num(ms, "price_change_last_15min_ticks"), sc.range15)
+    move5 = per(_num(ms, "price_change_last_5min_ticks"), sc.range5)
+    directional5: bool | None = None
+    if move5 is not None and slope5 is not None:
+        directional5 = abs(move5) >= t.trend_price_change_5min_min_ticks and move5 * slope5 > 0
+    rotation5: bool | None = None
+    if range5 is not None and move5 is not None:
+        rotation5 = (
+            range5 >= t.range_rotation_5min_min_ticks
+            and abs(move5) <= t.range_rotation_5min_max_net_share * range5
+        )
     directional: bool | None = None
     if move15 is not None and slope15 is not None:
         same_sign = move15 * slope15 > 0
@@ -246,13 +258,13 @@ def regime_readings(
                 _cmp(_abs(slope15), lambda v: v > t.trend_cvd_slope_15min_min)),
         Reading("trend", "directional_move_15min", W_TREND_MOVE_15, directional),
         Reading("trend", "efficient_move_15min", W_TREND_EFFICIENT_15, efficient),
+        Reading("trend", "directional_move_5min", W_TREND_MOVE_5, directional5),
         Reading("range", "range_percentile", W_CONTEXT,
                 _cmp(pct, lambda v: t.range_percentile_low <= v <= t.range_percentile_high)),
         Reading("range", "poc_crosses", W_CONTEXT,
                 _cmp(crosses, lambda v: t.range_poc_crosses_min <= v <= t.range_poc_crosses_max)),
         Reading("range", "rotation_15min", W_RANGE_ROTATION_15, rotation),
-        Reading("range", "rotation_5min", W_RANGE_ROTATION_5,
-                _cmp(range5, lambda v: v >= t.range_rotation_5min_min_ticks)),
+        Reading("range", "rotation_5min", W_RANGE_ROTATION_5, rotation5),
         Reading("range", "cvd_alternates", W_RANGE_CVD_FLAT,
                 _cmp(_abs(slope15), lambda v: v < t.range_cvd_slope_15min_max)),
         Reading("chop", "range_percentile", W_CONTEXT,
@@ -288,10 +300,12 @@ def score_regimes(
 
 
 class RegimeTracker:
-    """Hysteresis: a new label replaces the current one after winning N decisions in a row."""
+    """Hysteresis: a new label replaces the current one after winning N decisions in a row,
+    or at once when it leads the current label's score by at least `switch_margin`."""
 
-    def __init__(self, confirmations: int) -> None:
+    def __init__(self, confirmations: int, switch_margin: float = 2.0) -> None:
         self.confirmations = confirmations
+        self.switch_margin = switch_margin
         self.label: Regime | None = None
         self._candidate: Regime | None = None
         self._streak = 0
@@ -312,7 +326,8 @@ class RegimeTracker:
             self._streak += 1
         else:
             self._candidate, self._streak = best, 1
-        if self._streak >= self.confirmations:
+        clear = scores.of(best) - scores.of(self.label) >= self.switch_margin - 1e-9
+        if self._streak >= self.confirmations or clear:
             self.label, self._candidate, self._streak = best, None, 0
         return self.label
 
@@ -433,7 +448,9 @@ class RuleBrain:
         # How results are judged: "expectancy" (default) or "seed" (the spec's rules).
         self.learning = make_policy(learning, self.rules)
         self.variants = dict(variants or {})
-        self.tracker = RegimeTracker(self.thresholds.hysteresis_confirmations)
+        self.tracker = RegimeTracker(
+            self.thresholds.hysteresis_confirmations, self.thresholds.hysteresis_switch_margin
+        )
         self._last_minute = -1.0  # a smaller session minute means a new session
         self._last_scores: RegimeScores | None = None
         self._scaled: dict[float, RegimeThresholds] = {}

@@ -24,12 +24,13 @@ class RegimeThresholds(BaseModel):
     trend_range_percentile_min: float = Field(0.6, ge=0, le=1)
     trend_distance_to_poc_min_ticks: int = Field(20, ge=0)
     trend_time_outside_value_min: float = Field(0.5, ge=0, le=1)  # share of the last 30 min
-    trend_cvd_slope_min: float = Field(0.10, ge=0, le=1)  # |cvd_slope_5min|
-    trend_cvd_slope_15min_min: float = Field(0.07, ge=0, le=1)  # |cvd_slope_15min|
+    trend_cvd_slope_min: float = Field(0.06, ge=0, le=1)  # |cvd_slope_5min|
+    trend_cvd_slope_15min_min: float = Field(0.06, ge=0, le=1)  # |cvd_slope_15min|
     trend_poc_crosses_max: int = Field(3, ge=0)  # count_last_30min < this
-    trend_price_change_15min_min_ticks: int = Field(6, ge=0)  # with the CVD slope's sign
+    trend_price_change_15min_min_ticks: int = Field(3, ge=0)  # with the CVD slope's sign
+    trend_price_change_5min_min_ticks: int = Field(3, ge=0)  # with the 5-min CVD slope's sign
     # |net change| / range over 15 minutes (a scale-free path efficiency), wider than chop
-    trend_efficiency_15min_min: float = Field(0.65, ge=0, le=1)
+    trend_efficiency_15min_min: float = Field(0.75, ge=0, le=1)
     # Range (spec: range p30-p70, price rotates VAH-VAL, POC crosses 10-25 / 30 min, CVD
     # alternates direction)
     range_percentile_low: float = Field(0.3, ge=0, le=1)
@@ -37,15 +38,16 @@ class RegimeThresholds(BaseModel):
     range_poc_crosses_min: int = Field(1, ge=0)
     range_poc_crosses_max: int = Field(7, ge=0)
     range_rotation_15min_min_ticks: int = Field(7, ge=0)  # range_last_15min_ticks at least
-    range_rotation_max_net_share: float = Field(0.6, ge=0, le=1)  # |net change| / that range
-    range_rotation_5min_min_ticks: int = Field(8, ge=0)  # range_last_5min_ticks at least
-    range_cvd_slope_15min_max: float = Field(0.05, ge=0, le=1)  # flow nets out: |slope 15m| <
+    range_rotation_max_net_share: float = Field(0.7, ge=0, le=1)  # |net change| / that range
+    range_rotation_5min_min_ticks: int = Field(7, ge=0)  # range_last_5min_ticks at least
+    range_rotation_5min_max_net_share: float = Field(0.9, ge=0, le=1)  # |5-min change| / range
+    range_cvd_slope_15min_max: float = Field(0.03, ge=0, le=1)  # flow nets out: |slope 15m| <
     # Chop (spec: range < p30, |distance to POC| < 5, POC crosses > 25 / 30 min, CVD slope < 0.1)
     chop_range_percentile_max: float = Field(0.3, ge=0, le=1)
     chop_distance_to_poc_max_ticks: int = Field(3, ge=0)
     chop_poc_crosses_min: int = Field(7, ge=0)  # count_last_30min > this
     chop_cvd_slope_max: float = Field(0.06, ge=0, le=1)  # |cvd_slope_5min| <
-    chop_range_15min_max_ticks: int = Field(7, ge=0)  # range_last_15min_ticks at most
+    chop_range_15min_max_ticks: int = Field(5, ge=0)  # range_last_15min_ticks at most
     chop_range_5min_max_ticks: int = Field(6, ge=0)  # range_last_5min_ticks at most
     # The reference market the tick and slope thresholds above are stated for: its typical
     # (median) 5- and 15-minute range and abs(15-minute CVD slope). The rule brain divides each
@@ -60,6 +62,9 @@ class RegimeThresholds(BaseModel):
     # Hysteresis: a new label must win this many consecutive decisions before it replaces
     # the current one, so that the label does not flicker.
     hysteresis_confirmations: int = Field(2, ge=1, le=20)
+    # ... unless it leads the current label's score by at least this much: a clear switch is
+    # taken at once (scores are in [0, 1], so above 1 it never is).
+    hysteresis_switch_margin: float = Field(0.5, gt=0, le=2)
 
     @model_validator(mode="after")
     def _ordered(self) -> RegimeThresholds:
