@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Coroutine
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any
@@ -484,8 +485,6 @@ def run(
     ] = False,
 ) -> None:
     """Paper-trade (MODE=test), or trade a TopstepX account (--mode live)."""
-    import asyncio
-
     from fabio.paper import PaperSession, RunOptions
 
     settings = _settings()
@@ -531,14 +530,7 @@ def run(
         finally:
             await service.stop()
 
-    try:
-        summary = asyncio.run(main())
-    except KeyboardInterrupt:
-        summary = session.summary()
-    if json_out:
-        _print_json(summary)
-    else:
-        out.print(_kv_table("Paper session", summary))
+    _run_to_summary(main(), session.summary, "Paper session", json_out)
 
 
 @app.command()
@@ -567,8 +559,6 @@ def _run_live(
     quiet: bool,
     json_out: bool,
 ) -> None:
-    import asyncio
-
     from fabio.live import LiveOptions, LiveRun
 
     names = _symbol_list(symbols or settings.symbols or settings.symbol)
@@ -587,30 +577,30 @@ def _run_live(
         ),
     )
 
-    async def go() -> dict[str, Any]:
-        await run.connect()
+    def banner() -> None:
         if not json_out:
             out.print(_kv_table("Live session", run.banner()))
-        assert run.session is not None
-        try:
-            run.build()
-            await run._loop(run.session)
-        finally:
-            from fabio.wiring import register_live_venue
 
-            register_live_venue(None)
-            await run.session.close()
-            run.release()
-        return run.summary()
+    _run_to_summary(run.run(banner), run.summary, "Live session ended", json_out)
+
+
+def _run_to_summary(
+    main: Coroutine[Any, Any, dict[str, Any]],
+    summary_so_far: Callable[[], dict[str, Any]],
+    title: str,
+    json_out: bool,
+) -> None:
+    """Run a session to its end (Ctrl-C ends it early) and print its summary."""
+    import asyncio
 
     try:
-        summary = asyncio.run(go())
+        summary = asyncio.run(main)
     except KeyboardInterrupt:
-        summary = run.summary()
+        summary = summary_so_far()
     if json_out:
         _print_json(summary)
     else:
-        out.print(_kv_table("Live session ended", summary))
+        out.print(_kv_table(title, summary))
 
 
 def _symbol_list(text: str) -> list[str]:

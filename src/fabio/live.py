@@ -17,6 +17,7 @@ and flattens the venue's position of that contract at market. Release with
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,8 +182,12 @@ class LiveRun:
             )
             self.agents[contract.symbol] = build_agent(contract, brain, options)
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self, on_connected: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Connect (then `on_connected`, e.g. to show the banner), build the agents, trade until
+        the end; the venue is unregistered, the session closed and the lock released after."""
         session = await self.connect()
+        if on_connected is not None:
+            on_connected()
         try:
             self.build()
             await self._loop(session)
