@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -491,8 +491,6 @@ def run(
     ] = False,
 ) -> None:
     """Paper-trade (MODE=test), or trade a TopstepX account (--mode live)."""
-    import asyncio
-
     from fabio.paper import PaperSession, RunOptions
 
     settings = _settings()
@@ -524,14 +522,7 @@ def run(
     if service is not None:
         options.subscribers.append(service.hub.on_event)
 
-    try:
-        summary = asyncio.run(_with_service(service, session.run))
-    except KeyboardInterrupt:
-        summary = session.summary()
-    if json_out:
-        _print_json(summary)
-    else:
-        out.print(_kv_table("Paper session", summary))
+    _run_to_summary(_with_service(service, session.run), session.summary, "Paper session", json_out)
 
 
 @app.command()
@@ -592,8 +583,6 @@ def _run_live(
     json_out: bool,
     service: DashboardServer | AlertWatcher | None = None,
 ) -> None:
-    import asyncio
-
     from fabio.live import LiveOptions, LiveRun
 
     names = _symbol_list(symbols or settings.symbols or settings.symbol)
@@ -613,30 +602,35 @@ def _run_live(
         ),
     )
 
-    async def go() -> dict[str, Any]:
-        await run.connect()
+    def banner() -> None:
         if not json_out:
             out.print(_kv_table("Live session", run.banner()))
-        assert run.session is not None
-        try:
-            run.build()
-            await run._loop(run.session)
-        finally:
-            from fabio.wiring import register_live_venue
 
-            register_live_venue(None)
-            await run.session.close()
-            run.release()
-        return run.summary()
+    _run_to_summary(
+        _with_service(service, lambda: run.run(banner)),
+        run.summary,
+        "Live session ended",
+        json_out,
+    )
+
+
+def _run_to_summary(
+    main: Coroutine[Any, Any, dict[str, Any]],
+    summary_so_far: Callable[[], dict[str, Any]],
+    title: str,
+    json_out: bool,
+) -> None:
+    """Run a session to its end (Ctrl-C ends it early) and print its summary."""
+    import asyncio
 
     try:
-        summary = asyncio.run(_with_service(service, go))
+        summary = asyncio.run(main)
     except KeyboardInterrupt:
-        summary = run.summary()
+        summary = summary_so_far()
     if json_out:
         _print_json(summary)
     else:
-        out.print(_kv_table("Live session ended", summary))
+        out.print(_kv_table(title, summary))
 
 
 def _symbol_list(text: str) -> list[str]:

@@ -188,8 +188,12 @@ class LiveRun:
                 agent.bus.subscribe(subscriber)
             self.agents[contract.symbol] = agent
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self, on_connected: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Connect (then `on_connected`, e.g. to show the banner), build the agents, trade until
+        the end; the venue is unregistered, the session closed and the lock released after."""
         session = await self.connect()
+        if on_connected is not None:
+            on_connected()
         try:
             self.build()
             await self._loop(session)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 
 class OrderType(StrEnum):
@@ -93,6 +93,89 @@ class BracketRequest:
     stop_ticks: int  # absolute stop price (ticks)
     target_ticks: int  # absolute target price (ticks)
     limit_ticks: int | None = None
+
+
+class OrderFactory(Protocol):
+    """A broker's way to create (number, record, report) one new order."""
+
+    def __call__(
+        self,
+        side: int,
+        qty: int,
+        type_: OrderType,
+        role: OrderRole,
+        strategy: str,
+        now_ns: int,
+        **prices: Any,
+    ) -> Order: ...
+
+
+def protection_orders(
+    new: OrderFactory,
+    *,
+    side: int,
+    qty: int,
+    stop_ticks: int,
+    target_ticks: int,
+    strategy: str,
+    now_ns: int,
+    oco_group: str,
+    parent_id: str | None = None,
+) -> tuple[Order, Order]:
+    """The stop and the target limit protecting a `side` position of `qty` (they trade the other
+    side and cancel each other: one `oco_group`), held by `parent_id` when it is their entry."""
+    stop = new(
+        -side,
+        qty,
+        OrderType.STOP,
+        OrderRole.STOP,
+        strategy,
+        now_ns,
+        stop_ticks=stop_ticks,
+        parent_id=parent_id,
+        oco_group=oco_group,
+    )
+    target = new(
+        -side,
+        qty,
+        OrderType.LIMIT,
+        OrderRole.TARGET,
+        strategy,
+        now_ns,
+        limit_ticks=target_ticks,
+        parent_id=parent_id,
+        oco_group=oco_group,
+    )
+    return stop, target
+
+
+def bracket_orders(
+    new: OrderFactory, req: BracketRequest, now_ns: int
+) -> tuple[Order, Order, Order]:
+    """The entry, stop and target of a bracket, created in that order (so numbered in sequence);
+    the children are held by the entry and form the OCO group `<entry id>-oco`. Whether the
+    request is valid is the broker's to say."""
+    entry = new(
+        req.side,
+        req.qty,
+        req.entry_type,
+        OrderRole.ENTRY,
+        req.strategy,
+        now_ns,
+        limit_ticks=req.limit_ticks if req.entry_type is OrderType.LIMIT else None,
+    )
+    stop, target = protection_orders(
+        new,
+        side=req.side,
+        qty=req.qty,
+        stop_ticks=req.stop_ticks,
+        target_ticks=req.target_ticks,
+        strategy=req.strategy,
+        now_ns=now_ns,
+        oco_group=f"{entry.id}-oco",
+        parent_id=entry.id,
+    )
+    return entry, stop, target
 
 
 @dataclass(slots=True)

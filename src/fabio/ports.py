@@ -56,6 +56,32 @@ class OrderUpdate:
     fill: Fill | None = None
     avg_fill_ticks: float | None = None
 
+    @classmethod
+    def of(
+        cls, order: Order, ts_ns: int, reason: str = "", fill: Fill | None = None
+    ) -> OrderUpdate:
+        """The update reporting `order` as it is now (prices and links only while SUBMITTED)."""
+        submitted = order.status is OrderStatus.SUBMITTED
+        return cls(
+            ts_ns=int(ts_ns),
+            order_id=order.id,
+            symbol=order.symbol,
+            status=order.status,
+            reason=reason,
+            role=order.role,
+            order_type=order.type,
+            side=order.side,
+            qty=order.qty,
+            filled_qty=order.filled_qty,
+            strategy=order.strategy,
+            limit_ticks=order.limit_ticks if submitted else None,
+            stop_ticks=order.stop_ticks if submitted else None,
+            parent_id=order.parent_id if submitted else None,
+            oco_group=order.oco_group if submitted else None,
+            fill=fill,
+            avg_fill_ticks=order.avg_fill_ticks if fill is not None else None,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The fields a journal record carries (`fill` flattened)."""
         out: dict[str, Any] = {

@@ -25,7 +25,16 @@ from fabio.domain import TradeBatch
 from fabio.errors import FabioError
 from fabio.execution.fill_model import FillModel, Tape
 from fabio.instruments import InstrumentSpec
-from fabio.orders import BracketRequest, Fill, Order, OrderRole, OrderStatus, OrderType
+from fabio.orders import (
+    BracketRequest,
+    Fill,
+    Order,
+    OrderRole,
+    OrderStatus,
+    OrderType,
+    bracket_orders,
+    protection_orders,
+)
 from fabio.ports import (
     AccountSnapshot,
     BrokerEvent,
@@ -170,38 +179,8 @@ class SimulatedBroker:
     def submit_bracket(self, req: BracketRequest, now_ns: int) -> list[Order]:
         """Place an entry with a held OCO stop and target; all three REJECTED if invalid."""
         self._tick(now_ns)
-        entry = self._new_order(
-            req.side,
-            req.qty,
-            req.entry_type,
-            OrderRole.ENTRY,
-            req.strategy,
-            now_ns,
-            limit_ticks=req.limit_ticks if req.entry_type is OrderType.LIMIT else None,
-        )
+        entry, stop, target = bracket_orders(self._new_order, req, now_ns)
         group = f"{entry.id}-oco"
-        stop = self._new_order(
-            -req.side,
-            req.qty,
-            OrderType.STOP,
-            OrderRole.STOP,
-            req.strategy,
-            now_ns,
-            stop_ticks=req.stop_ticks,
-            parent_id=entry.id,
-            oco_group=group,
-        )
-        target = self._new_order(
-            -req.side,
-            req.qty,
-            OrderType.LIMIT,
-            OrderRole.TARGET,
-            req.strategy,
-            now_ns,
-            limit_ticks=req.target_ticks,
-            parent_id=entry.id,
-            oco_group=group,
-        )
         bracket = [entry, stop, target]
         error = self._bracket_error(req)
         if error is not None:
@@ -229,24 +208,14 @@ class SimulatedBroker:
         """
         self._tick(now_ns)
         group = f"{self.symbol}-{self._next_number}-oco"  # after its stop (a bracket: its entry)
-        stop = self._new_order(
-            -side,
-            qty,
-            OrderType.STOP,
-            OrderRole.STOP,
-            strategy,
-            now_ns,
+        stop, target = protection_orders(
+            self._new_order,
+            side=side,
+            qty=qty,
             stop_ticks=stop_ticks,
-            oco_group=group,
-        )
-        target = self._new_order(
-            -side,
-            qty,
-            OrderType.LIMIT,
-            OrderRole.TARGET,
-            strategy,
-            now_ns,
-            limit_ticks=target_ticks,
+            target_ticks=target_ticks,
+            strategy=strategy,
+            now_ns=now_ns,
             oco_group=group,
         )
         req = BracketRequest(
@@ -619,25 +588,4 @@ class SimulatedBroker:
         self._events.append(PositionChanged(int(ts), self.symbol, after, avg))
 
     def _log(self, order: Order, ts: int, reason: str = "", fill: Fill | None = None) -> None:
-        submitted = order.status is OrderStatus.SUBMITTED
-        self._events.append(
-            OrderUpdate(
-                ts_ns=int(ts),
-                order_id=order.id,
-                symbol=order.symbol,
-                status=order.status,
-                reason=reason,
-                role=order.role,
-                order_type=order.type,
-                side=order.side,
-                qty=order.qty,
-                filled_qty=order.filled_qty,
-                strategy=order.strategy,
-                limit_ticks=order.limit_ticks if submitted else None,
-                stop_ticks=order.stop_ticks if submitted else None,
-                parent_id=order.parent_id if submitted else None,
-                oco_group=order.oco_group if submitted else None,
-                fill=fill,
-                avg_fill_ticks=order.avg_fill_ticks if fill is not None else None,
-            )
-        )
+        self._events.append(OrderUpdate.of(order, ts, reason, fill))

@@ -21,6 +21,10 @@ from fabio.orders import BracketRequest, Order, OrderType
 from fabio.timeutil import parse_at
 
 RTH_OPEN = "2024-01-02 08:30"
+# Market time runs this many times the wall clock. A 4-tick bracket takes about 220 s of this
+# synthetic market to resolve (7 s at 30x, under 2 s here); the replay costs ~0.15 s of CPU per
+# wall second at this speed, so the client is not starved. Faults and timeouts stay in real seconds.
+SPEED = 120.0
 
 
 def sim_config(url: str, **overrides: Any) -> ProjectXConfig:
@@ -138,7 +142,7 @@ async def run_rig(
     body: Body,
     faults: SimFaults | None = None,
     *,
-    speed: float = 30.0,
+    speed: float = SPEED,
     start: str = RTH_OPEN,
     config: dict[str, Any] | None = None,
     session_kwargs: dict[str, Any] | None = None,

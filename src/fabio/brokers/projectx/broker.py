@@ -35,7 +35,16 @@ from fabio.brokers.projectx.models import (
     PxOrderType,
     PxPosition,
 )
-from fabio.orders import BracketRequest, Fill, Order, OrderRole, OrderStatus, OrderType
+from fabio.orders import (
+    BracketRequest,
+    Fill,
+    Order,
+    OrderRole,
+    OrderStatus,
+    OrderType,
+    bracket_orders,
+    protection_orders,
+)
 from fabio.ports import AccountSnapshot, BrokerEvent, OrderUpdate, PositionChanged, PositionSnapshot
 
 if TYPE_CHECKING:
@@ -148,38 +157,7 @@ class ProjectXBroker:
 
     # ------------------------------------------------------------------ port: orders
     def submit_bracket(self, request: BracketRequest, now_ns: int) -> list[Order]:
-        entry = self._new(
-            request.side,
-            request.qty,
-            request.entry_type,
-            OrderRole.ENTRY,
-            request.strategy,
-            now_ns,
-            limit_ticks=request.limit_ticks if request.entry_type is OrderType.LIMIT else None,
-        )
-        group = f"{entry.id}-oco"
-        stop = self._new(
-            -request.side,
-            request.qty,
-            OrderType.STOP,
-            OrderRole.STOP,
-            request.strategy,
-            now_ns,
-            stop_ticks=request.stop_ticks,
-            parent_id=entry.id,
-            oco_group=group,
-        )
-        target = self._new(
-            -request.side,
-            request.qty,
-            OrderType.LIMIT,
-            OrderRole.TARGET,
-            request.strategy,
-            now_ns,
-            limit_ticks=request.target_ticks,
-            parent_id=entry.id,
-            oco_group=group,
-        )
+        entry, stop, target = bracket_orders(self._new, request, now_ns)
         self._children[entry.id] = (stop.id, target.id)
         error = self._refusal(request)
         if error is not None:
@@ -192,26 +170,15 @@ class ProjectXBroker:
     def protect(
         self, *, side: int, qty: int, stop_ticks: int, target_ticks: int, strategy: str, now_ns: int
     ) -> list[Order]:
-        group = f"{self.symbol}-{self._next}-oco"
-        stop = self._new(
-            -side,
-            qty,
-            OrderType.STOP,
-            OrderRole.STOP,
-            strategy,
-            now_ns,
+        stop, target = protection_orders(
+            self._new,
+            side=side,
+            qty=qty,
             stop_ticks=stop_ticks,
-            oco_group=group,
-        )
-        target = self._new(
-            -side,
-            qty,
-            OrderType.LIMIT,
-            OrderRole.TARGET,
-            strategy,
-            now_ns,
-            limit_ticks=target_ticks,
-            oco_group=group,
+            target_ticks=target_ticks,
+            strategy=strategy,
+            now_ns=now_ns,
+            oco_group=f"{self.symbol}-{self._next}-oco",
         )
         error = self._shadow_refusal()
         if error is None and (stop_ticks - target_ticks) * side >= 0:
@@ -301,28 +268,7 @@ class ProjectXBroker:
         return order
 
     def _log(self, order: Order, ts: int, reason: str = "", fill: Fill | None = None) -> None:
-        submitted = order.status is OrderStatus.SUBMITTED
-        self._events.append(
-            OrderUpdate(
-                ts_ns=int(ts),
-                order_id=order.id,
-                symbol=order.symbol,
-                status=order.status,
-                reason=reason,
-                role=order.role,
-                order_type=order.type,
-                side=order.side,
-                qty=order.qty,
-                filled_qty=order.filled_qty,
-                strategy=order.strategy,
-                limit_ticks=order.limit_ticks if submitted else None,
-                stop_ticks=order.stop_ticks if submitted else None,
-                parent_id=order.parent_id if submitted else None,
-                oco_group=order.oco_group if submitted else None,
-                fill=fill,
-                avg_fill_ticks=order.avg_fill_ticks if fill is not None else None,
-            )
-        )
+        self._events.append(OrderUpdate.of(order, ts, reason, fill))
         self.session.notify()
 
     def _status(self, order: Order, status: OrderStatus, ts: int, reason: str = "") -> None:

@@ -101,6 +101,7 @@ class GatewaySim:
         self.conns: set[HubConn] = set()
         self.counters: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[Any]] = []
+        self.closing = asyncio.Event()  # set by `stop`: held responses are let go
         self.decoys = [
             SimContract("CON.F.US.JY6.Z26", "6JZ6", "Japanese Yen", 0.0000005, 6.25, "F.US.JY6"),
             SimContract("CON.F.US.FVA.Z26", "FVAZ6", "Volatility index", 0.05, 5.0, "F.US.FVA"),
@@ -117,6 +118,7 @@ class GatewaySim:
             self._tasks.append(loop.create_task(self._expirer()))
 
     async def stop(self) -> None:
+        self.closing.set()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -320,7 +322,9 @@ class _Api:
         if f.lose_order_response_rate and self.sim.rng.random() < f.lose_order_response_rate:
             self.sim.counters["fault_lost_response"] += 1
             order.response_lost = True
-            await asyncio.sleep(f.lost_response_hold_sec)
+            # Held until the hold ends or the simulator stops (a shutdown does not wait for it).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.sim.closing.wait(), f.lost_response_hold_sec)
             return Response(status_code=504)
         return _ok(orderId=order.id)
 
