@@ -152,7 +152,7 @@ def synthetic_report(args: argparse.Namespace) -> dict[str, Any]:
             "warmup": args.warmup,
             "seeds": f"{args.seed_start}-{args.seed_start + args.seeds - 1}",
             "draw_seeds": f"{args.draw_seed_start}-{args.draw_seed_start + args.draws - 1}",
-            "calibration_seeds": "synthetic 101-120, msv 301-308, draws 2001-2006",
+            "calibration_seeds": "synthetic 101-120, msv 301-320, draws 2001-2020",
             "thresholds": RegimeThresholds().model_dump(),
         },
         "seconds": round(sum(r["seconds"] for r in runs), 1),

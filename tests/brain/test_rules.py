@@ -199,6 +199,46 @@ def test_hysteresis_takes_a_clear_switch_at_once_and_holds_a_narrow_one() -> Non
     assert RuleBrain().tracker.switch_margin == T.hysteresis_switch_margin
 
 
+def test_a_quieter_last_five_minutes_is_chop_evidence_before_the_15_minutes_turn() -> None:
+    # A trend that went quiet: the 15-minute range still holds its swing (16 ticks), the last
+    # 5 minutes span 3 ticks (under half of it and under 4): the first chop evidence.
+    def quieter(stats: dict[str, Any]) -> bool | None:
+        ctx = context("trend", stats=stats)
+        readings = score_regimes(ctx.market_stats, ctx.poc_cross_stats, T).readings
+        return next(r.holds for r in readings if r.name == "quieter_5min")
+
+    assert quieter({"range_last_5min_ticks": 3, "price_change_last_5min_ticks": 1})
+    assert quieter({"range_last_5min_ticks": 6}) is False  # as wide as a typical 5 minutes
+    quiet_all_along = {"range_last_5min_ticks": 3, "range_last_15min_ticks": 5}
+    assert quieter(quiet_all_along) is False
+    assert quieter({"range_last_15min_ticks": None}) is None
+
+
+def test_the_five_minute_read_switches_the_label_after_holding_for_its_minutes() -> None:
+    # The full scores still favour range (the 15-minute windows hold the old regime) but only
+    # narrowly; the 5-minute read names trend outright.
+    lag = RegimeScores(0.55, 0.65, 0.1, (), fast=(1.0, 0.0, 0.0))
+    for fast_lead, expected in ((None, "range"), (0.7, "trend")):
+        tracker = RegimeTracker(2, 0.5, fast_lead=fast_lead, fast_minutes=2)
+        assert tracker.update(RegimeScores(0.2, 0.8, 0.1, (), fast=(0.0, 1.0, 0.0)), 10) == "range"
+        assert tracker.update(lag, 11) == "range"  # the read starts
+        assert tracker.update(lag, 12) == "range"  # one minute: not yet
+        assert tracker.update(lag, 13) == expected  # two minutes
+    # Not when the full score of the named regime trails by more than the tolerance ...
+    tracker = RegimeTracker(2, 0.5, fast_lead=0.7, fast_minutes=2)
+    far = RegimeScores(0.3, 0.65, 0.1, (), fast=(1.0, 0.0, 0.0))
+    assert [tracker.update(far, m) for m in (10, 11, 12, 13)] == ["range"] * 4
+    # ... nor when the read wavers: each break restarts the clock.
+    tracker = RegimeTracker(9, 0.9, fast_lead=0.7, fast_minutes=2)
+    mixed = RegimeScores(0.55, 0.65, 0.1, (), fast=(0.5, 0.0, 0.0))
+    reads = [lag, lag, mixed, lag, lag, lag]
+    assert [tracker.update(r, 10 + i) for i, r in enumerate(reads)][-2:] == ["range", "trend"]
+    brain = RuleBrain()
+    assert brain.tracker.fast_lead == T.fast_read_min_lead
+    assert brain.tracker.fast_minutes == T.fast_read_minutes
+    assert brain.tracker.fast_tolerance == T.fast_read_tolerance
+
+
 def test_a_new_session_starts_without_yesterdays_label() -> None:
     brain = RuleBrain()
     brain.infer_regime(context("trend", 380))

@@ -200,7 +200,8 @@ range; range_last_5min_ticks >= {r_rot5} with a net change of at most {r_net5} o
 flow nets out: cvd_slope_15min < {r_cvd15} |
 | chop | session_range_percentile < {c_pct}; distance_to_poc_ticks < {c_dist}; POC crosses > \
 {c_cross}; cvd_slope_5min < {c_cvd}; range_last_15min_ticks <= {c_r15}; range_last_5min_ticks \
-<= {c_r5} |
+<= {c_r5}; the last 5 minutes quieter: range_last_5min_ticks <= {c_q5} and <= {c_q5share} of \
+range_last_15min_ticks |
 
 How to weigh them: for each regime, take the share of its indicators that hold (a null \
 statistic counts for none) and choose the regime with the largest share. A narrow win means a \
@@ -208,8 +209,10 @@ low `confidence`. A trend needs directional evidence (CVD slopes and the 15-minu
 the same way); a wide session range alone is not a trend. Range is two-sided rotation with \
 room to trade; chop is a narrow, directionless market where every strategy bleeds. Keep the \
 label stable: the rule brain changes its regime only after {hyst} consecutive decisions agree \
-(or at once when the new regime's share leads by {snap} or more), so do not flip on one \
-borderline reading unless the evidence is overwhelming.
+(or at once when the new regime's share leads by {snap} or more, or when the 5-minute \
+indicators alone have named it clearly for {fast_min} minutes while its share is within \
+{fast_tol} of the current label's), so do not flip on one borderline reading unless the \
+evidence is overwhelming.
 """
 
 _STATE = """\
@@ -473,8 +476,12 @@ def system_prompt(
             c_cvd=_n(t.chop_cvd_slope_max),
             c_r15=t.chop_range_15min_max_ticks,
             c_r5=t.chop_range_5min_max_ticks,
+            c_q5=t.chop_quiet_5min_max_ticks,
+            c_q5share=_n(t.chop_quiet_5min_max_share),
             hyst=t.hysteresis_confirmations,
             snap=_n(t.hysteresis_switch_margin),
+            fast_min=_n(t.fast_read_minutes),
+            fast_tol=_n(t.fast_read_tolerance),
         ),
         _STATE.format(
             oob=_pct(t.out_of_balance_time_share),

@@ -60,6 +60,19 @@ W_RANGE_CVD_FLAT = 0.5
 W_CHOP_CVD_FLAT = 1.0
 W_CHOP_NARROW_15 = 3.0
 W_CHOP_NARROW_5 = 1.0
+W_CHOP_QUIET_5 = 1.0
+# The indicators read over the last 5 minutes only: the "5-minute read" that lets the label
+# follow a switch before the 15-minute windows turn over (`RegimeTracker`). `quieter_5min`
+# compares with the 15-minute range, so it is not one of them.
+FAST_READINGS = frozenset(
+    {
+        ("trend", "cvd_slope_5min"),
+        ("trend", "directional_move_5min"),
+        ("range", "rotation_5min"),
+        ("chop", "cvd_flat_5min"),
+        ("chop", "narrow_5min"),
+    }
+)
 
 # Importance zones (ES ticks): (inner, outer) bands per level.
 ZONE_BANDS: dict[str, tuple[int, int, int]] = {  # id -> (priority, inner, outer)
@@ -95,6 +108,7 @@ _TICK_FIELDS = (
     "chop_distance_to_poc_max_ticks",
     "chop_range_15min_max_ticks",
     "chop_range_5min_max_ticks",
+    "chop_quiet_5min_max_ticks",
 )
 
 
@@ -131,9 +145,20 @@ class RegimeScores:
     range: float
     chop: float
     readings: tuple[Reading, ...]
+    # The 5-minute read: the same shares over the 5-minute indicators alone (trend, range,
+    # chop), or None when not computed.
+    fast: tuple[float, float, float] | None = None
 
     def of(self, regime: Regime) -> float:
         return float(getattr(self, regime))
+
+    def fast_lead(self) -> tuple[Regime, float] | None:
+        """The 5-minute read's best regime and its lead over the next one (None: no read)."""
+        if self.fast is None:
+            return None
+        f = self.fast
+        order = sorted(range(3), key=lambda i: (-f[i], i))
+        return REGIMES[order[0]], f[order[0]] - f[order[1]]
 
     @property
     def best(self) -> Regime:
@@ -237,6 +262,12 @@ def regime_readings(
             range15 > t.chop_range_15min_max_ticks
             and abs(move15) >= t.trend_efficiency_15min_min * range15
         )
+    quieter5: bool | None = None
+    if range5 is not None and range15 is not None:
+        quieter5 = (
+            range5 <= t.chop_quiet_5min_max_share * range15
+            and range5 <= t.chop_quiet_5min_max_ticks
+        )
     rotation: bool | None = None
     if range15 is not None and move15 is not None:
         rotation = (
@@ -279,6 +310,7 @@ def regime_readings(
                 _cmp(range15, lambda v: v <= t.chop_range_15min_max_ticks)),
         Reading("chop", "narrow_5min", W_CHOP_NARROW_5,
                 _cmp(range5, lambda v: v <= t.chop_range_5min_max_ticks)),
+        Reading("chop", "quieter_5min", W_CHOP_QUIET_5, quieter5),
     )  # fmt: skip
 
 
@@ -288,37 +320,88 @@ def score_regimes(
     t: RegimeThresholds,
     scale: MarketScale | None = None,
 ) -> RegimeScores:
-    """Score = weight of the indicators that hold / weight of those that could be evaluated."""
+    """Score = weight of the indicators that hold / weight of those that could be evaluated.
+
+    The same share over the 5-minute indicators alone (`FAST_READINGS`) is the 5-minute read,
+    `RegimeScores.fast`.
+    """
     readings = regime_readings(ms, pcs, t, scale)
+    full = _shares(readings)
+    fast = _shares(tuple(r for r in readings if (r.regime, r.name) in FAST_READINGS))
+    return RegimeScores(
+        full["trend"], full["range"], full["chop"], readings,
+        fast=(fast["trend"], fast["range"], fast["chop"]),
+    )  # fmt: skip
+
+
+def _shares(readings: tuple[Reading, ...]) -> dict[str, float]:
     scores: dict[str, float] = {}
     for regime in REGIMES:
         avail = [r for r in readings if r.regime == regime and r.holds is not None]
         total = sum(r.weight for r in avail)
         held = sum(r.weight for r in avail if r.holds)
         scores[regime] = round(held / total, 4) if total > 0 else 0.0
-    return RegimeScores(scores["trend"], scores["range"], scores["chop"], readings)
+    return scores
 
 
 class RegimeTracker:
     """Hysteresis: a new label replaces the current one after winning N decisions in a row,
-    or at once when it leads the current label's score by at least `switch_margin`."""
+    or at once when it leads the current label's score by at least `switch_margin`, or when
+    the 5-minute read has named it clearly (lead >= `fast_lead`) in every decision for
+    `fast_minutes` minutes while its full score is within `fast_tolerance` of the label's
+    (the switch-lag rule; off unless `fast_lead` is given)."""
 
-    def __init__(self, confirmations: int, switch_margin: float = 2.0) -> None:
+    def __init__(
+        self,
+        confirmations: int,
+        switch_margin: float = 2.0,
+        fast_lead: float | None = None,
+        fast_minutes: float = 3.0,
+        fast_tolerance: float = 0.2,
+    ) -> None:
         self.confirmations = confirmations
         self.switch_margin = switch_margin
+        self.fast_lead = fast_lead
+        self.fast_minutes = fast_minutes
+        self.fast_tolerance = fast_tolerance
         self.label: Regime | None = None
         self._candidate: Regime | None = None
         self._streak = 0
+        self._fast: Regime | None = None  # the regime the 5-minute read names clearly
+        self._fast_since = 0.0  # since this minute, in every decision
+        self._decisions = 0
 
     def reset(self) -> None:
         self.label, self._candidate, self._streak = None, None, 0
+        self._fast, self._fast_since, self._decisions = None, 0.0, 0
 
-    def update(self, scores: RegimeScores) -> Regime:
-        """Feed one decision's scores; return the label in force after it."""
+    def _fast_held(self, scores: RegimeScores, minute: float) -> Regime | None:
+        """Advance the 5-minute read's run; the regime it has named long enough, if any."""
+        read = scores.fast_lead() if self.fast_lead is not None else None
+        if read is None or read[1] < (self.fast_lead or 0.0) - 1e-9:
+            self._fast = None
+            return None
+        if read[0] != self._fast:
+            self._fast, self._fast_since = read[0], minute
+        return self._fast if minute - self._fast_since >= self.fast_minutes - 1e-9 else None
+
+    def update(self, scores: RegimeScores, minute: float | None = None) -> Regime:
+        """Feed one decision's scores (at session `minute`; None counts decisions as minutes);
+        return the label in force after it."""
+        now = float(self._decisions) if minute is None else minute
+        self._decisions += 1
+        fast = self._fast_held(scores, now)
         best = scores.best
         if self.label is None:
             self.label = best
             return best
+        if (
+            fast is not None
+            and fast != self.label
+            and scores.of(fast) >= scores.of(self.label) - self.fast_tolerance - 1e-9
+        ):
+            self.label, self._candidate, self._streak = fast, None, 0  # the 5-minute read
+            return self.label
         if best == self.label or scores.of(self.label) >= scores.of(best):
             self._candidate, self._streak = None, 0  # the current label holds (ties keep it)
             return self.label
@@ -448,8 +531,13 @@ class RuleBrain:
         # How results are judged: "expectancy" (default) or "seed" (the spec's rules).
         self.learning = make_policy(learning, self.rules)
         self.variants = dict(variants or {})
+        t = self.thresholds
         self.tracker = RegimeTracker(
-            self.thresholds.hysteresis_confirmations, self.thresholds.hysteresis_switch_margin
+            t.hysteresis_confirmations,
+            t.hysteresis_switch_margin,
+            fast_lead=t.fast_read_min_lead,
+            fast_minutes=t.fast_read_minutes,
+            fast_tolerance=t.fast_read_tolerance,
         )
         self._last_minute = -1.0  # a smaller session minute means a new session
         self._last_scores: RegimeScores | None = None
@@ -474,7 +562,7 @@ class RuleBrain:
         scores = score_regimes(ctx.market_stats, ctx.poc_cross_stats, t, scale)
         self._last_scores = scores
         before = self.tracker.label
-        regime = self.tracker.update(scores)
+        regime = self.tracker.update(scores, ctx.session_minute)
         location = value_location(ctx.market_stats)
         state = market_state(ctx.market_stats, location, t, scale)
         confidence = min(0.95, max(0.05, 0.5 + scores.margin(regime)))

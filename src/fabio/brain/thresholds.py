@@ -49,6 +49,11 @@ class RegimeThresholds(BaseModel):
     chop_cvd_slope_max: float = Field(0.06, ge=0, le=1)  # |cvd_slope_5min| <
     chop_range_15min_max_ticks: int = Field(5, ge=0)  # range_last_15min_ticks at most
     chop_range_5min_max_ticks: int = Field(6, ge=0)  # range_last_5min_ticks at most
+    # Volatility dropped: the last 5 minutes span at most this share of the 15-minute range
+    # (both in reference units) and at most `chop_quiet_5min_max_ticks`: the first chop
+    # evidence after a switch, while the 15-minute range still holds the old regime's swings.
+    chop_quiet_5min_max_share: float = Field(0.5, ge=0, le=2)
+    chop_quiet_5min_max_ticks: int = Field(4, ge=0)
     # The reference market the tick and slope thresholds above are stated for: its typical
     # (median) 5- and 15-minute range and abs(15-minute CVD slope). The rule brain divides each
     # statistic by the market's own typical value over this one (`typical_*` in market_stats),
@@ -65,6 +70,13 @@ class RegimeThresholds(BaseModel):
     # ... unless it leads the current label's score by at least this much: a clear switch is
     # taken at once (scores are in [0, 1], so above 1 it never is).
     hysteresis_switch_margin: float = Field(0.5, gt=0, le=2)
+    # Switch lag: the 5-minute read (the 5-minute indicators alone) names one regime with a
+    # lead of at least `fast_read_min_lead` in every decision for `fast_read_minutes` minutes
+    # and the full score of that regime is within `fast_read_tolerance` of the label's: the
+    # label switches to it then, without waiting for the 15-minute windows to turn over.
+    fast_read_min_lead: float = Field(0.7, gt=0, le=1)
+    fast_read_minutes: float = Field(3.0, ge=0)
+    fast_read_tolerance: float = Field(0.2, ge=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> RegimeThresholds:
