@@ -707,6 +707,12 @@ def gateway_sim(
             help="The account is in Position-Brackets mode: bracket orders are refused.",
         ),
     ] = False,
+    thin_book: Annotated[
+        int | None,
+        typer.Option(
+            "--thin-book", min=1, help="A resting limit fills at most N contracts per print."
+        ),
+    ] = None,
     api_key: Annotated[
         str | None, typer.Option("--api-key", help="Accept only this API key (default: any).")
     ] = None,
@@ -728,6 +734,7 @@ def gateway_sim(
         token_expiry_sec=token_expiry,
         reject_rate=reject,
         position_brackets=position_brackets,
+        limit_fill_per_print=thin_book,
         seed=seed,
     )
     feeds = open_feeds(

@@ -77,10 +77,14 @@ def test_hub_disconnects_every_second() -> None:
         await trade_brackets(rig, 3)
         # A bracket lasts about two seconds of wall time: the hubs dropped while they were open.
         assert rig.sim.counters["fault_disconnect"] >= 3
-        await asyncio.sleep(1.5)
         assert rig.session.user_hub is not None and rig.session.market_hub is not None
         assert rig.session.market_hub.disconnects >= 1
-        assert rig.session.market_hub.status == "connected"
+        # Drops come every second: the hub is between a drop and its reconnect part of the
+        # time; it must come back each time (checked a few times over).
+        hub = rig.session.market_hub
+        for _ in range(3):
+            await asyncio.sleep(0.4)
+            await rig.wait(lambda: hub.status == "connected", 10, "the market hub to reconnect")
 
     rig = asyncio.run(run_rig(body, SimFaults(disconnect_every_sec=1.0)))
     check_invariants(rig)
@@ -185,8 +189,9 @@ def test_partial_fills_resize_the_protection() -> None:
             lambda: not stop.status.is_open and not target.status.is_open, 30, "the exit"
         )
 
-    # At 60x: a faster tape filled the whole limit entry from one print on a loaded machine.
-    rig = asyncio.run(run_rig(body, SimFaults(position_brackets=True), speed=60))
+    # A thin book (one contract per print): the 4-lot entry fills in parts whatever the timing.
+    faults = SimFaults(position_brackets=True, limit_fill_per_print=1)
+    rig = asyncio.run(run_rig(body, faults))
     check_invariants(rig, max_position=4)
 
 

@@ -57,6 +57,9 @@ class SimFaults:
     token_expiry_sec: float | None = None
     reject_rate: float = 0.0
     position_brackets: bool = False
+    # A thin book: a resting limit order fills at most this many contracts per print (None:
+    # up to the print's volume), so partial fills happen whatever the tape's print sizes.
+    limit_fill_per_print: int | None = None
     seed: int = 1
 
 
@@ -94,6 +97,7 @@ class GatewaySim:
             SimAccount(account_id, account_name, balance),
             self._emit,
             auto_oco=not self.faults.position_brackets,
+            limit_fill_per_print=self.faults.limit_fill_per_print,
         )
         self.replay = replay
         self.required_key = required_key

@@ -124,8 +124,10 @@ class SimVenue:
         emit: Emit,
         *,
         auto_oco: bool = True,
+        limit_fill_per_print: int | None = None,
     ) -> None:
         self.contracts = {c.id: c for c in contracts}
+        self.limit_fill_per_print = limit_fill_per_print
         self.account = account
         self.emit = emit
         self.auto_oco = auto_oco
@@ -324,7 +326,7 @@ class SimVenue:
                     price <= order.limit_ticks if order.side == 0 else (price >= order.limit_ticks)
                 )
                 if through and left > 0:
-                    qty = min(order.remaining, left)
+                    qty = min(order.remaining, left, self.limit_fill_per_print or left)
                     left -= qty
                     self._fill(order, qty, order.limit_ticks)
             elif order.type == PxOrderType.STOP and order.stop_ticks is not None:
