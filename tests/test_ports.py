@@ -492,7 +492,12 @@ def test_the_live_view_is_drawn_from_agent_status_only() -> None:
 
 
 class RejectingVenue(FakeVenue):
-    """A venue that refuses every exit (e.g. the contract is halted, or the account locked)."""
+    """A venue that refuses every exit (e.g. the contract is halted, or the account locked).
+
+    It holds the position the journal left open (long 1), as a real venue would."""
+
+    def positions(self) -> list[PositionSnapshot]:
+        return [PositionSnapshot(self.symbol, 1, float(P))]
 
     def submit_exit(self, side: int, qty: int, strategy: str, now_ns: int, reason: str) -> Order:
         order = super().submit_exit(side, qty, strategy, now_ns, reason)
@@ -517,3 +522,16 @@ def test_a_position_left_from_an_earlier_session_that_cannot_be_flattened_halts(
     assert "cannot flatten" in kill.reason and "market closed" in kill.reason
     assert e.ledger.risk.kill_switch_engaged and any("cannot flatten" in p for p in e.problems)
     assert not e.process_trade_decision(enter(), next_day + 60_000_000_000, P).accepted
+
+
+def test_a_journal_position_the_venue_does_not_hold_is_never_exited(tmp_path: Path) -> None:
+    """The journal left long 1, but the venue is flat (its stop filled while we were down, or
+    the trader closed it): a market exit would open a short. None is sent; trading halts and
+    says why."""
+    _open_position_journal(tmp_path)
+    venue = FakeVenue(1)
+    e = open_execution(ES, tmp_path, RiskConfig(), broker=lambda c, n: venue)
+    e.start_session("2024-03-06", ct(8, 30) + 24 * 3600 * 1_000_000_000)
+    assert not any(c.startswith("exit") for c in venue.calls), venue.calls
+    assert e.ledger.risk.kill_switch_engaged
+    assert any("venue holds 0" in p for p in e.problems)
