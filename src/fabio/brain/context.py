@@ -147,6 +147,11 @@ _MARKET_STATS_KEYS = (
     "typical_range_5min_ticks",
     "typical_range_15min_ticks",
     "typical_cvd_slope_15min",
+    "close_change_last_15min_ticks",
+    "close_range_last_15min_ticks",
+    "close_change_last_30min_ticks",
+    "close_range_last_30min_ticks",
+    "variance_ratio_15min",
 )
 _PROFILE_KEYS = ("poc", "vah", "val", "high", "low", "volume", "cvd", "hvn", "lvn")
 _PRIOR_KEYS = ("poc", "vah", "val", "high", "low", "hvn", "lvn")

@@ -119,6 +119,39 @@ def typical_scale(
     return result
 
 
+def minute_close_stats(
+    sec_px: NDArray[np.int64], sec: int, last_row: int
+) -> tuple[int | None, int | None, int | None, int | None, float | None]:
+    """(change 15m, range 15m, change 30m, range 30m, variance ratio 15m) of minute closes.
+
+    Minute m covers seconds [60 m, 60 m + 60); its close is the last trade's row in it,
+    carried forward over minutes without trades; the current minute (`sec // 60`) closes at
+    `last_row`. A 15- (30-) minute statistic needs 15 (30) whole minutes of the session before
+    the current one and a trade at or before the first of them (else None).
+    """
+    k = sec // 60
+    if k < 15 or last_row < 0:
+        return None, None, None, None, None
+    filled = K.minute_closes(sec_px, k, last_row, 30).tolist()
+
+    def window(w: int) -> list[int] | None:
+        part = filled[-(w + 1) :]
+        return part if k >= w and len(part) == w + 1 and min(part) >= 0 else None
+
+    c15, c30 = window(15), window(30)
+    vr: float | None = None
+    ch15 = rg15 = ch30 = rg30 = None
+    if c15 is not None:
+        ch15, rg15 = c15[-1] - c15[0], max(c15) - min(c15)
+        p = np.asarray(c15, dtype=np.float64)
+        v1 = float(np.mean(np.diff(p) ** 2))
+        if v1 > 0:
+            vr = round(float(np.mean((p[5:] - p[:-5]) ** 2)) / (5.0 * v1), 4)
+    if c30 is not None:
+        ch30, rg30 = c30[-1] - c30[0], max(c30) - min(c30)
+    return ch15, rg15, ch30, rg30, vr
+
+
 class _SessionState:
     """Dense arrays and kernel state of the session in progress."""
 
@@ -527,6 +560,7 @@ class FeatureEngine:
         pct_now, pct_final, n_hist = self._range_percentiles(cur, now)
         volume = int(st[K.S_VOLUME])
         typ5, typ15, typ_slope = self._scale(cur, now)
+        ch15, rg15, ch30, rg30, vr15 = minute_close_stats(cur.sec_px, sec, int(st[K.S_LAST_ROW]))
 
         def dist(level: float | None) -> int | None:
             return None if level is None else price_ticks - self.spec.to_ticks(level)
@@ -563,6 +597,11 @@ class FeatureEngine:
             typical_range_5min_ticks=None if typ5 is None else round(typ5, 2),
             typical_range_15min_ticks=None if typ15 is None else round(typ15, 2),
             typical_cvd_slope_15min=None if typ_slope is None else round(typ_slope, 4),
+            close_change_last_15min_ticks=ch15,
+            close_range_last_15min_ticks=rg15,
+            close_change_last_30min_ticks=ch30,
+            close_range_last_30min_ticks=rg30,
+            variance_ratio_15min=vr15,
         )
 
     def _poc_cross_stats(self, cur: _SessionState, now: int, last_row: int) -> PocCrossStats:

@@ -322,3 +322,37 @@ def window_moves(sec_px: NDArray[np.int64], sec: int, last_row: int) -> NDArray[
         out[4 + 2 * k] = high[k]
         out[5 + 2 * k] = low[k]
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def minute_closes(
+    sec_px: NDArray[np.int64], k: int, last_row: int, count: int
+) -> NDArray[np.int64]:
+    """Closes (rows) of minutes k-count .. k: count + 1 values, the last one `last_row`.
+
+    Minute m covers seconds [60 m, 60 m + 60); its close is the last trade's row in it, carried
+    forward over minutes without trades (from the last trade before the window); -1 before the
+    session's first trade or for minutes before the session (m < 0).
+    """
+    out = np.full(count + 1, -1, dtype=np.int64)
+    out[count] = last_row
+    n = sec_px.shape[0]
+    first = k - count
+    carry = np.int64(-1)
+    s = min(first * 60, n) - 1
+    while s >= 0:
+        if sec_px[s, PX_LAST] >= 0:
+            carry = sec_px[s, PX_LAST]
+            break
+        s -= 1
+    for j in range(count):
+        m = first + j
+        if m >= 0:
+            s = min(m * 60 + 59, n - 1)
+            while s >= m * 60:
+                if sec_px[s, PX_LAST] >= 0:
+                    carry = sec_px[s, PX_LAST]
+                    break
+                s -= 1
+        out[j] = carry if m >= 0 else -1
+    return out

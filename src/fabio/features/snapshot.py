@@ -83,6 +83,16 @@ class MarketStats:
     typical_range_5min_ticks: float | None = None
     typical_range_15min_ticks: float | None = None
     typical_cvd_slope_15min: float | None = None
+    # The path of one-minute closes (the last price of each minute; the current minute's is
+    # the last trade): net change and range over the last 15 and 30 minutes (ticks), and the
+    # variance ratio of the last 15 minutes, var(5-minute changes) / (5 var(1-minute changes)):
+    # about 1 for a random walk, above 1 when moves persist (trend, a slow rotation), well
+    # below 1 when each move is taken back (chop). None until the session has the minutes.
+    close_change_last_15min_ticks: int | None = None
+    close_range_last_15min_ticks: int | None = None
+    close_change_last_30min_ticks: int | None = None
+    close_range_last_30min_ticks: int | None = None
+    variance_ratio_15min: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
