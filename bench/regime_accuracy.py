@@ -13,9 +13,9 @@ switched (or the session opened), for each generator at its default parameters a
 `--draws` random parameter draws of it (scale, volatility, trades per minute, regime mix and
 strength; see `draw_synthetic` and `MsvParams.draw`).
 
-Seeds: the thresholds were calibrated on generator 1 (`synthetic`) seeds 101-120 (the table)
-and 101-108, generator 2 (`msv`) seeds 301-308 and random draws 2001-2006 of each (issue 12's
-retuning; docs/brain.md). The default reported seeds (1-20, draws 1001-1010) were not used for
+Seeds: the thresholds and weights were calibrated on generator 1 (`synthetic`) seeds 101-120,
+generator 2 (`msv`) seeds 301-320 and random draws 2001-2020 of each (issue 12, rounds 3 and 4;
+docs/brain.md). The default reported seeds (1-20, draws 1001-1010) were not used for
 calibration. `--real` also runs the 36 real ES 5-minute bar files
 (../shared/data) and prints the real-ES percentiles of the statistics the regime table uses
 and the share of real snapshots each indicator holds on and each regime wins.

@@ -13,7 +13,9 @@ from fabio.brain.thresholds import RegimeThresholds
 T = RegimeThresholds()
 TICK_KEYS = ("distance_to_poc_ticks", "range_last_5min_ticks", "range_last_15min_ticks",
              "price_change_last_15min_ticks", "typical_range_5min_ticks",
-             "typical_range_15min_ticks")  # fmt: skip
+             "typical_range_15min_ticks", "close_change_last_15min_ticks",
+             "close_range_last_15min_ticks", "close_change_last_30min_ticks",
+             "close_range_last_30min_ticks")  # fmt: skip
 SLOPE_KEYS = ("cvd_slope_5min", "cvd_slope_15min", "typical_cvd_slope_15min")
 
 
@@ -34,6 +36,11 @@ def _ms(**kw: Any) -> dict[str, Any]:
         "typical_range_5min_ticks": 6.0,
         "typical_range_15min_ticks": 13.0,
         "typical_cvd_slope_15min": 0.028,
+        "close_change_last_15min_ticks": 4,
+        "close_range_last_15min_ticks": 10,
+        "close_change_last_30min_ticks": 6,
+        "close_range_last_30min_ticks": 14,
+        "variance_ratio_15min": 0.8,
     }
     base.update(kw)
     return base
@@ -61,17 +68,33 @@ def _scores(ms: dict[str, Any]) -> tuple[float, float, float]:
     move=st.integers(-60, 60),
     s5=st.floats(-0.3, 0.3).map(lambda x: round(x, 4)),
     s15=st.floats(-0.3, 0.3).map(lambda x: round(x, 4)),
+    c15=st.integers(-20, 20),
+    c30=st.integers(-40, 40),
+    vr=st.floats(0.0, 3.0),
     k=st.sampled_from([0.25, 0.5, 2.0, 4.0, 16.0]),
     f=st.sampled_from([0.5, 2.0, 4.0]),  # powers of two: exact in binary
 )
 def test_scores_are_invariant_to_tick_and_flow_scale(
-    dist: int, r5: int, r15: int, move: int, s5: float, s15: float, k: float, f: float
+    dist: int,
+    r5: int,
+    r15: int,
+    move: int,
+    s5: float,
+    s15: float,
+    c15: int,
+    c30: int,
+    vr: float,
+    k: float,
+    f: float,
 ) -> None:
     """The same market measured in k times as many ticks, with f times the flow imbalance,
     reads the same regime: every threshold moves with the market's own typical values."""
     ms = _ms(distance_to_poc_ticks=dist, range_last_5min_ticks=r5, range_last_15min_ticks=r15,
              price_change_last_15min_ticks=max(-r15, min(r15, move)), cvd_slope_5min=s5,
-             cvd_slope_15min=s15)  # fmt: skip
+             cvd_slope_15min=s15, close_change_last_15min_ticks=c15,
+             close_range_last_15min_ticks=abs(c15) + 3, close_change_last_30min_ticks=c30,
+             close_range_last_30min_ticks=max(abs(c30), abs(c15) + 3) + 2,
+             variance_ratio_15min=vr)  # fmt: skip
     assert _scores(_scaled(ms, k, f)) == _scores(ms)
     assert market_state(
         _scaled(ms, k, f), "above_value", T, MarketScale.of(_scaled(ms, k, f), T)
@@ -106,3 +129,55 @@ def test_an_efficient_move_with_flow_is_trend() -> None:
              typical_cvd_slope_15min=0.04)  # fmt: skip
     t, r, c = _scores(ms)
     assert t > max(r, c)
+
+
+def _readings(ms: dict[str, Any]) -> dict[str, bool | None]:
+    sc = score_regimes(ms, {"count_last_30min": 0}, T, MarketScale.of(ms, T))
+    return {f"{r.regime}:{r.name}": r.holds for r in sc.readings}
+
+
+def test_ground_kept_over_30_minutes_is_trend_even_with_weak_flow() -> None:
+    """A slow trend: the flow nets out and the 15-minute window looks like rotation, but the
+    minute closes kept 30 ticks of a 34-tick 30-minute range, still leaning up over 15."""
+    ms = _ms(cvd_slope_5min=0.01, cvd_slope_15min=0.005, range_last_15min_ticks=16,
+             price_change_last_15min_ticks=7, range_last_5min_ticks=6,
+             price_change_last_5min_ticks=4,
+             close_change_last_15min_ticks=7, close_range_last_15min_ticks=14,
+             close_change_last_30min_ticks=30, close_range_last_30min_ticks=34)  # fmt: skip
+    held = _readings(ms)
+    assert held["trend:efficient_move_30min"] is True
+    assert held["range:contained_30min"] is False
+    t, r, c = _scores(ms)
+    assert t > max(r, c)
+    # the same statistics without the 30-minute ground (back where it began) read range
+    back = ms | {"close_change_last_30min_ticks": 2, "close_range_last_30min_ticks": 16}
+    assert _readings(back)["trend:efficient_move_30min"] is False
+    assert _readings(back)["range:contained_30min"] is True
+    t2, r2, _ = _scores(back)
+    assert r2 > t2
+
+
+def test_moves_taken_straight_back_are_chop() -> None:
+    """A rotation-wide 15-minute range gone quiet: with every minute taken back (variance
+    ratio 0.15) it reads chop; the same windows with persistent minutes (1.4) read range."""
+    ms = _ms(cvd_slope_5min=0.0, cvd_slope_15min=0.0, range_last_15min_ticks=7,
+             price_change_last_15min_ticks=1, range_last_5min_ticks=3,
+             price_change_last_5min_ticks=1,
+             close_change_last_15min_ticks=1, close_range_last_15min_ticks=6,
+             close_change_last_30min_ticks=0, close_range_last_30min_ticks=7,
+             variance_ratio_15min=0.15)  # fmt: skip
+    assert _readings(ms)["chop:mean_reverting_15min"] is True
+    t, r, c = _scores(ms)
+    assert c > max(t, r)
+    persistent = ms | {"variance_ratio_15min": 1.4}
+    assert _readings(persistent)["chop:mean_reverting_15min"] is False
+    t2, r2, c2 = _scores(persistent)
+    assert r2 > max(t2, c2)
+
+
+def test_minute_close_readings_are_unknown_early_in_the_session() -> None:
+    none = {k: None for k in _ms() if k.startswith("close_") or k == "variance_ratio_15min"}
+    held = _readings(_ms() | none)
+    assert held["trend:efficient_move_30min"] is None
+    assert held["range:contained_30min"] is None
+    assert held["chop:mean_reverting_15min"] is None

@@ -153,7 +153,9 @@ def test_spec_literal_thresholds_would_miss_a_real_trend() -> None:
 
 
 def test_hysteresis_one_contrary_reading_does_not_flip_two_do() -> None:
-    brain = RuleBrain(T.model_copy(update={"hysteresis_switch_margin": 2.0}))  # no clear switch
+    brain = RuleBrain(
+        T.model_copy(update={"hysteresis_switch_margin": 2.0, "hysteresis_confirmations": 2})
+    )  # no clear switch; two confirmations
     assert brain.infer_regime(context("range", 100)) == "range"
     assert brain.infer_regime(context("trend", 101)) == "range"  # one reading: held
     assert brain.infer_regime(context("range", 102)) == "range"  # streak broken

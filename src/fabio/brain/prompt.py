@@ -114,6 +114,14 @@ rotation; a net change close to the range is directional travel.
 market's own scale: the median 5- and 15-minute range (ticks) and median absolute \
 cvd_slope_15min, sampled every minute over the last sessions and this one (null until known). \
 Judge ranges, distances and slopes relative to them, not in absolute ticks.
+- `close_change_last_15min_ticks`, `close_range_last_15min_ticks`, \
+`close_change_last_30min_ticks`, `close_range_last_30min_ticks`: net change and range of the \
+one-minute closes over the last 15 and 30 minutes (null early in the session). A 30-minute \
+change close to its range is ground gained and kept; a 30-minute range no wider than the \
+15-minute one is a market trading the same band.
+- `variance_ratio_15min`: variance of the 5-minute changes of the minute closes over 5 times \
+that of the 1-minute changes, last 15 minutes. About 1 for a random walk, above 1 when moves \
+persist, well below 1 when every move is taken straight back: chop.
 
 `poc_cross_stats`: crosses of the developing POC (price trading through it by a small tolerance)
 - `count_last_5min`, `count_last_15min`, `count_last_30min`: crosses in each window. Many \
@@ -193,18 +201,26 @@ typical_range_5min_ticks / {ref5} and the CVD-slope ones by typical_cvd_slope_15
 price_change_last_15min_ticks at least {t_move} ticks in the direction of cvd_slope_15min; \
 price_change_last_5min_ticks at least {t_move5} ticks in the direction of cvd_slope_5min; an \
 efficient move: abs(price_change_last_15min_ticks) at least {t_eff} of a \
-range_last_15min_ticks wider than {c_r15} |
+range_last_15min_ticks wider than {c_r15}; ground kept over 30 minutes: \
+abs(close_change_last_30min_ticks) at least {t_eff30} of a close_range_last_30min_ticks wider \
+than {c_r15}, with close_change_last_15min_ticks the same way and at least {t_eff30c} of \
+close_range_last_15min_ticks |
 | range | session_range_percentile {r_lo} to {r_hi}; POC crosses {r_cmin} to {r_cmax}; price \
 rotates: range_last_15min_ticks >= {r_rot15} with a net change of at most {r_net} of that \
 range; range_last_5min_ticks >= {r_rot5} with a net change of at most {r_net5} of it; order \
-flow nets out: cvd_slope_15min < {r_cvd15} |
+flow nets out: cvd_slope_15min < {r_cvd15}; contained: close_range_last_15min_ticks >= \
+{r_rot15} and close_range_last_30min_ticks at most {r_cont} times it |
 | chop | session_range_percentile < {c_pct}; distance_to_poc_ticks < {c_dist}; POC crosses > \
 {c_cross}; cvd_slope_5min < {c_cvd}; range_last_15min_ticks <= {c_r15}; range_last_5min_ticks \
 <= {c_r5}; the last 5 minutes quieter: range_last_5min_ticks <= {c_q5} and <= {c_q5share} of \
-range_last_15min_ticks |
+range_last_15min_ticks; moves taken straight back: variance_ratio_15min < {c_vr} |
 
 How to weigh them: for each regime, take the share of its indicators that hold (a null \
-statistic counts for none) and choose the regime with the largest share. A narrow win means a \
+statistic counts for none) and choose the regime with the largest share. The session \
+statistics (range percentile, distance to the POC, time outside value, POC crosses) are \
+context, not evidence of the regime now: leave them out of the share (the rule brain weighs \
+them zero, a quarter for the range's POC crosses); weigh the 30-minute ground kept, the \
+variance ratio and the 15-minute windows most. A narrow win means a \
 low `confidence`. A trend needs directional evidence (CVD slopes and the 15-minute net change \
 the same way); a wide session range alone is not a trend. Range is two-sided rotation with \
 room to trade; chop is a narrow, directionless market where every strategy bleeds. Keep the \
@@ -458,6 +474,10 @@ def system_prompt(
             t_move=t.trend_price_change_15min_min_ticks,
             t_move5=t.trend_price_change_5min_min_ticks,
             t_eff=_pct(t.trend_efficiency_15min_min),
+            t_eff30=_pct(t.trend_efficiency_30min_min),
+            t_eff30c=_pct(t.trend_efficiency_30min_confirm_15min),
+            r_cont=_n(t.range_contained_30min_max_expansion),
+            c_vr=_n(t.chop_variance_ratio_max),
             ref15=_n(t.reference_range_15min_ticks),
             ref5=_n(t.reference_range_5min_ticks),
             refcvd=_n(t.reference_cvd_slope_15min),

@@ -44,23 +44,30 @@ from fabio.strategies import (
 
 REGIMES: tuple[Regime, ...] = ("trend", "range", "chop")
 
-# Indicator weights. The spec's session-context indicators (range percentile, distance to the
-# POC, time outside value, POC crosses) are weak evidence of the regime *now* (regimes switch
-# every 25-120 minutes inside a session), so they weigh 0.25; the flow and rolling-price
-# indicators carry the decision. Calibrated with bench/regime_accuracy.py (docs/brain.md).
-W_CONTEXT = 0.25
+# Indicator weights, calibrated with bench/regime_accuracy.py on the calibration seeds of both
+# labelled generators (docs/brain.md). The spec's session-context indicators (range
+# percentile, distance to the POC, time outside value, POC crosses) stay in the readings (the
+# reasoning and the LLM see them) but are weak evidence of the regime *now* (regimes switch
+# every 25-120 minutes inside a session): calibration gives them no weight, except a little to
+# the range's POC crosses. The flow, the rolling-price windows and the path of minute closes
+# (30-minute efficiency, 15-minute variance ratio) carry the decision.
+W_CONTEXT = 0.0
+W_RANGE_POC_CROSSES = 0.25
 W_TREND_CVD_5 = 2.0
-W_TREND_CVD_15 = 3.0
-W_TREND_MOVE_15 = 2.0
-W_TREND_MOVE_5 = 2.0
-W_TREND_EFFICIENT_15 = 2.0
+W_TREND_CVD_15 = 2.25
+W_TREND_MOVE_15 = 2.25
+W_TREND_MOVE_5 = 2.5
+W_TREND_EFFICIENT_15 = 0.75
+W_TREND_EFFICIENT_30 = 4.5
 W_RANGE_ROTATION_15 = 3.0
 W_RANGE_ROTATION_5 = 2.0
-W_RANGE_CVD_FLAT = 0.5
+W_RANGE_CVD_FLAT = 0.25
+W_RANGE_CONTAINED_30 = 0.75
 W_CHOP_CVD_FLAT = 1.0
-W_CHOP_NARROW_15 = 3.0
-W_CHOP_NARROW_5 = 1.0
-W_CHOP_QUIET_5 = 1.0
+W_CHOP_NARROW_15 = 2.75
+W_CHOP_NARROW_5 = 1.5
+W_CHOP_QUIET_5 = 3.25
+W_CHOP_MEAN_REVERTING = 3.0
 # The indicators read over the last 5 minutes only: the "5-minute read" that lets the label
 # follow a switch before the 15-minute windows turn over (`RegimeTracker`). `quieter_5min`
 # compares with the 15-minute range, so it is not one of them.
@@ -268,6 +275,34 @@ def regime_readings(
             range5 <= t.chop_quiet_5min_max_share * range15
             and range5 <= t.chop_quiet_5min_max_ticks
         )
+    # The path of minute closes: a 30-minute move that kept its ground (and still leans the
+    # same way over 15 minutes) is a trend even when the flow is weak; a 15-minute range that
+    # the last 30 minutes did not widen is contained; moves taken straight back are chop.
+    c_move15 = _num(ms, "close_change_last_15min_ticks")
+    c_range15 = _num(ms, "close_range_last_15min_ticks")
+    c_move30 = _num(ms, "close_change_last_30min_ticks")
+    c_range30 = _num(ms, "close_range_last_30min_ticks")
+    efficient30: bool | None = None
+    contained30: bool | None = None
+    if None not in (c_move15, c_range15, c_move30, c_range30):
+        cm15, cr15, cm30, cr30 = (
+            float(c_move15 or 0),
+            float(c_range15 or 0),
+            float(c_move30 or 0),
+            float(c_range30 or 0),
+        )
+        efficient30 = (
+            cr30 / sc.range15 > t.chop_range_15min_max_ticks
+            and abs(cm30) >= t.trend_efficiency_30min_min * cr30
+            and cr15 > 0
+            and abs(cm15) >= t.trend_efficiency_30min_confirm_15min * cr15
+            and cm15 * cm30 > 0
+        )
+        contained30 = (
+            cr15 / sc.range15 >= t.range_rotation_15min_min_ticks
+            and cr30 <= t.range_contained_30min_max_expansion * cr15
+        )
+    vr15 = _num(ms, "variance_ratio_15min")
     rotation: bool | None = None
     if range15 is not None and move15 is not None:
         rotation = (
@@ -292,7 +327,7 @@ def regime_readings(
         Reading("trend", "directional_move_5min", W_TREND_MOVE_5, directional5),
         Reading("range", "range_percentile", W_CONTEXT,
                 _cmp(pct, lambda v: t.range_percentile_low <= v <= t.range_percentile_high)),
-        Reading("range", "poc_crosses", W_CONTEXT,
+        Reading("range", "poc_crosses", W_RANGE_POC_CROSSES,
                 _cmp(crosses, lambda v: t.range_poc_crosses_min <= v <= t.range_poc_crosses_max)),
         Reading("range", "rotation_15min", W_RANGE_ROTATION_15, rotation),
         Reading("range", "rotation_5min", W_RANGE_ROTATION_5, rotation5),
@@ -311,6 +346,10 @@ def regime_readings(
         Reading("chop", "narrow_5min", W_CHOP_NARROW_5,
                 _cmp(range5, lambda v: v <= t.chop_range_5min_max_ticks)),
         Reading("chop", "quieter_5min", W_CHOP_QUIET_5, quieter5),
+        Reading("trend", "efficient_move_30min", W_TREND_EFFICIENT_30, efficient30),
+        Reading("range", "contained_30min", W_RANGE_CONTAINED_30, contained30),
+        Reading("chop", "mean_reverting_15min", W_CHOP_MEAN_REVERTING,
+                _cmp(vr15, lambda v: v < t.chop_variance_ratio_max)),
     )  # fmt: skip
 
 
@@ -766,7 +805,7 @@ def _nearest(levels: Any, price: float) -> float | None:
 
 
 def _top_readings(scores: RegimeScores, regime: Regime) -> str:
-    held = [r.name for r in scores.readings if r.regime == regime and r.holds]
+    held = [r.name for r in scores.readings if r.regime == regime and r.holds and r.weight > 0]
     return ", ".join(held) if held else "none"
 
 
