@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from fabio.errors import FabioError
@@ -28,10 +29,18 @@ def ns_to_datetime(ns: int, tz: ZoneInfo = CHICAGO) -> datetime:
     )
 
 
+@lru_cache(maxsize=4096)
+def _second_text(second: int, tz: ZoneInfo) -> tuple[str, str]:
+    """(`2023-12-25 17:30:00`, `CST`) for a whole UTC second (snapshots format the same few
+    seconds over and over: the clock, the last trade, the window's big prints)."""
+    dt = datetime.fromtimestamp(second, tz=UTC).astimezone(tz)
+    return dt.strftime("%Y-%m-%d %H:%M:%S"), dt.tzname() or ""
+
+
 def format_ns(ns: int, tz: ZoneInfo = CHICAGO) -> str:
     """`2023-12-25 17:30:00.123 CST` style, for humans."""
-    dt = ns_to_datetime(ns, tz)
-    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " " + (dt.tzname() or "")
+    day_time, zone = _second_text(ns // NS_PER_SEC, tz)
+    return f"{day_time}.{(ns % NS_PER_SEC) // 1_000_000:03d} {zone}"
 
 
 def parse_at(text: str, tz: ZoneInfo = CHICAGO) -> int:

@@ -8,12 +8,15 @@ from hypothesis import strategies as st
 
 from fabio.data.synthetic import SyntheticConfig, iter_sessions
 from fabio.data.synthetic_msv import MsvConfig, iter_msv_sessions
+from fabio.domain import TradeBatch
 from fabio.features.engine import (
     SCALE_MIN_SESSION_SAMPLES,
     FeatureEngine,
     minute_scale_samples,
+    scale_medians,
     typical_scale,
 )
+from fabio.features.kernels import scale_rows
 from fabio.instruments import SPECS
 
 
@@ -49,7 +52,11 @@ def test_minute_samples_match_a_brute_force(minutes: int, seed: int, empty: floa
     sec_delta = np.clip(sec_delta, -sec_vol, sec_vol)
     got = minute_scale_samples(sec_px, sec_vol, sec_delta, minutes)
     want = _brute(sec_px, sec_vol, sec_delta, minutes)
-    assert np.allclose(got, want, equal_nan=True)
+    assert np.array_equal(got, want, equal_nan=True)
+    # the engine adds rows as minutes complete: any tail of rows alone gives the same rows
+    first = int(rng.integers(0, minutes + 1))
+    tail = scale_rows(sec_px, sec_vol, sec_delta, first, minutes)
+    assert np.array_equal(tail, want[first:], equal_nan=True)
 
 
 def test_typical_scale_blends_history_and_session() -> None:
@@ -86,3 +93,71 @@ def test_engine_reports_the_scale_of_each_market() -> None:
     assert nq["typical_range_15min_ticks"] > 3 * es["typical_range_15min_ticks"]
     assert es["typical_range_5min_ticks"] < es["typical_range_15min_ticks"]
     assert 0 < es["typical_cvd_slope_15min"] < 0.3
+
+
+def _scale_from_scratch(engine: FeatureEngine, now: int) -> list[float | None]:
+    cur = engine.current
+    assert cur is not None
+    minutes = int((now - cur.open_ns) // (60 * 10**9))
+    parts = [r.scale_samples for r in engine.history if r.scale_samples is not None]
+    pooled = np.concatenate(parts) if parts else None
+    own = minute_scale_samples(cur.sec_px, cur.sec_vol, cur.sec_delta, minutes)
+    return typical_scale(pooled, own)
+
+
+def test_the_incremental_scale_equals_a_recomputation_also_after_late_trades() -> None:
+    """The engine adds only the new minutes' samples; a late trade (stamped before the clock,
+    into a minute already summed up) makes it start over. Either way: exactly the full sums."""
+    sessions = list(iter_sessions(SyntheticConfig(days=3, seed=11, eth=False)))
+    engine = FeatureEngine(SPECS["ES"])
+    for s in sessions[:2]:
+        engine.update(s.trades)
+    trades = sessions[2].trades
+    rng = np.random.default_rng(4)
+    cuts = np.sort(rng.choice(np.arange(1, len(trades)), 120, replace=False))
+    late_done = False
+    skip = 0
+    for a, b in zip([0, *cuts[:-1]], cuts, strict=True):
+        engine.update(trades.slice(int(a), int(b)))
+        snap = engine.snapshot(int(trades.ts[b - 1]) + int(rng.integers(0, 90)) * 10**9 + skip)
+        skip = 0
+        ms = snap.market_stats
+        assert ms is not None and engine.current is not None
+        want = _scale_from_scratch(engine, min(snap.ts_ns, engine.current.close_ns))
+        got = [
+            ms.typical_range_5min_ticks,
+            ms.typical_range_15min_ticks,
+            ms.typical_cvd_slope_15min,
+        ]
+        for g, w, digits in zip(got, want, (2, 2, 4), strict=True):
+            assert g == (None if w is None else round(w, digits))
+        if not late_done and b > len(trades) // 2:
+            # a trade stamped three minutes ago, far from the range so far: it changes the
+            # samples of minutes already summed up
+            last = trades.slice(int(b) - 1, int(b))
+            late = TradeBatch(
+                last.ts - 180 * 10**9,
+                last.price + 400,
+                last.size * 0 + 500,
+                last.side,
+                last.inferred,
+            )
+            engine.update(late)
+            late_done = True
+            skip = 60 * 10**9  # the next snapshot in a later minute (the scale is per minute)
+    assert engine.late_trades >= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 400), st.floats(0.0, 0.5))
+def test_scale_medians_are_numpys_medians(seed: int, n: int, nan_share: float) -> None:
+    rng = np.random.default_rng(seed)
+    samples = rng.gamma(2.0, 3.0, (n, 3))
+    samples[rng.random((n, 3)) < nan_share] = np.nan
+    for col, (median, count) in enumerate(scale_medians(samples)):
+        finite = samples[np.isfinite(samples[:, col]), col]
+        assert count == len(finite)
+        if count < SCALE_MIN_SESSION_SAMPLES:
+            assert median is None
+        else:
+            assert median == float(np.median(finite))  # bit for bit

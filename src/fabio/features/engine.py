@@ -69,29 +69,38 @@ def minute_scale_samples(
     Minute m covers seconds [60 m, 60 m + 60); a window needs all its minutes in the session
     (the first 4 / 14 minutes are NaN) and at least one trade (else NaN).
     """
-    out = np.full((max(minutes, 0), 3), np.nan)
-    if minutes <= 0:
-        return out
-    secs = minutes * 60
-    px = sec_px[:secs]
-    valid = (px[:, 0] >= 0).reshape(minutes, 60)
-    hi = np.where(valid, px[:, 0].reshape(minutes, 60), -(2**62)).max(axis=1)
-    lo = np.where(valid, px[:, 1].reshape(minutes, 60), 2**62).min(axis=1)
-    vol = sec_vol[:secs].reshape(minutes, 60).sum(axis=1)
-    delta = sec_delta[:secs].reshape(minutes, 60).sum(axis=1)
-    for col, w in ((0, 5), (1, 15)):
-        if minutes < w:
-            continue
-        whi = np.lib.stride_tricks.sliding_window_view(hi, w).max(axis=1)
-        wlo = np.lib.stride_tricks.sliding_window_view(lo, w).min(axis=1)
-        ok = whi >= wlo
-        out[w - 1 :, col] = np.where(ok, (whi - wlo).astype(np.float64), np.nan)
-    if minutes >= 15:
-        cv = np.convolve(vol, np.ones(15, dtype=np.int64), mode="valid")
-        cd = np.convolve(delta, np.ones(15, dtype=np.int64), mode="valid")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[14:, 2] = np.where(cv > 0, np.abs(cd) / np.maximum(cv, 1), np.nan)
+    return K.scale_rows(sec_px, sec_vol, sec_delta, 0, max(minutes, 0))
+
+
+ScaleMedians = list[tuple[float | None, int]]
+
+
+def scale_medians(samples: NDArray[np.float64] | None) -> ScaleMedians:
+    """Per scale column: (median of the finite samples, or None below
+    `SCALE_MIN_SESSION_SAMPLES` of them; how many there are)."""
+    out: ScaleMedians = []
+    for col in range(3):
+        v = samples[:, col] if samples is not None and len(samples) else np.empty(0)
+        v = np.sort(v[np.isfinite(v)])  # np.median's own result, without its overhead
+        n = len(v)
+        if n < SCALE_MIN_SESSION_SAMPLES:
+            out.append((None, n))
+        else:
+            mid = n // 2
+            out.append((float(v[mid]) if n % 2 else float((v[mid - 1] + v[mid]) / 2), n))
     return out
+
+
+def blend_scale(history: ScaleMedians, session: ScaleMedians) -> list[float | None]:
+    """The history's medians blended with the current session's (see `typical_scale`)."""
+    result: list[float | None] = []
+    for (hv, _), (cv, n) in zip(history, session, strict=True):
+        if hv is not None and cv is not None and hv > 0 and cv > 0:
+            w = min(SCALE_SESSION_WEIGHT_MAX, n / 180.0)
+            result.append(float(np.exp((1 - w) * np.log(hv) + w * np.log(cv))))
+        else:
+            result.append(hv if hv is not None else cv)
+    return result
 
 
 def typical_scale(
@@ -103,20 +112,7 @@ def typical_scale(
     minutes accrue), so a quiet or wild day moves the scale without one regime of it defining
     it; with no history, the session alone once it has `SCALE_MIN_SESSION_SAMPLES` samples.
     """
-    result: list[float | None] = []
-    for col in range(3):
-        h = history[:, col] if history is not None and len(history) else np.empty(0)
-        c = session[:, col] if session is not None and len(session) else np.empty(0)
-        h = h[np.isfinite(h)]
-        c = c[np.isfinite(c)]
-        hv = float(np.median(h)) if len(h) >= SCALE_MIN_SESSION_SAMPLES else None
-        cv = float(np.median(c)) if len(c) >= SCALE_MIN_SESSION_SAMPLES else None
-        if hv is not None and cv is not None and hv > 0 and cv > 0:
-            w = min(SCALE_SESSION_WEIGHT_MAX, len(c) / 180.0)
-            result.append(float(np.exp((1 - w) * np.log(hv) + w * np.log(cv))))
-        else:
-            result.append(hv if hv is not None else cv)
-    return result
+    return blend_scale(scale_medians(history), scale_medians(session))
 
 
 def minute_close_stats(
@@ -132,24 +128,63 @@ def minute_close_stats(
     k = sec // 60
     if k < 15 or last_row < 0:
         return None, None, None, None, None
-    filled = K.minute_closes(sec_px, k, last_row, 30).tolist()
-
-    def window(w: int) -> list[int] | None:
-        part = filled[-(w + 1) :]
-        return part if k >= w and len(part) == w + 1 and min(part) >= 0 else None
-
-    c15, c30 = window(15), window(30)
+    ok15, ch15, rg15, ok30, ch30, rg30, s1, s5 = K.minute_close_path(sec_px, k, last_row).tolist()
     vr: float | None = None
-    ch15 = rg15 = ch30 = rg30 = None
-    if c15 is not None:
-        ch15, rg15 = c15[-1] - c15[0], max(c15) - min(c15)
-        p = np.asarray(c15, dtype=np.float64)
-        v1 = float(np.mean(np.diff(p) ** 2))
-        if v1 > 0:
-            vr = round(float(np.mean((p[5:] - p[:-5]) ** 2)) / (5.0 * v1), 4)
-    if c30 is not None:
-        ch30, rg30 = c30[-1] - c30[0], max(c30) - min(c30)
+    if ok15 and s1 > 0:  # the means of 11 five-minute and 15 one-minute squared changes
+        vr = round((s5 / 11) / (5.0 * (s1 / 15)), 4)
+    if not ok15:
+        ch15 = rg15 = None
+    if not ok30:
+        ch30 = rg30 = None
     return ch15, rg15, ch30, rg30, vr
+
+
+class RecentTrades:
+    """The trades of the last signal window, in arrival order, in one growing buffer: appended
+    as they come, the front dropped past the window's horizon, read as views (no copy)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._buf = TradeBatch(
+            np.empty(capacity, dtype=np.int64),
+            np.empty(capacity, dtype=np.int64),
+            np.empty(capacity, dtype=np.int64),
+            np.empty(capacity, dtype=np.int8),
+            np.empty(capacity, dtype=np.bool_),
+        )
+        self._start = 0
+        self._stop = 0
+
+    def append(self, trades: TradeBatch, horizon_ns: int) -> None:
+        """Add trades, then drop those at or before `horizon_ns` from the front."""
+        n = len(trades)
+        if self._stop + n > len(self._buf):
+            keep = self._stop - self._start
+            size = max(len(self._buf), 2 * (keep + n))
+            old = self._buf
+            if size > len(old):
+                self._buf = TradeBatch(
+                    np.empty(size, dtype=np.int64),
+                    np.empty(size, dtype=np.int64),
+                    np.empty(size, dtype=np.int64),
+                    np.empty(size, dtype=np.int8),
+                    np.empty(size, dtype=np.bool_),
+                )
+            for name in ("ts", "price", "size", "side", "inferred"):
+                dst = getattr(self._buf, name)
+                dst[:keep] = getattr(old, name)[self._start : self._stop]
+            self._start, self._stop = 0, keep
+        a, b = self._stop, self._stop + n
+        self._buf.ts[a:b] = trades.ts
+        self._buf.price[a:b] = trades.price
+        self._buf.size[a:b] = trades.size
+        self._buf.side[a:b] = trades.side
+        self._buf.inferred[a:b] = trades.inferred
+        self._stop = b
+        ts = self._buf.ts[self._start : self._stop]
+        self._start += int(np.searchsorted(ts, horizon_ns, side="right"))
+
+    def view(self) -> TradeBatch:
+        return self._buf.slice(self._start, self._stop)
 
 
 class _SessionState:
@@ -192,6 +227,8 @@ class _SessionState:
         self.closed = False
         self.record: SessionRecord | None = None
         self.scale_cache: tuple[int, list[float | None]] | None = None
+        self.scale_rows: NDArray[np.float64] = np.empty((0, 3))  # minute_scale_samples so far
+        self.scale_late = 0  # the engine's late_trades when scale_rows were computed
         self.open_text = format_ns(open_ns)
         self.close_text = format_ns(close_ns)
 
@@ -267,9 +304,9 @@ class FeatureEngine:
         self.sessions_started = 0
         window = self.config.signal_window_sec * NS_PER_SEC
         self._window_ns = window
-        self._recent_parts: list[TradeBatch] = []
+        self._recent_window = RecentTrades()
         self._pct = float(self.config.value_area_pct)
-        self._history_scale: tuple[int, NDArray[np.float64] | None] = (-1, None)
+        self._history_scale: tuple[int, ScaleMedians] = (-1, scale_medians(None))
 
     # ------------------------------------------------------------------ ingestion
     def update(self, trades: TradeBatch) -> None:
@@ -375,22 +412,12 @@ class FeatureEngine:
             )
 
     def _remember_recent(self, trades: TradeBatch) -> None:
-        """Keep the trades of the last signal window as parts, joined only when needed."""
-        self._recent_parts.append(trades)
-        horizon = int(trades.ts[-1]) - self._window_ns
-        while len(self._recent_parts) > 1 and self._recent_parts[0].ts[-1] <= horizon:
-            self._recent_parts.pop(0)
+        """Keep the trades of the last signal window (see `RecentTrades`)."""
+        self._recent_window.append(trades, int(trades.ts[-1]) - self._window_ns)
 
     @property
     def _recent(self) -> TradeBatch:
-        if not self._recent_parts:
-            return TradeBatch.empty()
-        if len(self._recent_parts) > 1:
-            joined = TradeBatch.concat(self._recent_parts)
-            horizon = int(joined.ts[-1]) - self._window_ns
-            start = int(np.searchsorted(joined.ts, horizon, side="right"))
-            self._recent_parts = [joined.slice(start, len(joined))]
-        return self._recent_parts[0]
+        return self._recent_window.view()
 
     def advance_to(self, at_ns: int) -> None:
         """Let market time pass without trades (closes a session whose end has passed)."""
@@ -531,16 +558,27 @@ class FeatureEngine:
         return rank(same_time), rank(finals), n
 
     def _scale(self, cur: _SessionState, now: int) -> list[float | None]:
-        """Typical 5- and 15-minute ranges and |15-minute CVD slope| (see `typical_scale`)."""
+        """Typical 5- and 15-minute ranges and |15-minute CVD slope| (see `typical_scale`).
+
+        Recomputed once a minute, incrementally: the history's medians once per session, and
+        only the session's new minutes (each row depends on its own window of whole minutes,
+        which only a late trade, stamped before the clock, can change: then all of them).
+        """
         minutes = int((now - cur.open_ns) // NS_PER_MIN)
         if cur.scale_cache is not None and cur.scale_cache[0] == minutes:
             return cur.scale_cache[1]
         if self._history_scale[0] != self.sessions_started:
             parts = [r.scale_samples for r in self.history if r.scale_samples is not None]
             pooled = np.concatenate(parts) if parts else None
-            self._history_scale = (self.sessions_started, pooled)
-        own = minute_scale_samples(cur.sec_px, cur.sec_vol, cur.sec_delta, minutes)
-        value = typical_scale(self._history_scale[1], own)
+            self._history_scale = (self.sessions_started, scale_medians(pooled))
+        if cur.scale_late != self.late_trades:
+            cur.scale_rows, cur.scale_late = np.empty((0, 3)), self.late_trades
+        done = len(cur.scale_rows)
+        if minutes > done:
+            new = K.scale_rows(cur.sec_px, cur.sec_vol, cur.sec_delta, done, minutes)
+            cur.scale_rows = np.concatenate((cur.scale_rows, new)) if done else new
+        own = cur.scale_rows[:minutes]
+        value = blend_scale(self._history_scale[1], scale_medians(own))
         cur.scale_cache = (minutes, value)
         return value
 

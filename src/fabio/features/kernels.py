@@ -325,21 +325,26 @@ def window_moves(sec_px: NDArray[np.int64], sec: int, last_row: int) -> NDArray[
 
 
 @nb.njit(cache=True, nogil=True)
-def minute_closes(
-    sec_px: NDArray[np.int64], k: int, last_row: int, count: int
+def minute_close_path(  # noqa: C901 - one compiled pass over the window is the point
+    sec_px: NDArray[np.int64], k: int, last_row: int
 ) -> NDArray[np.int64]:
-    """Closes (rows) of minutes k-count .. k: count + 1 values, the last one `last_row`.
+    """The path of the closes (rows) of minutes k-30 .. k, summed up in one pass.
 
     Minute m covers seconds [60 m, 60 m + 60); its close is the last trade's row in it, carried
-    forward over minutes without trades (from the last trade before the window); -1 before the
-    session's first trade or for minutes before the session (m < 0).
+    forward over minutes without trades (from the last trade before the window); minute k closes
+    at `last_row`. A window of w minutes (closes of minutes k-w .. k) counts only when k >= w and
+    every close in it is known (a trade at or before minute k-w). Returns
+    [ok15, change15, range15, ok30, change30, range30, s1, s5]: s1 the sum of the 15 squared
+    one-minute changes and s5 of the 11 squared overlapping five-minute changes of the 15-minute
+    window (integers, exact).
     """
-    out = np.full(count + 1, -1, dtype=np.int64)
-    out[count] = last_row
+    count = 30
+    closes = np.full(count + 1, -1, dtype=np.int64)
+    closes[count] = last_row
     n = sec_px.shape[0]
     first = k - count
     carry = np.int64(-1)
-    s = min(first * 60, n) - 1
+    s = min(max(first, 0) * 60, n) - 1
     while s >= 0:
         if sec_px[s, PX_LAST] >= 0:
             carry = sec_px[s, PX_LAST]
@@ -354,5 +359,84 @@ def minute_closes(
                     carry = sec_px[s, PX_LAST]
                     break
                 s -= 1
-        out[j] = carry if m >= 0 else -1
+            closes[j] = carry
+    out = np.zeros(8, dtype=np.int64)
+    for slot, w in ((0, 15), (3, 30)):
+        if k < w:
+            continue
+        lo = closes[count - w]
+        hi = lo
+        ok = True
+        for j in range(count - w, count + 1):
+            c = closes[j]
+            if c < 0:
+                ok = False
+                break
+            lo = min(lo, c)
+            hi = max(hi, c)
+        if ok:
+            out[slot] = 1
+            out[slot + 1] = closes[count] - closes[count - w]
+            out[slot + 2] = hi - lo
+    if out[0] == 1:
+        a = count - 15
+        for j in range(a, count):
+            d = closes[j + 1] - closes[j]
+            out[6] += d * d
+        for j in range(a, count - 4):
+            d = closes[j + 5] - closes[j]
+            out[7] += d * d
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def scale_rows(
+    sec_px: NDArray[np.int64],
+    sec_vol: NDArray[np.int64],
+    sec_delta: NDArray[np.int64],
+    first: int,
+    minutes: int,
+) -> NDArray[np.float64]:
+    """Rows `first` .. `minutes - 1` of the per-minute scale samples (see
+    `engine.minute_scale_samples`): rolling 5- and 15-minute range in ticks and |delta| / volume
+    over 15 minutes; NaN before a window's minutes are all in the session or without a trade."""
+    start = max(0, first - 14)
+    span = minutes - start
+    hi = np.empty(max(span, 0), dtype=np.int64)
+    lo = np.empty(max(span, 0), dtype=np.int64)
+    vol = np.zeros(max(span, 0), dtype=np.int64)
+    delta = np.zeros(max(span, 0), dtype=np.int64)
+    for j in range(span):
+        h = np.int64(-(2**62))
+        low = np.int64(2**62)
+        base = (start + j) * 60
+        for s in range(base, base + 60):
+            if sec_px[s, PX_HIGH] >= 0:
+                h = max(h, sec_px[s, PX_HIGH])
+                low = min(low, sec_px[s, PX_LOW])
+            vol[j] += sec_vol[s]
+            delta[j] += sec_delta[s]
+        hi[j] = h
+        lo[j] = low
+    out = np.full((max(minutes - first, 0), 3), np.nan)
+    for m in range(first, minutes):
+        j = m - start
+        for col, w in ((0, 5), (1, 15)):
+            if m < w - 1:
+                continue
+            whi = hi[j]
+            wlo = lo[j]
+            for i in range(j - w + 1, j):
+                whi = max(whi, hi[i])
+                wlo = min(wlo, lo[i])
+            if whi >= wlo:
+                out[m - first, col] = float(whi - wlo)
+        if m >= 14:
+            cv = np.int64(0)
+            cd = np.int64(0)
+            for i in range(j - 14, j + 1):
+                cv += vol[i]
+                cd += delta[i]
+            if cv > 0:
+                out[m - first, 2] = abs(cd) / cv
     return out

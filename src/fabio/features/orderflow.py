@@ -32,35 +32,48 @@ def big_print_threshold(root: str, config: FeatureConfig) -> int:
 
 
 @nb.njit(cache=True, nogil=True)
-def _absorption_kernel(
+def _absorption_kernel(  # noqa: C901 - both sides in one compiled pass is the point
     ts: NDArray[np.int64],
     rows: NDArray[np.int64],
     size: NDArray[np.int64],
     side: NDArray[np.int8],
-    aggressor: int,
     max_move: int,
-) -> tuple[int, int, int, int, int]:
-    """(extreme row, aggressive volume, passive volume, first touch ts, total volume)."""
+) -> NDArray[np.int64]:
+    """Both sides in two passes: row 0 the bid (aggressor -1, at the low), row 1 the ask
+    (aggressor +1, at the high); columns extreme row, aggressive volume, passive volume, first
+    touch ts (-1: none), total volume."""
     n = ts.shape[0]
-    extreme = rows[0]
+    low = rows[0]
+    high = rows[0]
     for i in range(n):
-        if (aggressor < 0 and rows[i] < extreme) or (aggressor > 0 and rows[i] > extreme):
-            extreme = rows[i]
-    aggressive = 0
-    passive = 0
-    total = 0
-    first = -1
+        if rows[i] < low:
+            low = rows[i]
+        if rows[i] > high:
+            high = rows[i]
+    out = np.zeros((2, 5), dtype=np.int64)
+    out[0, 0] = low
+    out[1, 0] = high
+    out[0, 3] = -1
+    out[1, 3] = -1
     for i in range(n):
-        total += size[i]
-        near = rows[i] <= extreme + max_move if aggressor < 0 else rows[i] >= extreme - max_move
-        if near:
-            if side[i] == aggressor:
-                aggressive += size[i]
-            elif side[i] == -aggressor:
-                passive += size[i]
-        if first < 0 and rows[i] == extreme:
-            first = ts[i]
-    return extreme, aggressive, passive, first, total
+        out[0, 4] += size[i]
+        r = rows[i]
+        if r <= low + max_move:
+            if side[i] == -1:
+                out[0, 1] += size[i]
+            elif side[i] == 1:
+                out[0, 2] += size[i]
+        if r >= high - max_move:
+            if side[i] == 1:
+                out[1, 1] += size[i]
+            elif side[i] == -1:
+                out[1, 2] += size[i]
+        if out[0, 3] < 0 and r == low:
+            out[0, 3] = ts[i]
+        if out[1, 3] < 0 and r == high:
+            out[1, 3] = ts[i]
+    out[1, 4] = out[0, 4]
+    return out
 
 
 def absorption(
@@ -76,10 +89,10 @@ def absorption(
     if len(ts) < MIN_WINDOW_TRADES:
         return None
     best: dict[str, Any] | None = None
-    for name, aggressor in (("bid", -1), ("ask", 1)):
-        extreme, aggressive, passive, first, total = _absorption_kernel(
-            ts, rows, size, side, aggressor, config.absorption_max_move_ticks
-        )
+    sides = _absorption_kernel(ts, rows, size, side, config.absorption_max_move_ticks).tolist()
+    for name, (extreme, aggressive, passive, first, total) in zip(
+        ("bid", "ask"), sides, strict=True
+    ):
         if aggressive + passive == 0 or total <= 0:
             continue
         share = aggressive / total
