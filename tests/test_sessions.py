@@ -49,3 +49,21 @@ def test_locate_vectorised() -> None:
 
 def test_parse_at_offsets() -> None:
     assert parse_at("2024-03-05 14:30+00:00") == parse_at("2024-03-05 08:30")
+
+
+def test_session_at_agrees_with_locate_everywhere() -> None:
+    """The scalar lookup every step uses gives `locate`'s answer: inside, at the bounds, in
+    breaks, weekends and holidays, before and after the calendar."""
+    cal = cme_calendar()
+    rng = np.random.default_rng(12)
+    for kind in (SessionKind.RTH, SessionKind.ETH):
+        opens, closes = cal.bounds_arrays(kind)
+        edges = np.concatenate([opens, closes, opens - 1, closes - 1, [opens[0] - 10**15]])
+        span = rng.integers(int(opens[0]) - 10**14, int(closes[-1]) + 10**14, 20_000)
+        ts = np.concatenate([edges, span]).astype(np.int64)
+        want = cal.locate(ts, kind)
+        for t, w in zip(ts.tolist(), want.tolist(), strict=True):
+            s = cal.session_at(t, kind)
+            assert (s is None) == (w < 0)
+            if s is not None:
+                assert s == cal.session(w)

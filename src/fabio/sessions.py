@@ -104,8 +104,12 @@ class CmeCalendar:
         return np.where(inside, idx, -1).astype(np.int64)
 
     def session_at(self, ts_ns: int, kind: SessionKind) -> Session | None:
-        idx = int(self.locate(np.array([ts_ns], dtype=np.int64), kind)[0])
-        return None if idx < 0 else self.session(idx)
+        """`locate` for one timestamp (called on every step: no arrays built)."""
+        opens, closes = self.bounds_arrays(kind)
+        idx = int(np.searchsorted(opens, ts_ns, side="right")) - 1
+        if idx < 0 or ts_ns >= int(closes[idx]):
+            return None
+        return self.session(idx)
 
     def latest_index_at(self, ts_ns: int, kind: SessionKind) -> int:
         """The session in progress at `ts_ns`, else the last one that opened before it (or -1)."""

@@ -221,6 +221,8 @@ class RiskEngine:
         self.day_started_ns: int | None = None
         # Set by the journaled kill-switch events (the ledger folds them); no file I/O here.
         self.kill_switch: KillSwitch | None = None
+        # The trading window of the last trade date asked about (every step asks).
+        self._window_cache: tuple[tuple[object, ...], _Window] | None = None
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -450,9 +452,15 @@ class RiskEngine:
         s = self.calendar.session_at(now_ns, SessionKind.ETH)
         if s is None:
             return f"market closed at {_hms(now_ns)} (daily break, weekend or holiday)"
+        key = (s.trade_date, self.config.flat_time, self.config.no_new_entries_minutes)
+        cached = self._window_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
         flat = self.flat_time_ns(s)
         cutoff = min(flat - self.config.no_new_entries_minutes * NS_PER_MIN, s.rth_close_ns)
-        return _Window(s, flat, cutoff)
+        window = _Window(s, flat, cutoff)
+        self._window_cache = (key, window)
+        return window
 
     def must_flatten(self, now_ns: int) -> str | None:
         """Why every position must be closed now (HALTED, kill switch, flat time), else None."""
