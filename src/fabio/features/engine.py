@@ -144,13 +144,7 @@ class RecentTrades:
     as they come, the front dropped past the window's horizon, read as views (no copy)."""
 
     def __init__(self, capacity: int = 4096) -> None:
-        self._buf = TradeBatch(
-            np.empty(capacity, dtype=np.int64),
-            np.empty(capacity, dtype=np.int64),
-            np.empty(capacity, dtype=np.int64),
-            np.empty(capacity, dtype=np.int8),
-            np.empty(capacity, dtype=np.bool_),
-        )
+        self._buf = self._allocate(capacity)
         self._start = 0
         self._stop = 0
 
@@ -162,13 +156,7 @@ class RecentTrades:
             size = max(len(self._buf), 2 * (keep + n))
             old = self._buf
             if size > len(old):
-                self._buf = TradeBatch(
-                    np.empty(size, dtype=np.int64),
-                    np.empty(size, dtype=np.int64),
-                    np.empty(size, dtype=np.int64),
-                    np.empty(size, dtype=np.int8),
-                    np.empty(size, dtype=np.bool_),
-                )
+                self._buf = self._allocate(size)
             for name in ("ts", "price", "size", "side", "inferred"):
                 dst = getattr(self._buf, name)
                 dst[:keep] = getattr(old, name)[self._start : self._stop]
@@ -185,6 +173,17 @@ class RecentTrades:
 
     def view(self) -> TradeBatch:
         return self._buf.slice(self._start, self._stop)
+
+    @staticmethod
+    def _allocate(capacity: int) -> TradeBatch:
+        i64 = np.empty(3 * capacity, dtype=np.int64)  # ts, price, size side by side
+        return TradeBatch(
+            i64[:capacity],
+            i64[capacity : 2 * capacity],
+            i64[2 * capacity :],
+            np.empty(capacity, dtype=np.int8),
+            np.empty(capacity, dtype=np.bool_),
+        )
 
 
 class _SessionState:
