@@ -574,6 +574,9 @@ class ExecutionEngine:
             )
             self.process_broker_events()
             return ExecResult(True, "pending entry cancelled", trade.trade_id)
+        if self._exit_working(trade.trade_id):
+            # A second market exit would fill too and open the other side (a naked position).
+            return ExecResult(True, f"exit already working: {reason}", trade.trade_id)
         qty = abs(trade.qty)
         # A real venue owns the position (a simulated one is only a fill engine: after a
         # restart the journal holds the position it never saw). If the venue holds nothing on
