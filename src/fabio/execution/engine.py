@@ -475,17 +475,17 @@ class ExecutionEngine:
         if qty <= 0:
             return ExecResult(False, reason)
         trade_id = f"{self.symbol}-T{self._next_trade}"
-        request = BracketRequest(
-            symbol=self.symbol,
-            side=side,
-            qty=qty,
-            strategy=strategy,
-            entry_type=OrderType.LIMIT if d.order_type == "limit" else OrderType.MARKET,
-            stop_ticks=stop,
-            target_ticks=target,
-            limit_ticks=entry_ref if d.order_type == "limit" else None,
-        )
-        try:
+        try:  # the entry is reserved on the account until its entry record (or a refusal)
+            request = BracketRequest(
+                symbol=self.symbol,
+                side=side,
+                qty=qty,
+                strategy=strategy,
+                entry_type=OrderType.LIMIT if d.order_type == "limit" else OrderType.MARKET,
+                stop_ticks=stop,
+                target_ticks=target,
+                limit_ticks=entry_ref if d.order_type == "limit" else None,
+            )
             orders = self.broker.submit_bracket(request, now_ns)
         except BaseException:
             self.ledger.risk.exposure.release(self.symbol)
