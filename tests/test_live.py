@@ -128,6 +128,9 @@ def test_no_exact_contract_and_venue_down(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("eth", [True, False])
 def test_eth_trades_the_overnight_session(tmp_path: Path, eth: bool) -> None:
+    """`--eth` trades Globex overnight: entries at night are accepted by the risk engine and
+    filled at the venue (not only decided); RTH (the default) stays out of the evening."""
+
     async def evening() -> int:
         feeds = open_feeds([], ["ES"], days=2, seed=7)
         sim = build_sim(feeds, 600, None, start_ns=parse_at("2024-01-01 18:00"))
@@ -143,6 +146,26 @@ def test_eth_trades_the_overnight_session(tmp_path: Path, eth: bool) -> None:
 
     decisions = asyncio.run(evening())
     assert (decisions > 0) is eth  # RTH (the default) stays out of the evening
+    records = read_journal(tmp_path / EXECUTION_JOURNAL).records
+    night_start, night_end = parse_at("2024-01-01 18:00"), parse_at("2024-01-02 08:30")
+    entries = [
+        r
+        for r in records
+        if r["type"] == "decision" and r["action"] == "enter" and r["accepted"] is True
+    ]
+    refused = [
+        r["reason"]
+        for r in records
+        if r["type"] == "decision" and r["action"] == "enter" and r["accepted"] is False
+    ]
+    fills = [r for r in records if r["type"] == "fill" and r["role"] == "entry"]
+    if not eth:
+        assert entries == [] and fills == []
+        return
+    assert entries, f"no entry accepted overnight; refusals: {refused[:3]}"
+    assert all(night_start <= r["ts_ns"] < night_end for r in entries)
+    assert not [r for r in refused if "outside RTH" in r], refused
+    assert fills and all(night_start <= r["ts_ns"] < night_end for r in fills)
 
 
 def test_the_dashboard_watches_a_live_run_in_process(tmp_path: Path) -> None:

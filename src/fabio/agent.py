@@ -308,7 +308,7 @@ class Agent:
         session = cal.session(idx)
         self._session_index = idx
         self._session_open_ns, self._session_close_ns = session.bounds(self.trading_session)
-        self.execution.start_session(session.trade_date.isoformat(), self._session_open_ns)
+        self.execution.start_session(session.trade_date.isoformat(), self._session_open_ns, ts)
         self.cadence.last_decision_ns = None
         self.zones = []
 

@@ -168,7 +168,11 @@ class LiveRun:
             )
         )
         brain = make_brain(self.brain_kind, self.settings)
-        risk = RiskEngine(self.settings.risk_config())
+        session_kind = SessionKind.ETH if self.options.eth else SessionKind.RTH
+        # One risk engine for the account: every symbol's entries count against one limit.
+        risk = RiskEngine(
+            self.settings.risk_config().model_copy(update={"trading_session": session_kind})
+        )
         # One lock for the whole run: every symbol's agent shares the logs folder and account.
         if self.run_lock is None:
             self.run_lock = RunLock(
@@ -181,7 +185,7 @@ class LiveRun:
                 "live",
                 risk=risk,
                 run_lock=self.run_lock,
-                trading_session=SessionKind.ETH if self.options.eth else SessionKind.RTH,
+                trading_session=session_kind,
             )
             agent = build_agent(contract, brain, options)
             for subscriber in self.options.subscribers:

@@ -219,6 +219,21 @@ def journal_symbols(log_dir: Path) -> list[str]:
     return list(seen)
 
 
+def _risk_config(contract: Contract, options: AgentOptions) -> RiskConfig:
+    """The risk configuration with the agent's trading window (RTH, or ETH with --eth)."""
+    config = options.risk_config or RiskConfig()
+    kind = options.trading_session
+    if config.trading_session is not kind:
+        config = config.model_copy(update={"trading_session": kind})
+    shared = options.risk
+    if shared is not None and shared.config.trading_session is not kind:
+        raise FabioError(
+            f"the shared risk engine trades {shared.config.trading_session.value.upper()}, "
+            f"the {contract.symbol} agent {kind.value.upper()}: one window per account"
+        )
+    return config
+
+
 def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agent:
     """The agent for `options.mode`: the one place where the object graph is put together."""
     if options.mode == "decide":
@@ -234,6 +249,7 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
         cadence = Cadence(
             default_sec=max(30.0, r), outer_sec=max(15.0, r), inner_sec=r, floor_sec=r
         )
+    risk_config = _risk_config(contract, options)
     lock = options.run_lock
     trading = options.mode in ("paper", "live")
     if lock is None and trading and options.log_dir is not None:
@@ -244,7 +260,7 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
     execution = open_execution(
         contract,
         options.log_dir,
-        options.risk_config,
+        risk_config,
         broker=options.broker or broker_for(options.mode, options.broker_config),
         defaults=options.strategies,
         guardrails=options.guardrails,

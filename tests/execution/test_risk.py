@@ -21,6 +21,7 @@ from fabio.execution.risk import (
 )
 from fabio.execution.types import ClosedTrade
 from fabio.instruments import SPECS
+from fabio.sessions import SessionKind
 from fabio.timeutil import parse_at
 
 ES, MES, NQ, MNQ = SPECS["ES"], SPECS["MES"], SPECS["NQ"], SPECS["MNQ"]
@@ -620,3 +621,86 @@ def test_replay_with_an_empty_open_day() -> None:
     assert e.account.trade_date == "2024-03-05"
     assert (e.account.balance, e.account.eod_high, e.floor) == (50_500.0, 50_500.0, 48_500.0)
     assert e.check_entry(ES, 1, 8, at(TUE, "10:00")).ok
+
+
+# ----------------------------------------------------------------------------- ETH (--eth)
+
+
+@pytest.fixture
+def eth() -> RiskEngine:
+    return RiskEngine(RiskConfig(trading_session=SessionKind.ETH))
+
+
+@pytest.mark.parametrize("when", [at(TUE, "20:00"), at(WED, "02:00"), at(TUE, "17:00")])
+def test_eth_accepts_overnight_entries_rth_refuses_them(
+    engine: RiskEngine, eth: RiskEngine, when: int
+) -> None:
+    """Tuesday 17:00 CT on is trade date Wednesday's Globex session: an ETH account enters
+    there, an RTH account (the default) does not."""
+    v = eth.check_entry(ES, 1, 8, when)
+    assert v.ok, v.reason
+    assert eth.account.trade_date == "2024-03-06"
+    refused = engine.check_entry(ES, 1, 8, when)
+    assert not refused.ok and refused.reason.startswith("outside RTH: before the open 08:30 CT")
+
+
+def test_eth_window_ends_at_the_flat_time_less_the_no_new_entries_minutes(eth: RiskEngine) -> None:
+    assert eth.check_entry(ES, 1, 8, at(WED, "14:57")).ok
+    v = eth.check_entry(ES, 1, 8, at(WED, "14:58"))
+    assert v.reason == (
+        "within 10 min of the flat time 15:08 CT: no new entries from 14:58 CT "
+        "(now 2024-03-06 14:58:00 CT)"
+    )
+    v = eth.check_entry(ES, 1, 8, at(WED, "15:30"))  # Globex still trades: TopStep does not
+    assert v.reason == "after the flat time 15:08 CT (now 2024-03-06 15:30:00 CT)"
+    v = eth.check_entry(ES, 1, 8, at(WED, "16:30"))
+    assert v.reason.startswith("market closed at 2024-03-06 16:30:00 CT")
+    assert eth.check_entry(ES, 1, 8, at(WED, "17:00")).ok  # Thursday's Globex open
+    none = RiskEngine(RiskConfig(trading_session=SessionKind.ETH, no_new_entries_minutes=0))
+    assert none.check_entry(ES, 1, 8, at(WED, "15:07")).ok  # past the RTH close, before 15:08
+    # an early close moves the flat time (and the cut-off) for ETH too
+    assert eth.check_entry(ES, 1, 8, at(BLACK_FRIDAY, "02:00")).ok
+    v = eth.check_entry(ES, 1, 8, at(BLACK_FRIDAY, "11:48"))
+    assert v.reason.startswith("within 10 min of the flat time 11:58 CT")
+
+
+def test_eth_holds_positions_overnight_and_flattens_at_the_flat_time(eth: RiskEngine) -> None:
+    assert eth.must_flatten(at(TUE, "20:00")) is None
+    assert eth.must_flatten(at(WED, "02:00")) is None
+    assert eth.must_flatten(at(WED, "15:08")) == (
+        "flat time 15:08 CT reached (now 2024-03-06 15:08:00 CT)"
+    )
+    assert eth.must_flatten(at(WED, "16:30")) is not None  # the daily break
+
+
+def test_eth_daily_loss_resets_at_17_ct(eth: RiskEngine) -> None:
+    """The day's P&L (and a daily halt) belong to the CME trade date, which starts at 17:00 CT:
+    an evening loss counts for the next day, and the evening after a halt trades afresh."""
+    eth.on_trade_closed(-1_000.0, at(TUE, "14:00"))
+    assert eth.halt_kind is HaltKind.DAILY
+    v = eth.check_entry(ES, 1, 8, at(TUE, "16:59"))
+    assert not v.ok and eth.account.day_realised == -1_000.0
+    assert eth.check_entry(ES, 1, 8, at(TUE, "17:00")).ok  # trade date Wednesday
+    assert eth.state is TradingState.ACTIVE and eth.account.day_realised == 0.0
+    eth.on_trade_closed(-300.0, at(TUE, "21:00"))  # overnight: Wednesday's day loss
+    assert (eth.account.trade_date, eth.account.day_realised) == ("2024-03-06", -300.0)
+    eth.on_trade_closed(-200.0, at(WED, "09:00"))
+    assert eth.account.day_realised == -500.0
+    assert eth.account.history == [49_000.0]  # Tuesday ended at the Globex open
+
+
+def test_a_position_found_at_start_is_flattened_only_by_the_flat_rule(eth: RiskEngine) -> None:
+    """TopStep's rule, on the CME trade date (from 17:00 CT the evening before): flat by the
+    flat time of the position's own trade date. The session the feed starts from is irrelevant."""
+    for e in (eth, RiskEngine(RiskConfig())):
+        assert e.stale_position(WED, at(TUE, "17:00")) is None  # Wednesday's Globex open
+        assert e.stale_position(WED, at(WED, "02:00")) is None
+        assert e.stale_position(WED, at(WED, "15:07")) is None
+        assert e.stale_position(WED, at(WED, "15:30")) == (
+            "held past the flat time 15:08 CT of 2024-03-06 (now 2024-03-06 15:30:00 CT)"
+        )
+        assert e.stale_position(WED, at(WED, "16:30")) is not None  # the daily break
+        assert e.stale_position(TUE, at(TUE, "20:00")) == (
+            "from trade date 2024-03-05, now 2024-03-05 20:00:00 CT is in trade date "
+            "2024-03-06: flat by the flat time of its own trade date"
+        )

@@ -104,6 +104,8 @@ class ExecutionEngine:
         self._next_trade = 1  # `open` continues the journal's numbering
         self._recovered = False
         self._risk_state = (str(ledger.risk.state), ledger.risk.state_reason)
+        self._last_ticks: int | None = None  # the last price seen (open P&L, risk to the stop)
+        self._sync_exposure()
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -284,9 +286,53 @@ class ExecutionEngine:
         if self.journal is not None:
             self.journal.append(event.to_record())
         self.ledger.apply(event)
+        if isinstance(event, EntryEvent | FillEvent | OrderEvent | EntryCancelledEvent):
+            # the entry record turns this symbol's reservation into a working order
+            self._sync_exposure(release=isinstance(event, EntryEvent))
         if self.publish is not None:
             self.publish(event)
         self._publish_risk_state(event.ts_ns)
+
+    # ---------------------------------------------------------------- the account's exposure
+    def _sync_exposure(self, release: bool = False) -> None:
+        """Tell the account (the shared risk engine) what this symbol holds and has working."""
+        contracts = working = trades = 0
+        unrealized = risk = 0.0
+        for trade in self.ledger.open_trades.values():
+            if trade.symbol != self.symbol:
+                continue
+            trades += 1
+            contracts += abs(trade.qty)
+            working += trade.working_qty
+            u, r = self._open_pnl_and_risk(trade)
+            unrealized += u
+            risk += r
+        self.ledger.risk.exposure.update(
+            self.symbol,
+            self.spec,
+            contracts=contracts,
+            working=working,
+            open_trades=trades,
+            unrealized_usd=unrealized,
+            open_risk_usd=risk,
+            release=release,
+        )
+
+    def _open_pnl_and_risk(self, trade: OpenTrade) -> tuple[float, float]:
+        """A trade's open P&L (net of the fees paid) at the last price, and what it would still
+        lose to its stop from there (with the slippage allowance), working entry included."""
+        tv, slip = self.spec.tick_value, self.slippage_allowance_ticks
+        risk = trade.working_qty * (trade.risk_ticks + slip) * tv
+        if trade.qty == 0:
+            return 0.0, risk
+        last = self._last_ticks
+        if last is None:
+            last = round(trade.avg_entry)
+            unrealized = 0.0
+        else:
+            unrealized = trade.side * (last - trade.avg_entry) * abs(trade.qty) * tv - trade.fees
+        to_stop = max(0, trade.side * (last - trade.stop_ticks)) + slip
+        return float(unrealized), risk + abs(trade.qty) * to_stop * tv
 
     def _publish_risk_state(self, now_ns: int) -> None:
         risk = self.ledger.risk
@@ -418,7 +464,8 @@ class ExecutionEngine:
                 )
         risk_ticks = stop_dist + self.slippage_allowance_ticks
         rf = min(d.risk_fraction or params.risk_fraction, params.risk_fraction)
-        sized = self.ledger.risk.size(self.spec, rf, risk_ticks)
+        self._last_ticks = last
+        sized = self.ledger.risk.size(self.spec, rf, risk_ticks, self.ledger.risk.open_minis())
         if sized.qty <= 0:
             why = sized.reason
             if rf == params.risk_fraction and self.sized_out(strategy, stop_dist) is not None:
@@ -428,18 +475,23 @@ class ExecutionEngine:
         if qty <= 0:
             return ExecResult(False, reason)
         trade_id = f"{self.symbol}-T{self._next_trade}"
-        request = BracketRequest(
-            symbol=self.symbol,
-            side=side,
-            qty=qty,
-            strategy=strategy,
-            entry_type=OrderType.LIMIT if d.order_type == "limit" else OrderType.MARKET,
-            stop_ticks=stop,
-            target_ticks=target,
-            limit_ticks=entry_ref if d.order_type == "limit" else None,
-        )
-        orders = self.broker.submit_bracket(request, now_ns)
+        try:  # the entry is reserved on the account until its entry record (or a refusal)
+            request = BracketRequest(
+                symbol=self.symbol,
+                side=side,
+                qty=qty,
+                strategy=strategy,
+                entry_type=OrderType.LIMIT if d.order_type == "limit" else OrderType.MARKET,
+                stop_ticks=stop,
+                target_ticks=target,
+                limit_ticks=entry_ref if d.order_type == "limit" else None,
+            )
+            orders = self.broker.submit_bracket(request, now_ns)
+        except BaseException:
+            self.ledger.risk.exposure.release(self.symbol)
+            raise
         if not orders or orders[0].status is OrderStatus.REJECTED:
+            self.ledger.risk.exposure.release(self.symbol)  # nothing went out: no reservation
             reason = orders[0].reason if orders else "the broker returned no order"
             return ExecResult(False, f"broker rejected the bracket: {reason}")
         self._next_trade += 1
@@ -468,10 +520,11 @@ class ExecutionEngine:
         return ExecResult(True, f"bracket sent: {qty} x {d.side}", trade_id, qty)
 
     def _fit(self, qty: int, risk_ticks: int, now_ns: int) -> tuple[int, str]:
-        """The largest size up to `qty` the risk engine allows (0 and its reason if none)."""
+        """The largest size up to `qty` the risk engine allows (0 and its reason if none),
+        checked against the whole account and reserved there in the same step."""
         reason = ""
         for q in range(qty, 0, -1):
-            verdict = self.ledger.risk.check_entry(self.spec, q, risk_ticks, now_ns)
+            verdict = self.ledger.risk.reserve_entry(self.symbol, self.spec, q, risk_ticks, now_ns)
             if verdict.ok:
                 return q, ""
             reason = verdict.reason
@@ -521,6 +574,9 @@ class ExecutionEngine:
             )
             self.process_broker_events()
             return ExecResult(True, "pending entry cancelled", trade.trade_id)
+        if self._exit_working(trade.trade_id):
+            # A second market exit would fill too and open the other side (a naked position).
+            return ExecResult(True, f"exit already working: {reason}", trade.trade_id)
         qty = abs(trade.qty)
         # A real venue owns the position (a simulated one is only a fill engine: after a
         # restart the journal holds the position it never saw). If the venue holds nothing on
@@ -687,12 +743,12 @@ class ExecutionEngine:
         risk = self.ledger.risk
         trade = self.position()
         reason = None
+        self._last_ticks = last_ticks
         if trade is not None and trade.qty != 0:
-            unrealized = (
-                trade.side * (last_ticks - trade.avg_entry) * abs(trade.qty) * self.spec.tick_value
-                - trade.fees
-            )
-            reason = risk.mark(float(unrealized), now_ns)
+            unrealized, to_stop = self._open_pnl_and_risk(trade)
+            # the account's open P&L: this symbol's now, the others' at their last mark
+            total = risk.exposure.mark(self.symbol, self.spec, unrealized, to_stop)
+            reason = risk.mark(total, now_ns)
         reason = reason or risk.must_flatten(now_ns)
         if reason and trade is not None and not self._exit_working(trade.trade_id):
             self.flatten(now_ns, reason)
@@ -704,16 +760,25 @@ class ExecutionEngine:
         )
 
     # ---------------------------------------------------------------- sessions
-    def start_session(self, trade_date: str, now_ns: int) -> None:
+    def start_session(
+        self, trade_date: str, session_open_ns: int, now_ns: int | None = None
+    ) -> None:
+        """Open a trade date (journaled at its session's open); a position found open is kept
+        unless TopStep's flat rule says otherwise at `now_ns` (default: the session's open)."""
         if self.ledger.trade_date != trade_date:
             self.emit(
-                SessionEvent(ts_ns=now_ns, symbol=self.symbol, event="start", trade_date=trade_date)
+                SessionEvent(
+                    ts_ns=session_open_ns, symbol=self.symbol, event="start", trade_date=trade_date
+                )
             )
-        self._flatten_stale(trade_date, now_ns)
+        self._flatten_stale(trade_date, session_open_ns if now_ns is None else now_ns)
 
     def _flatten_stale(self, trade_date: str, now_ns: int) -> None:
-        """A position from an earlier session (a crash left it open) or held past the flat
-        time is closed at once, and the journal says why; if it cannot be, trading halts."""
+        """A position from an earlier trade date (a crash left it open) or held past the flat
+        time of its trade date is closed at once, and the journal says why; if it cannot be,
+        trading halts. One of the trade date in progress, before its flat time, is kept (ETH:
+        overnight too): the rule is measured on the CME trade date at `now_ns`, never on the
+        session the feed starts from."""
         trade = self.position()
         if trade is None:
             return
@@ -723,7 +788,7 @@ class ExecutionEngine:
                 f"on {trade_date}; TopStep requires flat by the flat time: flattened at once"
             )
         else:
-            late = self.ledger.risk.must_flatten(now_ns)
+            late = self.ledger.risk.stale_position(trade.trade_date or trade_date, now_ns)
             if late is None or trade.qty == 0:
                 return
             why = f"restart: {trade.trade_id} is held past the point of being flat ({late})"

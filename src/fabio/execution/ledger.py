@@ -63,10 +63,18 @@ class OpenTrade:
     fees: float = 0.0
     entry_ns: int | None = None
     last_exit_role: str = ""
+    ordered_qty: int = 0  # the entry's size (its entry record)
+    entry_order: str | None = None  # the entry order's id
+    entry_working: bool = True  # until the entry order ends (filled, cancelled, rejected)
 
     @property
     def avg_entry(self) -> float:
         return self.entry_value / self.entry_qty if self.entry_qty else 0.0
+
+    @property
+    def working_qty(self) -> int:
+        """Entry contracts still ordered and not filled: the position may yet grow by these."""
+        return max(0, self.ordered_qty - self.entry_qty) if self.entry_working else 0
 
 
 @dataclass(slots=True)
@@ -220,6 +228,8 @@ class Ledger:
             stop_ticks=int(e.stop_ticks),
             target_ticks=int(e.target_ticks),
             risk_ticks=max(1, int(e.risk_ticks)),
+            ordered_qty=max(0, int(e.qty)),
+            entry_order=str(e.orders[0]) if e.orders else None,
         )
         self.book.record_entry(e.strategy)
 
@@ -327,6 +337,11 @@ class Ledger:
             self.open_orders[e.order_id] = e.trade_id
         else:
             self.open_orders.pop(e.order_id, None)
+            trade = self.open_trades.get(e.trade_id or "")
+            if trade is not None and (
+                e.order_id == trade.entry_order or e.role == OrderRole.ENTRY.value
+            ):
+                trade.entry_working = False  # the position grows no more
 
     def _kill(self, e: KillEvent) -> None:
         self.risk.kill(str(e.reason))

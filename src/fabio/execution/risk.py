@@ -12,6 +12,7 @@ only), HALTED (flatten, nothing new).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
@@ -90,6 +91,10 @@ class RiskConfig(BaseModel):
     # charges less than this for ES/NQ and MES/MNQ).
     round_trip_fee_mini_usd: float = Field(5.0, ge=0)
     round_trip_fee_micro_usd: float = Field(1.5, ge=0)
+    # The trading window: RTH (the default: 08:30 CT to the RTH close), or ETH (`fabio run
+    # --eth`: from the Globex open at 17:00 CT the evening before the trade date). The flat time
+    # and the no-new-entries minutes before it bound both.
+    trading_session: SessionKind = SessionKind.RTH
 
     @model_validator(mode="before")
     @classmethod
@@ -204,6 +209,127 @@ class _Window:
     cutoff_ns: int  # no new entries from here
 
 
+@dataclass(slots=True)
+class SymbolExposure:
+    """One symbol's share of the account: what it holds and what it has in flight."""
+
+    milli_per_contract: int  # one contract in thousandths of a mini (a micro: 100)
+    contracts: int = 0  # the open position, unsigned
+    working: int = 0  # contracts of an entry order at the venue, not filled yet
+    reserved: int = 0  # contracts of entries checked and not yet journaled (being sent)
+    reservations: int = 0  # how many such entries
+    reserved_risk_usd: float = 0.0  # their worst case to the stop
+    open_trades: int = 0  # trades entered and not closed (a pending entry counts)
+    unrealized_usd: float = 0.0  # open P&L of the position, net of the fees paid
+    open_risk_usd: float = 0.0  # what the position and its working entry still lose to the stop
+
+    @property
+    def milli(self) -> int:
+        """Every contract this symbol holds or may hold, in thousandths of a mini."""
+        return (self.contracts + self.working + self.reserved) * self.milli_per_contract
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureTotals:
+    """The account's exposure summed over every symbol (what the account-level checks use)."""
+
+    minis: float
+    open_trades: int
+    unrealized_usd: float  # net over the symbols
+    open_losses_usd: float  # the symbols' open losses only (<= 0): one's gain offsets nothing
+    open_risk_usd: float
+
+
+class AccountExposure:
+    """Every symbol's open position and entries in flight, for the account-level limits.
+
+    Each symbol's execution engine reports its position (`update`, after every record it folds)
+    and its open P&L (`mark`); an entry is reserved by the check that allows it
+    (`RiskEngine.reserve_entry`, check and reservation under one lock) and stays reserved until
+    its entry record turns it into a working order (`update(..., release=True)`) or the venue
+    refuses it (`release`). So two symbols deciding in the same instant can never together take
+    the account past its limits.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._symbols: dict[str, SymbolExposure] = {}
+
+    def _of(self, symbol: str, spec: InstrumentSpec) -> SymbolExposure:
+        exp = self._symbols.get(symbol)
+        if exp is None:
+            exp = self._symbols[symbol] = SymbolExposure(_milli(spec.mini_equivalent))
+        return exp
+
+    def get(self, symbol: str) -> SymbolExposure | None:
+        return self._symbols.get(symbol)
+
+    def update(
+        self,
+        symbol: str,
+        spec: InstrumentSpec,
+        *,
+        contracts: int,
+        working: int,
+        open_trades: int,
+        unrealized_usd: float,
+        open_risk_usd: float,
+        release: bool = False,
+    ) -> None:
+        """The symbol's position as its journal now says; `release`: its reserved entry is now
+        journaled (counted as `working` or `contracts`), so the reservation ends."""
+        with self.lock:
+            exp = self._of(symbol, spec)
+            exp.contracts, exp.working = abs(contracts), max(working, 0)
+            exp.open_trades = open_trades
+            exp.unrealized_usd, exp.open_risk_usd = unrealized_usd, open_risk_usd
+            if release:
+                exp.reserved, exp.reservations, exp.reserved_risk_usd = 0, 0, 0.0
+
+    def mark(
+        self, symbol: str, spec: InstrumentSpec, unrealized_usd: float, risk_usd: float
+    ) -> float:
+        """Record the symbol's open P&L and risk to its stop; the account's open P&L."""
+        with self.lock:
+            exp = self._of(symbol, spec)
+            exp.unrealized_usd, exp.open_risk_usd = unrealized_usd, risk_usd
+            total = 0.0
+            for e in self._symbols.values():
+                total += e.unrealized_usd
+            return total
+
+    def reserve(self, symbol: str, spec: InstrumentSpec, qty: int, risk_usd: float) -> None:
+        with self.lock:
+            exp = self._of(symbol, spec)
+            exp.reserved += qty
+            exp.reservations += 1
+            exp.reserved_risk_usd += risk_usd
+
+    def release(self, symbol: str) -> None:
+        """Drop the symbol's reserved entries (the venue refused, or it was never sent)."""
+        with self.lock:
+            exp = self._symbols.get(symbol)
+            if exp is not None:
+                exp.reserved, exp.reservations, exp.reserved_risk_usd = 0, 0, 0.0
+
+    def totals(self) -> ExposureTotals:
+        with self.lock:
+            milli = trades = 0
+            unrealized = losses = risk = 0.0
+            for e in self._symbols.values():
+                milli += e.milli
+                trades += e.open_trades + e.reservations
+                unrealized += e.unrealized_usd
+                losses += min(e.unrealized_usd, 0.0)
+                risk += e.open_risk_usd + e.reserved_risk_usd
+            return ExposureTotals(milli / 1000, trades, unrealized, losses, risk)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Per symbol, as JSON-ready values (for views and tests)."""
+        with self.lock:
+            return {s: asdict(e) for s, e in self._symbols.items()}
+
+
 class RiskEngine:
     """Sizes and checks entries against the account limits; tracks balance, floor and state."""
 
@@ -223,6 +349,8 @@ class RiskEngine:
         self.kill_switch: KillSwitch | None = None
         # The trading window of the last trade date asked about (every step asks).
         self._window_cache: tuple[tuple[object, ...], _Window] | None = None
+        # Every symbol's position and entries in flight (one account, one limit).
+        self.exposure = AccountExposure()
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -452,12 +580,15 @@ class RiskEngine:
         s = self.calendar.session_at(now_ns, SessionKind.ETH)
         if s is None:
             return f"market closed at {_hms(now_ns)} (daily break, weekend or holiday)"
-        key = (s.trade_date, self.config.flat_time, self.config.no_new_entries_minutes)
+        eth = self.config.trading_session is SessionKind.ETH
+        key = (s.trade_date, self.config.flat_time, self.config.no_new_entries_minutes, eth)
         cached = self._window_cache
         if cached is not None and cached[0] == key:
             return cached[1]
         flat = self.flat_time_ns(s)
-        cutoff = min(flat - self.config.no_new_entries_minutes * NS_PER_MIN, s.rth_close_ns)
+        cutoff = flat - self.config.no_new_entries_minutes * NS_PER_MIN
+        if not eth:
+            cutoff = min(cutoff, s.rth_close_ns)
         window = _Window(s, flat, cutoff)
         self._window_cache = (key, window)
         return window
@@ -474,8 +605,38 @@ class RiskEngine:
             return w
         if now_ns >= w.flat_ns:
             return f"flat time {_hm(w.flat_ns)} reached (now {_hms(now_ns)})"
-        if now_ns < w.session.rth_open_ns:
+        if self.config.trading_session is SessionKind.RTH and now_ns < w.session.rth_open_ns:
             return f"before the RTH open {_hm(w.session.rth_open_ns)}: no positions overnight"
+        return None
+
+    def flat_time_of(self, trade_date: date | str) -> int | None:
+        """The flat time (UTC ns) of a trade date, or None when the calendar has no such date."""
+        idx = self.calendar.index_on(_as_date(trade_date))
+        return None if idx is None else self.flat_time_ns(self.calendar.session(idx))
+
+    def trade_date_at(self, now_ns: int) -> date | None:
+        """The CME trade date of `now_ns`: the one in progress, else the last one that opened
+        (the daily break and a weekend belong to the trade date before them)."""
+        idx = self.calendar.latest_index_at(now_ns, SessionKind.ETH)
+        return None if idx < 0 else self.calendar.trade_dates[idx]
+
+    def stale_position(self, position_date: date | str, now_ns: int) -> str | None:
+        """Why a position of trade date `position_date` found open at `now_ns` (a restart) must
+        be flattened, else None (it may be kept). TopStep's rule: flat by the flat time of its
+        trade date, so a position from an earlier trade date, or held past the flat time, goes;
+        one of the trade date in progress before its flat time stays, overnight (ETH) or not.
+        The trade date is the CME one (from 17:00 CT the evening before), whatever the session
+        the feed or the agent starts from."""
+        held = _as_date(position_date)
+        today = self.trade_date_at(now_ns)
+        if today is not None and held < today:
+            return (
+                f"from trade date {held.isoformat()}, now {_hms(now_ns)} is in trade date "
+                f"{today.isoformat()}: flat by the flat time of its own trade date"
+            )
+        flat = self.flat_time_of(held)
+        if flat is not None and now_ns >= flat:
+            return f"held past the flat time {_hm(flat)} of {held.isoformat()} (now {_hms(now_ns)})"
         return None
 
     def _kill_switch_refusal(self) -> str:
@@ -581,6 +742,43 @@ class RiskEngine:
             qty,
         )
 
+    def reserve_entry(
+        self,
+        symbol: str,
+        spec: InstrumentSpec,
+        qty: int,
+        stop_distance_ticks: float,
+        now_ns: int,
+        *,
+        fees_usd: float | None = None,
+    ) -> Verdict:
+        """`check_entry` against everything the account holds and has in flight over all its
+        symbols (contracts in minis, open losses and risk to the stops, open trades), and when
+        allowed, reserve the entry for `symbol` in the same step: until its entry record is
+        folded (or `exposure.release`), the next check of any symbol counts it."""
+        with self.exposure.lock:
+            t = self.exposure.totals()
+            verdict = self.check_entry(
+                spec,
+                qty,
+                stop_distance_ticks,
+                now_ns,
+                t.minis,
+                unrealized_usd=t.open_losses_usd,
+                open_risk_usd=t.open_risk_usd,
+                fees_usd=fees_usd,
+                open_trades=t.open_trades,
+            )
+            if verdict.ok:
+                fees = self.fee_estimate(spec, qty) if fees_usd is None else fees_usd
+                worst = qty * stop_distance_ticks * spec.tick_value + fees
+                self.exposure.reserve(symbol, spec, qty, worst)
+            return verdict
+
+    def open_minis(self) -> float:
+        """Minis the account holds or has in flight, over every symbol."""
+        return self.exposure.totals().minis
+
     @staticmethod
     def _bad_inputs(
         qty: int, stop: float, open_minis: float, unrealized: float, open_risk: float
@@ -613,6 +811,14 @@ class RiskEngine:
         s, n = w.session, self.config.no_new_entries_minutes
         if now_ns >= w.flat_ns:
             return f"after the flat time {_hm(w.flat_ns)} (now {_hms(now_ns)})"
+        if self.config.trading_session is SessionKind.ETH:
+            # Globex: from the open at 17:00 CT the evening before to the entry cut-off.
+            if now_ns >= w.cutoff_ns:
+                return (
+                    f"within {n} min of the flat time {_hm(w.flat_ns)}: no new entries from "
+                    f"{_hm(w.cutoff_ns)} (now {_hms(now_ns)})"
+                )
+            return None
         if now_ns < s.rth_open_ns:
             return f"outside RTH: before the open {_hm(s.rth_open_ns)} (now {_hms(now_ns)})"
         if now_ns >= w.cutoff_ns and w.cutoff_ns < s.rth_close_ns:
