@@ -783,13 +783,18 @@ class ProjectXBroker:
             link = self.links[other.id]
             if link.venue_id is None and not link.placing:
                 continue  # never reached the venue (own-OCO leg of an unfilled entry)
-            leg_filled = any(
-                o.oco_group == other.oco_group and o.filled_qty > 0
+            # Our own doing (the other leg or an exit of ours filled) is no recovery.
+            ours = any(
+                o.filled_qty > 0
+                and o.id != other.id
+                and (
+                    (o.oco_group is not None and o.oco_group == other.oco_group)
+                    or (o.role is OrderRole.EXIT and o.created_ns >= other.created_ns)
+                )
                 for o in self.orders.values()
-                if o.oco_group is not None and o.id != other.id
             )
-            if not link.cancel_sent and not leg_filled:
-                cancelled.append(other.id)  # not the venue's OCO at work: a recovery
+            if not link.cancel_sent and not ours:
+                cancelled.append(other.id)
             self.cancel(other.id, "position closed", now_ns=self._now())
         if cancelled:
             self._events.append(
