@@ -8,6 +8,7 @@ position larger than asked, and the broker's view of every order equal to the ve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -299,3 +300,33 @@ def test_a_stop_cancelled_at_the_venue_is_re_placed() -> None:
     rig = asyncio.run(run_rig(body, speed=5.0))
     assert rig.watch.duplicate_tags() == []
     assert rig.watch.max_abs_position <= 1
+
+
+def test_a_cancel_that_failed_is_sent_again_while_the_order_works() -> None:
+    """A cancel of one of our legs fails (HTTP 500): the order still works at the venue, so the
+    next reconciliation sends the cancel again; no orphan leg is left working."""
+
+    async def body(rig: Rig) -> None:
+        entry, stop, _target = rig.bracket(stop=40, target=40)
+        await rig.wait(
+            lambda: entry.status is OrderStatus.FILLED and stop.venue_order_id is not None,
+            30,
+            "the entry fill and its stop at the venue",
+        )
+        venue_stop = rig.sim.venue.orders[int(stop.venue_order_id or 0)]
+        faults = rig.sim.faults
+        rig.sim.faults = dataclasses.replace(faults, http_500_rate=1.0)
+        rig.broker.cancel(stop.id, "test: cancel the stop")
+        await rig.wait(
+            lambda: any(f"cancel of {stop.id} not confirmed" in p for p in rig.broker.problems),
+            30,
+            "the cancel to fail",
+        )
+        assert venue_stop.status == PxOrderStatus.OPEN
+        rig.sim.faults = faults
+        await rig.wait(
+            lambda: venue_stop.status == PxOrderStatus.CANCELLED, 30, "the cancel sent again"
+        )
+        await rig.session.http.close_position(rig.session.account.id, rig.broker.contract_id)
+
+    asyncio.run(run_rig(body, speed=5.0))

@@ -63,6 +63,7 @@ LOOKUPS = 4  # Order/search lookups of an uncertain placement before calling it 
 LOOKUP_PAUSE_SEC = 0.5
 NOT_AT_VENUE = "restart: not found at the venue"
 STOP_RESTORES = 2  # a stop lost at the venue is re-placed at most this often, then flattened
+CANCEL_TRIES = 10  # a cancel that failed is sent again when the venue says the order works
 
 
 @dataclass(slots=True)
@@ -74,6 +75,7 @@ class _Link:
     placing: bool = False
     cancel_wanted: str | None = None  # a cancel asked for before the venue id was known
     cancel_sent: bool = False
+    cancel_tries: int = 0  # cancels sent; one that failed is sent again while the order works
     modify_wanted: dict[str, float | int] = field(default_factory=dict)
     standalone: bool = False  # a re-placed leg: no venue OCO, we cancel it ourselves
     restores: int = 0  # times this stop was re-placed after the venue ended it
@@ -271,6 +273,7 @@ class ProjectXBroker:
         order.reason = reason
         if not link.cancel_sent:
             link.cancel_sent = True
+            link.cancel_tries += 1
             self._spawn(self._cancel(order_id, link.venue_id))
         return order
 
@@ -602,6 +605,11 @@ class ProjectXBroker:
         if px.status in (PxOrderStatus.OPEN, PxOrderStatus.PENDING):
             if order.status is OrderStatus.SUBMITTED:
                 self._status(order, OrderStatus.ACCEPTED, now)
+            link = self.links[order.id]
+            if 0 < link.cancel_tries < CANCEL_TRIES and not link.cancel_sent:
+                # Our cancel failed (5xx, network) and the order still works: a cancel only
+                # lowers risk, so it is sent again rather than leaving an orphan.
+                self.cancel(order.id, order.reason or "cancel sent again")
         elif px.status in (PxOrderStatus.CANCELLED, PxOrderStatus.EXPIRED):
             if px.fill_volume > order.filled_qty:
                 self.session.request_reconcile()  # a fill we have not seen yet
@@ -818,6 +826,7 @@ class ProjectXBroker:
             order.role is not OrderRole.STOP
             or not order.status.is_open
             or link.cancel_sent
+            or link.cancel_tries > 0
             or link.cancel_wanted is not None
             or link.placing
             or link.restoring
