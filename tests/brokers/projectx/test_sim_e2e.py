@@ -286,16 +286,17 @@ def test_a_stop_cancelled_at_the_venue_is_re_placed() -> None:
         await rig.session.http.close_position(rig.session.account.id, pid)
         await rig.wait(
             lambda: (
-                not any(
+                not stop.status.is_open
+                and not target.status.is_open
+                and not any(
                     o.status == PxOrderStatus.OPEN
                     for o in venue.orders.values()
                     if (o.custom_tag or "").startswith("ES-") or o.parent_id is not None
                 )
             ),
             30,
-            "no working order of ours once flat",
+            "no working order of ours once flat, in our books and at the venue",
         )
-        assert not stop.status.is_open and not target.status.is_open
 
     rig = asyncio.run(run_rig(body, speed=5.0))
     assert rig.watch.duplicate_tags() == []
