@@ -105,6 +105,7 @@ class FillEvent(Event):
     role: str
     strategy: str
     reason: str = ""
+    venue_fill_id: str | None = None  # the venue's id of the execution: journaled once
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,6 +199,23 @@ class StalePositionEvent(Event):
     trade_date: str | None
     qty: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoveryEvent(Event):
+    """A step that made the journal (or the venue) agree with the other (docs/live.md).
+
+    `what`: `caught_up` (a fill made while no process ran), `manual_exit` (a position closed
+    by a trade that is not ours), `closed_unexplained` (the venue is flat and no record says
+    why), `adopted` (a position kept with its working stop and target), `stop_replaced`,
+    `stop_lost_flatten`, `legs_cancelled`.
+    """
+
+    type: ClassVar[str] = "recovery"
+    what: str
+    why: str
+    trade_id: str | None = None
+    order_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,6 +358,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     KillSwitchEvent,
     RiskStateEvent,
     StalePositionEvent,
+    RecoveryEvent,
     KillEvent,
     ShadowTradeEvent,
     LearningCarryEvent,

@@ -33,6 +33,7 @@ from fabio.brokers.projectx.tape import TapeRecorder, merge_parts
 from fabio.config import Settings
 from fabio.errors import FabioError
 from fabio.events import Event
+from fabio.execution.engine import ExecutionEngine
 from fabio.execution.risk import RiskConfig, RiskEngine
 from fabio.instruments import Contract, parse_symbol
 from fabio.journal import read_journal
@@ -63,21 +64,74 @@ class LiveOptions:
 def left_open(
     log_dir: Path | None, contract: Contract, risk_config: RiskConfig | None = None
 ) -> list[dict[str, Any]]:
-    """The SUBMITTED records of orders the journal leaves open for this symbol."""
+    """The SUBMITTED records of orders the journal leaves open for this symbol, and of the
+    entries of their brackets (the venue's untagged legs are found after their entry), each
+    with `filled_qty`: how much of it the journal already holds filled."""
     if log_dir is None:
         return []
     state = read_state(contract, log_dir, risk_config)
     open_ids = set(state.ledger.open_orders)
-    latest: dict[str, dict[str, Any]] = {}
+    submitted: dict[str, dict[str, Any]] = {}
+    filled: dict[str, int] = {}
     for rec in read_journal(log_dir / EXECUTION_JOURNAL).records:
-        if (
-            rec.get("type") == "order_event"
-            and rec.get("status") == "submitted"
-            and rec.get("symbol") == contract.symbol
-            and rec.get("order_id") in open_ids
-        ):
-            latest[str(rec["order_id"])] = rec
-    return list(latest.values())
+        if rec.get("symbol") != contract.symbol:
+            continue
+        if rec.get("type") == "order_event" and rec.get("status") == "submitted":
+            submitted[str(rec.get("order_id"))] = rec
+        elif rec.get("type") == "fill":
+            oid = str(rec.get("order_id"))
+            filled[oid] = filled.get(oid, 0) + int(rec.get("qty") or 0)
+    wanted = {o for o in submitted if o in open_ids}
+    wanted |= {str(submitted[o].get("parent_id")) for o in list(wanted)} & set(submitted)
+    return [{**rec, "filled_qty": filled.get(o, 0)} for o, rec in submitted.items() if o in wanted]
+
+
+def journaled_fills(log_dir: Path | None, symbol: str) -> list[str]:
+    """The venue fill ids the journal holds for this symbol (each is journaled once)."""
+    if log_dir is None:
+        return []
+    return [
+        str(rec["venue_fill_id"])
+        for rec in read_journal(log_dir / EXECUTION_JOURNAL).records
+        if rec.get("type") == "fill"
+        and rec.get("symbol") == symbol
+        and rec.get("venue_fill_id") is not None
+    ]
+
+
+def journal_qty(engine: ExecutionEngine | None) -> int:
+    trade = None if engine is None else engine.position()
+    return 0 if trade is None else int(trade.qty)
+
+
+async def resolve_unexplained(
+    session: ProjectXSession, engines: dict[str, ExecutionEngine], problem: str
+) -> str:
+    """What nothing at the venue explains (`ProjectXSession.unexplained`): engage the kill
+    switch (journaled; every engine flattens what it knows), close the venue's position of that
+    contract at market, and when the venue is flat but the journal is not, close the journal's
+    position at the last price (a `recovery` record says so). How it was resolved, in words."""
+    now = session.clock_ns()
+    for engine in engines.values():
+        engine.set_kill_switch(True, f"reconciliation: {problem}", "risk", now)
+    steps = ["kill switch engaged"]
+    symbol = problem.split(":", 1)[0]
+    cid = next((c for c, b in session.brokers.items() if b.symbol == symbol), symbol)
+    pos = session.venue_positions.get(cid)
+    venue_qty = 0 if pos is None else pos.qty
+    if venue_qty != 0 and not session.shadow:
+        try:
+            session.closing.add(cid)
+            await session.http.close_position(session.account.id, cid)
+            steps.append(f"the venue's {venue_qty:+d} closed at market (Position/closeContract)")
+        except GatewayError as exc:
+            steps.append(f"closing the venue's {venue_qty:+d} failed: {exc}")
+    held = engines.get(symbol)
+    if held is not None and venue_qty == 0 and journal_qty(held) != 0:
+        last = session.last_price_ticks(cid)
+        if last is not None and held.close_unexplained(now, last, problem):
+            steps.append("the journal's position closed at the last price (venue flat)")
+    return "; ".join(steps)
 
 
 class LiveRun:
@@ -97,6 +151,7 @@ class LiveRun:
         self.session: ProjectXSession | None = None
         self.agents: dict[str, Agent] = {}
         self.alerts: list[str] = []
+        self.mismatches: list[dict[str, str]] = []  # found by reconciliation, and resolved how
         self._suspect: set[str] = set()
         self.started = time.monotonic()
         self.connection: dict[str, str] = {}
@@ -123,6 +178,7 @@ class LiveRun:
             session.journal_orders[c.symbol] = left_open(
                 self.settings.log_dir, c, self.settings.risk_config()
             )
+            session.journal_fills[c.symbol] = journaled_fills(self.settings.log_dir, c.symbol)
         try:
             await session.connect(self.options.symbols)
         except GatewayError as exc:
@@ -234,14 +290,8 @@ class LiveRun:
                 return
 
     async def _check_unexplained(self, session: ProjectXSession) -> None:
-        def expected(symbol: str) -> int:
-            agent = self.agents.get(symbol)
-            if agent is None:
-                return 0
-            trade = agent.execution.position()
-            return 0 if trade is None else int(trade.qty)
-
-        found = set(session.unexplained(expected))
+        engines = {symbol: agent.execution for symbol, agent in self.agents.items()}
+        found = set(session.unexplained(lambda symbol: journal_qty(engines.get(symbol))))
         confirmed = found & self._suspect
         self._suspect = found - confirmed
         for problem in sorted(confirmed):
@@ -250,18 +300,36 @@ class LiveRun:
                 f"[bold red]reconciliation:[/] {problem}; engaging the kill "
                 "switch and flattening (release with `fabio kill --release`)"
             )
-            now = session.clock_ns()
-            for agent in self.agents.values():
-                agent.execution.set_kill_switch(True, f"reconciliation: {problem}", "risk", now)
-            symbol = problem.split(":", 1)[0]
-            px = session.contracts.get(parse_symbol(symbol).spec.root)
-            if px is not None and not session.shadow:
-                pos = session.venue_positions.get(px.id)
-                if pos is not None and pos.qty != 0:
-                    try:
-                        await session.http.close_position(session.account.id, px.id)
-                    except GatewayError as exc:
-                        self.console.print(f"[bold red]flatten failed:[/] {exc}")
+            resolution = await resolve_unexplained(session, engines, problem)
+            self.mismatches.append({"problem": problem, "resolution": resolution})
+
+    def open_at_end(self) -> dict[str, Any]:
+        """Per symbol: the journal's position, the venue's, and our working protection."""
+        out: dict[str, Any] = {}
+        s = self.session
+        for symbol, agent in self.agents.items():
+            engine = agent.execution
+            trade = engine.position()
+            venue = sum(p.qty for p in engine.broker.positions() if p.symbol == symbol)
+            tick = engine.spec.tick_size
+            legs = [
+                f"{o.role.value} {o.id} {o.qty - o.filled_qty} @ "
+                f"{((o.stop_ticks if o.role.value == 'stop' else o.limit_ticks) or 0) * tick:g}"
+                for o in engine.broker.open_orders()
+                if o.role.value in ("stop", "target")
+            ]
+            if trade is None and venue == 0 and not legs:
+                continue
+            out[symbol] = {
+                "journal": 0 if trade is None else int(trade.qty),
+                "trade": None if trade is None else trade.trade_id,
+                "avg_entry": (
+                    engine.spec.to_price(trade.avg_entry) if trade and trade.entry_qty else None
+                ),
+                "venue": venue if s is not None else None,
+                "protection": legs,
+            }
+        return out
 
     def summary(self) -> dict[str, Any]:
         s = self.session
@@ -270,6 +338,13 @@ class LiveRun:
             "symbols": list(self.agents),
             "wall_sec": round(time.monotonic() - self.started, 1),
             "alerts": list(self.alerts),
+            "open_at_end": self.open_at_end(),
+            "mismatches": list(self.mismatches),
+            "recoveries": [
+                f"{r.symbol}: {r.what}: {r.why}"
+                for agent in self.agents.values()
+                for r in agent.execution.recoveries
+            ],
         }
         for symbol, agent in self.agents.items():
             st = agent.status

@@ -76,6 +76,8 @@ class Fill:
     commission_usd: float
     role: OrderRole
     strategy: str
+    venue_fill_id: str | None = None  # the venue's id of this execution (deduplication)
+    external: bool = False  # an execution of an order that is not ours (a manual trade)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

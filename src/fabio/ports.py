@@ -124,7 +124,20 @@ class PositionChanged:
     avg_price_ticks: float
 
 
-BrokerEvent = OrderUpdate | PositionChanged
+@dataclass(frozen=True, slots=True)
+class VenueRecovery:
+    """A step a live venue adapter took on its own to keep the account safe or in step
+    (a lost stop re-placed, leftover legs of a flat position cancelled): journaled as a
+    `recovery` record."""
+
+    ts_ns: int
+    symbol: str
+    what: str
+    why: str
+    order_id: str | None = None
+
+
+BrokerEvent = OrderUpdate | PositionChanged | VenueRecovery
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from fabio.events import (
     KillSource,
     KillSwitchEvent,
     OrderEvent,
+    RecoveryEvent,
     RiskStateEvent,
     SessionEvent,
     StalePositionEvent,
@@ -46,7 +47,13 @@ from fabio.execution.strategy_book import GuardrailConfig, StrategyChange, Trade
 from fabio.instruments import Contract
 from fabio.journal import Journal, read_journal
 from fabio.orders import BracketRequest, Fill, OrderRole, OrderStatus, OrderType
-from fabio.ports import Broker, MarketDrivenBroker, OrderUpdate, PositionChanged
+from fabio.ports import (
+    Broker,
+    MarketDrivenBroker,
+    OrderUpdate,
+    PositionChanged,
+    VenueRecovery,
+)
 from fabio.strategies import StrategyParams, StrategyPerformance, initialize_default_strategies
 
 EXECUTION_JOURNAL = "execution.jsonl"
@@ -101,8 +108,11 @@ class ExecutionEngine:
         self.slippage_allowance_ticks = slippage_allowance_ticks
         self.order_trade: dict[str, str] = dict(ledger.open_orders_by_trade())
         self.problems: list[str] = []
+        self.recoveries: list[RecoveryEvent] = []  # what this process did to converge
         self._next_trade = 1  # `open` continues the journal's numbering
         self._recovered = False
+        self._catching_up = False
+        self._opened_ns = ledger.last_ts_ns  # what the journal knew when this process began
         self._risk_state = (str(ledger.risk.state), ledger.risk.state_reason)
         self._last_ticks: int | None = None  # the last price seen (open P&L, risk to the stop)
         self._sync_exposure()
@@ -175,8 +185,21 @@ class ExecutionEngine:
         now_ns = self.ledger.last_ts_ns if now_ns is None else now_ns
         # A live venue reports what happened while no process ran (fills of the dead
         # process's orders): journal that first, so a filled order is not called superseded.
-        self.process_broker_events()
+        self._catching_up = True
+        try:
+            self.process_broker_events()
+        finally:
+            self._catching_up = False
         protected = self._still_protected()
+        for kept in sorted(protected):
+            trade = self.ledger.open_trades[kept]
+            self.recovery(
+                now_ns,
+                "adopted",
+                f"{kept} ({trade.qty:+d} {self.symbol}) kept: its stop and target are "
+                "still working at the venue",
+                trade_id=kept,
+            )
         reason = "restart: superseded, the process that placed it ended"
         for order_id, trade_id in list(self.ledger.open_orders.items()):
             if trade_id in protected:
@@ -209,9 +232,20 @@ class ExecutionEngine:
                     )
                 )
                 continue
+            qty = abs(trade.qty)
+            if self._tape_broker is None:  # a live venue owns the position: protect what it holds
+                held = sum(p.qty for p in self.broker.positions() if p.symbol == self.symbol)
+                if held * trade.side <= 0:
+                    self.problems.append(
+                        f"restart: {trade.trade_id} ({trade.qty:+d}) is open in the journal but "
+                        f"the venue holds {held:+d} {self.symbol} and no venue record explains "
+                        "it: not re-protected (reconciliation decides)"
+                    )
+                    continue
+                qty = min(qty, abs(held))
             orders = self.broker.protect(
                 side=trade.side,
-                qty=abs(trade.qty),
+                qty=qty,
                 stop_ticks=trade.stop_ticks,
                 target_ticks=trade.target_ticks,
                 strategy=trade.strategy,
@@ -663,6 +697,19 @@ class ExecutionEngine:
         for event in self.broker.drain_events():
             if isinstance(event, PositionChanged):
                 continue  # the ledger derives the position from the fills themselves
+            if isinstance(event, VenueRecovery):
+                self.recovery(
+                    event.ts_ns,
+                    event.what,
+                    event.why,
+                    trade_id=self.order_trade.get(event.order_id or ""),
+                    order_id=event.order_id,
+                )
+                continue
+            if event.fill is not None and event.fill.external:
+                if self._journal_external_fill(event.fill, event.reason):
+                    fills.append(event.fill)
+                continue
             if event.order_id not in self.order_trade and event.parent_id in self.order_trade:
                 # an order the venue created for a bracket (its exit when the entry filled
                 # beyond the stop): it belongs to the entry's trade
@@ -693,8 +740,119 @@ class ExecutionEngine:
                 role=f.role.value,
                 strategy=f.strategy,
                 reason=reason,
+                venue_fill_id=f.venue_fill_id,
             )
         )
+        if self._catching_up:  # reported by the venue before this process took over
+            self.recovery(
+                f.ts_ns,
+                "caught_up",
+                f"{f.order_id} ({f.role.value}) filled {f.qty} at "
+                f"{self.spec.to_price(f.price_ticks):g} while no process ran",
+                trade_id=trade_id,
+                order_id=f.order_id,
+            )
+
+    def _journal_external_fill(self, f: Fill, reason: str = "manual at venue") -> bool:
+        """A trade at the venue that is not ours (closed by hand): it closes the open position
+        it reduces, journaled as a manual exit at the venue's price and time. False (and a
+        problem) when it explains nothing the journal holds: reconciliation decides then."""
+        trade = self.position()
+        if (
+            trade is None
+            or trade.qty == 0
+            or f.side != -trade.side
+            or (trade.entry_ns is not None and f.ts_ns < trade.entry_ns)
+        ):
+            if f.ts_ns <= self._opened_ns:
+                return False  # older than what the journal knew: nothing of ours
+            problem = (
+                f"a trade that is not ours at the venue: {f.side * f.qty:+d} {self.symbol} at "
+                f"{self.spec.to_price(f.price_ticks):g} ({f.order_id}); the journal holds "
+                f"{0 if trade is None else trade.qty:+d}"
+            )
+            if problem not in self.problems:
+                self.problems.append(problem)
+            return False
+        qty = min(f.qty, abs(trade.qty))
+        self.emit(
+            FillEvent(
+                ts_ns=f.ts_ns,
+                symbol=f.symbol,
+                trade_id=trade.trade_id,
+                order_id=f.order_id,
+                side=f.side,
+                qty=qty,
+                price_ticks=f.price_ticks,
+                commission_usd=f.commission_usd,
+                role=OrderRole.EXIT.value,
+                strategy=trade.strategy,
+                reason=reason or "manual at venue",
+                venue_fill_id=f.venue_fill_id,
+            )
+        )
+        self.recovery(
+            f.ts_ns,
+            "manual_exit",
+            f"{qty} of {trade.trade_id} closed at the venue by an order that is not ours "
+            f"({reason}), at {self.spec.to_price(f.price_ticks):g}",
+            trade_id=trade.trade_id,
+            order_id=f.order_id,
+        )
+        return True
+
+    def recovery(
+        self,
+        ts_ns: int,
+        what: str,
+        why: str,
+        *,
+        trade_id: str | None = None,
+        order_id: str | None = None,
+    ) -> None:
+        """Journal one recovery step (docs/live.md, "Recovery")."""
+        event = RecoveryEvent(
+            ts_ns=ts_ns,
+            symbol=self.symbol,
+            what=what,
+            why=why[:300],
+            trade_id=trade_id,
+            order_id=order_id,
+        )
+        self.recoveries.append(event)
+        self.emit(event)
+
+    def close_unexplained(self, now_ns: int, price_ticks: int, why: str) -> bool:
+        """The venue is flat and no venue record explains how: close the journal's position at
+        `price_ticks` (the last print) so the journal follows the venue, with a recovery record.
+        """
+        trade = self.position()
+        if trade is None or trade.qty == 0:
+            return False
+        qty = abs(trade.qty)
+        self.emit(
+            FillEvent(
+                ts_ns=now_ns,
+                symbol=self.symbol,
+                trade_id=trade.trade_id,
+                order_id=f"{trade.trade_id}/unexplained",
+                side=-trade.side,
+                qty=qty,
+                price_ticks=price_ticks,
+                commission_usd=0.0,
+                role=OrderRole.EXIT.value,
+                strategy=trade.strategy,
+                reason="unexplained at venue",
+            )
+        )
+        self.recovery(
+            now_ns,
+            "closed_unexplained",
+            f"{trade.trade_id} ({trade.qty:+d}) closed in the journal at the last price "
+            f"{self.spec.to_price(price_ticks):g}: {why}",
+            trade_id=trade.trade_id,
+        )
+        return True
 
     def _order_event(self, u: OrderUpdate) -> None:
         trade_id = self.order_trade.get(u.order_id)

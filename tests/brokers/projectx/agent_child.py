@@ -1,6 +1,7 @@
 """A live execution engine that places one bracket and then waits (killed -9 by the test).
 
-Usage: python agent_child.py URL LOG_DIR
+Usage: python agent_child.py URL LOG_DIR [sent|filled]: prints SENT once the bracket is sent,
+or (filled) FILLED once the entry's fill is journaled (a position open with its protection).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.brokers.projectx.harness import sim_config
 
 
-async def main(url: str, log_dir: Path) -> None:
+async def main(url: str, log_dir: Path, wait: str = "sent") -> None:
     session = ProjectXSession(sim_config(url, order_timeout_sec=120.0))
     await session.connect(["ES"])
     await session.wait_connected(10)
@@ -47,9 +48,21 @@ async def main(url: str, log_dir: Path) -> None:
         last,
     )
     engine.process_broker_events()
-    print("SENT" if result.accepted else f"REFUSED {result.reason}", flush=True)
+    if not result.accepted or wait == "sent":
+        print("SENT" if result.accepted else f"REFUSED {result.reason}", flush=True)
+    else:
+        broker = session.brokers[cid]
+        while True:  # the entry filled (journaled) and the venue works both legs
+            engine.process_broker_events()
+            trade = engine.position()
+            legs = [o for o in broker.open_orders() if o.role.value in ("stop", "target")]
+            placed = all(broker.links[o.id].venue_id is not None for o in legs)
+            if trade is not None and trade.qty != 0 and len(legs) == 2 and placed:
+                break
+            await asyncio.sleep(0.02)
+        print("FILLED", flush=True)
     await asyncio.sleep(3600)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], Path(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], Path(sys.argv[2]), *sys.argv[3:4]))

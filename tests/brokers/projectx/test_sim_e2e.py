@@ -8,6 +8,7 @@ position larger than asked, and the broker's view of every order equal to the ve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from fabio.brokers.projectx.sim.server import SimFaults
 from fabio.execution.risk import RiskConfig
 from fabio.instruments import parse_symbol
 from fabio.orders import OrderRole, OrderStatus
-from fabio.ports import OrderUpdate
+from fabio.ports import OrderUpdate, VenueRecovery
 from fabio.wiring import open_execution
 
 from .harness import Rig, run_rig
@@ -209,8 +210,9 @@ def test_shadow_mode_sends_nothing() -> None:
 
 
 def test_a_flatten_never_opens_a_position_when_the_venue_is_already_flat(tmp_path: Path) -> None:
-    """The trader closes the position by hand at the venue; the journal still holds it when the
-    kill switch flattens. A market exit would open a short: the engine sends none, says why."""
+    """The trader closes the position by hand at the venue; the kill switch flattens before the
+    journal has taken the venue's report. A market exit would open a short: the engine sends
+    none and says why; then the venue's trade closes the journal's position (manual exit)."""
 
     async def body(rig: Rig) -> None:
         contract = parse_symbol(rig.broker.symbol)
@@ -236,12 +238,96 @@ def test_a_flatten_never_opens_a_position_when_the_venue_is_already_flat(tmp_pat
             20,
             "the manual close",
         )
-        assert position_qty() > 0  # the venue's close is not one of the journal's orders
+        trade = engine.position()  # the venue's report is not journaled yet
+        assert trade is not None and trade.qty > 0
+        sent = len(rig.broker.sent)
         engine.set_kill_switch(True, "trader", "cli", rig.session.clock_ns())
-        await asyncio.sleep(1.0)
-        engine.process_broker_events()
-        assert rig.sim.venue.positions[pid].qty == 0
+        assert len(rig.broker.sent) == sent  # no exit order
         assert any("not exiting" in p and "venue holds 0" in p for p in engine.problems)
+        await rig.wait(lambda: position_qty() == 0, 20, "the manual close journaled")
+        assert rig.sim.venue.positions[pid].qty == 0
+        closed = engine.ledger.closed[-1]
+        assert closed.exit_reason == "manual at venue"
 
     rig = asyncio.run(run_rig(body))
     assert rig.watch.max_abs_position <= 1
+
+
+def test_a_stop_cancelled_at_the_venue_is_re_placed() -> None:
+    """The venue cancels our working stop while the position is open (a trader, a venue
+    reset): the broker re-places it under a new tag on the order event, and the legs still end
+    with the position (no orphan order of ours)."""
+
+    async def body(rig: Rig) -> None:
+        entry, stop, target = rig.bracket(stop=40, target=40)
+        venue = rig.sim.venue
+        await rig.wait(
+            lambda: entry.status is OrderStatus.FILLED and stop.venue_order_id is not None,
+            30,
+            "the entry fill and its stop at the venue",
+        )
+        lost = int(stop.venue_order_id or 0)
+        venue.cancel({"accountId": venue.account.id, "orderId": lost})
+
+        def restored() -> bool:
+            return any(
+                o.custom_tag == f"{stop.id}@{rig.session.run_id}/r1"
+                and o.status == PxOrderStatus.OPEN
+                and o.stop_ticks == stop.stop_ticks
+                and o.size == 1
+                for o in list(venue.orders.values())
+            )
+
+        await rig.wait(restored, 30, "the stop re-placed at the venue")
+        assert stop.status.is_open and stop.venue_order_id != str(lost)
+        recoveries = [e for e in rig.broker.drain_events() if isinstance(e, VenueRecovery)]
+        assert [r.what for r in recoveries] == ["stop_replaced"]
+        pid = rig.broker.contract_id
+        await rig.session.http.close_position(rig.session.account.id, pid)
+        await rig.wait(
+            lambda: (
+                not stop.status.is_open
+                and not target.status.is_open
+                and not any(
+                    o.status == PxOrderStatus.OPEN
+                    for o in venue.orders.values()
+                    if (o.custom_tag or "").startswith("ES-") or o.parent_id is not None
+                )
+            ),
+            30,
+            "no working order of ours once flat, in our books and at the venue",
+        )
+
+    rig = asyncio.run(run_rig(body, speed=5.0))
+    assert rig.watch.duplicate_tags() == []
+    assert rig.watch.max_abs_position <= 1
+
+
+def test_a_cancel_that_failed_is_sent_again_while_the_order_works() -> None:
+    """A cancel of one of our legs fails (HTTP 500): the order still works at the venue, so the
+    next reconciliation sends the cancel again; no orphan leg is left working."""
+
+    async def body(rig: Rig) -> None:
+        entry, stop, _target = rig.bracket(stop=40, target=40)
+        await rig.wait(
+            lambda: entry.status is OrderStatus.FILLED and stop.venue_order_id is not None,
+            30,
+            "the entry fill and its stop at the venue",
+        )
+        venue_stop = rig.sim.venue.orders[int(stop.venue_order_id or 0)]
+        faults = rig.sim.faults
+        rig.sim.faults = dataclasses.replace(faults, http_500_rate=1.0)
+        rig.broker.cancel(stop.id, "test: cancel the stop")
+        await rig.wait(
+            lambda: any(f"cancel of {stop.id} not confirmed" in p for p in rig.broker.problems),
+            30,
+            "the cancel to fail",
+        )
+        assert venue_stop.status == PxOrderStatus.OPEN
+        rig.sim.faults = faults
+        await rig.wait(
+            lambda: venue_stop.status == PxOrderStatus.CANCELLED, 30, "the cancel sent again"
+        )
+        await rig.session.http.close_position(rig.session.account.id, rig.broker.contract_id)
+
+    asyncio.run(run_rig(body, speed=5.0))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -45,7 +45,14 @@ from fabio.orders import (
     bracket_orders,
     protection_orders,
 )
-from fabio.ports import AccountSnapshot, BrokerEvent, OrderUpdate, PositionChanged, PositionSnapshot
+from fabio.ports import (
+    AccountSnapshot,
+    BrokerEvent,
+    OrderUpdate,
+    PositionChanged,
+    PositionSnapshot,
+    VenueRecovery,
+)
 
 if TYPE_CHECKING:
     from fabio.brokers.projectx.session import ProjectXSession
@@ -54,6 +61,9 @@ log = logging.getLogger("fabio.projectx.broker")
 
 LOOKUPS = 4  # Order/search lookups of an uncertain placement before calling it not placed
 LOOKUP_PAUSE_SEC = 0.5
+NOT_AT_VENUE = "restart: not found at the venue"
+STOP_RESTORES = 2  # a stop lost at the venue is re-placed at most this often, then flattened
+CANCEL_TRIES = 10  # a cancel that failed is sent again when the venue says the order works
 
 
 @dataclass(slots=True)
@@ -65,8 +75,11 @@ class _Link:
     placing: bool = False
     cancel_wanted: str | None = None  # a cancel asked for before the venue id was known
     cancel_sent: bool = False
+    cancel_tries: int = 0  # cancels sent; one that failed is sent again while the order works
     modify_wanted: dict[str, float | int] = field(default_factory=dict)
-    fills_seen: set[int] = field(default_factory=set)
+    standalone: bool = False  # a re-placed leg: no venue OCO, we cancel it ourselves
+    restores: int = 0  # times this stop was re-placed after the venue ended it
+    restoring: bool = False
 
 
 def tag_client_id(tag: str | None) -> str | None:
@@ -98,18 +111,24 @@ class ProjectXBroker:
         self._events: list[BrokerEvent] = []
         self._children: dict[str, tuple[str, str]] = {}  # entry id -> (stop id, target id)
         self._awaiting_children: list[str] = []  # auto-OCO entries whose children are unseen
-        self._orphan_fills: dict[int, list[PxFill]] = {}
+        self._orphan_fills: dict[int, dict[int, PxFill]] = {}
         self._seeded_children: list[str] = []
+        self._fills_done: set[int] = set()  # venue fill ids journaled (this run or before)
+        self._superseded: set[int] = set()  # venue ids of our stops re-placed under a new tag
         self.problems: list[str] = []
         self.sent: list[dict[str, Any]] = []  # every placement body sent (tests, benchmark)
         self.last_send_ns: int | None = None
 
-    def seed(self, submitted: list[dict[str, Any]]) -> None:
-        """Orders a previous process journaled as submitted and left open (a restart).
+    def seed(self, submitted: list[dict[str, Any]], journaled_fills: Iterable[str] = ()) -> None:
+        """Orders a previous process journaled as submitted and left open (a restart), with
+        the entries of their brackets; `journaled_fills`: the venue fill ids the journal has.
 
         They are matched to the venue's orders by their tag's client id (any run), bracket
-        children (which carry no tag) by type and side.
+        children (which carry no tag) by type and side among the venue's orders that follow
+        their entry's. A record's `filled_qty` is what the journal already holds of it; a venue
+        fill already journaled is never journaled again.
         """
+        self._fills_done.update(int(f) for f in journaled_fills if str(f).isdigit())
         for rec in submitted:
             oid = str(rec["order_id"])
             order = Order(
@@ -126,13 +145,28 @@ class ProjectXBroker:
                 parent_id=rec.get("parent_id"),
                 oco_group=rec.get("oco_group"),
             )
+            filled = min(int(rec.get("filled_qty") or 0), order.qty)
+            if filled:
+                order.filled_qty = filled
+                order.status = (
+                    OrderStatus.FILLED if filled >= order.qty else OrderStatus.PARTIALLY_FILLED
+                )
             self.orders[oid] = order
             self.links[oid] = _Link(tag=None)
-            if order.parent_id is not None:
+            if order.parent_id is not None and order.status.is_open:
                 self._seeded_children.append(oid)
             tail = oid.rsplit("-", 1)[-1]
             if tail.isdigit():
                 self._next = max(self._next, int(tail) + 1)
+
+    def settle_seeded(self) -> None:
+        """After the venue's orders were matched: a left-open order the venue has no record of
+        never reached it (or ended long ago): it is not working, whatever the journal says."""
+        for oid, order in self.orders.items():
+            link = self.links[oid]
+            if link.tag is None and link.venue_id is None and order.status.is_open:
+                self._status(order, OrderStatus.CANCELLED, self._now(), NOT_AT_VENUE)
+        self._seeded_children.clear()
 
     # ------------------------------------------------------------------ port: queries
     def drain_events(self) -> list[BrokerEvent]:
@@ -239,6 +273,7 @@ class ProjectXBroker:
         order.reason = reason
         if not link.cancel_sent:
             link.cancel_sent = True
+            link.cancel_tries += 1
             self._spawn(self._cancel(order_id, link.venue_id))
         return order
 
@@ -418,7 +453,8 @@ class ProjectXBroker:
         held_child = (
             order.parent_id is not None
             and order.role is not OrderRole.ENTRY
-            and (self.orders[order.parent_id].filled_qty == 0)
+            and (parent := self.orders.get(order.parent_id)) is not None
+            and parent.filled_qty == 0
         )
         if order.status is OrderStatus.SUBMITTED and not held_child:
             self._status(order, OrderStatus.ACCEPTED, self._now())
@@ -458,7 +494,7 @@ class ProjectXBroker:
         self.links[order_id].venue_id = venue_id
         self.orders[order_id].venue_order_id = str(venue_id)
         self.by_venue[venue_id] = order_id
-        for fill in self._orphan_fills.pop(venue_id, []):
+        for fill in self._orphan_fills.pop(venue_id, {}).values():
             self.on_fill(fill)
 
     async def _cancel(self, order_id: str, venue_id: int) -> None:
@@ -493,15 +529,10 @@ class ProjectXBroker:
                 self._adopt(tagged, order.id)
                 return tagged
             return None
-        if order.custom_tag is None and order.status.is_working:
-            for oid in self._seeded_children:
-                mine = self.orders[oid]
-                same_type = (mine.type is OrderType.STOP) == (order.type is PxOrderType.STOP)
-                side_ok = order.side is None or (order.side is PxOrderSide.BID) == (mine.side > 0)
-                if same_type and side_ok and self.links[oid].venue_id is None:
-                    self._seeded_children.remove(oid)
-                    self._adopt(oid, order.id)
-                    return oid
+        if order.custom_tag is None:
+            seeded = self._seeded_child(order)
+            if seeded is not None:
+                return seeded
         if (
             order.custom_tag is None
             and self._awaiting_children
@@ -519,11 +550,53 @@ class ProjectXBroker:
                     return want
         return None
 
+    def _seeded_child(self, order: PxOrder) -> str | None:
+        """A bracket child left open by a dead process, for an untagged venue order: the first
+        of its type and side after its entry's venue order (whatever its state, so a leg that
+        filled while no process ran is found), or, with no entry known, a working one."""
+        for oid in self._seeded_children:
+            mine = self.orders[oid]
+            want = PxOrderType.STOP if mine.type is OrderType.STOP else PxOrderType.LIMIT
+            if order.type is not want or self.links[oid].venue_id is not None:
+                continue
+            if order.side is not None and (order.side is PxOrderSide.BID) != (mine.side > 0):
+                continue
+            parent = self.orders.get(mine.parent_id or "")
+            after = self.links[parent.id].venue_id if parent is not None else None
+            if (after is not None and order.id <= after) or (
+                after is None and not order.status.is_working
+            ):
+                continue
+            self._seeded_children.remove(oid)
+            self._adopt(oid, order.id)
+            return oid
+        return None
+
+    def _foreign(self, order: PxOrder) -> bool:
+        """An order that is not ours (a trade by hand, another program), as far as we can tell:
+        untagged and not a bracket child we still wait for, or tagged by someone else."""
+        cid = tag_client_id(order.custom_tag)
+        if cid is not None:
+            return not cid.startswith(f"{self.symbol}-")
+        if order.custom_tag:
+            return True
+        # A stop or limit may be a child of ours not matched yet.
+        return order.type not in (PxOrderType.STOP, PxOrderType.LIMIT) or not (
+            self._awaiting_children or self._seeded_children
+        )
+
     def on_order(self, px: PxOrder) -> None:
+        if px.id in self._superseded:
+            return  # a stop of ours the venue ended and we re-placed under a new tag
         cid = self.knows(px)
         if cid is None:
+            if self._foreign(px):
+                for fill in self._orphan_fills.pop(px.id, {}).values():
+                    self._external_fill(fill, px)
             return
-        order = self.orders[cid]
+        self._on_our_order(self.orders[cid], px)
+
+    def _on_our_order(self, order: Order, px: PxOrder) -> None:
         now = px.updated_ns or self._now()
         if px.type is PxOrderType.STOP and px.stop_price is not None:
             order.stop_ticks = round(px.stop_price / self.tick_size)
@@ -532,27 +605,40 @@ class ProjectXBroker:
         if px.status in (PxOrderStatus.OPEN, PxOrderStatus.PENDING):
             if order.status is OrderStatus.SUBMITTED:
                 self._status(order, OrderStatus.ACCEPTED, now)
+            link = self.links[order.id]
+            if 0 < link.cancel_tries < CANCEL_TRIES and not link.cancel_sent:
+                # Our cancel failed (5xx, network) and the order still works: a cancel only
+                # lowers risk, so it is sent again rather than leaving an orphan.
+                self.cancel(order.id, order.reason or "cancel sent again")
         elif px.status in (PxOrderStatus.CANCELLED, PxOrderStatus.EXPIRED):
             if px.fill_volume > order.filled_qty:
                 self.session.request_reconcile()  # a fill we have not seen yet
+            how = "cancelled" if px.status is PxOrderStatus.CANCELLED else "expired"
+            if self._stop_lost(order, px, how):
+                return
             self._status(order, OrderStatus.CANCELLED, now, order.reason or "cancelled")
         elif px.status is PxOrderStatus.REJECTED:
+            if self._stop_lost(order, px, "rejected"):
+                return
             self._status(order, OrderStatus.REJECTED, now, "rejected by the venue")
         elif px.status is PxOrderStatus.FILLED and px.fill_volume > order.filled_qty:
             self.session.request_reconcile()
 
     def on_fill(self, fill: PxFill) -> None:
-        if fill.voided:
+        if fill.voided or fill.id in self._fills_done:
             return
         cid = self.by_venue.get(fill.order_id)
         if cid is None:
-            self._orphan_fills.setdefault(fill.order_id, []).append(fill)
+            px = self.session.venue_orders.get(fill.order_id)
+            if px is not None and self._foreign(px):
+                self._external_fill(fill, px)
+            else:  # an order not (yet) known: adopted later, or found foreign
+                self._orphan_fills.setdefault(fill.order_id, {})[fill.id] = fill
             return
-        link = self.links[cid]
-        if fill.id in link.fills_seen:
-            return
-        link.fills_seen.add(fill.id)
+        self._fills_done.add(fill.id)
         order = self.orders[cid]
+        if order.filled_qty >= order.qty:
+            return  # already counted (a journal written before fills carried their venue id)
         price_ticks = round(fill.price / self.tick_size)
         qty = min(fill.size, order.qty - order.filled_qty) or fill.size
         prev = order.filled_qty
@@ -574,9 +660,55 @@ class ProjectXBroker:
             fill.fees,
             order.role,
             order.strategy,
+            venue_fill_id=str(fill.id),
         )
         self._log(order, ts, "", fill=f)
         self._after_fill(order, qty, ts)
+
+    def _external_fill(self, fill: PxFill, px: PxOrder) -> None:
+        """A fill on our contract of an order that is not ours: reported (once) so the engine
+        can close what it explains, as a manual exit at the venue."""
+        if fill.voided or fill.id in self._fills_done:
+            return
+        side_px = fill.side if fill.side is not None else px.side
+        if side_px is None:
+            self.problems.append(f"a fill without a side on {self.symbol} (venue order {px.id})")
+            return
+        self._fills_done.add(fill.id)
+        side = 1 if side_px is PxOrderSide.BID else -1
+        ts = fill.ts_ns or self._now()
+        oid = f"{self.symbol}@venue-{px.id}"
+        f = Fill(
+            oid,
+            self.symbol,
+            ts,
+            side,
+            fill.size,
+            round(fill.price / self.tick_size),
+            fill.fees,
+            OrderRole.EXIT,
+            "",
+            venue_fill_id=str(fill.id),
+            external=True,
+        )
+        ours = self.contract_id in self.session.closing
+        self._events.append(
+            OrderUpdate(
+                ts,
+                oid,
+                self.symbol,
+                OrderStatus.FILLED,
+                "kill switch: Position/closeContract" if ours else "manual at venue",
+                OrderRole.EXIT,
+                OrderType.MARKET,
+                side,
+                fill.size,
+                fill.size,
+                "",
+                fill=f,
+            )
+        )
+        self.session.notify()
 
     def _after_fill(self, order: Order, qty: int, ts: int) -> None:
         if order.role is OrderRole.ENTRY:
@@ -616,7 +748,12 @@ class ProjectXBroker:
             ):
                 continue
             if order.status is OrderStatus.FILLED:
-                if self.session.brackets == "own" or other.parent_id is None:
+                if (
+                    self.session.brackets == "own"
+                    or other.parent_id is None
+                    or self.links[other.id].standalone
+                    or self.links[order.id].standalone
+                ):
                     self.cancel(other.id, "OCO: the other leg filled", now_ns=ts)
                 continue
             other.qty = max(other.filled_qty, other.qty - qty)
@@ -638,13 +775,136 @@ class ProjectXBroker:
             )
         )
         if pos.qty == 0:
-            for other in self.open_orders():
-                if (
-                    other.role in (OrderRole.STOP, OrderRole.TARGET)
-                    and other.filled_qty == 0
-                    and self.links[other.id].venue_id is not None
-                    and other.parent_id is not None
-                    and self.orders[other.parent_id].status is OrderStatus.FILLED
-                ):
-                    # The position is flat (an exit or the other leg filled): no orphan stop.
-                    self.cancel(other.id, "position closed", now_ns=self._now())
+            self._cancel_leftover_legs("the position is flat")
+
+    def _cancel_leftover_legs(self, why: str) -> None:
+        """The position is flat (an exit, a leg, a manual close): no stop or target of ours may
+        stay working (a venue that does not cancel them would let them open a position). Legs
+        held for an entry still working are kept."""
+        cancelled = []
+        for other in self.open_orders():
+            if other.role not in (OrderRole.STOP, OrderRole.TARGET):
+                continue
+            parent = self.orders.get(other.parent_id or "")
+            if parent is not None and parent.status.is_open:
+                continue  # held until its entry fills
+            link = self.links[other.id]
+            if link.venue_id is None and not link.placing:
+                continue  # never reached the venue (own-OCO leg of an unfilled entry)
+            # Our own doing (the other leg or an exit of ours filled) is no recovery.
+            ours = any(
+                o.filled_qty > 0
+                and o.id != other.id
+                and (
+                    (o.oco_group is not None and o.oco_group == other.oco_group)
+                    or (o.role is OrderRole.EXIT and o.created_ns >= other.created_ns)
+                )
+                for o in self.orders.values()
+            )
+            if not link.cancel_sent and not ours:
+                cancelled.append(other.id)
+            self.cancel(other.id, "position closed", now_ns=self._now())
+        if cancelled:
+            self._events.append(
+                VenueRecovery(
+                    self._now(),
+                    self.symbol,
+                    "legs_cancelled",
+                    f"{why}: cancelled {', '.join(cancelled)}",
+                    cancelled[0],
+                )
+            )
+            self.session.notify()
+
+    # ------------------------------------------------------------------ protection restored
+    def _stop_lost(self, order: Order, px: PxOrder, how: str) -> bool:
+        """Our stop ended at the venue (cancelled, expired, rejected) without our asking: while
+        its position is open it is re-placed (at most STOP_RESTORES times), else flattened.
+        True when that is under way (the stop stays open in our books meanwhile)."""
+        link = self.links[order.id]
+        if (
+            order.role is not OrderRole.STOP
+            or not order.status.is_open
+            or link.cancel_sent
+            or link.cancel_tries > 0
+            or link.cancel_wanted is not None
+            or link.placing
+            or link.restoring
+            or px.id != link.venue_id
+            or self.session.shadow
+        ):
+            return False
+        parent = self.orders.get(order.parent_id or "")
+        if parent is not None and parent.filled_qty == 0:
+            return False  # a held child of an entry that never filled: nothing to protect
+        pos = self.session.venue_positions.get(self.contract_id)
+        if pos is None or pos.qty == 0 or (pos.qty > 0) == (order.side > 0):
+            return False  # nothing of this side to protect: the leg just ends
+        link.restoring = True
+        self._spawn(self._restore_stop(order.id, f"{how} at the venue"))
+        return True
+
+    async def _restore_stop(self, order_id: str, why: str) -> None:
+        order, link = self.orders[order_id], self.links[order_id]
+        try:
+            held = await self._held_now()
+            if held == 0 or (held > 0) == (order.side > 0):
+                self._status(order, OrderStatus.CANCELLED, self._now(), f"{why}; position flat")
+                return
+            assert link.venue_id is not None
+            self._superseded.add(link.venue_id)
+            refused = ""
+            while link.restores < STOP_RESTORES:
+                link.restores += 1
+                link.tag = f"{order_id}@{self.session.run_id}/r{link.restores}"
+                link.venue_id = None
+                link.standalone = True
+                order.qty = order.filled_qty + abs(held)
+                try:
+                    await self._send_place(order, self._body(order, link.tag))
+                except GatewayError as exc:
+                    refused = str(exc)
+                    continue
+                self._events.append(
+                    VenueRecovery(
+                        self._now(),
+                        self.symbol,
+                        "stop_replaced",
+                        f"stop {order_id} {why} while {held:+d} {self.symbol} was open: "
+                        f"re-placed as {link.tag}",
+                        order_id,
+                    )
+                )
+                self.session.notify()
+                return
+            self._flatten_unprotected(order, held, f"{why}; re-placing failed: {refused}")
+        finally:
+            link.restoring = False
+
+    async def _held_now(self) -> int:
+        """The venue's position now (Position/searchOpen), or the last one reported."""
+        try:
+            positions = await self.session.http.positions(self.session.account.id)
+        except GatewayError:
+            pos = self.session.venue_positions.get(self.contract_id)
+            return 0 if pos is None else pos.qty
+        return sum(p.qty for p in positions if p.contract_id == self.contract_id)
+
+    def _flatten_unprotected(self, stop: Order, held: int, why: str) -> None:
+        now = self._now()
+        self._status(stop, OrderStatus.CANCELLED, now, f"stop lost: {why}")
+        side = -1 if held > 0 else 1
+        exit_ = self._new(
+            side,
+            abs(held),
+            OrderType.MARKET,
+            OrderRole.EXIT,
+            stop.strategy,
+            now,
+            parent_id=stop.id,
+        )
+        exit_.reason = f"stop {stop.id} lost at the venue: flattened"
+        self._events.append(
+            VenueRecovery(now, self.symbol, "stop_lost_flatten", f"stop {stop.id} {why}", stop.id)
+        )
+        self._spawn(self._place_single(exit_))

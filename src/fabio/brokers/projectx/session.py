@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fabio.brokers.projectx.broker import ProjectXBroker, tag_client_id
+from fabio.brokers.projectx.broker import ProjectXBroker
 from fabio.brokers.projectx.config import ProjectXConfig
 from fabio.brokers.projectx.errors import GatewayError
 from fabio.brokers.projectx.feed import LiveFeed
@@ -82,6 +82,8 @@ class ProjectXSession:
         self.venue_orders: dict[int, PxOrder] = {}
         self.venue_fills: dict[int, PxFill] = {}
         self.journal_orders: dict[str, list[dict[str, Any]]] = {}  # symbol -> left open
+        self.journal_fills: dict[str, list[str]] = {}  # symbol -> venue fill ids journaled
+        self.closing: set[str] = set()  # contracts we closed with Position/closeContract
         self.quotes = QuoteBook()
         self.problems: list[str] = []
         self.protection_alerts: list[str] = []
@@ -180,9 +182,13 @@ class ProjectXSession:
         broker = self.brokers.get(px.id)
         if broker is None:
             broker = ProjectXBroker(self, contract.symbol, px.id, px.tick_size, first_number)
-            broker.seed(self.journal_orders.get(contract.symbol, []))
+            broker.seed(
+                self.journal_orders.get(contract.symbol, []),
+                self.journal_fills.get(contract.symbol, []),
+            )
             self.brokers[px.id] = broker
             self._load_known(broker)
+            broker.settle_seeded()
         return broker
 
     def feed_for(self, contract: Contract) -> LiveFeed:
@@ -370,12 +376,12 @@ class ProjectXSession:
 
     # ------------------------------------------------------------------ reconciliation
     def _load_known(self, broker: ProjectXBroker) -> None:
-        """A new broker learns what the venue has on its contract: orders, then fills."""
+        """A new broker learns what the venue has on its contract: orders (in the order the
+        venue created them, whatever their state: a leg that filled while no process ran is
+        matched too), then fills."""
         for oid in sorted(self.venue_orders):
             order = self.venue_orders[oid]
-            if order.contract_id == broker.contract_id and (
-                tag_client_id(order.custom_tag) or order.status.is_working
-            ):
+            if order.contract_id == broker.contract_id:
                 broker.on_order(order)
         for fid in sorted(self.venue_fills):
             fill = self.venue_fills[fid]
@@ -409,7 +415,8 @@ class ProjectXSession:
         seen = {p.contract_id for p in positions}
         for pos in positions:
             self.venue_positions[pos.contract_id] = pos
-        for cid in list(self.venue_positions):
+        # Position/searchOpen lists open positions only: every other contract we trade is flat.
+        for cid in {*self.venue_positions, *(px.id for px in self.contracts.values())}:
             if cid not in seen:
                 self.venue_positions[cid] = PxPosition(None, acct, cid, 0, 0.0, None)
         self.reconciles += 1
@@ -418,10 +425,14 @@ class ProjectXSession:
     def unexplained(self, expected: Callable[[str], int]) -> list[str]:
         """Positions the ledger cannot explain, and positions without a working stop.
 
-        `expected(symbol)` is the ledger's signed position. Empty when all is well.
+        `expected(symbol)` is the ledger's signed position. Every contract either side holds is
+        compared (a journal position on a contract the venue reports nothing for is flat there).
+        Empty when all is well.
         """
         out: list[str] = []
-        for cid, pos in self.venue_positions.items():
+        acct = self.account.id
+        for cid in sorted({*self.venue_positions, *self.brokers}):
+            pos = self.venue_positions.get(cid) or PxPosition(None, acct, cid, 0, 0.0, None)
             broker = self.brokers.get(cid)
             symbol = broker.symbol if broker is not None else cid
             want = expected(symbol) if broker is not None else 0
