@@ -28,16 +28,23 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="the whole report as JSON")
     ap.add_argument("--quiet", action="store_true", help="no line per crash")
+    ap.add_argument(
+        "--isolate",
+        action="store_true",
+        help="each crash on a fresh simulator and journal (one crash's damage cannot hide "
+        "the next's)",
+    )
     args = ap.parse_args()
     if args.crashes < 1 or args.speed <= 0:
         ap.error("--crashes and --speed must be positive")
-    # A position lasts minutes of market time: at 1x the waits for one are wall minutes.
-    patience = max(60.0, 1800.0 / args.speed)
+    # Flat, the agent enters within a few market minutes: at 1x the waits are wall minutes.
+    patience = max(20.0, 1200.0 / args.speed)
     config = ChaosConfig(
         crashes=args.crashes,
         speed=args.speed,
         seed=args.seed,
         condition_timeout_sec=patience,
+        isolate=args.isolate,
         log=None if args.quiet or args.json else lambda line: print(line, flush=True),
     )
     report = run_chaos(config)
