@@ -526,7 +526,10 @@ class Harness:
             if r.get("type") == "fill" and r.get("symbol") == self.contract.symbol
         ]
         engaged = bool(ledger.risk.kill_switch_status()["engaged"])
-        return position, ledger.risk.account.balance, fills, engaged
+        # The venue's balance has paid the open trades' entry fees already; the journal's
+        # realised balance books them when the trade closes.
+        balance = ledger.risk.account.balance - sum(t.fees for t in ledger.open_trades.values())
+        return position, balance, fills, engaged
 
     # ------------------------------------------------------------------ the agent
     def _start_agent(self) -> None:
