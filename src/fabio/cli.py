@@ -719,7 +719,14 @@ def gateway_sim(
     seed: Annotated[int, typer.Option("--seed", help="Fault and synthetic market seed.")] = 7,
     days: Annotated[int, typer.Option("--days", min=1, help="Synthetic sessions.")] = 2,
 ) -> None:
-    """A local ProjectX Gateway: REST and hubs over a replayed market, faults on demand."""
+    """A local ProjectX Gateway: REST and hubs over a replayed market, faults on demand.
+
+    Test-only: POST /sim/close {"contractId"}: a trader closes the position by hand.
+
+    POST /sim/cancel {"orderId"} or {"contractId"}: cancel it, or the contract's working stops.
+
+    POST /sim/pause, /sim/resume: hold market time. GET /sim/orders, /sim/state: the books.
+    """
     import asyncio
 
     from fabio.brokers.projectx.sim.run import SimServer, build_sim, open_feeds

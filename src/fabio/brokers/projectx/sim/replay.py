@@ -95,6 +95,21 @@ class Replay:
         self.stats = ReplayStats()
         self.paused = asyncio.Event()
         self.paused.set()  # set = running
+        self._paused_at: float | None = None
+        self._paused_total = 0.0  # wall seconds spent paused: market time does not pass
+
+    def pause(self) -> None:
+        """Stop market time (no print, no matching) until `resume`."""
+        if self._paused_at is None:
+            self._paused_at = time.monotonic()
+            self.paused.clear()
+
+    def resume(self) -> None:
+        """Go on from the print where `pause` stopped: the paused time is skipped, not replayed."""
+        if self._paused_at is not None:
+            self._paused_total += time.monotonic() - self._paused_at
+            self._paused_at = None
+            self.paused.set()
 
     async def run(self, on_prints: OnPrints) -> None:
         stream = heapq.merge(*(_prints(f, c.id) for c, f in self.feeds))
@@ -112,7 +127,8 @@ class Replay:
         wall0 = time.monotonic()
         while True:
             await self.paused.wait()
-            market_now = first + int((time.monotonic() - wall0) * self.speed * 1e9)
+            wall = time.monotonic() - wall0 - self._paused_total
+            market_now = first + int(wall * self.speed * 1e9)
             out: list[Print] = []
             while (
                 pending is not None and pending[0] <= market_now and len(out) < (self.max_per_frame)

@@ -10,6 +10,20 @@ authenticated REST calls (a 500 on Order/place happens before the order is taken
 placements accepted but their answer lost (held, then a 504, so the client times out); tokens
 expiring N seconds after issue (REST 401, hub sockets closed, negotiate 401); a share of orders
 rejected; Position-Brackets mode (bracket orders refused).
+
+Test-only endpoints (`/sim/*`, served by the simulator alone, never by a gateway):
+- `GET /sim/orders`: every order with its tag, origin, status and fills, and `duplicate_tags`.
+- `GET /sim/state`: account, positions, counters, replay progress.
+- `POST /sim/close {"contractId"}`: a trader closes the contract's position at market by hand in
+  the platform; the order is untagged (none of the agent's) and announced on the user hub like
+  any order (GatewayUserOrder, GatewayUserTrade, GatewayUserPosition, GatewayUserAccount).
+- `POST /sim/cancel {"orderId"}` or `{"contractId"}`: cancel that order, or every working stop
+  order of the contract (the venue or a trader cancelling the agent's stop); GatewayUserOrder.
+- `POST /sim/pause`, `POST /sim/resume`: hold the replay (market time stops, nothing matches)
+  and let it go on from where it stopped, e.g. to compare the venue with a client's books.
+Python hooks: `GatewaySim.observers` are called with every user-hub event (target, payload) as
+the venue makes it, before any client hears of it (the chaos harness kills the agent there).
+The replay and the matching go on whether or not a client is connected.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ import secrets
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +59,7 @@ from fabio.brokers.projectx.sim.venue import (
 log = logging.getLogger("fabio.gateway_sim")
 
 RS = "\x1e"
+Observer = Callable[[str, dict[str, Any]], None]  # (user-hub target, payload)
 PING = json.dumps({"type": 6}) + RS
 
 
@@ -106,6 +122,7 @@ class GatewaySim:
         self.counters: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[Any]] = []
         self.closing = asyncio.Event()  # set by `stop`: held responses are let go
+        self.observers: list[Observer] = []  # see the module's docstring
         self.decoys = [
             SimContract("CON.F.US.JY6.Z26", "6JZ6", "Japanese Yen", 0.0000005, 6.25, "F.US.JY6"),
             SimContract("CON.F.US.FVA.Z26", "FVAZ6", "Volatility index", 0.05, 5.0, "F.US.FVA"),
@@ -195,6 +212,8 @@ class GatewaySim:
                     self._send(conn, "GatewayTrade", [cid, recs])
 
     def _emit(self, target: str, key: Any, payload: dict[str, Any]) -> None:
+        for observer in list(self.observers):
+            observer(target, payload)
         for conn in list(self.conns):
             if conn.hub != "user":
                 continue
@@ -351,6 +370,7 @@ class _Api:
             return refused
         if body.get("accountId") != self.sim.venue.account.id:
             return _fail(1, "Account not found", orders=None)
+        self.sim.counters["order_search_open"] += 1
         return _ok(
             orders=[
                 self.sim.venue.order_wire(o)
@@ -367,6 +387,7 @@ class _Api:
             return _fail(1, "Account not found", orders=None)
         if "startTimestamp" not in body:  # the wrong field name is silently dropped: nothing
             return _ok(orders=[])
+        self.sim.counters["order_search"] += 1
         return _ok(orders=[self.sim.venue.order_wire(o) for o in self.sim.venue.orders.values()])
 
     async def positions(self, request: Request) -> Response:
@@ -375,6 +396,7 @@ class _Api:
             return refused
         if body.get("accountId") != self.sim.venue.account.id:
             return _fail(1, "Account not found", positions=None)
+        self.sim.counters["position_search"] += 1
         return _ok(positions=self.sim.venue.open_positions())
 
     async def trades(self, request: Request) -> Response:
@@ -383,6 +405,7 @@ class _Api:
             return refused
         if body.get("accountId") != self.sim.venue.account.id:
             return _fail(1, "Account not found", trades=None)
+        self.sim.counters["trade_search"] += 1
         return _ok(trades=list(self.sim.venue.trades))
 
     async def sim_orders(self, request: Request) -> Response:
@@ -409,6 +432,41 @@ class _Api:
                 else {"prints": replay.prints, "market_ts": replay.market_ns, "done": replay.done},
             }
         )
+
+    async def sim_close(self, request: Request) -> Response:
+        body = await self.body_of(request)
+        try:
+            order = self.sim.venue.manual_close(str(body.get("contractId")))
+        except PlaceRefused as exc:
+            return _fail(exc.code, exc.message, orderId=None)
+        self.sim.counters["sim_close"] += 1
+        return _ok(orderId=order.id)
+
+    async def sim_cancel(self, request: Request) -> Response:
+        body = await self.body_of(request)
+        order_id, contract_id = body.get("orderId"), body.get("contractId")
+        if order_id is not None and not isinstance(order_id, int):
+            return _fail(2, "orderId must be an integer", cancelled=[])
+        try:
+            done = self.sim.venue.manual_cancel(
+                order_id, None if contract_id is None else str(contract_id)
+            )
+        except PlaceRefused as exc:
+            return _fail(exc.code, exc.message, cancelled=[])
+        self.sim.counters["sim_cancel"] += len(done)
+        return _ok(cancelled=done)
+
+    async def sim_pause(self, request: Request) -> Response:
+        if self.sim.replay is None:
+            return _fail(2, "no replay")
+        self.sim.replay.pause()
+        return _ok()
+
+    async def sim_resume(self, request: Request) -> Response:
+        if self.sim.replay is None:
+            return _fail(2, "no replay")
+        self.sim.replay.resume()
+        return _ok()
 
     async def negotiate(self, request: Request) -> Response:
         token = request.query_params.get("access_token") or _bearer(request.headers)
@@ -454,6 +512,10 @@ def create_app(sim: GatewaySim) -> Starlette:
         Route("/api/Trade/search", api.trades, methods=["POST"]),
         Route("/sim/orders", api.sim_orders, methods=["GET"]),
         Route("/sim/state", api.sim_state, methods=["GET"]),
+        Route("/sim/close", api.sim_close, methods=["POST"]),
+        Route("/sim/cancel", api.sim_cancel, methods=["POST"]),
+        Route("/sim/pause", api.sim_pause, methods=["POST"]),
+        Route("/sim/resume", api.sim_resume, methods=["POST"]),
         Route("/hubs/user/negotiate", api.negotiate, methods=["POST"]),
         Route("/hubs/market/negotiate", api.negotiate, methods=["POST"]),
         WebSocketRoute("/hubs/user", api.user_hub),

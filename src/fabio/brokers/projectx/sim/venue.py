@@ -3,6 +3,11 @@
 Synchronous and pure of I/O: the server feeds it trades and requests; everything it does is
 reported through `emit(target, key, payload)` for the hubs, and kept in `orders` for
 `GET /sim/orders`. Prices are floats on the wire, matched in integer ticks.
+
+Every order records where it came from (`origin`): `api` (Order/place), `close_contract`
+(Position/closeContract) or `manual` (a trader's hand in the platform, `POST /sim/close`); a
+trader's cancellation (`POST /sim/cancel`) is told apart by its reason. The matching runs on the
+tape whether or not any client is connected: brackets fill while the agent is away.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class SimOrder:
     reason: str = ""
     fills: list[dict[str, Any]] = field(default_factory=list)
     response_lost: bool = False
+    origin: str = "api"  # api | close_contract | manual (see the module's docstring)
 
     @property
     def remaining(self) -> int:
@@ -139,7 +145,7 @@ class SimVenue:
         self.now_ns = 0
 
     # ------------------------------------------------------------------ requests
-    def place(self, body: dict[str, Any]) -> SimOrder:
+    def place(self, body: dict[str, Any], origin: str = "api") -> SimOrder:
         """Validate and accept an order; raises PlaceRefused with the gateway's errorCode."""
         if body.get("accountId") != self.account.id:
             raise PlaceRefused(1, "Account not found")
@@ -162,6 +168,7 @@ class SimVenue:
             raise PlaceRefused(2, "A stop order needs stopPrice")
         brackets = {k: body.get(k) for k in ("stopLossBracket", "takeProfitBracket")}
         order = self._new(contract, kind, side, size, limit, stop, tag)
+        order.origin = origin
         if any(v is not None for v in brackets.values()):
             self._attach_brackets(order, contract, brackets)
         self._publish(order)
@@ -238,22 +245,59 @@ class SimVenue:
             raise PlaceRefused(3, "Order is not working")
         self._cancel(order, "cancelled by request")
 
-    def close_contract(self, body: dict[str, Any]) -> None:
+    def close_contract(self, body: dict[str, Any], origin: str = "close_contract") -> SimOrder:
         if body.get("accountId") != self.account.id:
             raise PlaceRefused(1, "Account not found")
         cid = str(body.get("contractId"))
         pos = self.positions.get(cid)
         if pos is None or pos.qty == 0:
             raise PlaceRefused(2, "Position not found")
-        self.place(
+        return self.place(
             {
                 "accountId": self.account.id,
                 "contractId": cid,
                 "type": 2,
                 "side": 1 if pos.qty > 0 else 0,
                 "size": abs(pos.qty),
-            }
+            },
+            origin,
         )
+
+    def manual_close(self, contract_id: str) -> SimOrder:
+        """A trader closes the contract's position at market in the platform: an untagged order
+        that is none of the agent's (`POST /sim/close`)."""
+        if contract_id not in self.contracts:
+            raise PlaceRefused(8, "Contract not found")
+        return self.close_contract(
+            {"accountId": self.account.id, "contractId": contract_id}, origin="manual"
+        )
+
+    def manual_cancel(
+        self, order_id: int | None = None, contract_id: str | None = None
+    ) -> list[int]:
+        """A trader (or the venue) cancels an order, or every working stop order of a contract
+        (`POST /sim/cancel`); the ids cancelled."""
+        if order_id is not None:
+            order = self.orders.get(order_id)
+            if order is None:
+                raise PlaceRefused(2, "Order not found")
+            targets = [order]
+        elif contract_id is not None:
+            if contract_id not in self.contracts:
+                raise PlaceRefused(8, "Contract not found")
+            targets = [
+                o
+                for o in self.orders.values()
+                if o.contract_id == contract_id and o.type == PxOrderType.STOP
+            ]
+        else:
+            raise PlaceRefused(2, "give an orderId or a contractId")
+        done = []
+        for order in targets:
+            if PxOrderStatus(order.status).is_working:
+                self._cancel(order, "cancelled at the venue (by hand)")
+                done.append(order.id)
+        return done
 
     def _own(self, body: dict[str, Any]) -> SimOrder:
         if body.get("accountId") != self.account.id:
@@ -488,6 +532,7 @@ class SimVenue:
                 reason=o.reason,
                 responseLost=o.response_lost,
                 bracket=o.bracket,
+                origin=o.origin,
             )
             out.append(rec)
         return out
