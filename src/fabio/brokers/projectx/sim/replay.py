@@ -94,7 +94,7 @@ class Replay:
         self.offset_ns = 0
         self.stats = ReplayStats()
         self.paused = asyncio.Event()
-        self.paused.set()  # set = running
+        self.paused.set()  # set = running; cleared, the market (and its time) holds still
 
     async def run(self, on_prints: OnPrints) -> None:
         stream = heapq.merge(*(_prints(f, c.id) for c, f in self.feeds))
@@ -111,7 +111,10 @@ class Replay:
             self.offset_ns = time.time_ns() - first
         wall0 = time.monotonic()
         while True:
-            await self.paused.wait()
+            if not self.paused.is_set():  # paused: market time holds still until resumed
+                held = time.monotonic()
+                await self.paused.wait()
+                wall0 += time.monotonic() - held
             market_now = first + int((time.monotonic() - wall0) * self.speed * 1e9)
             out: list[Print] = []
             while (
