@@ -132,6 +132,26 @@ def test_no_exact_contract_and_venue_down(tmp_path: Path) -> None:
     assert "cannot connect" in asyncio.run(down())
 
 
+def test_a_busy_gateway_at_login_is_waited_for(tmp_path: Path) -> None:
+    """The gateway answers the first logins 429, 503, 429 (`Retry-After` on the 429s): the
+    live run waits and trades on (it used to stop at once: "login refused (HTTP 429)")."""
+
+    async def go() -> dict[str, int]:
+        feeds = open_feeds([], ["ES"], days=1, seed=7)
+        faults = SimFaults(login_failures=(429, 503, 429), login_retry_after_sec=0.3)
+        sim = build_sim(feeds, 600, faults, start_ns=parse_at("2024-01-02 08:30"))
+        async with SimServer(sim) as server:
+            run = LiveRun(
+                _settings(tmp_path),
+                LiveOptions(symbols=["ES"], gateway=server.url, duration_sec=300, quiet=True),
+            )
+            await run.run()
+            return dict(sim.counters)
+
+    counters = asyncio.run(go())
+    assert counters["fault_login"] == 3 and counters["login"] >= 1
+
+
 @pytest.mark.parametrize("eth", [True, False])
 def test_eth_trades_the_overnight_session(tmp_path: Path, eth: bool) -> None:
     async def evening() -> int:
@@ -206,6 +226,7 @@ def _child_env(log_dir: Path) -> dict[str, str]:
         TOPSTEP_ACCOUNT_ID="PRAC-V2-SIM-50K",
         LOG_DIR=str(log_dir),
         PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"),
+        XDG_CACHE_HOME=str(log_dir.parent / "cache"),  # its own account locks (runlock)
         ALERT_URLS="",
     )
     return env
