@@ -123,13 +123,20 @@ def test_no_exact_contract_and_venue_down(tmp_path: Path) -> None:
     async def down() -> str:
         run = LiveRun(
             _settings(tmp_path),
-            LiveOptions(symbols=["ES"], gateway="http://127.0.0.1:9", quiet=True),
+            LiveOptions(
+                symbols=["ES"],
+                gateway="http://127.0.0.1:9",
+                quiet=True,
+                config_overrides={"login_retry_sec": 3.0},  # 2 min by default
+            ),
         )
         with pytest.raises(FabioError) as info:
             await run.run()
         return str(info.value)
 
-    assert "cannot connect" in asyncio.run(down())
+    down_message = asyncio.run(down())
+    assert "cannot connect" in down_message and "try again later" in down_message
+    assert "\n" not in down_message
 
 
 def test_a_busy_gateway_at_login_is_waited_for(tmp_path: Path) -> None:
@@ -254,7 +261,7 @@ def _protected_long(sim: GatewaySim) -> tuple[int, int]:
 
 
 async def _start_child(
-    tmp_path: Path, sim: GatewaySim, url: str, *options: str
+    tmp_path: Path, sim: GatewaySim, url: str, *options: str, subscribed: bool = True
 ) -> asyncio.subprocess.Process:
     """`fabio run --mode live` (live_child.py: a brain that enters long at once) against `url`;
     its stdout and stderr go to out.txt and err.txt under `tmp_path`. The simulated market
@@ -262,6 +269,8 @@ async def _start_child(
     time: the run sees the session from 08:30 whatever the machine's load)."""
     assert sim.replay is not None
     sim.replay.paused.clear()
+    if not subscribed:  # the run will not get as far: the market runs as usual
+        sim.replay.paused.set()
     with (
         (tmp_path / "out.txt").open("wb") as out,
         (tmp_path / "err.txt").open("wb") as err,
@@ -277,6 +286,8 @@ async def _start_child(
             stdout=out,
             stderr=err,
         )
+    if not subscribed:
+        return proc
     await _until(
         lambda: (
             any(c.hub == "market" and c.trades for c in sim.conns) or proc.returncode is not None
@@ -373,4 +384,40 @@ def test_a_duration_end_in_a_position_says_what_stays_open(tmp_path: Path) -> No
     assert "ES long 1 @" in out and "SIGTERM" not in out
     records = read_journal(tmp_path / "logs" / EXECUTION_JOURNAL).records
     assert not [r for r in records if r.get("type") == "shutdown"]
+    _assert_clean_exit(err)
+
+
+def test_sigterm_while_the_login_is_retried_exits_0(tmp_path: Path) -> None:
+    """The gateway answers every login 429: the run keeps retrying (start-up budget 2 min)
+    and a SIGTERM then ends it at once, cleanly, with its summary and exit code 0."""
+
+    async def scenario() -> tuple[int | None, int]:
+        feeds = open_feeds([], ["ES"], days=1, seed=7)
+        faults = SimFaults(login_failures=(429,) * 10_000, login_retry_after_sec=0.5)
+        sim = build_sim(feeds, 60, faults, start_ns=parse_at("2024-01-02 08:30"))
+        async with SimServer(sim) as server:
+            proc = await _start_child(tmp_path, sim, server.url, subscribed=False)
+            try:
+                await _until(
+                    lambda: sim.counters["fault_login"] >= 2 or proc.returncode is not None,
+                    120,
+                    "a retried login",
+                    tmp_path,
+                )
+                assert proc.returncode is None, "the run gave up at the first 429"
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 60)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            return proc.returncode, sim.counters["login"]
+
+    code, logins = asyncio.run(scenario())
+    out = (tmp_path / "out.txt").read_text()
+    err = (tmp_path / "err.txt").read_text()
+    assert code == 0, err[-2000:]
+    assert logins == 0
+    assert "Live session ended" in out and "SIGTERM" in out
+    assert "rate limited (HTTP 429); retrying" in err  # said while waiting
     _assert_clean_exit(err)

@@ -218,8 +218,8 @@ class ProjectXHttp:
                     self._report("disconnected", f"{name}: {exc.reason}; gave up")
                     raise VenueUnavailable(
                         name,
-                        f"the gateway did not let us in for {_duration(waited)} ({failures} "
-                        f"attempts, the last: {exc.reason}); try again later",
+                        f"gave up after {failures} attempts in {_duration(waited)}: "
+                        f"{exc.reason}; try again later",
                     ) from None
                 if reported is None or now - reported >= LOGIN_REPORT_EVERY_SEC:
                     reported = now

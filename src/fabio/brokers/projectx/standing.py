@@ -11,13 +11,13 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from fabio.brokers.projectx.errors import GatewayError
 from fabio.brokers.projectx.models import (
     PxOrder,
     PxOrderSide,
     PxOrderType,
     PxPosition,
 )
+from fabio.errors import FabioError
 
 STOP_TYPES = frozenset({PxOrderType.STOP, PxOrderType.STOP_LIMIT, PxOrderType.TRAILING_STOP})
 
@@ -39,25 +39,27 @@ class Standing:
         return sum(o.size - o.fill_volume for o in self.stops)
 
     def line(self) -> str:
-        """One line for the trader, e.g. `ES long 1 @ 4750.25: stop 4748 and target 4753
-        working at the venue`."""
+        """One line for the trader, e.g. `ES long 1 @ 4750.25: stop 4748 (1) and target
+        4753 (1) working at the venue`, with `; NO working stop for N` when not covered."""
         parts: list[str] = []
+        warning = ""
         if self.qty:
             side = "long" if self.qty > 0 else "short"
             head = f"{self.symbol} {side} {abs(self.qty)} @ {self.average_price:g}"
-            if self.stop_qty < abs(self.qty):
-                parts.append(f"NO working stop for {abs(self.qty) - self.stop_qty}")
             if self.stops:
                 parts.append("stop " + _prices(self.stops, stop=True))
             if self.targets:
                 parts.append("target " + _prices(self.targets, stop=False))
+            if self.stop_qty < abs(self.qty):
+                warning = f"; NO working stop for {abs(self.qty) - self.stop_qty}"
         else:
             head = f"{self.symbol} flat"
         if self.others:
             parts.append(
                 f"{len(self.others)} other order(s) " + ", ".join(_describe(o) for o in self.others)
             )
-        return f"{head}: {' and '.join(parts)} working at the venue" if parts else head
+        working = f": {' and '.join(parts)} working at the venue" if parts else ""
+        return head + working + warning
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,7 +88,7 @@ async def standing_at_venue(
             asyncio.gather(http.positions(account_id), http.open_orders(account_id)), timeout
         )
         fresh = True
-    except (GatewayError, TimeoutError):
+    except (FabioError, TimeoutError):  # a refusal, an unreadable answer, no answer
         positions = list(cached_positions.values())
         orders = [o for o in cached_orders.values() if o.status.is_working]
         fresh = False
