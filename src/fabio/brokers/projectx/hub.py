@@ -60,6 +60,7 @@ class HubSupervisor:
         self._client: SignalRClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._closing: set[asyncio.Task[Any]] = set()  # old sockets' closing handshakes
         self.connected = asyncio.Event()
         self.last_message = time.monotonic()
         self.connects = 0
@@ -83,7 +84,7 @@ class HubSupervisor:
 
     async def stop(self) -> None:
         """End the connection and its client's tasks (the supervisor notices `_stop` within
-        50 ms; it is cancelled if it has not ended after `grace`), never hanging a stop."""
+        50 ms; it is cancelled if it has not ended after 2 s), never hanging a stop."""
         self._stop.set()
         task = self._task
         if task is not None and not task.done():
@@ -94,6 +95,8 @@ class HubSupervisor:
                     await asyncio.wait({task}, timeout=5.0)
         if task is not None and task.done() and not task.cancelled():
             task.exception()  # retrieved: a failure at stop is not worth a warning
+        if self._closing:  # the sockets' closing handshakes end before the loop does
+            await asyncio.wait(set(self._closing), timeout=self.connect_timeout)
         self._set("disconnected", "stopped")
 
     def _set(self, status: str, detail: str = "") -> None:
@@ -158,7 +161,7 @@ class HubSupervisor:
             finally:  # also when this supervisor is cancelled: the client never outlives it
                 self.connected.clear()
                 self._client = None
-                await _end(runner, self.connect_timeout)
+                await self._retire(runner)
             if self._stop.is_set():
                 break
             if why == "auth":
@@ -168,6 +171,12 @@ class HubSupervisor:
             self._set("reconnecting", why)
             attempt += 1
             await self._sleep(attempt)
+
+    async def _retire(self, runner: asyncio.Task[None]) -> None:
+        """End a client; a stop waits for its socket's closing handshake, a reconnect not."""
+        for closing in await _end(runner):
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     async def _wait_open(self, runner: asyncio.Task[None], opened: asyncio.Event) -> str | None:
         waiter = asyncio.ensure_future(opened.wait())
@@ -245,26 +254,24 @@ def quiet_cancelled_sockets(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(handler)
 
 
-async def _end(runner: asyncio.Task[None], close_timeout: float = 5.0) -> None:
-    """Cancel a pysignalr client's task and wait for it, and for its socket to close.
+async def _end(runner: asyncio.Task[None]) -> set[asyncio.Task[Any]]:
+    """Cancel a pysignalr client's task and wait for it; the tasks closing its socket.
 
     pysignalr iterates websockets' connection generator and leaves it suspended when cancelled;
     the event loop then closes it in a task of its own (`aclose()`, which waits for the closing
-    handshake). That task is awaited here, so it never outlives the loop ("Task was destroyed
-    but it is pending!" at exit).
+    handshake). Those tasks are returned so that a stop can wait for them: none may outlive
+    the loop ("Task was destroyed but it is pending!" at exit). A reconnect does not wait.
     """
     before = asyncio.all_tasks()
     runner.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await runner
     await asyncio.sleep(0)  # the loop's finalizer hook schedules the generator's aclose()
-    closing = {
+    return {
         t
         for t in asyncio.all_tasks() - before
         if type(t.get_coro()).__name__ == "async_generator_athrow"
     }
-    if closing:
-        await asyncio.wait(closing, timeout=close_timeout)
 
 
 def _failure(runner: asyncio.Task[None]) -> str:
