@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from fabio.brokers.projectx.models import PxOrderStatus, PxOrderType
 from fabio.brokers.projectx.sim.run import SimServer, build_sim, open_feeds
-from fabio.brokers.projectx.sim.server import SimFaults
+from fabio.brokers.projectx.sim.server import GatewaySim, SimFaults
 from fabio.config import Settings
 from fabio.errors import FabioError
 from fabio.journal import read_journal
@@ -117,13 +123,40 @@ def test_no_exact_contract_and_venue_down(tmp_path: Path) -> None:
     async def down() -> str:
         run = LiveRun(
             _settings(tmp_path),
-            LiveOptions(symbols=["ES"], gateway="http://127.0.0.1:9", quiet=True),
+            LiveOptions(
+                symbols=["ES"],
+                gateway="http://127.0.0.1:9",
+                quiet=True,
+                config_overrides={"login_retry_sec": 3.0},  # 2 min by default
+            ),
         )
         with pytest.raises(FabioError) as info:
             await run.run()
         return str(info.value)
 
-    assert "cannot connect" in asyncio.run(down())
+    down_message = asyncio.run(down())
+    assert "cannot connect" in down_message and "try again later" in down_message
+    assert "\n" not in down_message
+
+
+def test_a_busy_gateway_at_login_is_waited_for(tmp_path: Path) -> None:
+    """The gateway answers the first logins 429, 503, 429 (`Retry-After` on the 429s): the
+    live run waits and trades on (it used to stop at once: "login refused (HTTP 429)")."""
+
+    async def go() -> dict[str, int]:
+        feeds = open_feeds([], ["ES"], days=1, seed=7)
+        faults = SimFaults(login_failures=(429, 503, 429), login_retry_after_sec=0.3)
+        sim = build_sim(feeds, 600, faults, start_ns=parse_at("2024-01-02 08:30"))
+        async with SimServer(sim) as server:
+            run = LiveRun(
+                _settings(tmp_path),
+                LiveOptions(symbols=["ES"], gateway=server.url, duration_sec=300, quiet=True),
+            )
+            await run.run()
+            return dict(sim.counters)
+
+    counters = asyncio.run(go())
+    assert counters["fault_login"] == 3 and counters["login"] >= 1
 
 
 @pytest.mark.parametrize("eth", [True, False])
@@ -210,3 +243,204 @@ def test_the_dashboard_watches_a_live_run_in_process(tmp_path: Path) -> None:
     snap = asyncio.run(live())
     assert seen, "no agent event reached the subscribers"
     assert any(s.startswith("ES") for s in snap["symbols"]), snap["symbols"]  # type: ignore[union-attr]
+
+
+LIVE_CHILD = Path(__file__).parent / "brokers" / "projectx" / "live_child.py"
+
+
+def _child_env(log_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOPSTEP_", "OPENAI_"))}
+    env.update(
+        TOPSTEP_USERNAME="trader",
+        TOPSTEP_API_KEY="k",
+        TOPSTEP_ACCOUNT_ID="PRAC-V2-SIM-50K",
+        LOG_DIR=str(log_dir),
+        PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"),
+        XDG_CACHE_HOME=str(log_dir.parent / "cache"),  # its own account locks (runlock)
+        ALERT_URLS="",
+    )
+    return env
+
+
+async def _until(cond: Callable[[], bool], timeout: float, what: str, tmp_path: Path) -> None:
+    end = time.monotonic() + timeout  # bounds a hang only: the machine may be busy
+    while not cond():
+        if time.monotonic() > end:
+            err = (tmp_path / "err.txt").read_text()[-2000:]
+            raise AssertionError(f"timed out waiting for {what}; the run's stderr: {err}")
+        await asyncio.sleep(0.05)
+
+
+def _protected_long(sim: GatewaySim) -> tuple[int, int]:
+    """The venue's ES position and how much of it a working sell stop covers."""
+    venue = sim.venue
+    qty = sum(p.qty for p in venue.positions.values())
+    covered = sum(
+        o.remaining
+        for o in venue.orders.values()
+        if o.type == PxOrderType.STOP and o.status == PxOrderStatus.OPEN and o.sign < 0
+    )
+    return qty, covered
+
+
+async def _start_child(
+    tmp_path: Path, sim: GatewaySim, url: str, *options: str, subscribed: bool = True
+) -> asyncio.subprocess.Process:
+    """`fabio run --mode live` (live_child.py: a brain that enters long at once) against `url`;
+    its stdout and stderr go to out.txt and err.txt under `tmp_path`. The simulated market
+    holds still until the run has subscribed to its prints (so a slow start costs no market
+    time: the run sees the session from 08:30 whatever the machine's load)."""
+    assert sim.replay is not None
+    sim.replay.pause()
+    if not subscribed:  # the run will not get as far: the market runs as usual
+        sim.replay.resume()
+    with (
+        (tmp_path / "out.txt").open("wb") as out,
+        (tmp_path / "err.txt").open("wb") as err,
+    ):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(LIVE_CHILD),
+            url,
+            "--quiet",
+            *options,
+            cwd=tmp_path,
+            env=_child_env(tmp_path / "logs"),
+            stdout=out,
+            stderr=err,
+        )
+    if not subscribed:
+        return proc
+    await _until(
+        lambda: (
+            any(c.hub == "market" and c.trades for c in sim.conns) or proc.returncode is not None
+        ),
+        120,
+        "the run's market subscription",
+        tmp_path,
+    )
+    sim.replay.resume()
+    return proc
+
+
+def _assert_clean_exit(err: str) -> None:
+    """No pending-task warning (asyncio shut down cleanly) and no traceback on stderr."""
+    assert "Task was destroyed" not in err, err[-3000:]
+    assert "Traceback" not in err and "never retrieved" not in err, err[-3000:]
+
+
+def test_sigterm_in_a_position_keeps_the_venue_stop_and_exits_0(tmp_path: Path) -> None:
+    """PM2/systemd stop a live run holding a position: exit 0, a journaled `shutdown`, the
+    summary printed, the position and its stop still working at the venue, a clean asyncio
+    shutdown (no pending-task warning, no traceback)."""
+    logs = tmp_path / "logs"
+
+    async def scenario() -> tuple[int | None, tuple[int, int], tuple[int, int]]:
+        feeds = open_feeds([], ["ES"], days=2, seed=7)
+        sim = build_sim(feeds, 60, None, start_ns=parse_at("2024-01-02 08:30"))
+        async with SimServer(sim) as server:
+            proc = await _start_child(tmp_path, sim, server.url)
+            try:
+                await _until(
+                    lambda: _protected_long(sim)[0] > 0 or proc.returncode is not None,
+                    120,
+                    "a long position at the venue",
+                    tmp_path,
+                )
+                assert proc.returncode is None, "the run ended before it entered"
+                await _until(
+                    lambda: _protected_long(sim)[1] >= _protected_long(sim)[0],
+                    30,
+                    "its stop working",
+                    tmp_path,
+                )
+                sim.replay.pause()  # the market holds still: the stop cannot fill
+                before = _protected_long(sim)
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 60)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            return proc.returncode, before, _protected_long(sim)
+
+    code, before, after = asyncio.run(scenario())
+    out = (tmp_path / "out.txt").read_text()
+    err = (tmp_path / "err.txt").read_text()
+    assert code == 0, err[-2000:]
+    assert after == before and after[0] > 0 and after[1] >= after[0]  # not flattened, protected
+    records = read_journal(logs / EXECUTION_JOURNAL).records
+    shutdown = [r for r in records if r.get("type") == "shutdown"]
+    assert len(shutdown) == 1 and shutdown[0]["reason"] == "SIGTERM"
+    assert shutdown[0]["open_trade"] is not None
+    assert "Live session ended" in out and "SIGTERM" in out
+    assert "ES long" in out and "stop" in out  # the summary says what stays open
+    assert "left open: ES long 1" in err
+    _assert_clean_exit(err)
+
+
+def test_a_duration_end_in_a_position_says_what_stays_open(tmp_path: Path) -> None:
+    """`--duration` ends while the position is open (the scripted entry comes at about 08:34,
+    its stop and target are not reached before 09:34 in this market): the process exits 0
+    and says, in its summary and on stderr, that the position stays open with its stop and
+    target working at the venue; asyncio shuts down without a pending-task warning."""
+
+    async def scenario() -> tuple[int | None, tuple[int, int]]:
+        feeds = open_feeds([], ["ES"], days=2, seed=7)
+        sim = build_sim(feeds, 60, None, start_ns=parse_at("2024-01-02 08:30"))
+        async with SimServer(sim) as server:
+            proc = await _start_child(tmp_path, sim, server.url, "--duration", "20m")
+            try:
+                await asyncio.wait_for(proc.wait(), 240)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            return proc.returncode, _protected_long(sim)
+
+    code, venue = asyncio.run(scenario())
+    out = (tmp_path / "out.txt").read_text()
+    err = (tmp_path / "err.txt").read_text()
+    assert code == 0, err[-2000:]
+    assert venue[0] == 1 and venue[1] >= 1, venue  # the run left its position, protected
+    assert "left open: ES long 1 @" in err and "stop" in err and "target" in err
+    assert "ES long 1 @" in out and "SIGTERM" not in out
+    records = read_journal(tmp_path / "logs" / EXECUTION_JOURNAL).records
+    assert not [r for r in records if r.get("type") == "shutdown"]
+    _assert_clean_exit(err)
+
+
+def test_sigterm_while_the_login_is_retried_exits_0(tmp_path: Path) -> None:
+    """The gateway answers every login 429: the run keeps retrying (start-up budget 2 min)
+    and a SIGTERM then ends it at once, cleanly, with its summary and exit code 0."""
+
+    async def scenario() -> tuple[int | None, int]:
+        feeds = open_feeds([], ["ES"], days=1, seed=7)
+        faults = SimFaults(login_failures=(429,) * 10_000, login_retry_after_sec=0.5)
+        sim = build_sim(feeds, 60, faults, start_ns=parse_at("2024-01-02 08:30"))
+        async with SimServer(sim) as server:
+            proc = await _start_child(tmp_path, sim, server.url, subscribed=False)
+            try:
+                await _until(
+                    lambda: sim.counters["fault_login"] >= 2 or proc.returncode is not None,
+                    120,
+                    "a retried login",
+                    tmp_path,
+                )
+                assert proc.returncode is None, "the run gave up at the first 429"
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 60)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            return proc.returncode, sim.counters["login"]
+
+    code, logins = asyncio.run(scenario())
+    out = (tmp_path / "out.txt").read_text()
+    err = (tmp_path / "err.txt").read_text()
+    assert code == 0, err[-2000:]
+    assert logins == 0
+    assert "Live session ended" in out and "SIGTERM" in out
+    assert "rate limited (HTTP 429); retrying" in err  # said while waiting
+    _assert_clean_exit(err)

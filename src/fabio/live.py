@@ -7,6 +7,11 @@ hub's prints. The agent's clock is the feed's exchange timestamps.
 
 `--shadow` connects, reconciles, streams, records the tape and decides, but sends no order.
 
+SIGTERM (PM2, systemd) stops new entries at once, leaves positions with their stop and target
+working at the venue (nothing cancelled, nothing flattened), journals a `shutdown` record per
+symbol, prints the summary and exits 0. The summary and stderr say what is left open at the
+venue, also at the end of `--duration`.
+
 Unexplained state policy (checked after every reconciliation, twice in a row to let in-flight
 events land): a venue position the journal cannot explain, or a position without a working
 stop, engages the kill switch (journaled; new entries halt; the engine flattens what it knows)
@@ -16,6 +21,7 @@ and flattens the venue's position of that contract at market. Release with
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +35,7 @@ from fabio.brain.decide import make_brain
 from fabio.brokers.projectx.config import projectx_config
 from fabio.brokers.projectx.errors import GatewayError
 from fabio.brokers.projectx.session import ProjectXSession
+from fabio.brokers.projectx.standing import Standing, standing_at_venue
 from fabio.brokers.projectx.tape import TapeRecorder, merge_parts
 from fabio.config import Settings
 from fabio.errors import FabioError
@@ -40,6 +47,7 @@ from fabio.journal import read_journal
 from fabio.killswitch import EXECUTION_JOURNAL
 from fabio.runlock import RunLock
 from fabio.sessions import SessionKind
+from fabio.shutdown import journal_shutdown, on_sigterm
 from fabio.wiring import AgentOptions, LiveVenue, build_agent, read_state, register_live_venue
 
 NS = 1_000_000_000
@@ -155,6 +163,9 @@ class LiveRun:
         self._suspect: set[str] = set()
         self.started = time.monotonic()
         self.connection: dict[str, str] = {}
+        self.terminated = False  # SIGTERM: no new entry, the loop ends, nothing is flattened
+        self._connecting: asyncio.Future[ProjectXSession] | None = None
+        self.left_at_venue: list[Standing] | None = None
 
     def _on_state(self, component: str, status: str, detail: str) -> None:
         self.connection[component] = status
@@ -181,18 +192,17 @@ class LiveRun:
             session.journal_fills[c.symbol] = journaled_fills(self.settings.log_dir, c.symbol)
         try:
             await session.connect(self.options.symbols)
+            if not await session.wait_connected(self.options.connect_timeout_sec):
+                raise FabioError(
+                    f"the gateway's hubs did not connect within "
+                    f"{self.options.connect_timeout_sec:.0f} s ({self.connection})"
+                )
         except GatewayError as exc:
             await session.close()
             raise FabioError(str(exc)) from None
-        except FabioError:
+        except (FabioError, asyncio.CancelledError):  # also SIGTERM while connecting
             await session.close()
             raise
-        if not await session.wait_connected(self.options.connect_timeout_sec):
-            await session.close()
-            raise FabioError(
-                f"the gateway's hubs did not connect within "
-                f"{self.options.connect_timeout_sec:.0f} s ({self.connection})"
-            )
         return session
 
     def banner(self) -> dict[str, Any]:
@@ -250,18 +260,56 @@ class LiveRun:
 
     async def run(self, on_connected: Callable[[], None] | None = None) -> dict[str, Any]:
         """Connect (then `on_connected`, e.g. to show the banner), build the agents, trade until
-        the end; the venue is unregistered, the session closed and the lock released after."""
-        session = await self.connect()
-        if on_connected is not None:
-            on_connected()
-        try:
-            self.build()
-            await self._loop(session)
-        finally:
-            register_live_venue(None)
-            await session.close()
-            self.release()
+        the end (`--duration`, SIGTERM); the venue is unregistered, the session closed and the
+        lock released after. What stays open at the venue is reported, never flattened."""
+        with on_sigterm(self._terminate):
+            self._connecting = asyncio.ensure_future(self.connect())
+            try:
+                session = await self._connecting
+            except asyncio.CancelledError:
+                if not self.terminated:
+                    raise
+                return self.summary()  # SIGTERM while connecting: nothing was traded
+            if on_connected is not None:
+                on_connected()
+            try:
+                self.build()
+                if not self.terminated:
+                    await self._loop(session)
+                for agent in self.agents.values():
+                    agent.execution.process_broker_events()
+                    if self.terminated:
+                        journal_shutdown(agent, ts_ns=session.clock_ns())
+                await self._report_open(session)
+            finally:
+                register_live_venue(None)
+                await session.close()
+                self.release()
         return self.summary()
+
+    def _terminate(self) -> None:
+        """SIGTERM: stop taking entries now (the loop feeds no agent after this); the venue
+        keeps every stop and target."""
+        if self.terminated:
+            return
+        self.terminated = True
+        self.console.print("SIGTERM: no new entries; stopping (venue orders stay working)")
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        elif self.session is not None:
+            self.session.notify()
+
+    async def _report_open(self, session: ProjectXSession) -> None:
+        """Say on stderr (even with --quiet) and in the summary what stays open at the venue."""
+        symbols = {cid: feed.contract.symbol for cid, feed in session.feeds.items()}
+        self.left_at_venue, fresh = await standing_at_venue(
+            session.account.id, symbols, session.http, session.venue_positions, session.venue_orders
+        )
+        warn = Console(stderr=True)
+        for standing in self.left_at_venue:
+            if standing.qty:
+                source = "" if fresh else " (as last reported: the venue did not answer)"
+                warn.print(f"[bold yellow]left open:[/] {standing.line()}{source}", soft_wrap=True)
 
     def release(self) -> None:
         """Let another process trade this folder and account once this run is over."""
@@ -273,11 +321,13 @@ class LiveRun:
         end_ns: int | None = None
         last_check = time.monotonic()
         reconciles = session.reconciles
-        while True:
+        while not self.terminated:
             await session.wait_activity(0.25)
             for symbol, agent in self.agents.items():
                 feed = session.feed_for(parse_symbol(symbol))
                 for batch in feed.get_nowait():
+                    if self.terminated:  # SIGTERM during this step: no more decisions
+                        return
                     if end_ns is None and self.options.duration_sec is not None:
                         end_ns = int(batch.trades.ts[0]) + int(self.options.duration_sec * NS)
                     await agent.feed(batch.trades)
@@ -346,6 +396,10 @@ class LiveRun:
                 for r in agent.execution.recoveries
             ],
         }
+        if self.terminated:
+            out["stopped_by"] = "SIGTERM (no new entries; venue orders kept, nothing flattened)"
+        if self.left_at_venue is not None:
+            out["left_at_venue"] = [s.line() for s in self.left_at_venue] or "nothing"
         for symbol, agent in self.agents.items():
             st = agent.status
             out[symbol] = {

@@ -9,9 +9,7 @@ journaled state, on the next trade date after the last one traded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,11 +28,12 @@ from fabio.agent import Agent
 from fabio.brain.decide import make_brain
 from fabio.config import Settings
 from fabio.domain import TradeBatch
-from fabio.events import Event, ShutdownEvent
+from fabio.events import Event
 from fabio.execution.ledger import Ledger
 from fabio.instruments import parse_symbol
 from fabio.ports import MarketFeed
 from fabio.sessions import cme_calendar
+from fabio.shutdown import journal_shutdown, on_sigterm
 from fabio.status import AgentStatus
 from fabio.timeutil import format_ns
 from fabio.wiring import AgentOptions, build_agent, live_venue, read_state
@@ -141,19 +140,14 @@ class PaperSession:
         )
         self.terminated = False
         pacing = asyncio.ensure_future(self._pace(agent, feed, trade_from, view))
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGTERM, self._terminate, pacing)
-        with view as live:
+        with view as live, on_sigterm(lambda: self._terminate(pacing)):
             try:
                 await pacing
             except (KeyboardInterrupt, asyncio.CancelledError):
                 pacing.cancel()
             finally:
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(signal.SIGTERM)
                 if self.terminated:
-                    self._journal_shutdown(agent)
+                    journal_shutdown(agent)
                 else:
                     await agent.close_session()
                 live.update(self._view(agent.status, "stopped"))
@@ -163,18 +157,6 @@ class PaperSession:
         """SIGTERM (PM2, systemd): stop taking entries now; positions keep their stops."""
         self.terminated = True
         pacing.cancel()
-
-    def _journal_shutdown(self, agent: Agent) -> None:
-        """Leave positions and their bracket orders as journaled; a restart re-protects them."""
-        trade = agent.execution.position()
-        agent.execution.emit(
-            ShutdownEvent(
-                ts_ns=agent.status.market_ts_ns or 0,
-                symbol=agent.symbol,
-                reason="SIGTERM",
-                open_trade=None if trade is None or trade.qty == 0 else trade.trade_id,
-            )
-        )
 
     async def _pace(
         self, agent: Agent, feed: MarketFeed, trade_from: int, live: Live | _NoView

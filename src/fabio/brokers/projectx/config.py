@@ -31,6 +31,7 @@ class ProjectXConfig(BaseModel):
     request_timeout_sec: float = Field(10.0, gt=0)
     order_timeout_sec: float = Field(5.0, gt=0)
     revalidate_every_sec: float = Field(6 * 3600.0, gt=0)  # well before the 24 h expiry
+    login_retry_sec: float = Field(120.0, ge=0)  # a busy gateway at start-up: then give up
     requests_per_minute: int = Field(200, ge=1)
     bars_per_30s: int = Field(50, ge=1)
     hub_stale_after_sec: float = Field(30.0, gt=0)

@@ -10,6 +10,12 @@ Money-moving calls (`Order/place`, `modify`, `cancel`, `Position/close*`) are ne
 a timeout, 5xx, 429 or an uncertain error code: they raise `OrderUncertain` and the caller looks
 the order up by its `customTag` before doing anything else. Only a 401 (the gateway did not
 look at the request) is retried once, after renewing the token.
+
+Login and validate are retried on a 429, a 5xx or a network error, with jittered exponential
+backoff that honours `Retry-After`: for `login_retry_sec` (2 min) at start-up, then a one-line
+error; indefinitely once the session runs (a re-login), saying so at most once a minute. Only a
+refusal of the key, the username or the account (`success: false` with its error code, HTTP
+401/403) is final.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,6 +60,20 @@ from fabio.brokers.projectx.parsing import (
 log = logging.getLogger("fabio.projectx.http")
 
 READ_RETRIES = 4
+LOGIN_BACKOFF_INITIAL_SEC = 1.0
+LOGIN_BACKOFF_MAX_SEC = 30.0
+LOGIN_REPORT_EVERY_SEC = 60.0
+
+StateCallback = Callable[[str, str], None]  # (status, detail), as the hubs report
+
+
+class _Transient(Exception):
+    """A login or validate answer worth retrying: 429, 5xx, a network error."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
 
 
 class SlidingWindowLimiter:
@@ -90,6 +110,8 @@ class ProjectXHttp:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_state: StateCallback | None = None,
     ) -> None:
         self.config = config
         self._client = httpx.AsyncClient(
@@ -102,6 +124,8 @@ class ProjectXHttp:
         self._token_at = 0.0
         self._auth_lock = asyncio.Lock()
         self._monotonic = monotonic
+        self._sleep = sleep  # injectable with `monotonic`: the retry tests do not really wait
+        self._on_state = on_state
         self._limiter = SlidingWindowLimiter(config.requests_per_minute, 60.0)
         self._bars_limiter = SlidingWindowLimiter(config.bars_per_30s, 30.0)
         self.calls: dict[str, int] = {}
@@ -124,10 +148,19 @@ class ProjectXHttp:
         return self._token
 
     async def login(self) -> None:
+        """Log in at start-up: a busy or unreachable gateway is retried for
+        `login_retry_sec`, a refused key, username or account fails at once."""
         async with self._auth_lock:
-            await self._login_locked()
+            await self._login_locked(self.config.login_retry_sec)
 
-    async def _login_locked(self) -> None:
+    async def _login_locked(self, budget_sec: float | None) -> None:
+        """`budget_sec`: how long to keep retrying a transient failure (None: for ever)."""
+        token = await self._retrying("Auth/loginKey", self._login_once, budget_sec)
+        self._token = token
+        self._token_at = self._monotonic()
+        log.info("logged in to %s", self.config.api_url)
+
+    async def _login_once(self) -> str:
         body = {
             "userName": self.config.username,
             "apiKey": self.config.api_key.get_secret_value(),
@@ -135,9 +168,8 @@ class ProjectXHttp:
         try:
             resp = await self._client.post("/api/Auth/loginKey", json=body)
         except httpx.HTTPError as exc:
-            raise VenueUnavailable("Auth/loginKey", _net_reason(exc)) from None
-        if resp.status_code >= 500:
-            raise VenueUnavailable("Auth/loginKey", f"HTTP {resp.status_code}")
+            raise _Transient(_net_reason(exc)) from None
+        _raise_transient(resp)
         if resp.status_code != 200:
             raise AuthError("Auth/loginKey", f"login refused (HTTP {resp.status_code})")
         data = _json(resp, "Auth/loginKey")
@@ -145,9 +177,67 @@ class ProjectXHttp:
             code = data.get("errorCode")
             why = LOGIN_ERRORS.get(code, "login refused") if isinstance(code, int) else "refused"
             raise AuthError("Auth/loginKey", f"login failed: {why}", code)
-        self._token = str(data["token"])
-        self._token_at = self._monotonic()
-        log.info("logged in to %s", self.config.api_url)
+        return str(data["token"])
+
+    async def _validate_once(self, token: str) -> str | None:
+        """A new token from `validate`, or None when the gateway refuses the session."""
+        try:
+            resp = await self._client.post(
+                "/api/Auth/validate", headers={"Authorization": f"Bearer {token}"}
+            )
+        except httpx.HTTPError as exc:
+            raise _Transient(_net_reason(exc)) from None
+        _raise_transient(resp)
+        if resp.status_code != 200:
+            return None
+        try:
+            data = _json(resp, "Auth/validate")
+        except GatewayError:
+            return None
+        new = data.get("newToken") if data.get("success") else None
+        return str(new) if new else None
+
+    async def _retrying(
+        self, name: str, attempt: Callable[[], Awaitable[Any]], budget_sec: float | None
+    ) -> Any:
+        """`attempt()` until it answers, retrying `_Transient` failures with jittered
+        exponential backoff (at least `Retry-After`); at most `budget_sec` (None: for ever,
+        reported at most once a minute). Any other error is raised at once."""
+        start = self._monotonic()
+        reported: float | None = None
+        failures = 0
+        while True:
+            try:
+                result = await attempt()
+            except _Transient as exc:
+                failures += 1
+                now = self._monotonic()
+                waited = now - start
+                delay = _login_delay(failures, exc.retry_after)
+                if budget_sec is not None and waited + delay > budget_sec:
+                    self._report("disconnected", f"{name}: {exc.reason}; gave up")
+                    raise VenueUnavailable(
+                        name,
+                        f"gave up after {failures} attempts in {_duration(waited)}: "
+                        f"{exc.reason}; try again later",
+                    ) from None
+                if reported is None or now - reported >= LOGIN_REPORT_EVERY_SEC:
+                    reported = now
+                    detail = f"{name}: {exc.reason}; retrying"
+                    if waited > 0:
+                        detail += f" (for {_duration(waited)} so far)"
+                    log.warning("%s", detail)
+                    self._report("retrying", detail)
+                await self._sleep(delay)
+                continue
+            if failures:
+                log.info("%s answered after %d failed attempts", name, failures)
+                self._report("connected", "")
+            return result
+
+    def _report(self, status: str, detail: str) -> None:
+        if self._on_state is not None:
+            self._on_state(status, detail)
 
     async def renew(self, stale: str | None = None) -> None:
         """`validate` the session (new token); a refused validate falls back to a fresh login.
@@ -158,22 +248,19 @@ class ProjectXHttp:
             if stale is not None and self._token != stale:
                 return
             if self._token is None:
-                await self._login_locked()
+                await self._login_locked(self.config.login_retry_sec)
                 return
-            try:
-                resp = await self._client.post(
-                    "/api/Auth/validate", headers={"Authorization": f"Bearer {self._token}"}
-                )
-                data = _json(resp, "Auth/validate") if resp.status_code == 200 else {}
-            except (httpx.HTTPError, GatewayError):
-                data = {}
-            new = data.get("newToken") if data.get("success") else None
+            # Mid-session: a busy or unreachable gateway is waited for as long as it takes.
+            current = self._token
+            new = await self._retrying(
+                "Auth/validate", lambda: self._validate_once(current), budget_sec=None
+            )
             if new:
-                self._token = str(new)
+                self._token = new
                 self._token_at = self._monotonic()
                 return
             log.info("session validate refused: logging in again")
-            await self._login_locked()
+            await self._login_locked(None)
 
     # ------------------------------------------------------------------ transport
     async def _post(
@@ -350,6 +437,28 @@ def _net_reason(exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.ConnectError):
         return "cannot connect (is the gateway address right and reachable?)"
     return type(exc).__name__
+
+
+def _raise_transient(resp: httpx.Response) -> None:
+    """429 and 5xx answers to login or validate are worth another try."""
+    if resp.status_code == 429:
+        raise _Transient("rate limited (HTTP 429)", _retry_after(resp))
+    if resp.status_code >= 500:
+        raise _Transient(f"HTTP {resp.status_code}", _retry_after(resp))
+
+
+def _login_delay(failures: int, retry_after: float | None) -> float:
+    """Jittered exponential backoff (1 s, 2 s, 4 s … 30 s, each ×0.5–1.5), never shorter
+    than the gateway's `Retry-After` (plus up to 10 % so that clients do not return in step)."""
+    base = min(LOGIN_BACKOFF_MAX_SEC, LOGIN_BACKOFF_INITIAL_SEC * 2 ** (failures - 1))
+    delay = base * (0.5 + random.random())
+    if retry_after is not None:
+        delay = max(delay, retry_after * (1.0 + 0.1 * random.random()))
+    return delay
+
+
+def _duration(sec: float) -> str:
+    return f"{sec / 60:.0f} min" if sec >= 90 else f"{sec:.0f} s"
 
 
 def _backoff(attempt: int) -> float:

@@ -60,6 +60,7 @@ class HubSupervisor:
         self._client: SignalRClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._closing: set[asyncio.Task[Any]] = set()  # old sockets' closing handshakes
         self.connected = asyncio.Event()
         self.last_message = time.monotonic()
         self.connects = 0
@@ -82,11 +83,20 @@ class HubSupervisor:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
+        """End the connection and its client's tasks (the supervisor notices `_stop` within
+        50 ms; it is cancelled if it has not ended after 2 s), never hanging a stop."""
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._task), 5.0)  # never hang a stop
+        task = self._task
+        if task is not None and not task.done():
+            done, _ = await asyncio.wait({task}, timeout=2.0)
+            if not done:
+                task.cancel()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait({task}, timeout=5.0)
+        if task is not None and task.done() and not task.cancelled():
+            task.exception()  # retrieved: a failure at stop is not worth a warning
+        if self._closing:  # the sockets' closing handshakes end before the loop does
+            await asyncio.wait(set(self._closing), timeout=self.connect_timeout)
         self._set("disconnected", "stopped")
 
     def _set(self, status: str, detail: str = "") -> None:
@@ -131,26 +141,27 @@ class HubSupervisor:
             client.on_open(_open)
             client.on_close(_close)
             runner = asyncio.get_running_loop().create_task(client.run())
-            why = await self._wait_open(runner, opened)
-            if why is None:
-                self._client = client
-                self.connects += 1
-                attempt = 0
-                self.last_message = time.monotonic()
-                for method, args in self.subscriptions:
-                    await self._send_quiet(client, method, args)
-                self.connected.set()
-                if lost_at is not None:
-                    self.resubscribe_ms.append((time.monotonic() - lost_at) * 1000)
-                self._set("connected")
-                why = await self._watch(runner, closed)
-                lost_at = time.monotonic()
-                self.disconnects += 1
-            self.connected.clear()
-            self._client = None
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
+            try:
+                why = await self._wait_open(runner, opened)
+                if why is None:
+                    self._client = client
+                    self.connects += 1
+                    attempt = 0
+                    self.last_message = time.monotonic()
+                    for method, args in self.subscriptions:
+                        await self._send_quiet(client, method, args)
+                    self.connected.set()
+                    if lost_at is not None:
+                        self.resubscribe_ms.append((time.monotonic() - lost_at) * 1000)
+                    self._set("connected")
+                    why = await self._watch(runner, closed)
+                    lost_at = time.monotonic()
+                    if not self._stop.is_set():  # a stop is no disconnect
+                        self.disconnects += 1
+            finally:  # also when this supervisor is cancelled: the client never outlives it
+                self.connected.clear()
+                self._client = None
+                await self._retire(runner)
             if self._stop.is_set():
                 break
             if why == "auth":
@@ -160,6 +171,12 @@ class HubSupervisor:
             self._set("reconnecting", why)
             attempt += 1
             await self._sleep(attempt)
+
+    async def _retire(self, runner: asyncio.Task[None]) -> None:
+        """End a client; a stop waits for its socket's closing handshake, a reconnect not."""
+        for closing in await _end(runner):
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     async def _wait_open(self, runner: asyncio.Task[None], opened: asyncio.Event) -> str | None:
         waiter = asyncio.ensure_future(opened.wait())
@@ -235,6 +252,26 @@ def quiet_cancelled_sockets(loop: asyncio.AbstractEventLoop) -> None:
             lp.default_exception_handler(context)
 
     loop.set_exception_handler(handler)
+
+
+async def _end(runner: asyncio.Task[None]) -> set[asyncio.Task[Any]]:
+    """Cancel a pysignalr client's task and wait for it; the tasks closing its socket.
+
+    pysignalr iterates websockets' connection generator and leaves it suspended when cancelled;
+    the event loop then closes it in a task of its own (`aclose()`, which waits for the closing
+    handshake). Those tasks are returned so that a stop can wait for them: none may outlive
+    the loop ("Task was destroyed but it is pending!" at exit). A reconnect does not wait.
+    """
+    before = asyncio.all_tasks()
+    runner.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await runner
+    await asyncio.sleep(0)  # the loop's finalizer hook schedules the generator's aclose()
+    return {
+        t
+        for t in asyncio.all_tasks() - before
+        if type(t.get_coro()).__name__ == "async_generator_athrow"
+    }
 
 
 def _failure(runner: asyncio.Task[None]) -> str:

@@ -70,7 +70,7 @@ class ProjectXSession:
         self.reconcile_every = reconcile_every_sec
         self._on_state = on_state
         self._clock = clock_ns
-        self.http = http or ProjectXHttp(config)
+        self.http = http or ProjectXHttp(config, on_state=self._state("gateway login"))
         self.run_id = secrets.token_hex(3)
         self.brackets = "auto"  # "own" once the account refuses brackets
         self.account: PxAccount = PxAccount(0, "", None, False, False)

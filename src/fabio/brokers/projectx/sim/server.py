@@ -76,6 +76,10 @@ class SimFaults:
     # A thin book: a resting limit order fills at most this many contracts per print (None:
     # up to the print's volume), so partial fills happen whatever the tape's print sizes.
     limit_fill_per_print: int | None = None
+    # The first logins are answered with these HTTP statuses, in order (a 429 carries
+    # `Retry-After: login_retry_after_sec`); the next ones as usual.
+    login_failures: tuple[int, ...] = ()
+    login_retry_after_sec: float = 1.0
     seed: int = 1
 
 
@@ -268,6 +272,14 @@ class _Api:
 
     async def login(self, request: Request) -> Response:
         body = await self.body_of(request)
+        f = self.sim.faults
+        attempt = self.sim.counters["login_attempt"]
+        self.sim.counters["login_attempt"] += 1
+        if attempt < len(f.login_failures):
+            self.sim.counters["fault_login"] += 1
+            status = f.login_failures[attempt]
+            retry = {"Retry-After": f"{f.login_retry_after_sec:g}"} if status == 429 else {}
+            return Response(status_code=status, headers=retry)
         user, key = body.get("userName"), body.get("apiKey")
         required = self.sim.required_key
         if not user or not key or (required is not None and key != required):

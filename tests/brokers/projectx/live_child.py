@@ -1,0 +1,74 @@
+"""`fabio run --mode live` as a process of its own, with a brain that enters long at once.
+
+The CLI, the live session, the venue clients and the execution engine are the real ones; only
+the brain is scripted (it is not what these tests are about), so the run is in a position within
+seconds instead of whenever a setup appears.
+
+Usage: python live_child.py URL [extra `fabio run` options...] (credentials and LOG_DIR from the
+environment, as for the real command).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import fabio.live
+from fabio.brain.base import BrainReply
+from fabio.brain.context import DecisionContext
+from fabio.decision import Decision
+from fabio.strategies import TREND_PULLBACK
+
+STOP_TICKS = 16  # the strategy's widest stop
+TARGET_TICKS = 48
+
+
+class EnterLongOnce:
+    """Enters long on its first decision, then stands aside."""
+
+    name = "enter-once"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def decide(self, context: DecisionContext) -> BrainReply:
+        self.calls += 1
+        trades: list[dict[str, Any]] = []
+        if self.calls == 1:
+            tick = context.tick_size
+            trades.append(
+                {
+                    "action": "enter",
+                    "side": "long",
+                    "entry_condition_id": TREND_PULLBACK,
+                    "stop_price": context.price - STOP_TICKS * tick,
+                    "target_price": context.price + TARGET_TICKS * tick,
+                    "reason": "scripted entry (shutdown test)",
+                }
+            )
+        decision = Decision.model_validate(
+            {
+                "market_assessment": {
+                    "regime": "trend",
+                    "market_state": "out_of_balance_up",
+                    "location": "above_value",
+                    "poc_side": "above_poc",
+                    "confidence": 0.6,
+                    "reasoning": "scripted",
+                },
+                "trade_decisions": trades,
+            }
+        )
+        return BrainReply(decision=decision, brain=self.name, requested_brain=self.name)
+
+
+def main() -> None:
+    fabio.live.make_brain = lambda kind, settings, *a, **kw: EnterLongOnce()  # type: ignore[assignment]
+    from fabio.cli import main as cli_main
+
+    sys.argv = ["fabio", "run", "--mode", "live", "--gateway", sys.argv[1], *sys.argv[2:]]
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()
