@@ -62,8 +62,23 @@ class EnterLongOnce:
         return BrainReply(decision=decision, brain=self.name, requested_brain=self.name)
 
 
+def _patient(from_settings: Any) -> Any:
+    """AgentOptions whose decisions are never dropped as stale. The simulated market runs at 60x:
+    live staleness (10 s of market time) is then 0.17 s of wall time, which a loaded machine can
+    miss, and this brain enters only once; these tests are about stopping, not staleness."""
+
+    def build(settings: Any, mode: Any, **overrides: Any) -> Any:
+        overrides.setdefault("stale_sec", 3600.0)
+        return from_settings(settings, mode, **overrides)
+
+    return build
+
+
 def main() -> None:
     fabio.live.make_brain = lambda kind, settings, *a, **kw: EnterLongOnce()  # type: ignore[assignment]
+    fabio.live.AgentOptions.from_settings = _patient(  # type: ignore[method-assign]
+        fabio.live.AgentOptions.from_settings
+    )
     from fabio.cli import main as cli_main
 
     sys.argv = ["fabio", "run", "--mode", "live", "--gateway", sys.argv[1], *sys.argv[2:]]
