@@ -1,18 +1,26 @@
-"""`fabio run` regressions: a new market every trade date; the live view and the kill switch."""
+"""`fabio run` regressions: a new market every trade date; the live view and the kill switch;
+the replay paces to the brain (issue 21)."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from rich.console import Console
 
+from fabio.agent import Agent
+from fabio.brain.base import Brain, BrainReply
+from fabio.brain.context import DecisionContext
+from fabio.brain.decide import make_brain
 from fabio.config import Settings
 from fabio.data.base import MarketFeed
-from fabio.paper import WARMUP_SESSIONS, PaperSession, RunOptions, _synthetic
+from fabio.domain import TradeBatch
+from fabio.paper import NS, WARMUP_SESSIONS, PaperSession, RunOptions, _synthetic
+from fabio.wiring import AgentOptions, build_agent
 
 
 def _traded_prices(feed: MarketFeed, trade_from: int) -> np.ndarray:
@@ -54,3 +62,107 @@ def test_live_view_never_says_risk_active_with_the_kill_switch_engaged(
     text = shown()
     assert "risk active" not in text
     assert "KILL SWITCH ENGAGED" in text and "desk says stop" in text
+
+
+# ---------------------------------------------------------------- the replay paces to the brain
+HOUR = 3600.0
+
+
+class WallClockBrain:
+    """A brain that takes wall-clock time for every decision (a slow LLM on a busy machine)."""
+
+    def __init__(self, inner: Brain, seconds: float) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.seconds = seconds
+        self.calls = 0
+
+    async def decide(self, context: DecisionContext) -> BrainReply:
+        self.calls += 1
+        await asyncio.sleep(self.seconds)
+        return await self.inner.decide(context)
+
+
+def _decisions(agent: Agent) -> list[tuple[int, str | None, float, int]]:
+    return [(d["ts_ns"], d["regime"], d["price"], d["entries"]) for d in agent.timeline.decisions]
+
+
+@pytest.fixture(scope="module")
+def backtest_hour(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Any], list[Any]]:
+    """The decisions and closed trades of a backtest of the hour `fabio run --duration 1h`
+    trades on a fresh journal: the same warm-up, then the hour fed as one batch."""
+    logs = tmp_path_factory.mktemp("backtest")
+    settings = Settings(_env_file=None, log_dir=logs)  # type: ignore[call-arg]
+    feed, trade_from = _synthetic(settings, date(2024, 1, 2), RunOptions(seed=1))
+    agent = build_agent(
+        feed.contract,
+        make_brain("rules", settings),
+        AgentOptions.from_settings(settings, "backtest"),
+    )
+    traded = []
+    for batch in feed.batches():
+        trades = batch.trades
+        cut = int(np.searchsorted(trades.ts, trade_from))
+        agent.features.update(trades.slice(0, cut))
+        traded.append(trades.slice(cut, len(trades)))
+    hour = TradeBatch.concat(traded)
+    end = int(hour.ts[0]) + int(HOUR * NS)
+    hour = hour.slice(0, int(np.searchsorted(hour.ts, end, side="right")))
+
+    async def go() -> None:
+        await agent.feed(hour)
+        await agent.close_session()
+
+    asyncio.run(go())
+    closed = [(t.entry_ns, t.exit_ns, t.net_pnl_usd) for t in agent.execution.ledger.closed]
+    return _decisions(agent), closed
+
+
+def _paper_hour(logs: Path, speed: float, slow_sec: float = 0.0) -> tuple[PaperSession, Any]:
+    settings = Settings(_env_file=None, log_dir=logs)  # type: ignore[call-arg]
+    session = PaperSession(
+        settings, RunOptions(speed=speed, duration_sec=HOUR, live_view=False, brain="rules")
+    )
+    if slow_sec:
+        session.brain = WallClockBrain(session.brain, slow_sec)
+    summary = asyncio.run(session.run())
+    return session, summary
+
+
+def test_paper_at_3000x_makes_the_decisions_a_backtest_of_the_same_hour_makes(
+    tmp_path: Path, backtest_hour: tuple[list[Any], list[Any]]
+) -> None:
+    """Issue 21: at 3000x one synthetic hour gave 6 decisions (453 at 120x); the rest were
+    dropped as stale or never asked. Paper now steps where a backtest steps and waits for
+    every decision, so the speed changes nothing but the wall time."""
+    decisions, closed = backtest_hour
+    session, summary = _paper_hour(tmp_path / "logs", 3000.0)
+    assert summary["stale_dropped"] == 0
+    assert _decisions(session.agent) == decisions and len(decisions) > 300
+    assert [
+        (t.entry_ns, t.exit_ns, t.net_pnl_usd) for t in session.agent.execution.ledger.closed
+    ] == closed
+    assert summary["decisions"] == len(decisions)
+    assert summary["speed"] == 3000.0 and summary["achieved_speed"] is not None
+
+
+def test_a_brain_slower_than_the_replay_holds_the_market_back_and_drops_nothing(
+    tmp_path: Path,
+    backtest_hour: tuple[list[Any], list[Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A brain that takes 10 ms of wall time per decision cannot keep up with 3000x (one
+    decision every ~8 s of market time = 2.7 ms of wall time): the market waits for it, every
+    decision is applied as in the backtest, and the run says once what speed it achieved."""
+    decisions, closed = backtest_hour
+    session, summary = _paper_hour(tmp_path / "logs", 3000.0, slow_sec=0.010)
+    assert summary["stale_dropped"] == 0
+    assert _decisions(session.agent) == decisions
+    assert [
+        (t.entry_ns, t.exit_ns, t.net_pnl_usd) for t in session.agent.execution.ledger.closed
+    ] == closed
+    # Each decision slept 10 ms: the hour took at least len(decisions) * 10 ms of wall time.
+    assert summary["achieved_speed"] <= HOUR / (len(decisions) * 0.010) < 0.9 * 3000
+    err = capsys.readouterr().err
+    assert err.count("the brain or the machine sets the pace") == 1, err
+    assert "not 3000x" in err

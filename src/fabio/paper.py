@@ -195,6 +195,7 @@ class PaperSession:
         return agent
 
     async def run(self) -> dict[str, Any]:
+        self.market_from = 0
         feed, trade_from = self._market()
         agent = self._open(feed)
         self.agent = agent
@@ -229,7 +230,8 @@ class PaperSession:
         return self.summary()
 
     def _market(self) -> tuple[MarketFeed, int]:
-        """The market this run trades and the time trading starts (earlier prints: warm-up).
+        """The market this run trades and the time trading starts (earlier prints: warm-up;
+        `market_from`: where the traded dates' market starts, its overnight session included).
 
         A restart continues the market where the journal left it (module docstring)."""
         from fabio.data import open_feed
@@ -245,7 +247,8 @@ class PaperSession:
                     f"continuing {self.options.feed_path.name} after the last journaled time "
                     f"{format_ns(last_ts)}"
                 )
-            return feed, last_ts + 1 if last_ts else 0
+            self.market_from = last_ts + 1 if last_ts else 0
+            return feed, self.market_from
         ledger = read_state(_contract(self.settings), log_dir, risk).ledger
         start = _next_trade_date(ledger)
         root = parse_symbol(self.settings.symbol).spec.root
@@ -259,6 +262,8 @@ class PaperSession:
                 )
         synthetic, trade_from = _synthetic(self.settings, start, self.options, anchor)
         _record_market(log_dir, synthetic.config, self.options.days)
+        session = cme_calendar().session(cme_calendar().index_on(start) or 0)
+        self.market_from = session.eth_open_ns if synthetic.config.eth else trade_from
         return synthetic, trade_from
 
     def _terminate(self, pacing: asyncio.Future[None]) -> None:
@@ -285,7 +290,14 @@ class PaperSession:
         a step (and the brain decision it awaits) that takes longer holds the market back."""
         pacer = self.pacer = _Pacer(self.options.speed)
         end_ns: int | None = None
-        for piece in _steps(feed, agent.step_ns, trade_from, agent.features.update):
+
+        def warm(trades: TradeBatch) -> None:
+            agent.features.update(trades)
+            self._printed(
+                trades.slice(int(np.searchsorted(trades.ts, self.market_from)), len(trades))
+            )
+
+        for piece in _steps(feed, agent.step_ns, trade_from, warm):
             if end_ns is None and self.options.duration_sec is not None:
                 end_ns = int(piece.ts[0]) + int(self.options.duration_sec * NS)
             if end_ns is not None and int(piece.ts[-1]) > end_ns:
@@ -303,7 +315,10 @@ class PaperSession:
                 return
 
     def _printed(self, trades: TradeBatch) -> None:
-        """The range of the prices this run traded on (ticks): what the market did."""
+        """The range of the prices the traded dates' market printed (ticks; its overnight
+        session too): what the market did, against which a P&L can be judged."""
+        if len(trades) == 0:
+            return
         lo, hi = int(trades.price.min()), int(trades.price.max())
         low, high = getattr(self, "printed_range", (lo, hi))
         self.printed_range = (min(low, lo), max(high, hi))
@@ -368,6 +383,16 @@ class PaperSession:
             return f"{self.options.speed:g}x"
         return f"{achieved:.0f}x of {self.options.speed:g}x"
 
+    def _market_range(self) -> list[float] | None:
+        printed: tuple[int, int] | None = getattr(self, "printed_range", None)
+        agent: Agent | None = getattr(self, "agent", None)
+        if printed is None or agent is None:
+            return None
+        return [
+            agent.execution.spec.to_price(printed[0]),
+            agent.execution.spec.to_price(printed[1]),
+        ]
+
     def summary(self) -> dict[str, Any]:
         st: AgentStatus | None = getattr(self, "status", None)
         if st is None:
@@ -384,6 +409,7 @@ class PaperSession:
             if (pacer := getattr(self, "pacer", None))
             else None,
             "trades_closed": st.pnl.get("closed_trades", 0),
+            "market_range": self._market_range(),
             "net_pnl_usd": st.pnl.get("realised_usd", 0.0),
             "llm_cost_usd": round(float(brain.get("cost_usd", 0.0)), 4),
             "llm_status": _llm_status(self.brain),
