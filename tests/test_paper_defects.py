@@ -4,6 +4,9 @@ the replay paces to the brain (issue 21)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -16,9 +19,12 @@ from fabio.agent import Agent
 from fabio.brain.base import Brain, BrainReply
 from fabio.brain.context import DecisionContext
 from fabio.brain.decide import make_brain
+from fabio.brain.learning import FrozenPolicy
 from fabio.config import Settings
 from fabio.data.base import MarketFeed
 from fabio.domain import TradeBatch
+from fabio.events import FillEvent
+from fabio.journal import read_journal
 from fabio.paper import NS, WARMUP_SESSIONS, PaperSession, RunOptions, _synthetic
 from fabio.wiring import AgentOptions, build_agent
 
@@ -166,3 +172,117 @@ def test_a_brain_slower_than_the_replay_holds_the_market_back_and_drops_nothing(
     err = capsys.readouterr().err
     assert err.count("the brain or the machine sets the pace") == 1, err
     assert "not 3000x" in err
+
+
+# ---------------------------------------------------------------- restarts continue the market
+GAP_TICKS = 6 * 6 + 4  # six standard deviations of the ES overnight gap, and the first print
+
+
+async def _run_until_entry(
+    session: PaperSession, min_qty: int, on_entry: Callable[[FillEvent], None]
+) -> bool:
+    """Run until a position of at least `min_qty` is open, call `on_entry` right there (in the
+    middle of the agent's step, as a signal would land) and stop; False: none opened."""
+    opened = asyncio.Event()
+
+    def watch(event: object) -> None:
+        if opened.is_set() or not isinstance(event, FillEvent) or event.role != "entry":
+            return
+        trade = session.agent.execution.position()
+        if trade is not None and abs(trade.qty) >= min_qty:
+            opened.set()
+            on_entry(event)
+
+    session.options.subscribers.append(watch)
+    run = asyncio.ensure_future(session.run())
+    entry = asyncio.ensure_future(opened.wait())
+    await asyncio.wait({run, entry}, timeout=600, return_when=asyncio.FIRST_COMPLETED)
+    if not run.done():
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+    entry.cancel()
+    return opened.is_set()
+
+
+def _session(logs: Path) -> PaperSession:
+    """A paper session as fast as the machine goes, over the first two hours of a trade date.
+    Every session should be able to enter: the rule brain's learning is off (strategies losing
+    on carried positions stay enabled), and a $25k balance under the 150K preset's maximum loss
+    trades one lot with room for the overnight moves of ten carried positions (real losses)."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, log_dir=logs, account_preset="150K", account_balance=25_000.0
+    )
+    session = PaperSession(
+        settings, RunOptions(speed=1e9, duration_sec=2 * HOUR, live_view=False, brain="rules")
+    )
+    session.brain.learning = FrozenPolicy()  # type: ignore[attr-defined]
+    return session
+
+
+def _restart_closes(journal: Path) -> list[dict[str, Any]]:
+    """The trades a restart closed: side, qty, average entry and exit (ticks), dates."""
+    records = read_journal(journal).records
+    fills = [r for r in records if r.get("type") == "fill"]
+    out = []
+    for r in fills:
+        if r["role"] != "exit" or not r.get("reason", "").startswith("restart:"):
+            continue
+        entries = [f for f in fills if f["trade_id"] == r["trade_id"] and f["role"] == "entry"]
+        qty = sum(f["qty"] for f in entries)
+        avg = sum(f["qty"] * f["price_ticks"] for f in entries) / qty
+        out.append(
+            {
+                "trade_id": r["trade_id"],
+                "side": entries[0]["side"],
+                "qty": r["qty"],
+                "entry": avg,
+                "exit": r["price_ticks"],
+            }
+        )
+    return out
+
+
+def test_ten_kill_dash_nine_restarts_book_only_what_the_market_moved(tmp_path: Path) -> None:
+    """Issue 21: a restart moved to a new trade date whose market started at an unrelated
+    price and closed the carried position there (+$45.8k of fictitious P&L in ten restarts).
+    A crash is simulated exactly: the logs folder is copied the instant a position is open (a
+    kill -9 leaves the files as they are), and the next run starts on the copy."""
+    crashes: list[tuple[str, int]] = []  # the carried trade, the session it was entered in
+    ranges: list[tuple[int, int]] = []
+    logs = tmp_path / "run0"
+    for k in range(15):
+        if len(crashes) == 10:
+            break
+        session = _session(logs)
+        crashed = tmp_path / f"run{k + 1}"
+
+        def kill_dash_nine(
+            fill: FillEvent, src: Path = logs, dst: Path = crashed, k: int = k
+        ) -> None:
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("fabio.lock"))
+            crashes.append((fill.trade_id, k))
+
+        if not asyncio.run(_run_until_entry(session, 1, kill_dash_nine)):
+            shutil.copytree(logs, crashed, ignore=shutil.ignore_patterns("fabio.lock"))
+        ranges.append(session.printed_range)
+        logs = crashed
+    assert len(crashes) == 10, "ten sessions with a position open"
+    session = _session(logs)  # the tenth restart closes the tenth carried position
+    asyncio.run(_run_until_entry(session, 1, lambda fill: None))
+    ranges.append(session.printed_range)
+
+    closes = {c["trade_id"]: c for c in _restart_closes(logs / "execution.jsonl")}
+    assert set(closes) == {trade for trade, _ in crashes}
+    tick_value = session.agent.execution.spec.tick_value
+    moved = allowed = 0.0
+    for trade, k in crashes:
+        c = closes[trade]
+        ticks = c["side"] * (c["exit"] - c["entry"])
+        # The market's own range: what the crashed session printed, the overnight gap, and
+        # what the next trade date printed (its overnight session included) up to the close.
+        own = (ranges[k][1] - ranges[k][0]) + GAP_TICKS + (ranges[k + 1][1] - ranges[k + 1][0])
+        assert abs(ticks) <= own, (c, ranges[k], ranges[k + 1])
+        moved += ticks * c["qty"] * tick_value
+        allowed += own * c["qty"] * tick_value
+    assert abs(moved) <= allowed
