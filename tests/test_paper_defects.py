@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import signal
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -286,3 +288,39 @@ def test_ten_kill_dash_nine_restarts_book_only_what_the_market_moved(tmp_path: P
         moved += ticks * c["qty"] * tick_value
         allowed += own * c["qty"] * tick_value
     assert abs(moved) <= allowed
+
+
+def test_a_restart_after_sigterm_with_two_lots_open_books_only_what_the_market_moved(
+    tmp_path: Path,
+) -> None:
+    """Issue 21: after SIGTERM with 2 lots open, the restart closed them -$1,905 in a market
+    that had nothing to do with the one they were bought in, and halted the account (seed 3:
+    the unrelated market books -1,130 ticks on 2 lots)."""
+    logs = tmp_path / "logs"
+    settings = Settings(_env_file=None, log_dir=logs)  # type: ignore[call-arg]
+    first = PaperSession(
+        settings,
+        RunOptions(speed=1e9, duration_sec=6.5 * HOUR, live_view=False, brain="rules", seed=3),
+    )
+    first.brain.learning = FrozenPolicy()  # type: ignore[attr-defined]
+    carried: list[FillEvent] = []
+
+    def sigterm(fill: FillEvent) -> None:
+        carried.append(fill)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by the session's event loop
+
+    assert asyncio.run(_run_until_entry(first, 2, sigterm)), "no 2-lot position opened"
+    records = read_journal(logs / "execution.jsonl").records
+    [shutdown] = [r for r in records if r.get("type") == "shutdown"]
+    assert shutdown["open_trade"] == carried[0].trade_id
+    first.agent.run_lock.release()  # the process ended
+    again = PaperSession(
+        settings, RunOptions(speed=1e9, duration_sec=HOUR, live_view=False, brain="rules", seed=3)
+    )
+    summary = asyncio.run(again.run())
+    [c] = _restart_closes(logs / "execution.jsonl")
+    assert c["trade_id"] == carried[0].trade_id and c["qty"] >= 2
+    ticks = c["side"] * (c["exit"] - c["entry"])
+    own = [hi - lo for lo, hi in (first.printed_range, again.printed_range)]
+    assert abs(ticks) <= own[0] + GAP_TICKS + own[1], (c, first.printed_range, again.printed_range)
+    assert "breached" not in summary["trading_state"]
