@@ -24,11 +24,12 @@ from fabio.brain.decide import make_brain
 from fabio.brain.learning import FrozenPolicy
 from fabio.config import Settings
 from fabio.data.base import MarketFeed
+from fabio.data.synthetic import write_synthetic
 from fabio.domain import TradeBatch
 from fabio.events import FillEvent
 from fabio.journal import read_journal
 from fabio.paper import NS, WARMUP_SESSIONS, PaperSession, RunOptions, _synthetic
-from fabio.wiring import AgentOptions, build_agent
+from fabio.wiring import AgentOptions, build_agent, read_state
 
 
 def _traded_prices(feed: MarketFeed, trade_from: int) -> np.ndarray:
@@ -324,3 +325,23 @@ def test_a_restart_after_sigterm_with_two_lots_open_books_only_what_the_market_m
     own = [hi - lo for lo, hi in (first.printed_range, again.printed_range)]
     assert abs(ticks) <= own[0] + GAP_TICKS + own[1], (c, first.printed_range, again.printed_range)
     assert "breached" not in summary["trading_state"]
+
+
+def test_a_file_replay_restart_continues_after_the_last_journaled_time(tmp_path: Path) -> None:
+    """A restart on a file used to replay it from its first print, trading the same hours
+    again; it continues from the file's next print after the last journaled time."""
+    data = tmp_path / "es.parquet"
+    write_synthetic(data, "ES", 1, 5, rth_trades=60_000)
+    settings = Settings(_env_file=None, log_dir=tmp_path / "logs")  # type: ignore[call-arg]
+    runs = []
+    for hours in (17, 1):  # the overnight session and the first 1.5 h of RTH, then one hour
+        options = RunOptions(speed=1e9, duration_sec=hours * HOUR, feed_path=data, live_view=False)
+        session = PaperSession(settings, options)
+        asyncio.run(session.run())
+        session.agent.run_lock.release()  # the process ended
+        runs.append(session)
+        if len(runs) == 1:
+            stopped = read_state(session.agent.execution.contract, settings.log_dir).ledger
+    first, second = (r.agent.timeline.decisions for r in runs)
+    assert first and second
+    assert second[0]["ts_ns"] > stopped.last_ts_ns >= first[-1]["ts_ns"]
