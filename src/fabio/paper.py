@@ -537,7 +537,7 @@ class _Pacer:
     def notice(self) -> str:
         return (
             f"the replay runs at {self.achieved() or 0:.0f}x, not {self.speed:g}x: the brain or "
-            "the machine sets the pace (the market waits for every decision; none is dropped)"
+            "the machine sets the pace (the market waits for every decision, as a backtest does)"
         )
 
 
