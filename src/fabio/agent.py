@@ -3,10 +3,12 @@
 feed → features → cadence → brain → guardrails → risk → broker → fills → performance → journal,
 with a bus of typed events (fabio.events) that views fold into an `AgentStatus`. The agent is
 built by the composition root (fabio.wiring) and is the same code in backtest, paper and live.
-Time comes from the events: a backtest runs as
-fast as it can and awaits the brain in market time (deterministic); paper trading runs the brain
-as a task while market data keeps flowing, and drops a decision whose snapshot is older than
-`stale_sec` when it comes back.
+Time comes from the events. Where the market waits for the brain (a backtest, and paper trading,
+whose replay is paced by the wall clock but waits when the brain or the machine cannot keep up)
+the agent awaits each decision and applies it once its latency has passed in market time, so a
+paper run makes the decisions a backtest of the same data makes at any speed. Live, the market
+does not wait: the brain runs as a task while market data keeps flowing, and a decision whose
+snapshot is older than `stale_sec` when it comes back is dropped as stale.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class Agent:
         status: AgentStatus | None = None,
         kill_requests: KillRequests | None = None,
         trading_session: SessionKind = SessionKind.RTH,
+        market_waits: bool | None = None,
     ) -> None:
         self.features = features
         self.trading_session = trading_session  # ETH: the Globex overnight session too
@@ -106,7 +109,9 @@ class Agent:
         self.exchanges = exchanges
         self.exchange_journal = ExchangeJournal(exchanges)
         self.learning = learning
-        self.live = live
+        self.live = live  # a trading process (paper or live): heartbeats for the views
+        # The market waits for the brain (backtest, paper) or not (live): see the module doc.
+        self.market_waits = not live if market_waits is None else market_waits
         self.bus = bus or EventBus()
         if status is None:
             status = AgentStatus(symbol=execution.symbol)
@@ -423,7 +428,7 @@ class Agent:
         if ctx is None:
             return
         self.cadence.mark(now)
-        if self.live:
+        if not self.market_waits:
             self._pending = asyncio.create_task(self._ask(ctx))
             return
         reply = await self.brain.decide(ctx)
@@ -434,7 +439,9 @@ class Agent:
         self._apply(ctx, reply, now)
 
     def _collect_delayed(self, now: int) -> None:
-        """Apply a backtest decision once its latency has passed in market time (stale: drop)."""
+        """Apply an awaited decision (backtest, paper) once its latency has passed in market
+        time; one slower than `stale_sec` is dropped as live would have dropped it. How long
+        the replay itself waited for it does not count: the market waited."""
         if self._delayed is None or now < self._delayed[2]:
             return
         ctx, reply, _due = self._delayed

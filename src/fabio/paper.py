@@ -1,17 +1,27 @@
 """`fabio run`: paper trading (MODE=test) through the same agent, paced by the wall clock.
 
 The default needs nothing: the synthetic market, the rule brain, journals under `logs/`. Market
-time runs `speed` times faster than the wall clock; the brain (the LLM when configured) runs as a
-task while data keeps flowing, and a stale answer is dropped. Restarting continues from the
-journaled state, on the next trade date after the last one traded.
+time runs at most `speed` times faster than the wall clock, on the agent's step grid: the replay
+waits for each brain decision (applied after its latency in market time, as a backtest does), so
+a run makes the decisions a backtest of the same data makes at any speed. When the brain or the
+machine cannot keep up, the run says so once on stderr and reports the speed it achieved.
+
+Restarting continues from the journaled state. The synthetic market moves on to the next trade
+date and continues from the price the previous market had at the last journaled time, with the
+generator's own overnight gap (`paper_market.json` keeps which market traded which date, so it can
+be regenerated); a file replay continues from the file's next print after the last journaled time.
+A position a crash left open is closed (or, on the same trade date, re-protected) at that market's
+prices, so its P&L is what the market did.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -27,6 +37,13 @@ from rich.text import Text
 from fabio.agent import Agent
 from fabio.brain.decide import make_brain
 from fabio.config import Settings
+from fabio.data.synthetic import (
+    SyntheticConfig,
+    SyntheticFeed,
+    anchored,
+    generate_session,
+    session_closes,
+)
 from fabio.domain import TradeBatch
 from fabio.events import Event
 from fabio.execution.ledger import Ledger
@@ -40,6 +57,9 @@ from fabio.wiring import AgentOptions, build_agent, live_venue, read_state
 
 NS = 1_000_000_000
 WARMUP_SESSIONS = 5
+MARKET_FILE = "paper_market.json"  # which synthetic market traded which trade date
+MARKETS_KEPT = 30
+BEHIND_NOTICE_SEC = 1.0  # wall seconds behind schedule before the run says so
 
 
 @dataclass(slots=True)
@@ -70,24 +90,83 @@ def day_seed(seed: int, trade_date: date) -> int:
     return seed * 1_000_000 + trade_date.toordinal()
 
 
-def _synthetic(settings: Settings, start: date, options: RunOptions) -> tuple[MarketFeed, int]:
-    """Warm-up sessions (history for the range percentile) plus the sessions to paper-trade."""
-    from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
+def _synthetic(
+    settings: Settings, start: date, options: RunOptions, anchor: int | None = None
+) -> tuple[SyntheticFeed, int]:
+    """Warm-up sessions (history for the range percentile) plus the sessions to paper-trade.
 
+    `anchor`: the price (ticks) the previous trade date's market was at; the warm-up history is
+    shifted to end there, and the first traded session opens on the generator's own overnight
+    gap from it. None (a fresh journal): the product's usual level, as before."""
     cal = cme_calendar()
     index = cal.index_on(start)
     assert index is not None
-    first = cal.trade_dates[max(0, index - WARMUP_SESSIONS)]
+    first_index = max(0, index - WARMUP_SESSIONS)
+    warmup = index - first_index
     root = parse_symbol(settings.symbol).spec.root
-    feed = SyntheticFeed(
-        SyntheticConfig(
-            symbol=root,
-            days=WARMUP_SESSIONS + options.days,
-            seed=day_seed(options.seed, start),
-            start=first,
-        )
+    config = SyntheticConfig(
+        symbol=root,
+        days=warmup + options.days,
+        seed=day_seed(options.seed, start),
+        start=cal.trade_dates[first_index],
     )
-    return feed, cal.session(index).rth_open_ns
+    if anchor is not None:
+        config = (
+            anchored(config, warmup - 1, anchor)
+            if warmup
+            else config.model_copy(update={"open_ticks": anchor})
+        )
+    return SyntheticFeed(config), cal.session(index).rth_open_ns
+
+
+def _read_markets(log_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((log_dir / MARKET_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    markets = data.get("markets") if isinstance(data, dict) else None
+    return markets if isinstance(markets, dict) else {}
+
+
+def _record_market(log_dir: Path, config: SyntheticConfig, days: int) -> None:
+    """Note the market of each trade date this run trades (its last `days` sessions), before
+    the first print is traded."""
+    markets = _read_markets(log_dir)
+    for d in config.trade_dates()[-days:]:
+        markets[d.isoformat()] = config.model_dump(mode="json")
+    keep = dict(sorted(markets.items())[-MARKETS_KEPT:])
+    path = log_dir / MARKET_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"markets": keep}) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        from fabio.errors import FabioError
+
+        raise FabioError(f"cannot write {path}: {exc}") from None
+
+
+def _price_when_stopped(log_dir: Path, root: str, trade_date: str, ts_ns: int) -> int | None:
+    """The price (ticks) of the synthetic market that traded `trade_date` at `ts_ns` (the last
+    journaled time): regenerated from `paper_market.json`; None when it is not known."""
+    record = _read_markets(log_dir).get(trade_date)
+    if record is None:
+        return None
+    try:
+        config = SyntheticConfig.model_validate(record)
+    except ValueError:
+        return None
+    dates = [d.isoformat() for d in config.trade_dates()]
+    if config.symbol != root or trade_date not in dates:
+        return None
+    i = dates.index(trade_date)
+    prev = session_closes(config.model_copy(update={"days": i}))[-1] if i else None
+    trades = generate_session(config, i, prev).trades
+    if len(trades) == 0:
+        return None
+    k = int(np.searchsorted(trades.ts, ts_ns, side="right")) - 1
+    return int(trades.price[max(k, 0)])
 
 
 class PaperSession:
@@ -103,6 +182,7 @@ class PaperSession:
         )
         self.brain = make_brain(kind, settings)
         self.started = time.monotonic()
+        self.notices: list[str] = []
 
     def _open(self, feed: MarketFeed) -> Agent:
         options = AgentOptions.from_settings(
@@ -114,22 +194,12 @@ class PaperSession:
         return agent
 
     async def run(self) -> dict[str, Any]:
-        from fabio.data import open_feed
-
-        if self.options.feed_path is not None:
-            feed: MarketFeed = open_feed(self.options.feed_path)
-            trade_from = 0
-        else:
-            journaled = read_state(
-                _contract(self.settings), self.settings.log_dir, self.settings.risk_config()
-            )
-            feed, trade_from = _synthetic(
-                self.settings, _next_trade_date(journaled.ledger), self.options
-            )
+        self.market_from = 0
+        feed, trade_from = self._market()
         agent = self._open(feed)
         self.agent = agent
         self.status = agent.status
-        self.notices = _start_notices(agent.status)
+        self.notices += _start_notices(agent.status)
         if not self.options.live_view:
             for notice in self.notices:
                 Console(stderr=True).print(escape(notice), style="bold red")
@@ -153,6 +223,43 @@ class PaperSession:
                 live.update(self._view(agent.status, "stopped"))
         return self.summary()
 
+    def _market(self) -> tuple[MarketFeed, int]:
+        """The market this run trades and the time trading starts (earlier prints: warm-up;
+        `market_from`: where the traded dates' market starts, its overnight session included).
+
+        A restart continues the market where the journal left it (module docstring)."""
+        from fabio.data import open_feed
+
+        self.notices = []
+        log_dir = self.settings.log_dir
+        risk = self.settings.risk_config()
+        if self.options.feed_path is not None:
+            feed: MarketFeed = open_feed(self.options.feed_path)
+            last_ts = read_state(feed.contract, log_dir, risk).ledger.last_ts_ns
+            if last_ts:
+                self.notices.append(
+                    f"continuing {self.options.feed_path.name} after the last journaled time "
+                    f"{format_ns(last_ts)}"
+                )
+            self.market_from = last_ts + 1 if last_ts else 0
+            return feed, self.market_from
+        ledger = read_state(_contract(self.settings), log_dir, risk).ledger
+        start = _next_trade_date(ledger)
+        root = parse_symbol(self.settings.symbol).spec.root
+        anchor = None
+        if ledger.trade_date is not None:
+            anchor = _price_when_stopped(log_dir, root, ledger.trade_date, ledger.last_ts_ns)
+            if anchor is None:
+                self.notices.append(
+                    f"no record of the market that traded {ledger.trade_date} in "
+                    f"{log_dir / MARKET_FILE}: {start} starts a new synthetic market"
+                )
+        synthetic, trade_from = _synthetic(self.settings, start, self.options, anchor)
+        _record_market(log_dir, synthetic.config, self.options.days)
+        session = cme_calendar().session(cme_calendar().index_on(start) or 0)
+        self.market_from = session.eth_open_ns if synthetic.config.eth else trade_from
+        return synthetic, trade_from
+
     def _terminate(self, pacing: asyncio.Future[None]) -> None:
         """SIGTERM (PM2, systemd): stop taking entries now; positions keep their stops."""
         self.terminated = True
@@ -161,32 +268,42 @@ class PaperSession:
     async def _pace(
         self, agent: Agent, feed: MarketFeed, trade_from: int, live: Live | _NoView
     ) -> None:
-        clock0: float | None = None
-        market0 = 0
+        """Feed the market one step of the agent's grid at a time, never faster than `speed`;
+        a step (and the brain decision it awaits) that takes longer holds the market back."""
+        pacer = self.pacer = _Pacer(self.options.speed)
         end_ns: int | None = None
-        for batch in feed.batches():
-            trades = batch.trades
-            if len(trades) == 0:
-                continue
-            cut = int(np.searchsorted(trades.ts, trade_from))
-            if cut:  # warm-up: history for the features, no trading
-                agent.features.update(trades.slice(0, cut))
-                trades = trades.slice(cut, len(trades))
-                if len(trades) == 0:
-                    continue
-            for piece in _seconds(trades):
-                now = int(piece.ts[-1])
-                if clock0 is None:
-                    clock0, market0 = time.monotonic(), int(piece.ts[0])
-                    if self.options.duration_sec is not None:
-                        end_ns = market0 + int(self.options.duration_sec * NS)
-                if end_ns is not None and now > end_ns:
+
+        def warm(trades: TradeBatch) -> None:
+            agent.features.update(trades)
+            self._printed(
+                trades.slice(int(np.searchsorted(trades.ts, self.market_from)), len(trades))
+            )
+
+        for piece in _steps(feed, agent.step_ns, trade_from, warm):
+            if end_ns is None and self.options.duration_sec is not None:
+                end_ns = int(piece.ts[0]) + int(self.options.duration_sec * NS)
+            if end_ns is not None and int(piece.ts[-1]) > end_ns:
+                piece = piece.slice(0, int(np.searchsorted(piece.ts, end_ns, side="right")))
+                if len(piece) == 0:
                     return
-                wait = (now - market0) / NS / self.options.speed - (time.monotonic() - clock0)
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                await agent.feed(piece)
-                live.update(self._view(agent.status, None))
+            await pacer.until(int(piece.ts[-1]))
+            self._printed(piece)
+            await agent.feed(piece)
+            pacer.done(int(piece.ts[-1]))
+            if pacer.behind_notice():
+                Console(stderr=True).print(escape(pacer.notice()), style="yellow")
+            live.update(self._view(agent.status, None))
+            if end_ns is not None and int(piece.ts[-1]) >= end_ns:
+                return
+
+    def _printed(self, trades: TradeBatch) -> None:
+        """The range of the prices the traded dates' market printed (ticks; its overnight
+        session too): what the market did, against which a P&L can be judged."""
+        if len(trades) == 0:
+            return
+        lo, hi = int(trades.price.min()), int(trades.price.max())
+        low, high = getattr(self, "printed_range", (lo, hi))
+        self.printed_range = (min(low, lo), max(high, hi))
 
     def _view(self, st: AgentStatus, status: str | None) -> Group:
         """The live view: drawn from the `AgentStatus` read model only."""
@@ -212,7 +329,7 @@ class PaperSession:
             f"position {escape(pos)}",
             f"closed P&L ${st.pnl.get('realised_usd', 0.0):,.2f}",
             risk,
-            status or f"{self.options.speed:g}x",
+            status or self._speed_label(),
         )
         if st.poc is not None:
             brain = st.brain
@@ -241,6 +358,23 @@ class PaperSession:
             )
         return Group(head, table)
 
+    def _speed_label(self) -> str:
+        pacer: _Pacer | None = getattr(self, "pacer", None)
+        achieved = pacer.achieved() if pacer is not None else None
+        if pacer is None or achieved is None or not pacer.behind():
+            return f"{self.options.speed:g}x"
+        return f"{achieved:.0f}x of {self.options.speed:g}x"
+
+    def _market_range(self) -> list[float] | None:
+        printed: tuple[int, int] | None = getattr(self, "printed_range", None)
+        agent: Agent | None = getattr(self, "agent", None)
+        if printed is None or agent is None:
+            return None
+        return [
+            agent.execution.spec.to_price(printed[0]),
+            agent.execution.spec.to_price(printed[1]),
+        ]
+
     def summary(self) -> dict[str, Any]:
         st: AgentStatus | None = getattr(self, "status", None)
         if st is None:
@@ -252,7 +386,12 @@ class PaperSession:
             "decisions": brain.get("decisions", 0),
             "fallbacks": brain.get("fallbacks", 0),
             "stale_dropped": brain.get("stale_dropped", 0),
+            "speed": self.options.speed,
+            "achieved_speed": _round(pacer.achieved())
+            if (pacer := getattr(self, "pacer", None))
+            else None,
             "trades_closed": st.pnl.get("closed_trades", 0),
+            "market_range": self._market_range(),
             "net_pnl_usd": st.pnl.get("realised_usd", 0.0),
             "llm_cost_usd": round(float(brain.get("cost_usd", 0.0)), 4),
             "llm_status": _llm_status(self.brain),
@@ -300,12 +439,92 @@ def _contract(settings: Settings) -> Any:
     return contract
 
 
-def _seconds(trades: TradeBatch) -> list[TradeBatch]:
-    """Split a batch into one-second pieces of market time (the pacing grain)."""
-    sec = trades.ts // NS
-    cuts = np.flatnonzero(np.diff(sec)) + 1
-    bounds = [0, *cuts.tolist(), len(trades)]
-    return [trades.slice(a, b) for a, b in itertools.pairwise(bounds)]
+def _steps(
+    feed: MarketFeed, step_ns: int, trade_from: int, warm: Callable[[TradeBatch], None]
+) -> Iterator[TradeBatch]:
+    """The prints from `trade_from` on, one step of the agent's grid at a time (a step that
+    straddles two batches is one piece), so the agent steps where a backtest steps; the prints
+    before `trade_from` go to `warm` (history for the features, no trading)."""
+    carry: TradeBatch | None = None
+    for batch in feed.batches():
+        trades = batch.trades
+        if len(trades) == 0:
+            continue
+        cut = int(np.searchsorted(trades.ts, trade_from))
+        if cut:
+            warm(trades.slice(0, cut))
+            trades = trades.slice(cut, len(trades))
+            if len(trades) == 0:
+                continue
+        if carry is not None:
+            trades = TradeBatch.concat([carry, trades])
+        step = trades.ts // step_ns
+        bounds = [0, *(np.flatnonzero(np.diff(step)) + 1).tolist(), len(trades)]
+        for a, b in itertools.pairwise(bounds[:-1]):
+            yield trades.slice(a, b)
+        carry = trades.slice(bounds[-2], len(trades))  # the last step may go on in the next batch
+    if carry is not None and len(carry):
+        yield carry
+
+
+class _Pacer:
+    """Market time at most `speed` times the wall clock; late, the schedule moves instead of
+    the market hurrying to catch up, and the lag is counted (the achieved speed)."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self.wall0: float | None = None
+        self.started = 0.0
+        self.market0 = 0
+        self.market_last = 0
+        self.behind_sec = 0.0
+        self.noticed = False
+
+    async def until(self, market_ns: int) -> None:
+        now = time.monotonic()
+        if self.wall0 is None:
+            self.wall0 = self.started = now
+            self.market0 = self.market_last = market_ns
+        wait = (market_ns - self.market0) / NS / self.speed - (now - self.wall0)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        else:
+            self.wall0 -= wait  # behind: the schedule moves on from here
+            self.behind_sec -= wait
+            await asyncio.sleep(0)  # let the other tasks (the dashboard, signals) run
+
+    def done(self, market_ns: int) -> None:
+        self.market_last = market_ns
+
+    def achieved(self) -> float | None:
+        wall = time.monotonic() - self.started
+        market = (self.market_last - self.market0) / NS
+        return market / wall if self.wall0 is not None and wall > 0 and market > 0 else None
+
+    def behind(self) -> bool:
+        achieved = self.achieved()
+        return (
+            self.behind_sec > BEHIND_NOTICE_SEC
+            and achieved is not None
+            and achieved < 0.9 * self.speed
+        )
+
+    def behind_notice(self) -> bool:
+        """True once: the first time the replay is behind its schedule."""
+        if self.noticed or not self.behind():
+            return False
+        self.noticed = True
+        return True
+
+    def notice(self) -> str:
+        return (
+            f"the replay runs at {self.achieved() or 0:.0f}x, not {self.speed:g}x: the brain or "
+            "the machine sets the pace (the market waits for every decision, as a backtest does)"
+        )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.3g}")
 
 
 def _llm_status(brain: object) -> str:

@@ -316,6 +316,7 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
         status=status,
         kill_requests=mailbox.take if mailbox is not None else None,
         trading_session=options.trading_session,
+        market_waits=options.mode != "live",  # paper replays wait for the brain
     )
     agent.run_lock = lock
     agent.start()

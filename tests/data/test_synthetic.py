@@ -326,3 +326,32 @@ def test_volume_curve_table_matches_the_real_bars(real_bars: pd.DataFrame) -> No
 
     curve = volume_curve_5m(real_bars) * 1e5
     assert np.allclose(curve, np.asarray(_VOLUME_CURVE_5M), atol=1.0)
+
+
+# ---------------------------------------------------------------- anchoring (paper restarts)
+def test_open_ticks_shifts_the_whole_market_by_whole_ticks_and_none_changes_nothing() -> None:
+    base = SyntheticConfig(seed=4, days=3, rth_trades=20_000)
+    plain = list(iter_sessions(base))
+    same = list(iter_sessions(base.model_copy(update={"open_ticks": None})))
+    shift = 37
+    moved = list(iter_sessions(base.model_copy(update={"open_ticks": plain[0].open_ticks + shift})))
+    for a, b, c in zip(plain, same, moved, strict=True):
+        assert np.array_equal(a.trades.price, b.trades.price)
+        assert np.array_equal(a.trades.ts, c.trades.ts)
+        assert np.array_equal(a.trades.price + shift, c.trades.price)
+        assert np.array_equal(a.trades.side, c.trades.side)
+        assert c.close_ticks == a.close_ticks + shift
+
+
+def test_session_closes_are_the_chained_closes_and_anchored_ends_a_session_on_a_price() -> None:
+    from fabio.data.synthetic import anchored, session_closes
+
+    cfg = SyntheticConfig(seed=9, days=4, rth_trades=20_000)
+    sessions = list(iter_sessions(cfg))
+    assert session_closes(cfg) == [s.close_ticks for s in sessions]
+    there = anchored(cfg, 2, 20_000)
+    again = list(iter_sessions(there))
+    assert again[2].close_ticks == 20_000
+    # The next session opens on the generator's own gap from there: the same gap as before.
+    gap = sessions[3].open_ticks - sessions[2].close_ticks
+    assert again[3].open_ticks - again[2].close_ticks == gap

@@ -416,6 +416,10 @@ class SyntheticConfig(BaseModel):
     eth: bool = True
     volatility: float = Field(1.0, gt=0, le=20)
     regimes: RegimeParams = RegimeParams()
+    # The first session's opening price in ticks (None: the product's 2024 level). The market
+    # is the same path shifted by a whole number of ticks: a paper restart continues from where
+    # the previous market was (fabio.paper).
+    open_ticks: int | None = Field(None, ge=1)
 
     @field_validator("symbol")
     @classmethod
@@ -754,6 +758,17 @@ def generate_session(
     E.g. `generate_session(SyntheticConfig(rth_trades=1_000_000, eth=False)).trades`.
     """
     cfg = config if config is not None else SyntheticConfig()
+    session, rng, open_ticks, plan = _open_and_plan(cfg, index, prev_close_ticks)
+    trades, quotes = _draw_trades(cfg, plan, open_ticks, rng)
+    labels = _labels_for(plan, trades)
+    return SyntheticSession(session, trades, quotes, labels, open_ticks, _close(plan, open_ticks))
+
+
+def _open_and_plan(
+    cfg: SyntheticConfig, index: int, prev_close_ticks: int | None
+) -> tuple[Session, np.random.Generator, int, _Plan]:
+    """Session `index`: its opening price (the gap after the previous close) and its plan; the
+    generator is left where the trades are drawn from."""
     if not 0 <= index < cfg.days:
         raise ConfigError(f"session index {index} is outside 0..{cfg.days - 1}")
     cal = cme_calendar()
@@ -763,17 +778,42 @@ def generate_session(
     rng = np.random.default_rng([cfg.seed, _ROOT_CODE[cfg.symbol], index])
     spec = SPECS[cfg.symbol]
     if prev_close_ticks is None:
-        open_ticks = spec.to_ticks(_BASE_PRICE[cfg.symbol])
+        open_ticks = (
+            cfg.open_ticks if cfg.open_ticks is not None else spec.to_ticks(_BASE_PRICE[cfg.symbol])
+        )
         rng.standard_normal()  # keep the stream aligned with the chained case
     else:
         gap = cfg.regimes.gap_ticks * _TICK_SCALE[cfg.symbol] * rng.standard_normal()
         open_ticks = prev_close_ticks + round(gap)
     day_vol = float(_day_volatility(cfg, index + 1)[index])
-    plan = _plan_session(cfg, session, day_vol, rng)
-    trades, quotes = _draw_trades(cfg, plan, open_ticks, rng)
-    labels = _labels_for(plan, trades)
-    close_ticks = open_ticks + (int(np.floor(plan.fair[-1])) if len(plan.fair) else 0)
-    return SyntheticSession(session, trades, quotes, labels, open_ticks, close_ticks)
+    return session, rng, open_ticks, _plan_session(cfg, session, day_vol, rng)
+
+
+def _close(plan: _Plan, open_ticks: int) -> int:
+    return open_ticks + (int(np.floor(plan.fair[-1])) if len(plan.fair) else 0)
+
+
+def session_closes(config: SyntheticConfig) -> list[int]:
+    """Each session's closing price in ticks, as `iter_sessions` chains them, without drawing
+    the trades (a few times faster than generating the market)."""
+    closes: list[int] = []
+    for i in range(config.days):
+        _session, _rng, open_ticks, plan = _open_and_plan(config, i, closes[-1] if closes else None)
+        closes.append(_close(plan, open_ticks))
+    return closes
+
+
+def anchored(config: SyntheticConfig, index: int, close_ticks: int) -> SyntheticConfig:
+    """The same market shifted by a whole number of ticks so that session `index` closes at
+    `close_ticks`: the sessions after it open on the generator's own overnight gap from there."""
+    spec = SPECS[config.symbol]
+    first_open = (
+        config.open_ticks
+        if config.open_ticks is not None
+        else spec.to_ticks(_BASE_PRICE[config.symbol])
+    )
+    closes = session_closes(config.model_copy(update={"days": index + 1}))
+    return config.model_copy(update={"open_ticks": first_open + close_ticks - closes[index]})
 
 
 def iter_sessions(config: SyntheticConfig) -> Iterator[SyntheticSession]:
