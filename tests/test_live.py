@@ -41,8 +41,8 @@ async def _live(
 ) -> tuple[LiveRun, Watch]:
     feeds = open_feeds([], symbols or ["ES"], days=2, seed=7)
     sim = build_sim(feeds, speed, faults, start_ns=parse_at("2024-01-02 08:30"))
+    watch = Watch(sim).install()  # the market waits while a position lacks its stop
     async with SimServer(sim) as server:
-        watch = Watch(sim)
         watcher = asyncio.get_running_loop().create_task(watch.run())
         run = LiveRun(
             _settings(tmp, **settings),
@@ -180,7 +180,9 @@ def test_the_dashboard_watches_a_live_run_in_process(tmp_path: Path) -> None:
                 await run.run()
                 url = f"http://127.0.0.1:{service.port}/api/snapshot"
                 async with httpx.AsyncClient() as client:
-                    return dict((await client.get(url, timeout=5)).json())
+                    # the dashboard serves on this loop, busy with the run's end: 60 s only
+                    # bounds a hang (5 s timed out under load)
+                    return dict((await client.get(url, timeout=60)).json())
 
             return await _with_service(service, body)
 

@@ -180,7 +180,8 @@ def test_partial_fills_resize_the_protection() -> None:
             ),
             rig.session.clock_ns(),
         )
-        await rig.wait(lambda: not entry.status.is_open, 30, "the limit entry to fill")
+        # 90 s: longer than the watch holds the market for a position left unprotected
+        await rig.wait(lambda: not entry.status.is_open, 90, "the limit entry to fill")
         assert entry.status is OrderStatus.FILLED, entry.reason
         venue_entry = next(
             o
@@ -189,7 +190,7 @@ def test_partial_fills_resize_the_protection() -> None:
         )
         assert len(venue_entry.fills) >= 2 and entry.filled_qty == 4  # filled in parts
         await rig.wait(
-            lambda: not stop.status.is_open and not target.status.is_open, 30, "the exit"
+            lambda: not stop.status.is_open and not target.status.is_open, 90, "the exit"
         )
 
     # A thin book (one contract per print): the 4-lot entry fills in parts whatever the timing.
