@@ -1,4 +1,8 @@
-"""`fabio run --mode live` end to end: the whole agent trades a replay on the simulator."""
+"""`fabio run --mode live` end to end: the whole agent trades a replay on the simulator.
+
+Real time, on purpose (a live run's clock is the wall clock, and the simulator's market runs at a
+multiple of it): nothing here is timed; waits bound a hang, and the protection check is counted
+in market events (`Watch`)."""
 
 from __future__ import annotations
 
@@ -61,6 +65,8 @@ async def _live(
         return run, watch
 
 
+@pytest.mark.slow  # six market hours at 300x: 72 s of wall time; the default run keeps
+# test_the_dashboard_watches_a_live_run_in_process as its whole live run
 def test_a_replayed_session_trades_through_faults(tmp_path: Path) -> None:
     faults = SimFaults(disconnect_every_sec=5.0, http_500_rate=0.05)
     run, watch = asyncio.run(_live(tmp_path, faults, duration_h=6.0, speed=300))

@@ -3,6 +3,12 @@
 Every fault runs brackets through the `Broker` port and checks the same invariants: no
 `customTag` twice at the venue, no position without a working stop for more than a moment, no
 position larger than asked, and the broker's view of every order equal to the venue's.
+
+Real time, on purpose: these are the adapter's sockets, timeouts and reconnects against a venue
+whose market runs at a multiple of the wall clock and whose faults (disconnects, token lifetimes,
+held responses) are wall seconds, as a real venue's are. So no assertion here times anything:
+every wait only bounds a hang (`Rig.wait`), and "never without a stop" is counted in market
+events (`Watch`: the market waits while a position is unprotected).
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ def test_bracket_round_trip_and_events() -> None:
     check_invariants(rig)
 
 
+@pytest.mark.slow  # 8 s; the default run keeps test_order_accepted_but_response_lost as its fault
 def test_hub_disconnects_every_second() -> None:
     async def body(rig: Rig) -> None:
         await trade_brackets(rig, 3)
@@ -91,6 +98,7 @@ def test_hub_disconnects_every_second() -> None:
     assert rig.sim.counters["fault_disconnect"] >= 1
 
 
+@pytest.mark.slow  # ten brackets each, ~27 s apiece
 @pytest.mark.parametrize("kind", ["429", "500"])
 def test_http_errors_on_a_share_of_calls(kind: str) -> None:
     faults = SimFaults(http_429_rate=0.25) if kind == "429" else SimFaults(http_500_rate=0.25)
@@ -125,6 +133,7 @@ def test_order_accepted_but_response_lost() -> None:
     assert len([o for o in rig.sim.venue.orders.values() if o.custom_tag]) == 2
 
 
+@pytest.mark.slow  # 8 s of wall time by design (token lifetimes are wall time at the venue)
 def test_token_expiry_mid_session_keeps_the_stream() -> None:
     async def body(rig: Rig) -> None:
         feed = rig.session.feeds[rig.broker.contract_id]
