@@ -226,11 +226,11 @@ async def run_rig(
     watcher = asyncio.get_running_loop().create_task(watch.run())
     try:
         await session.connect(["ES"])
-        assert await session.wait_connected(10)
+        assert await session.wait_connected(60)
         broker = session.broker_for(parse_symbol("ES"), 1)
         rig = Rig(sim, server, session, broker, watch)
         await rig.wait(
-            lambda: session.last_price_ticks(broker.contract_id) is not None, 10, "the first print"
+            lambda: session.last_price_ticks(broker.contract_id) is not None, 60, "the first print"
         )
         await body(rig)
         return rig

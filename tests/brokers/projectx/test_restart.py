@@ -90,7 +90,7 @@ def test_kill_9_between_placement_and_ack_then_restart(tmp_path: Path) -> None:
             session.journal_orders["ES"] = left_open(tmp_path, contract, RiskConfig())
             try:
                 await session.connect(["ES"])
-                assert await session.wait_connected(10)
+                assert await session.wait_connected(60)
                 engine = open_execution(
                     contract, tmp_path, RiskConfig(), broker=lambda c, n: session.broker_for(c, n)
                 )

@@ -30,7 +30,7 @@ from fabio.wiring import open_execution
 from .harness import Rig, run_rig
 
 
-async def trade_brackets(rig: Rig, count: int, *, timeout: float = 20.0) -> list[str]:
+async def trade_brackets(rig: Rig, count: int, *, timeout: float = 60.0) -> list[str]:
     """Place brackets one after another; each ends flat. The final entry statuses."""
     outcomes = []
     for _ in range(count):
@@ -91,7 +91,7 @@ def test_hub_disconnects_every_second() -> None:
         hub = rig.session.market_hub
         for _ in range(3):
             await asyncio.sleep(0.4)
-            await rig.wait(lambda: hub.status == "connected", 10, "the market hub to reconnect")
+            await rig.wait(lambda: hub.status == "connected", 60, "the market hub to reconnect")
 
     rig = asyncio.run(run_rig(body, SimFaults(disconnect_every_sec=1.0)))
     check_invariants(rig)
@@ -238,12 +238,12 @@ def test_a_flatten_never_opens_a_position_when_the_venue_is_already_flat(tmp_pat
             trade = engine.position()
             return 0 if trade is None else int(trade.qty)
 
-        await rig.wait(lambda: position_qty() > 0, 20, "the entry fill")
+        await rig.wait(lambda: position_qty() > 0, 60, "the entry fill")
         pid = rig.broker.contract_id
         await rig.session.http.close_position(rig.session.account.id, pid)
         await rig.wait(
             lambda: rig.broker.positions() == [] and rig.sim.venue.positions[pid].qty == 0,
-            20,
+            60,
             "the manual close",
         )
         assert position_qty() > 0  # the venue's close is not one of the journal's orders
