@@ -183,6 +183,9 @@ def two_files(fabio, tmp_path: Path) -> list[str]:  # type: ignore[no-untyped-de
     return files
 
 
+# 57 s (four CLI backtests of two files); the default run keeps the CLI sweep in
+# tests/test_cli.py::test_backtest_cli_synthetic_and_sweep_resume
+@pytest.mark.slow
 def test_accounts_model_is_explicit_and_jobs_change_nothing(  # type: ignore[no-untyped-def]
     fabio, two_files: list[str], tmp_path: Path
 ) -> None:

@@ -1,4 +1,8 @@
-"""`fabio run --mode live` end to end: the whole agent trades a replay on the simulator."""
+"""`fabio run --mode live` end to end: the whole agent trades a replay on the simulator.
+
+Real time, on purpose (a live run's clock is the wall clock, and the simulator's market runs at a
+multiple of it): nothing here is timed; waits bound a hang, and the protection check is counted
+in market events (`Watch`)."""
 
 from __future__ import annotations
 
@@ -47,8 +51,8 @@ async def _live(
 ) -> tuple[LiveRun, Watch]:
     feeds = open_feeds([], symbols or ["ES"], days=2, seed=7)
     sim = build_sim(feeds, speed, faults, start_ns=parse_at("2024-01-02 08:30"))
+    watch = Watch(sim).install()  # the market waits while a position lacks its stop
     async with SimServer(sim) as server:
-        watch = Watch(sim)
         watcher = asyncio.get_running_loop().create_task(watch.run())
         run = LiveRun(
             _settings(tmp, **settings),
@@ -67,6 +71,8 @@ async def _live(
         return run, watch
 
 
+@pytest.mark.slow  # six market hours at 300x: 72 s of wall time; the default run keeps
+# test_the_dashboard_watches_a_live_run_in_process as its whole live run
 def test_a_replayed_session_trades_through_faults(tmp_path: Path) -> None:
     faults = SimFaults(disconnect_every_sec=5.0, http_500_rate=0.05)
     run, watch = asyncio.run(_live(tmp_path, faults, duration_h=6.0, speed=300))
@@ -236,7 +242,9 @@ def test_the_dashboard_watches_a_live_run_in_process(tmp_path: Path) -> None:
                 await run.run()
                 url = f"http://127.0.0.1:{service.port}/api/snapshot"
                 async with httpx.AsyncClient() as client:
-                    return dict((await client.get(url, timeout=5)).json())
+                    # the dashboard serves on this loop, busy with the run's end: 60 s only
+                    # bounds a hang (5 s timed out under load)
+                    return dict((await client.get(url, timeout=60)).json())
 
             return await _with_service(service, body)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 
 class ReplayClock:
@@ -25,3 +28,28 @@ class WallClock:
 
     def now_ns(self) -> int:
         return time.time_ns()
+
+
+class Deadlines(Protocol):
+    """Elapsed time and deadlines for a call bounded in time (the LLM brain's budget).
+
+    `WallDeadlines` is the machine's monotonic clock; a test passes one whose time it moves
+    itself, so that "the answer came too late" never depends on how busy the machine is."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic clock."""
+        ...
+
+    def deadline(self, seconds: float) -> AbstractAsyncContextManager[object]:
+        """Cancel the enclosed block with TimeoutError after `seconds` on this clock."""
+        ...
+
+
+class WallDeadlines:
+    """The machine's monotonic clock and asyncio's timeouts (live sessions, backtests)."""
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def deadline(self, seconds: float) -> AbstractAsyncContextManager[object]:
+        return asyncio.timeout(seconds)

@@ -6,10 +6,12 @@ and every request is recorded, so tests can check what the client sent and how o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,6 +32,76 @@ class Behaviour:
 
 
 Script = Behaviour | Callable[[dict[str, Any]], Behaviour]
+# A delay that lasts until the server stops (at most HANG_BOUND_SEC): the client must give up.
+HANG = float("inf")
+HANG_BOUND_SEC = 60.0
+
+
+class VirtualDeadlines:
+    """The LLM brain's budget clock, moved by the test instead of the machine.
+
+    Time stands still while the brain waits for an answer, however slow the machine is, so an
+    answer is never "too late" by accident; a hung request (`hung`) moves time to the brain's
+    next deadline, which times the attempt out at once. Thread-safe: the scripted server moves
+    time from its own thread."""
+
+    def __init__(self) -> None:
+        self._now = 0.0
+        self._lock = threading.Lock()
+        self._pending: list[tuple[float, asyncio.AbstractEventLoop, asyncio.Timeout]] = []
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+            self._fire_due()
+
+    def to_next_deadline(self) -> None:
+        """Move time to the earliest pending deadline (nothing happens until then)."""
+        with self._lock:
+            if self._pending:
+                self._now = max(self._now, min(at for at, _, _ in self._pending))
+            self._fire_due()
+
+    def _fire_due(self) -> None:
+        due = [p for p in self._pending if p[0] <= self._now]
+        self._pending = [p for p in self._pending if p[0] > self._now]
+        for _, loop, timeout in due:
+            loop.call_soon_threadsafe(_expire, loop, timeout)
+
+    @contextlib.asynccontextmanager
+    async def deadline(self, seconds: float) -> AsyncIterator[object]:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(None) as timeout:
+            entry = (self.now() + seconds, loop, timeout)
+            with self._lock:
+                self._pending.append(entry)
+                self._fire_due()
+            try:
+                yield timeout
+            finally:
+                with self._lock:
+                    if entry in self._pending:
+                        self._pending.remove(entry)
+
+
+def _expire(loop: asyncio.AbstractEventLoop, timeout: asyncio.Timeout) -> None:
+    with contextlib.suppress(RuntimeError):  # the block has ended meanwhile
+        timeout.reschedule(loop.time())
+
+
+def hung(deadlines: VirtualDeadlines | None = None) -> Script:
+    """A request the server never answers (until it stops): the client's deadline passes."""
+
+    def behave(request: dict[str, Any]) -> Behaviour:
+        if deadlines is not None:
+            deadlines.to_next_deadline()
+        return Behaviour(200, {}, delay=HANG)
+
+    return behave
 
 
 @dataclass
@@ -162,6 +234,7 @@ class FakeOpenAI:
         self._queue: list[Script] = []
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
+        self._released = threading.Event()  # set by `stop`: delayed answers go out
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -182,6 +255,7 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -217,7 +291,7 @@ class FakeOpenAI:
 
             def _send(self, b: Behaviour) -> None:
                 if b.delay:
-                    time.sleep(b.delay)
+                    server._released.wait(min(b.delay, HANG_BOUND_SEC))
                 payload = b.body if isinstance(b.body, str) else json.dumps(b.body or {})
                 data = payload.encode("utf-8")
                 try:

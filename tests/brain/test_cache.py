@@ -24,9 +24,9 @@ def llm(server: FakeOpenAI, fallback: FixedBrain) -> LlmBrain:
         model=MODEL,
         base_url=server.url,
         api_key=SecretStr("sk-test-cache-key1"),
-        timeout_sec=0.3,
-        total_budget_sec=0.8,
-        min_attempt_sec=0.1,
+        timeout_sec=30.0,  # bounds a hang: the answers come at once
+        total_budget_sec=45.0,
+        min_attempt_sec=1.0,
     )
     return LlmBrain(config, fallback)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from dataclasses import asdict
 from typing import Any
@@ -36,19 +37,24 @@ from tests.brain.llm_server import (
     Behaviour,
     FakeOpenAI,
     FixedBrain,
+    VirtualDeadlines,
     completion,
     decision_dict,
     empty_choices,
     error,
+    hung,
     refuse_formats,
 )
 
 KEY = "sk-test-SECRET123456789"
 MODEL = "test-model"
+# The budget runs on a clock the test moves (`VirtualDeadlines`): an answer takes no time on it
+# however busy the machine is, and a hung request (`hung`) moves it to the brain's deadline. The
+# timeouts are also the SDK's real read timeouts, so they are long: they only bound a hang.
 FAST = {
-    "timeout_sec": 0.3,
-    "total_budget_sec": 0.8,
-    "min_attempt_sec": 0.1,
+    "timeout_sec": 30.0,
+    "total_budget_sec": 45.0,
+    "min_attempt_sec": 1.0,
     "retry_backoff_sec": 0.05,
 }
 
@@ -62,7 +68,12 @@ def make_brain(server: FakeOpenAI, **overrides: Any) -> tuple[LlmBrain, FixedBra
         **FAST,
         **overrides,
     }
-    return LlmBrain(LlmConfig(**fields), fallback), fallback
+    return LlmBrain(LlmConfig(**fields), fallback, deadlines=VirtualDeadlines()), fallback
+
+
+def clock(brain: LlmBrain) -> VirtualDeadlines:
+    assert isinstance(brain.deadlines, VirtualDeadlines)
+    return brain.deadlines
 
 
 def decide(brain: LlmBrain, context: DecisionContext) -> BrainReply:
@@ -306,24 +317,22 @@ def test_timeout_retries_once_within_budget(
     llm_server: FakeOpenAI, decision_context: DecisionContext
 ) -> None:
     brain, fallback = make_brain(llm_server)
-    llm_server.default = answer(decision_context)
-    llm_server.default.delay = 1.0
-    t0 = time.perf_counter()
+    llm_server.default = hung(clock(brain))
     reply = decide(brain, decision_context)
-    elapsed = time.perf_counter() - t0
 
     assert len(llm_server.requests) == 2
     assert reply.fallback_reason is not None and "timeout" in reply.fallback_reason
     assert fallback.calls == 1
-    assert elapsed < FAST["total_budget_sec"] + 0.2
     assert brain.stats().retries == 1
+    # the first attempt used its 30 s; the retry got what was left of the 45 s budget
+    timeouts = [float(header(llm_server, i, "x-stainless-read-timeout") or 0) for i in (0, 1)]
+    assert timeouts == [FAST["timeout_sec"], FAST["total_budget_sec"] - FAST["timeout_sec"]]
+    assert clock(brain).now() == FAST["total_budget_sec"]  # the decision took the budget, no more
 
 
 def test_timeout_then_success(llm_server: FakeOpenAI, decision_context: DecisionContext) -> None:
     brain, _ = make_brain(llm_server)
-    slow = answer(decision_context)
-    slow.delay = 1.0
-    llm_server.script(slow, answer(decision_context))
+    llm_server.script(hung(clock(brain)), answer(decision_context))
     reply = decide(brain, decision_context)
     assert reply.fallback_reason is None and reply.brain == "llm:test-model"
     assert len(llm_server.requests) == 2
@@ -332,10 +341,9 @@ def test_timeout_then_success(llm_server: FakeOpenAI, decision_context: Decision
 def test_no_retry_when_the_budget_is_too_short(
     llm_server: FakeOpenAI, decision_context: DecisionContext
 ) -> None:
-    brain, _ = make_brain(llm_server, timeout_sec=0.3, total_budget_sec=0.35)
-    slow = answer(decision_context)
-    slow.delay = 1.0
-    llm_server.default = slow
+    # after a 30 s timeout, 0.95 s of the 31 s budget is left: less than an attempt's minimum
+    brain, _ = make_brain(llm_server, total_budget_sec=31.0, min_attempt_sec=2.0)
+    llm_server.default = hung(clock(brain))
     reply = decide(brain, decision_context)
     assert len(llm_server.requests) == 1
     assert reply.fallback_reason is not None and "does not fit" in reply.fallback_reason
@@ -345,10 +353,8 @@ def test_no_retry_when_the_budget_is_too_short(
 def test_429_with_retry_after_in_budget(
     llm_server: FakeOpenAI, decision_context: DecisionContext, headers: dict[str, str]
 ) -> None:
-    # The wait fits the budget by seconds, not by the 0.3 s the FAST budget leaves: on a loaded
-    # machine the first answer alone took over 0.5 s, which left no room for the retry (the code
-    # rightly gave up) or timed the retry out at 0.3 s. The 0.2 s wait is still 4x the backoff.
-    brain, _ = make_brain(llm_server, timeout_sec=3.0, total_budget_sec=6.0)
+    # The 0.2 s wait is 4x the backoff; the budget's clock does not move while the machine is slow.
+    brain, _ = make_brain(llm_server)
     llm_server.script(error(429, "slow down", headers=headers), answer(decision_context))
     reply = decide(brain, decision_context)
     assert reply.fallback_reason is None
@@ -361,13 +367,13 @@ def test_429_with_retry_after_beyond_budget(
     llm_server: FakeOpenAI, decision_context: DecisionContext
 ) -> None:
     brain, _ = make_brain(llm_server)
-    llm_server.default = error(429, "slow down", headers={"Retry-After": "30"})
+    llm_server.default = error(429, "slow down", headers={"Retry-After": "120"})
     t0 = time.perf_counter()
     reply = decide(brain, decision_context)
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < 60  # did not sleep the 120 s (a bound, not a latency)
     assert len(llm_server.requests) == 1
     assert reply.fallback_reason is not None
-    assert "429" in reply.fallback_reason and "Retry-After 30 s" in reply.fallback_reason
+    assert "429" in reply.fallback_reason and "Retry-After 120 s" in reply.fallback_reason
 
 
 def test_429_without_retry_after_retries_once(
@@ -402,7 +408,7 @@ def test_connection_refused_falls_back_at_once(decision_context: DecisionContext
     brain, fallback = make_brain(server)
     t0 = time.perf_counter()
     reply = decide(brain, decision_context)
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < FAST["timeout_sec"]  # did not wait for a timeout
     assert reply.fallback_reason is not None and "connection" in reply.fallback_reason
     assert fallback.calls == 1
 
@@ -411,9 +417,13 @@ def test_the_call_does_not_block_the_event_loop(
     llm_server: FakeOpenAI, decision_context: DecisionContext
 ) -> None:
     brain, _ = make_brain(llm_server)
-    slow = answer(decision_context)
-    slow.delay = 0.2
-    llm_server.script(slow)
+    ticked = threading.Event()  # the server answers only once the loop has ticked ten times
+
+    def after_ten_ticks(request: dict[str, Any]) -> Behaviour:
+        ticked.wait(60)
+        return answer(decision_context)
+
+    llm_server.script(after_ten_ticks)
 
     async def run() -> tuple[BrainReply, int]:
         task = asyncio.create_task(brain.decide(decision_context))
@@ -421,6 +431,8 @@ def test_the_call_does_not_block_the_event_loop(
         while not task.done():
             await asyncio.sleep(0.01)
             ticks += 1
+            if ticks == 10:
+                ticked.set()
         return await task, ticks
 
     reply, ticks = asyncio.run(run())
@@ -496,7 +508,7 @@ def test_from_settings(llm_server: FakeOpenAI, decision_context: DecisionContext
 
     local = settings(openai_base_url=llm_server.url, openai_model="llama3.1:8b")
     brain = LlmBrain.from_settings(
-        local, fallback, timeout_sec=0.3, total_budget_sec=0.8, min_attempt_sec=0.1
+        local, fallback, timeout_sec=30.0, total_budget_sec=45.0, min_attempt_sec=1.0
     )
     assert brain is not None
     llm_server.script(answer(decision_context))

@@ -20,13 +20,22 @@ from fabio.brain.rules import RuleBrain
 from fabio.config import Settings
 from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
 from fabio.journal import read_journal
-from tests.brain.llm_server import Behaviour, FakeOpenAI, FixedBrain, completion, decision_dict
+from tests.brain.llm_server import (
+    FakeOpenAI,
+    FixedBrain,
+    VirtualDeadlines,
+    completion,
+    decision_dict,
+    hung,
+)
 
 NS = 1_000_000_000
+# No retry after a failure (the budget left is under an attempt's minimum). The budget runs on a
+# clock the test moves: an answer takes no time on it, a hung request moves it to the deadline.
 FAST = {
-    "timeout_sec": 0.2,
-    "total_budget_sec": 0.3,
-    "min_attempt_sec": 0.25,
+    "timeout_sec": 20.0,
+    "total_budget_sec": 30.0,
+    "min_attempt_sec": 25.0,
     "retry_backoff_sec": 0.0,
 }
 
@@ -36,7 +45,12 @@ def brain_for(url: str, **overrides: Any) -> tuple[LlmBrain, FixedBrain]:
     config = LlmConfig(
         model="test-model", base_url=url, api_key=SecretStr("k"), **{**FAST, **overrides}
     )
-    return LlmBrain(config, fallback), fallback
+    return LlmBrain(config, fallback, deadlines=VirtualDeadlines()), fallback
+
+
+def clock(brain: LlmBrain) -> VirtualDeadlines:
+    assert isinstance(brain.deadlines, VirtualDeadlines)
+    return brain.deadlines
 
 
 def at(context: DecisionContext, seconds: float) -> DecisionContext:
@@ -99,9 +113,10 @@ def test_a_dead_endpoint_costs_a_handful_of_attempts_per_cool_off(
 def test_a_hung_endpoint_trips_the_breaker_on_timeouts(
     decision_context: DecisionContext,
 ) -> None:
-    server = FakeOpenAI(default=Behaviour(200, {}, delay=1.0)).start()
+    server = FakeOpenAI().start()
     try:
         brain, _ = brain_for(server.url, breaker_failures=2, breaker_cooloff_sec=300)
+        server.default = hung(clock(brain))
         replies = run_all(brain, [at(decision_context, 30 * i) for i in range(11)])
     finally:
         server.stop()
@@ -119,8 +134,7 @@ def test_the_breaker_closes_when_a_probe_succeeds(
     brain, _ = brain_for(llm_server.url, breaker_cooloff_sec=60)
     good = completion(json.dumps(decision_dict(decision_context.price)))
     # a hung period (answers slower than the timeout), then the server answers again
-    hung = Behaviour(200, {}, delay=1.0)
-    llm_server.script(hung, hung, hung)
+    llm_server.script(*[hung(clock(brain))] * 3)
     llm_server.default = good
     contexts = [at(decision_context, 10 * i) for i in range(12)]
     replies = run_all(brain, contexts)

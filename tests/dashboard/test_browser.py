@@ -98,10 +98,11 @@ def test_paper_run_watched_and_killed_from_the_page(tmp_path: Path) -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)  # waits bound a hang; a busy machine is slower
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(url)
-            page.wait_for_selector("body[data-ready='1']", timeout=15_000)
+            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
 
             # the price, then a fill rendered within seconds of being journaled
             page.wait_for_function(
@@ -113,7 +114,7 @@ def test_paper_run_watched_and_killed_from_the_page(tmp_path: Path) -> None:
             page.wait_for_function(
                 "() => Number(document.querySelector('[data-symbol] .chart')?.dataset.markers)"
                 " >= 1",
-                timeout=5_000,
+                timeout=60_000,
             )
             symbol = page.get_attribute("[data-symbol]", "data-symbol")
             assert symbol == "ESH4"
@@ -137,32 +138,32 @@ def test_paper_run_watched_and_killed_from_the_page(tmp_path: Path) -> None:
             page.wait_for_function(
                 "() => document.getElementById('message').textContent.includes('engaged')"
             )
-            page.wait_for_selector(".risk-state[data-state='kill_switch']", timeout=5_000)
+            page.wait_for_selector(".risk-state[data-state='kill_switch']", timeout=60_000)
             [kill] = _records(execution, "kill_switch")
             assert kill["engaged"] and kill["source"] == "dashboard"
             assert kill["reason"] == "browser test"
             page.wait_for_function(
                 "() => document.querySelector('[data-field=side]').textContent === 'flat'",
-                timeout=10_000,
+                timeout=60_000,
             )
             killed_at = time.monotonic()
             entries_at_kill = len(_records(execution, "entry"))
             fills = len(_records(execution, "fill"))
             page.wait_for_function(  # the chart redraws a moment after the last fill
                 f"() => document.querySelector('.chart').dataset.markers === '{fills}'",
-                timeout=5_000,
+                timeout=60_000,
             )
             closed = page.inner_text("[data-field=closed_trades]")
 
             # a reload shows the same state
             page.reload()
-            page.wait_for_selector("body[data-ready='1']", timeout=15_000)
+            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
             assert page.get_attribute(".risk-state", "data-state") == "kill_switch"
             assert page.inner_text("[data-field=closed_trades]") == closed
             assert page.inner_text("[data-field=side]") == "flat"
             page.wait_for_function(
                 f"() => document.querySelector('.chart').dataset.markers === '{fills}'",
-                timeout=5_000,
+                timeout=60_000,
             )
             assert page.inner_text("[data-field=risk_reason]").startswith("browser test")
             browser.close()
@@ -230,10 +231,11 @@ def test_two_symbols_side_by_side_and_hostile_text_stays_text(tmp_path: Path) ->
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(60_000)
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(url)
-            page.wait_for_selector("body[data-ready='1']", timeout=15_000)
+            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
             page.wait_for_selector("[data-symbol='NQH4'] .chart canvas")
             es = page.locator("[data-symbol='ESH4']").bounding_box()
             nq = page.locator("[data-symbol='NQH4']").bounding_box()

@@ -35,14 +35,15 @@ def test_serve_reads_the_journals_prints_a_token_and_stops_on_sigterm(tmp_path: 
     )
     try:
         url = f"http://127.0.0.1:{port}/"
-        for _ in range(100):
+        deadline = time.monotonic() + 120  # bounds a hang: the process starts, then listens
+        while True:
             try:
-                snap = httpx.get(url + "api/snapshot", timeout=1).json()
+                snap = httpx.get(url + "api/snapshot", timeout=30).json()
                 break
             except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError("fabio serve did not answer") from None
                 time.sleep(0.1)
-        else:
-            raise AssertionError("fabio serve did not answer")
         assert snap["symbols"]["ESH4"]["trade_update"]["pnl"]["closed_trades"] == 1
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)

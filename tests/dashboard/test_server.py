@@ -42,7 +42,7 @@ class Recorder:
 
         return handler
 
-    async def wait_for(self, predicate: Any, timeout: float = 5.0) -> tuple[str, dict[str, Any]]:
+    async def wait_for(self, predicate: Any, timeout: float = 60.0) -> tuple[str, dict[str, Any]]:
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
             for event in self.events:

@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import re
-import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, Literal, Self
@@ -36,6 +35,7 @@ from fabio.brain.base import Brain, BrainReply, ParseFailure, parse_decision
 from fabio.brain.context import DecisionContext
 from fabio.brain.prompt import default_system_prompt, user_prompt
 from fabio.brain.schema import Decision
+from fabio.clock import Deadlines, WallDeadlines
 from fabio.config import Settings
 from fabio.journal import redact
 
@@ -391,8 +391,17 @@ def session_key(context: DecisionContext) -> int:
 class LlmBrain:
     """A Brain backed by a chat-completions model, with a fallback brain behind it."""
 
-    def __init__(self, config: LlmConfig, fallback: Brain, system: str | None = None) -> None:
+    def __init__(
+        self,
+        config: LlmConfig,
+        fallback: Brain,
+        system: str | None = None,
+        *,
+        deadlines: Deadlines | None = None,
+    ) -> None:
         self.config = config
+        # the clock of the time budget: the wall clock, unless a test moves time itself
+        self.deadlines: Deadlines = deadlines or WallDeadlines()
         self.fallback = fallback
         self.name = f"llm:{config.model}"
         self.model = config.model
@@ -470,7 +479,7 @@ class LlmBrain:
 
     async def decide(self, context: DecisionContext) -> BrainReply:
         """Ask the model; on any failure, the fallback decides and the reply says why."""
-        start = time.perf_counter()
+        start = self.deadlines.now()
         self._stats.calls += 1
         call = _Call()
         if self._price_note:
@@ -506,7 +515,7 @@ class LlmBrain:
             requested_brain=self.name,
             raw_response=self._redact(call.raw),
             rejections=rejections,
-            latency_ms=(time.perf_counter() - start) * 1e3,
+            latency_ms=(self.deadlines.now() - start) * 1e3,
             prompt_tokens=call.prompt_tokens,
             completion_tokens=call.completion_tokens,
             cached_tokens=call.cached_tokens,
@@ -605,7 +614,7 @@ class LlmBrain:
             requested_brain=self.name,
             raw_response=self._redact(raw) if raw is not None else None,
             rejections=other.rejections,
-            latency_ms=(time.perf_counter() - start) * 1e3,
+            latency_ms=(self.deadlines.now() - start) * 1e3,
             prompt_tokens=call.prompt_tokens + other.prompt_tokens,
             completion_tokens=call.completion_tokens + other.completion_tokens,
             cached_tokens=call.cached_tokens + other.cached_tokens,
@@ -620,7 +629,7 @@ class LlmBrain:
         budget = self.config.total_budget_sec
         retried = False
         while True:
-            left = budget - (time.perf_counter() - start)
+            left = budget - (self.deadlines.now() - start)
             if left <= 0:
                 raise _Failed("timeout", f"decision budget of {budget:g} s used up")
             timeout = min(self.config.timeout_sec, left)
@@ -639,7 +648,7 @@ class LlmBrain:
     def _wait_or_give_up(self, exc: _Retryable, start: float) -> float:
         """The wait before the retry; raise if the retry would not fit in the budget."""
         wait = exc.retry_after if exc.retry_after is not None else self.config.retry_backoff_sec
-        left = self.config.total_budget_sec - (time.perf_counter() - start) - wait
+        left = self.config.total_budget_sec - (self.deadlines.now() - start) - wait
         if left < self.config.min_attempt_sec:
             detail = f"Retry-After {wait:g} s" if exc.retry_after is not None else "a retry"
             raise _Failed(
@@ -674,7 +683,7 @@ class LlmBrain:
         self._stats.requests += 1
         msgs: Any = messages
         try:
-            async with asyncio.timeout(timeout):
+            async with self.deadlines.deadline(timeout):
                 if mode == "json_schema":
                     completion: Any = await client.chat.completions.parse(
                         model=self.model,

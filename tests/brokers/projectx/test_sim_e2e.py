@@ -3,6 +3,12 @@
 Every fault runs brackets through the `Broker` port and checks the same invariants: no
 `customTag` twice at the venue, no position without a working stop for more than a moment, no
 position larger than asked, and the broker's view of every order equal to the venue's.
+
+Real time, on purpose: these are the adapter's sockets, timeouts and reconnects against a venue
+whose market runs at a multiple of the wall clock and whose faults (disconnects, token lifetimes,
+held responses) are wall seconds, as a real venue's are. So no assertion here times anything:
+every wait only bounds a hang (`Rig.wait`), and "never without a stop" is counted in market
+events (`Watch`: the market waits while a position is unprotected).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from fabio.wiring import open_execution
 from .harness import Rig, run_rig
 
 
-async def trade_brackets(rig: Rig, count: int, *, timeout: float = 20.0) -> list[str]:
+async def trade_brackets(rig: Rig, count: int, *, timeout: float = 60.0) -> list[str]:
     """Place brackets one after another; each ends flat. The final entry statuses."""
     outcomes = []
     for _ in range(count):
@@ -73,6 +79,7 @@ def test_bracket_round_trip_and_events() -> None:
     check_invariants(rig)
 
 
+@pytest.mark.slow  # 8 s; the default run keeps test_order_accepted_but_response_lost as its fault
 def test_hub_disconnects_every_second() -> None:
     async def body(rig: Rig) -> None:
         await trade_brackets(rig, 3)
@@ -85,13 +92,14 @@ def test_hub_disconnects_every_second() -> None:
         hub = rig.session.market_hub
         for _ in range(3):
             await asyncio.sleep(0.4)
-            await rig.wait(lambda: hub.status == "connected", 10, "the market hub to reconnect")
+            await rig.wait(lambda: hub.status == "connected", 60, "the market hub to reconnect")
 
     rig = asyncio.run(run_rig(body, SimFaults(disconnect_every_sec=1.0)))
     check_invariants(rig)
     assert rig.sim.counters["fault_disconnect"] >= 1
 
 
+@pytest.mark.slow  # ten brackets each, ~27 s apiece
 @pytest.mark.parametrize("kind", ["429", "500"])
 def test_http_errors_on_a_share_of_calls(kind: str) -> None:
     faults = SimFaults(http_429_rate=0.25) if kind == "429" else SimFaults(http_500_rate=0.25)
@@ -126,6 +134,7 @@ def test_order_accepted_but_response_lost() -> None:
     assert len([o for o in rig.sim.venue.orders.values() if o.custom_tag]) == 2
 
 
+@pytest.mark.slow  # 8 s of wall time by design (token lifetimes are wall time at the venue)
 def test_token_expiry_mid_session_keeps_the_stream() -> None:
     async def body(rig: Rig) -> None:
         feed = rig.session.feeds[rig.broker.contract_id]
@@ -181,7 +190,8 @@ def test_partial_fills_resize_the_protection() -> None:
             ),
             rig.session.clock_ns(),
         )
-        await rig.wait(lambda: not entry.status.is_open, 30, "the limit entry to fill")
+        # 90 s: longer than the watch holds the market for a position left unprotected
+        await rig.wait(lambda: not entry.status.is_open, 90, "the limit entry to fill")
         assert entry.status is OrderStatus.FILLED, entry.reason
         venue_entry = next(
             o
@@ -190,7 +200,7 @@ def test_partial_fills_resize_the_protection() -> None:
         )
         assert len(venue_entry.fills) >= 2 and entry.filled_qty == 4  # filled in parts
         await rig.wait(
-            lambda: not stop.status.is_open and not target.status.is_open, 30, "the exit"
+            lambda: not stop.status.is_open and not target.status.is_open, 90, "the exit"
         )
 
     # A thin book (one contract per print): the 4-lot entry fills in parts whatever the timing.
@@ -230,12 +240,12 @@ def test_a_flatten_never_opens_a_position_when_the_venue_is_already_flat(tmp_pat
             trade = engine.position()
             return 0 if trade is None else int(trade.qty)
 
-        await rig.wait(lambda: position_qty() > 0, 20, "the entry fill")
+        await rig.wait(lambda: position_qty() > 0, 60, "the entry fill")
         pid = rig.broker.contract_id
         await rig.session.http.close_position(rig.session.account.id, pid)
         await rig.wait(
             lambda: rig.broker.positions() == [] and rig.sim.venue.positions[pid].qty == 0,
-            20,
+            60,
             "the manual close",
         )
         trade = engine.position()  # the venue's report is not journaled yet
