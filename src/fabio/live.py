@@ -48,7 +48,7 @@ from fabio.killswitch import EXECUTION_JOURNAL
 from fabio.runlock import RunLock
 from fabio.sessions import SessionKind
 from fabio.shutdown import journal_shutdown, on_sigterm
-from fabio.wiring import AgentOptions, LiveVenue, build_agent, read_state, register_live_venue
+from fabio.wiring import AgentOptions, build_agent, read_state
 
 NS = 1_000_000_000
 
@@ -226,13 +226,6 @@ class LiveRun:
     def build(self) -> None:
         assert self.session is not None
         session = self.session
-        register_live_venue(
-            LiveVenue(
-                "projectx",
-                broker=lambda contract, n: session.broker_for(contract, n),
-                feed=lambda contract, _settings: session.feed_for(contract),
-            )
-        )
         brain = make_brain(self.brain_kind, self.settings)
         session_kind = SessionKind.ETH if self.options.eth else SessionKind.RTH
         # One risk engine for the account: every symbol's entries count against one limit.
@@ -252,6 +245,7 @@ class LiveRun:
                 risk=risk,
                 run_lock=self.run_lock,
                 trading_session=session_kind,
+                broker=session.broker_for,  # (contract, next order number) -> its broker
             )
             agent = build_agent(contract, brain, options)
             for subscriber in self.options.subscribers:
@@ -260,8 +254,8 @@ class LiveRun:
 
     async def run(self, on_connected: Callable[[], None] | None = None) -> dict[str, Any]:
         """Connect (then `on_connected`, e.g. to show the banner), build the agents, trade until
-        the end (`--duration`, SIGTERM); the venue is unregistered, the session closed and the
-        lock released after. What stays open at the venue is reported, never flattened."""
+        the end (`--duration`, SIGTERM); the session is closed and the lock released after.
+        What stays open at the venue is reported, never flattened."""
         with on_sigterm(self._terminate):
             self._connecting = asyncio.ensure_future(self.connect())
             try:
@@ -282,7 +276,6 @@ class LiveRun:
                         journal_shutdown(agent, ts_ns=session.clock_ns())
                 await self._report_open(session)
             finally:
-                register_live_venue(None)
                 await session.close()
                 self.release()
         return self.summary()
