@@ -41,6 +41,7 @@ from fabio.config import Settings
 from fabio.errors import FabioError
 from fabio.events import Event
 from fabio.execution.engine import ExecutionEngine
+from fabio.execution.reconcile import unexplained
 from fabio.execution.risk import RiskConfig, RiskEngine
 from fabio.instruments import Contract, parse_symbol
 from fabio.journal import read_journal
@@ -112,10 +113,22 @@ def journal_qty(engine: ExecutionEngine | None) -> int:
     return 0 if trade is None else int(trade.qty)
 
 
+def unexplained_at_venue(session: ProjectXSession, expected: Callable[[str], int]) -> list[str]:
+    """The venue-neutral unexplained-state rule (`fabio.execution.reconcile`) on the session's
+    brokers, and on every position the venue reports for a contract none of them trades.
+    `expected(symbol)` is the journal's signed position; no stop is asked of a shadow run."""
+    untraded = {
+        cid: pos.qty for cid, pos in session.venue_positions.items() if cid not in session.brokers
+    }
+    return unexplained(
+        session.brokers.values(), expected, untraded=untraded, stops=not session.shadow
+    )
+
+
 async def resolve_unexplained(
     session: ProjectXSession, engines: dict[str, ExecutionEngine], problem: str
 ) -> str:
-    """What nothing at the venue explains (`ProjectXSession.unexplained`): engage the kill
+    """What nothing at the venue explains (`unexplained_at_venue`): engage the kill
     switch (journaled; every engine flattens what it knows), close the venue's position of that
     contract at market, and when the venue is flat but the journal is not, close the journal's
     position at the last price (a `recovery` record says so). How it was resolved, in words."""
@@ -334,7 +347,7 @@ class LiveRun:
 
     async def _check_unexplained(self, session: ProjectXSession) -> None:
         engines = {symbol: agent.execution for symbol, agent in self.agents.items()}
-        found = set(session.unexplained(lambda symbol: journal_qty(engines.get(symbol))))
+        found = set(unexplained_at_venue(session, lambda symbol: journal_qty(engines.get(symbol))))
         confirmed = found & self._suspect
         self._suspect = found - confirmed
         for problem in sorted(confirmed):
