@@ -386,24 +386,27 @@ def test_a_paper_agent_starts_knowing_the_kill_switch_is_engaged(tmp_path: Path)
     assert len(kills) == 1
 
 
-def test_live_mode_refuses_until_a_venue_is_registered(tmp_path: Path) -> None:
+def test_live_mode_refuses_without_a_venue_and_trades_on_the_one_passed(tmp_path: Path) -> None:
     from fabio.brain.rules import RuleBrain
-    from fabio.wiring import AgentOptions, LiveVenue, build_agent, register_live_venue
+    from fabio.wiring import AgentOptions, build_agent
 
-    with pytest.raises(FabioError, match="MODE=live needs the TopstepX adapter"):
+    with pytest.raises(FabioError, match="mode 'live' trades on a venue the caller connects"):
         build_agent(ES, RuleBrain(), AgentOptions(mode="live", log_dir=tmp_path))
+    assert not (tmp_path / EXECUTION_JOURNAL).exists()  # refused before anything was written
     venues: list[FakeVenue] = []
 
     def factory(contract: Any, n: int) -> Broker:
         venues.append(FakeVenue(n))
         return venues[-1]
 
-    register_live_venue(LiveVenue("fake", broker=factory, feed=lambda c, s: None))  # type: ignore[arg-type,return-value]
+    agent = build_agent(
+        ES, RuleBrain(), AgentOptions(mode="live", log_dir=tmp_path, broker=factory)
+    )
     try:
-        agent = build_agent(ES, RuleBrain(), AgentOptions(mode="live", log_dir=tmp_path))
         assert agent.execution.broker is venues[0] and agent.live
     finally:
-        register_live_venue(None)
+        if agent.run_lock is not None:
+            agent.run_lock.release()
 
 
 def test_agents_and_engines_are_built_only_in_the_composition_root() -> None:

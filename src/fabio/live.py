@@ -41,6 +41,7 @@ from fabio.config import Settings
 from fabio.errors import FabioError
 from fabio.events import Event
 from fabio.execution.engine import ExecutionEngine
+from fabio.execution.reconcile import unexplained
 from fabio.execution.risk import RiskConfig, RiskEngine
 from fabio.instruments import Contract, parse_symbol
 from fabio.journal import read_journal
@@ -48,7 +49,7 @@ from fabio.killswitch import EXECUTION_JOURNAL
 from fabio.runlock import RunLock
 from fabio.sessions import SessionKind
 from fabio.shutdown import journal_shutdown, on_sigterm
-from fabio.wiring import AgentOptions, LiveVenue, build_agent, read_state, register_live_venue
+from fabio.wiring import AgentOptions, build_agent, read_state
 
 NS = 1_000_000_000
 
@@ -112,10 +113,22 @@ def journal_qty(engine: ExecutionEngine | None) -> int:
     return 0 if trade is None else int(trade.qty)
 
 
+def unexplained_at_venue(session: ProjectXSession, expected: Callable[[str], int]) -> list[str]:
+    """The venue-neutral unexplained-state rule (`fabio.execution.reconcile`) on the session's
+    brokers, and on every position the venue reports for a contract none of them trades.
+    `expected(symbol)` is the journal's signed position; no stop is asked of a shadow run."""
+    untraded = {
+        cid: pos.qty for cid, pos in session.venue_positions.items() if cid not in session.brokers
+    }
+    return unexplained(
+        session.brokers.values(), expected, untraded=untraded, stops=not session.shadow
+    )
+
+
 async def resolve_unexplained(
     session: ProjectXSession, engines: dict[str, ExecutionEngine], problem: str
 ) -> str:
-    """What nothing at the venue explains (`ProjectXSession.unexplained`): engage the kill
+    """What nothing at the venue explains (`unexplained_at_venue`): engage the kill
     switch (journaled; every engine flattens what it knows), close the venue's position of that
     contract at market, and when the venue is flat but the journal is not, close the journal's
     position at the last price (a `recovery` record says so). How it was resolved, in words."""
@@ -226,13 +239,6 @@ class LiveRun:
     def build(self) -> None:
         assert self.session is not None
         session = self.session
-        register_live_venue(
-            LiveVenue(
-                "projectx",
-                broker=lambda contract, n: session.broker_for(contract, n),
-                feed=lambda contract, _settings: session.feed_for(contract),
-            )
-        )
         brain = make_brain(self.brain_kind, self.settings)
         session_kind = SessionKind.ETH if self.options.eth else SessionKind.RTH
         # One risk engine for the account: every symbol's entries count against one limit.
@@ -252,6 +258,7 @@ class LiveRun:
                 risk=risk,
                 run_lock=self.run_lock,
                 trading_session=session_kind,
+                broker=session.broker_for,  # (contract, next order number) -> its broker
             )
             agent = build_agent(contract, brain, options)
             for subscriber in self.options.subscribers:
@@ -260,8 +267,8 @@ class LiveRun:
 
     async def run(self, on_connected: Callable[[], None] | None = None) -> dict[str, Any]:
         """Connect (then `on_connected`, e.g. to show the banner), build the agents, trade until
-        the end (`--duration`, SIGTERM); the venue is unregistered, the session closed and the
-        lock released after. What stays open at the venue is reported, never flattened."""
+        the end (`--duration`, SIGTERM); the session is closed and the lock released after.
+        What stays open at the venue is reported, never flattened."""
         with on_sigterm(self._terminate):
             self._connecting = asyncio.ensure_future(self.connect())
             try:
@@ -282,7 +289,6 @@ class LiveRun:
                         journal_shutdown(agent, ts_ns=session.clock_ns())
                 await self._report_open(session)
             finally:
-                register_live_venue(None)
                 await session.close()
                 self.release()
         return self.summary()
@@ -341,7 +347,7 @@ class LiveRun:
 
     async def _check_unexplained(self, session: ProjectXSession) -> None:
         engines = {symbol: agent.execution for symbol, agent in self.agents.items()}
-        found = set(session.unexplained(lambda symbol: journal_qty(engines.get(symbol))))
+        found = set(unexplained_at_venue(session, lambda symbol: journal_qty(engines.get(symbol))))
         confirmed = found & self._suspect
         self._suspect = found - confirmed
         for problem in sorted(confirmed):

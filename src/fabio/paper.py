@@ -45,6 +45,7 @@ from fabio.data.synthetic import (
     session_closes,
 )
 from fabio.domain import TradeBatch
+from fabio.errors import FabioError
 from fabio.events import Event
 from fabio.execution.ledger import Ledger
 from fabio.instruments import parse_symbol
@@ -53,7 +54,7 @@ from fabio.sessions import cme_calendar
 from fabio.shutdown import journal_shutdown, on_sigterm
 from fabio.status import AgentStatus
 from fabio.timeutil import format_ns
-from fabio.wiring import AgentOptions, build_agent, live_venue, read_state
+from fabio.wiring import AgentOptions, build_agent, read_state
 
 NS = 1_000_000_000
 WARMUP_SESSIONS = 5
@@ -174,7 +175,10 @@ class PaperSession:
 
     def __init__(self, settings: Settings, options: RunOptions) -> None:
         if settings.mode == "live":
-            live_venue()  # refuses clearly until a live venue is registered
+            raise FabioError(
+                "MODE=live trades a TopstepX account through the TopstepX adapter "
+                "(`fabio run --mode live`), not the paper session: use MODE=test to paper-trade"
+            )
         self.settings = settings
         self.options = options
         kind = options.brain or (
@@ -185,9 +189,7 @@ class PaperSession:
         self.notices: list[str] = []
 
     def _open(self, feed: MarketFeed) -> Agent:
-        options = AgentOptions.from_settings(
-            self.settings, "live" if self.settings.mode == "live" else "paper"
-        )
+        options = AgentOptions.from_settings(self.settings, "paper")
         agent = build_agent(feed.contract, self.brain, options)
         for subscriber in self.options.subscribers:
             agent.bus.subscribe(subscriber)

@@ -6,9 +6,9 @@ cadence, journals, the event bus and the `AgentStatus` read model for a mode: `b
 it (or `open_execution` / `read_state` for the execution part alone); nothing else constructs
 an agent or an execution engine.
 
-The venue is chosen per mode by a `BrokerFactory` (contract, next order number -> Broker): the
-simulated broker for backtest and paper. Live mode needs a venue registered with
-`register_live_venue` (the TopstepX adapter plugs in there); until one is, it refuses clearly.
+The venue is chosen by a `BrokerFactory` (contract, next order number -> Broker): the simulated
+broker for backtest and paper. Live mode has no default venue: its caller (`fabio.live`, on a
+connected ProjectX session) passes the factory in `AgentOptions.broker`; without one it refuses.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from fabio.features.engine import FeatureEngine
 from fabio.instruments import Contract
 from fabio.journal import LLM_EXCHANGES, Journal, read_journal
 from fabio.killswitch import EXECUTION_JOURNAL, KillSwitchMailbox
-from fabio.ports import Broker, MarketFeed
+from fabio.ports import Broker
 from fabio.runlock import RunLock
 from fabio.sessions import SessionKind
 from fabio.status import AgentStatus
@@ -45,34 +45,6 @@ Mode = Literal["backtest", "paper", "live", "decide"]
 MODES: tuple[Mode, ...] = ("backtest", "paper", "live", "decide")
 # (contract, the next unused order number from the journal) -> the venue for that contract.
 BrokerFactory = Callable[[Contract, int], Broker]
-FeedFactory = Callable[[Contract, Settings], MarketFeed]
-
-
-@dataclass(frozen=True, slots=True)
-class LiveVenue:
-    """What a live venue adapter provides: its broker and its market feed."""
-
-    name: str
-    broker: BrokerFactory
-    feed: FeedFactory
-
-
-_live_venue: LiveVenue | None = None
-
-
-def register_live_venue(venue: LiveVenue | None) -> None:
-    """Plug in (or remove, with None) the live venue that `mode="live"` trades on."""
-    global _live_venue
-    _live_venue = venue
-
-
-def live_venue() -> LiveVenue:
-    if _live_venue is None:
-        raise FabioError(
-            "MODE=live needs the TopstepX adapter, which is not built yet: use MODE=test "
-            "(paper trading) or `fabio backtest`"
-        )
-    return _live_venue
 
 
 def sim_broker(config: SimBrokerConfig | None = None) -> BrokerFactory:
@@ -84,10 +56,17 @@ def sim_broker(config: SimBrokerConfig | None = None) -> BrokerFactory:
     return build
 
 
-def broker_for(mode: Mode, config: SimBrokerConfig | None = None) -> BrokerFactory:
-    if mode == "live":
-        return live_venue().broker
-    return sim_broker(config)
+def broker_for(options: AgentOptions) -> BrokerFactory:
+    """The venue an agent trades on: `options.broker`, else the simulated broker. Live mode
+    has no default: a live run passes its venue's factory (`fabio run --mode live`)."""
+    if options.broker is not None:
+        return options.broker
+    if options.mode == "live":
+        raise FabioError(
+            "mode 'live' trades on a venue the caller connects: AgentOptions.broker is unset "
+            "(run `fabio run --mode live`, or MODE=test for paper trading)"
+        )
+    return sim_broker(options.broker_config)
 
 
 @dataclass(slots=True)
@@ -105,7 +84,7 @@ class AgentOptions:
     secrets: tuple[str, ...] = ()
     resolution_sec: float = 0.0  # bar data: the bar length (coarse data widens stops)
     risk: RiskEngine | None = None  # share one account between symbols
-    broker: BrokerFactory | None = None  # None: the mode's venue
+    broker: BrokerFactory | None = None  # None: the simulated broker (required in live)
     broker_config: SimBrokerConfig | None = None
     note_records: list[dict[str, Any]] | None = None  # None: read from the exchange journal
     stale_sec: float = 10.0
@@ -238,6 +217,7 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
     """The agent for `options.mode`: the one place where the object graph is put together."""
     if options.mode == "decide":
         raise FabioError("mode 'decide' reads the journaled state: use read_state")
+    broker = broker_for(options)  # before the run lock: a refusal leaves nothing behind
     bus = EventBus()
     status = AgentStatus(symbol=contract.symbol)
     bus.subscribe(status.apply)
@@ -261,7 +241,7 @@ def build_agent(contract: Contract, brain: Brain, options: AgentOptions) -> Agen
         contract,
         options.log_dir,
         risk_config,
-        broker=options.broker or broker_for(options.mode, options.broker_config),
+        broker=broker,
         defaults=options.strategies,
         guardrails=options.guardrails,
         secrets=options.secrets,
