@@ -19,7 +19,6 @@ from fabio.brain.context import DecisionContext
 from fabio.decision import Decision
 from fabio.strategies import TREND_PULLBACK
 
-STOP_TICKS = 16  # the strategy's widest stop
 TARGET_TICKS = 48
 
 
@@ -41,7 +40,8 @@ class EnterLongOnce:
                     "action": "enter",
                     "side": "long",
                     "entry_condition_id": TREND_PULLBACK,
-                    "stop_price": context.price - STOP_TICKS * tick,
+                    # No stop price: the engine puts the strategy's stop (16 ticks) from the
+                    # price it enters at, so a tick of drift before the entry is not a refusal.
                     "target_price": context.price + TARGET_TICKS * tick,
                     "reason": "scripted entry (shutdown test)",
                 }
