@@ -841,6 +841,9 @@ class ProjectXBroker:
         if pos is None or pos.qty == 0 or (pos.qty > 0) == (order.side > 0):
             return False  # nothing of this side to protect: the leg just ends
         link.restoring = True
+        # From now on the ended venue order is history: a reconciliation routing it again
+        # (Order/search) while the re-placement is on its way must not end our stop.
+        self._superseded.add(px.id)
         self._spawn(self._restore_stop(order.id, f"{how} at the venue"))
         return True
 
@@ -851,8 +854,6 @@ class ProjectXBroker:
             if held == 0 or (held > 0) == (order.side > 0):
                 self._status(order, OrderStatus.CANCELLED, self._now(), f"{why}; position flat")
                 return
-            assert link.venue_id is not None
-            self._superseded.add(link.venue_id)
             refused = ""
             while link.restores < STOP_RESTORES:
                 link.restores += 1
