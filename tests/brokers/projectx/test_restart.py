@@ -426,3 +426,52 @@ def test_a_re_placed_stop_is_found_at_restart_and_its_fill_journaled(tmp_path: P
         assert state.ledger.open_trades == {}
         pnl = state.ledger.summary()["net_pnl_usd"]
         assert pnl == pytest.approx(venue.account.balance - 50_000.0, abs=0.02)
+
+
+def test_a_leg_that_fills_after_a_close_by_hand_is_journaled_as_a_position(
+    tmp_path: Path,
+) -> None:
+    """kill -9 in a position; the trader closes it by hand and the venue leaves our stop
+    working; the stop then fills and opens a position nobody intended. The restart journals
+    that fill as the entry of a trade of its own (journal == venue, a recovery record says
+    so) and protects it; closed by hand again, the journal's P&L is the venue's."""
+    with SimThread(SimFaults(), speed=5.0) as st:
+        kill_in_position(st, tmp_path)
+        venue = st.sim.venue
+        cid = next(iter(venue.contracts))
+        held = es_position(st)
+        st.call(lambda: venue.close_contract({"accountId": venue.account.id, "contractId": cid}))
+        wait_for(lambda: es_position(st) == 0, "the manual close")
+        (stop,) = [o for o in our_legs(st) if o.type == PxOrderType.STOP]
+        contract = venue.contracts[cid]
+
+        def trigger() -> None:  # the leftover stop moved through the market: it fills
+            assert contract.last is not None
+            body = {"accountId": venue.account.id, "orderId": stop.id}
+            venue.modify({**body, "stopPrice": (contract.last + 4) * contract.tick_size})
+
+        st.call(trigger)
+        wait_for(lambda: es_position(st) == -held, "the leftover stop to open a position")
+
+        async def check(session: ProjectXSession, engine: ExecutionEngine) -> None:
+            await until(engine, lambda: session.last_market_ns > 0, "the first print")
+            engine.start_session("2024-01-02", session.clock_ns())
+            await a_reconciliation(session, engine)
+            assert journal_qty(engine) == es_position(st) == -held
+            assert session.unexplained(lambda s: journal_qty(engine)) == []  # and protected
+            body = {"accountId": venue.account.id, "contractId": cid}
+            await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(_call(venue.close_contract, body), st.loop)
+            )
+            await until(engine, lambda: engine.position() is None, "the journal flat")
+
+        restarted(st, tmp_path, check)
+        whats = [r["what"] for r in records(tmp_path, "recovery")]
+        assert "unintended_position" in whats
+        fills = records(tmp_path, "fill")
+        (leg_fill,) = [t for t in venue.trades if t["orderId"] == stop.id]
+        assert [f["venue_fill_id"] for f in fills].count(str(leg_fill["id"])) == 1
+        state = read_state(parse_symbol("ES"), tmp_path)
+        assert state.ledger.open_trades == {}
+        pnl = state.ledger.summary()["net_pnl_usd"]
+        assert pnl == pytest.approx(venue.account.balance - 50_000.0, abs=0.02)
