@@ -725,6 +725,9 @@ class ExecutionEngine:
         if trade_id is None:
             self.problems.append(f"fill of unknown order {f.order_id}")
             return
+        if trade_id not in self.ledger.open_trades:
+            self._journal_unintended_fill(f, trade_id)
+            return
         order = self.broker.get_order(f.order_id)
         reason = order.reason if order is not None and f.role is OrderRole.EXIT else f.role.value
         self.emit(
@@ -752,6 +755,60 @@ class ExecutionEngine:
                 trade_id=trade_id,
                 order_id=f.order_id,
             )
+
+    def _journal_unintended_fill(self, f: Fill, closed_trade: str) -> None:
+        """A fill of one of our orders whose trade the journal already closed (or never opened):
+        a leg left working after a close by hand filled (while no process ran, or before its
+        cancel landed). At the venue it opened a position: the journal holds it too, as a trade
+        of its own entered by that fill (so journal and venue agree, its P&L is booked and
+        restart recovery protects it)."""
+        trade_id = f"{self.symbol}-T{self._next_trade}"
+        self._next_trade += 1
+        order = self.broker.get_order(f.order_id)
+        strategy = f.strategy or (order.strategy if order is not None else "") or "unknown"
+        stop_dist = max(1, self.min_stop_ticks)
+        why = (
+            f"{f.order_id} ({f.role.value}) of {closed_trade} filled {f.side * f.qty:+d} at "
+            f"{self.spec.to_price(f.price_ticks):g} after its trade closed: a position the "
+            f"agent did not intend, journaled as {trade_id}"
+        )
+        self.emit(
+            EntryEvent(
+                ts_ns=f.ts_ns,
+                symbol=self.symbol,
+                trade_id=trade_id,
+                strategy=strategy,
+                regime=None,
+                side=f.side,
+                qty=f.qty,
+                entry_type=OrderType.MARKET.value,
+                entry_ref_ticks=f.price_ticks,
+                stop_ticks=f.price_ticks - f.side * stop_dist,
+                target_ticks=f.price_ticks + f.side * stop_dist,
+                risk_ticks=stop_dist,
+                risk_usd=round(f.qty * stop_dist * self.spec.tick_value, 2),
+                trade_date=self.ledger.trade_date,
+                orders=[],
+            )
+        )
+        self.emit(
+            FillEvent(
+                ts_ns=f.ts_ns,
+                symbol=f.symbol,
+                trade_id=trade_id,
+                order_id=f.order_id,
+                side=f.side,
+                qty=f.qty,
+                price_ticks=f.price_ticks,
+                commission_usd=f.commission_usd,
+                role=OrderRole.ENTRY.value,
+                strategy=strategy,
+                reason=f"unintended: {f.role.value} of {closed_trade}",
+                venue_fill_id=f.venue_fill_id,
+            )
+        )
+        self.recovery(f.ts_ns, "unintended_position", why, trade_id=trade_id, order_id=f.order_id)
+        self.problems.append(why)
 
     def _journal_external_fill(self, f: Fill, reason: str = "manual at venue") -> bool:
         """A trade at the venue that is not ours (closed by hand): it closes the open position

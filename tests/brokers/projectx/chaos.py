@@ -122,6 +122,7 @@ class CrashRecord:
     violations: Counter[str]
     details: list[str]
     kill_switch_engaged: bool
+    longest_unprotected_sec: float = 0.0  # wall, while the agent was up (stop lost to re-placed)
 
 
 @dataclass
@@ -173,6 +174,12 @@ class ChaosReport:
             f"{self.episodes} episode(s); {len(self.crashes)} crashes in "
             f"{self.wall_sec:.0f} s wall at {self.config.speed:g}x, seed {self.config.seed}"
         )
+        spans = sorted(c.longest_unprotected_sec for c in self.crashes)
+        if spans:
+            lines.append(
+                "longest time without a working stop while the agent was up, per crash (wall): "
+                f"median {spans[len(spans) // 2]:.2f} s, max {spans[-1]:.2f} s"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,6 +201,7 @@ class ChaosReport:
                     "violations": dict(c.violations),
                     "details": c.details,
                     "kill_switch_engaged": c.kill_switch_engaged,
+                    "longest_unprotected_sec": round(c.longest_unprotected_sec, 3),
                 }
                 for c in self.crashes
             ],
@@ -223,6 +231,7 @@ class SimHost:
         self.details: list[str] = []
         self._unprotected_since: dict[str, float] = {}
         self._flagged: set[str] = set()
+        self.longest_unprotected = 0.0  # wall seconds, while the agent is up (since take())
         self._last_protected: dict[str, float] = {}
         self.sim.observers.append(self._observe)
 
@@ -262,11 +271,15 @@ class SimHost:
             self.violations[name] += 1
             self.details.append(f"{name}: {text}")
 
-    def take(self) -> tuple[Counter[str], list[str]]:
+    def _longest(self, span: float) -> None:
         with self.lock:
-            out, details = self.violations, self.details
-            self.violations, self.details = Counter(), []
-            return out, details
+            self.longest_unprotected = max(self.longest_unprotected, span)
+
+    def take(self) -> tuple[Counter[str], list[str], float]:
+        with self.lock:
+            out, details, longest = self.violations, self.details, self.longest_unprotected
+            self.violations, self.details, self.longest_unprotected = Counter(), [], 0.0
+            return out, details, longest
 
     # ------------------------------------------------------------------ watchers
     def _stop_cover(self, cid: str, qty: int) -> int:
@@ -287,13 +300,16 @@ class SimHost:
                 if covered:
                     if pos.qty:
                         self._last_protected[cid] = now
-                    self._unprotected_since.pop(cid, None)
+                    began = self._unprotected_since.pop(cid, None)
+                    if began is not None and self.up_since is not None:
+                        self._longest(now - max(began, self.up_since))
                     self._flagged.discard(cid)
                     continue
                 if self.up_since is None:  # down: nobody can protect it
                     self._unprotected_since.pop(cid, None)
                     continue
                 since = max(self._unprotected_since.setdefault(cid, now), self.up_since)
+                self._longest(now - since)
                 if now - since > self.grace_sec and cid not in self._flagged:
                     self._flagged.add(cid)
                     self._note(
@@ -728,7 +744,7 @@ class Harness:
                 finally:
                     self._post("/sim/resume", {})
                 assert self.host is not None
-                watched, watch_details = self.host.take()
+                watched, watch_details, longest = self.host.take()
                 found.update(watched)
                 details.extend(watch_details)
                 dups = set(self.venue().duplicate_tags)
@@ -739,13 +755,16 @@ class Harness:
                 details.extend(self.exited)
                 self.report.self_exits.extend(self.exited)
                 self.exited = []
-                record = CrashRecord(i, scenario, reached, down, hand, found, details, engaged)
+                record = CrashRecord(
+                    i, scenario, reached, down, hand, found, details, engaged, longest
+                )
                 self.report.crashes.append(record)
                 self.say(
                     f"crash {i + 1}/{self.cfg.crashes} {scenario}"
                     f"{'' if reached else ' (moment not reached)'}, down {down:.1f} s"
                     f"{', by hand: ' + ', '.join(hand) if hand else ''}: "
                     + ("ok" if not found else "; ".join(details))
+                    + (f" (unprotected {longest:.2f} s at most)" if longest else "")
                 )
         finally:
             self.report.wall_sec = time.monotonic() - began

@@ -378,3 +378,115 @@ def test_a_journal_position_the_venue_never_reported_is_found_and_closed(tmp_pat
         assert st.sim.counters["place"] == 0
         assert [r["what"] for r in records(tmp_path, "recovery")] == ["closed_unexplained"]
         assert records(tmp_path, "kill_switch")[-1]["engaged"] is True
+
+
+def test_a_re_placed_stop_is_found_at_restart_and_its_fill_journaled(tmp_path: Path) -> None:
+    """The venue cancelled our stop and the agent re-placed it (a new tag, `ES-2@run/r1`);
+    kill -9; the restart takes the re-placed stop, not the cancelled one, for its stop: the
+    position is adopted with nothing sent (no second stop), and when that stop fills its fill
+    is journaled and the journal goes flat with the venue."""
+    with SimThread(SimFaults(), speed=5.0) as st:
+        kill_in_position(st, tmp_path)
+        venue = st.sim.venue
+
+        def replaced() -> list[Any]:
+            return [
+                o
+                for o in list(venue.orders.values())
+                if (o.custom_tag or "").endswith("/r1") and o.status == PxOrderStatus.OPEN
+            ]
+
+        async def lose_the_stop(session: ProjectXSession, engine: ExecutionEngine) -> None:
+            await until(engine, lambda: session.last_market_ns > 0, "the first print")
+            engine.start_session("2024-01-02", session.clock_ns())
+            await a_reconciliation(session, engine)
+            (stop,) = [o for o in our_legs(st) if o.type == PxOrderType.STOP]
+            body = {"accountId": venue.account.id, "orderId": stop.id}
+            await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(_call(venue.cancel, body), st.loop)
+            )
+            await until(engine, lambda: len(replaced()) == 1, "the stop re-placed")
+            await a_reconciliation(session, engine)  # journaled; then the process dies
+
+        restarted(st, tmp_path, lose_the_stop)
+        (again,) = replaced()
+        placed = len(venue.orders)
+
+        async def check(session: ProjectXSession, engine: ExecutionEngine) -> None:
+            await until(engine, lambda: session.last_market_ns > 0, "the first print")
+            engine.start_session("2024-01-02", session.clock_ns())
+            await a_reconciliation(session, engine)
+            trade = engine.position()
+            assert trade is not None and trade.qty == es_position(st) > 0
+            assert len(venue.orders) == placed  # adopted: no stop placed again
+            (stop,) = [o for o in engine.broker.open_orders() if o.role.value == "stop"]
+            assert stop.venue_order_id == str(again.id)
+            contract = venue.contracts[again.contract_id]
+
+            def trigger() -> None:  # the stop moved through the market: it fills
+                assert contract.last is not None
+                body = {"accountId": venue.account.id, "orderId": again.id}
+                venue.modify({**body, "stopPrice": (contract.last + 4) * contract.tick_size})
+
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_call(trigger), st.loop))
+            await until(engine, lambda: engine.position() is None, "the journal flat")
+            await a_reconciliation(session, engine)
+            assert session.unexplained(lambda s: journal_qty(engine)) == []
+
+        restarted(st, tmp_path, check)
+        (venue_fill,) = [t for t in venue.trades if t["orderId"] == again.id]
+        stop_fills = [f for f in records(tmp_path, "fill") if f["role"] == "stop"]
+        assert [f["venue_fill_id"] for f in stop_fills] == [str(venue_fill["id"])]
+        state = read_state(parse_symbol("ES"), tmp_path)
+        assert state.ledger.open_trades == {}
+        pnl = state.ledger.summary()["net_pnl_usd"]
+        assert pnl == pytest.approx(venue.account.balance - 50_000.0, abs=0.02)
+
+
+def test_a_leg_that_fills_after_a_close_by_hand_is_journaled_as_a_position(
+    tmp_path: Path,
+) -> None:
+    """kill -9 in a position; the trader closes it by hand and the venue leaves our stop
+    working; the stop then fills and opens a position nobody intended. The restart journals
+    that fill as the entry of a trade of its own (journal == venue, a recovery record says
+    so) and protects it; closed by hand again, the journal's P&L is the venue's."""
+    with SimThread(SimFaults(), speed=5.0) as st:
+        kill_in_position(st, tmp_path)
+        venue = st.sim.venue
+        cid = next(iter(venue.contracts))
+        held = es_position(st)
+        st.call(lambda: venue.close_contract({"accountId": venue.account.id, "contractId": cid}))
+        wait_for(lambda: es_position(st) == 0, "the manual close")
+        (stop,) = [o for o in our_legs(st) if o.type == PxOrderType.STOP]
+        contract = venue.contracts[cid]
+
+        def trigger() -> None:  # the leftover stop moved through the market: it fills
+            assert contract.last is not None
+            body = {"accountId": venue.account.id, "orderId": stop.id}
+            venue.modify({**body, "stopPrice": (contract.last + 4) * contract.tick_size})
+
+        st.call(trigger)
+        wait_for(lambda: es_position(st) == -held, "the leftover stop to open a position")
+
+        async def check(session: ProjectXSession, engine: ExecutionEngine) -> None:
+            await until(engine, lambda: session.last_market_ns > 0, "the first print")
+            engine.start_session("2024-01-02", session.clock_ns())
+            await a_reconciliation(session, engine)
+            assert journal_qty(engine) == es_position(st) == -held
+            assert session.unexplained(lambda s: journal_qty(engine)) == []  # and protected
+            body = {"accountId": venue.account.id, "contractId": cid}
+            await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(_call(venue.close_contract, body), st.loop)
+            )
+            await until(engine, lambda: engine.position() is None, "the journal flat")
+
+        restarted(st, tmp_path, check)
+        whats = [r["what"] for r in records(tmp_path, "recovery")]
+        assert "unintended_position" in whats
+        fills = records(tmp_path, "fill")
+        (leg_fill,) = [t for t in venue.trades if t["orderId"] == stop.id]
+        assert [f["venue_fill_id"] for f in fills].count(str(leg_fill["id"])) == 1
+        state = read_state(parse_symbol("ES"), tmp_path)
+        assert state.ledger.open_trades == {}
+        pnl = state.ledger.summary()["net_pnl_usd"]
+        assert pnl == pytest.approx(venue.account.balance - 50_000.0, abs=0.02)

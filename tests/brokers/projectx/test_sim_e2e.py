@@ -341,3 +341,49 @@ def test_a_cancel_that_failed_is_sent_again_while_the_order_works() -> None:
         await rig.session.http.close_position(rig.session.account.id, rig.broker.contract_id)
 
     asyncio.run(run_rig(body, speed=5.0))
+
+
+def test_a_reconciliation_during_the_re_placement_keeps_the_stop_open() -> None:
+    """The venue cancels our stop; while the re-placement is on its way (the position is being
+    read), a reconciliation routes the cancelled venue order again (Order/search lists it).
+    The stop stays open in our books (so the journal never calls it cancelled while a
+    re-placed stop of ours works at the venue) and is re-placed once."""
+
+    async def body(rig: Rig) -> None:
+        entry, stop, _target = rig.bracket(stop=40, target=40)
+        venue = rig.sim.venue
+        await rig.wait(
+            lambda: entry.status is OrderStatus.FILLED and stop.venue_order_id is not None,
+            30,
+            "the entry fill and its stop at the venue",
+        )
+        release = asyncio.Event()
+        held_now = rig.broker._held_now
+
+        async def slow_held_now() -> int:  # the position read, held until the test says
+            await release.wait()
+            return await held_now()
+
+        rig.broker._held_now = slow_held_now  # type: ignore[method-assign]
+        lost = int(stop.venue_order_id or 0)
+        venue.cancel({"accountId": venue.account.id, "orderId": lost})
+        link = rig.broker.links[stop.id]
+        await rig.wait(lambda: link.restoring, 30, "the re-placement under way")
+        await rig.wait(
+            lambda: rig.session.venue_orders[lost].status is PxOrderStatus.CANCELLED,
+            30,
+            "the cancel at the venue heard",
+        )
+        rig.session._route_order(rig.session.venue_orders[lost])  # as a reconciliation does
+        assert stop.status.is_open
+        release.set()
+        await rig.wait(
+            lambda: stop.venue_order_id not in (None, str(lost)), 30, "the stop re-placed"
+        )
+        assert stop.status.is_open
+        updates = [e for e in rig.broker.drain_events() if isinstance(e, OrderUpdate)]
+        assert not [u for u in updates if u.order_id == stop.id and not u.status.is_open]
+        await rig.session.http.close_position(rig.session.account.id, rig.broker.contract_id)
+
+    rig = asyncio.run(run_rig(body, speed=5.0))
+    assert rig.watch.duplicate_tags() == []

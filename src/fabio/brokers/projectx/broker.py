@@ -159,6 +159,25 @@ class ProjectXBroker:
             if tail.isdigit():
                 self._next = max(self._next, int(tail) + 1)
 
+    def match_tagged(self, venue_orders: Iterable[PxOrder]) -> None:
+        """Seeded orders get the last venue order tagged with their client id (any run), before
+        the venue's orders are replayed: a re-placed stop (`ES-2@run/r1`) wins over the bracket
+        child or the tag it replaced, which the venue had cancelled."""
+        last: dict[str, PxOrder] = {}
+        for px in venue_orders:
+            cid = tag_client_id(px.custom_tag)
+            if px.contract_id != self.contract_id or cid is None:
+                continue
+            if cid not in last or px.id > last[cid].id:
+                last[cid] = px
+        for cid, px in last.items():
+            link = self.links.get(cid)
+            if link is None or link.tag is not None or link.venue_id is not None:
+                continue
+            self._adopt(cid, px.id)
+            if cid in self._seeded_children:
+                self._seeded_children.remove(cid)
+
     def settle_seeded(self) -> None:
         """After the venue's orders were matched: a left-open order the venue has no record of
         never reached it (or ended long ago): it is not working, whatever the journal says."""
@@ -841,6 +860,9 @@ class ProjectXBroker:
         if pos is None or pos.qty == 0 or (pos.qty > 0) == (order.side > 0):
             return False  # nothing of this side to protect: the leg just ends
         link.restoring = True
+        # From now on the ended venue order is history: a reconciliation routing it again
+        # (Order/search) while the re-placement is on its way must not end our stop.
+        self._superseded.add(px.id)
         self._spawn(self._restore_stop(order.id, f"{how} at the venue"))
         return True
 
@@ -851,8 +873,6 @@ class ProjectXBroker:
             if held == 0 or (held > 0) == (order.side > 0):
                 self._status(order, OrderStatus.CANCELLED, self._now(), f"{why}; position flat")
                 return
-            assert link.venue_id is not None
-            self._superseded.add(link.venue_id)
             refused = ""
             while link.restores < STOP_RESTORES:
                 link.restores += 1

@@ -378,7 +378,10 @@ class ProjectXSession:
     def _load_known(self, broker: ProjectXBroker) -> None:
         """A new broker learns what the venue has on its contract: orders (in the order the
         venue created them, whatever their state: a leg that filled while no process ran is
-        matched too), then fills."""
+        matched too), then fills. A left-open order of the journal is first matched to the
+        last venue order its client id tagged (a stop re-placed as `ES-2@run/r1` after the venue
+        cancelled the bracket's stop is that stop now, not the cancelled one)."""
+        broker.match_tagged([o for o in self.venue_orders.values() if o.custom_tag])
         for oid in sorted(self.venue_orders):
             order = self.venue_orders[oid]
             if order.contract_id == broker.contract_id:
