@@ -25,7 +25,13 @@ from fabio.execution.risk import RiskConfig
 from fabio.instruments import parse_symbol
 from fabio.journal import read_journal
 from fabio.killswitch import EXECUTION_JOURNAL
-from fabio.live import journal_qty, journaled_fills, left_open, resolve_unexplained
+from fabio.live import (
+    journal_qty,
+    journaled_fills,
+    left_open,
+    resolve_unexplained,
+    unexplained_at_venue,
+)
 from fabio.timeutil import parse_at
 from fabio.wiring import open_execution, read_state
 
@@ -132,7 +138,7 @@ def test_kill_9_between_placement_and_ack_then_restart(tmp_path: Path) -> None:
                         break
                     assert time.monotonic() < end, "the restart never adopted and protected"
                     await asyncio.sleep(0.05)
-                problems = session.unexplained(lambda s: int(trade.qty))
+                problems = unexplained_at_venue(session, lambda s: int(trade.qty))
                 return int(trade.qty), problems
             finally:
                 await session.close()
@@ -263,7 +269,7 @@ def test_a_stop_filled_while_away_is_journaled_once_at_the_venue_price(tmp_path:
             assert engine.position() is None  # caught up in `recover`, before anything else
             await a_reconciliation(session, engine)
             assert engine.position() is None
-            return session.unexplained(lambda s: 0)
+            return unexplained_at_venue(session, lambda s: 0)
 
         assert restarted(st, tmp_path, check) == []
         assert len(venue.orders) == placed  # no protection put on a flat venue
@@ -301,7 +307,7 @@ def test_a_position_closed_by_hand_while_away_closes_the_journal(tmp_path: Path)
         async def check(session: ProjectXSession, engine: ExecutionEngine) -> list[str]:
             await until(engine, lambda: not working_ours(st), "the leftover legs cancelled")
             await a_reconciliation(session, engine)
-            return session.unexplained(lambda s: journal_qty(engine))
+            return unexplained_at_venue(session, lambda s: journal_qty(engine))
 
         assert restarted(st, tmp_path, check) == []
         exits = [f for f in records(tmp_path, "fill") if f["role"] == "exit"]
@@ -332,7 +338,7 @@ def test_a_protected_position_is_adopted_and_its_legs_cancelled_when_closed(
             trade = engine.position()
             assert trade is not None and trade.qty == es_position(st) > 0
             assert len(venue.orders) == placed  # adopted: no new order, no flatten
-            assert session.unexplained(lambda s: journal_qty(engine)) == []
+            assert unexplained_at_venue(session, lambda s: journal_qty(engine)) == []
             (stop,) = [o for o in engine.broker.open_orders() if o.role.value == "stop"]
             venue_stop = next(o for o in our_legs(st) if o.type == PxOrderType.STOP)
             assert stop.venue_order_id == str(venue_stop.id)
@@ -368,11 +374,11 @@ def test_a_journal_position_the_venue_never_reported_is_found_and_closed(tmp_pat
         async def check(session: ProjectXSession, engine: ExecutionEngine) -> list[str]:
             await a_reconciliation(session, engine)
             assert engine.position() is not None  # nothing at the venue explains it
-            problems = session.unexplained(lambda s: journal_qty(engine))
+            problems = unexplained_at_venue(session, lambda s: journal_qty(engine))
             assert problems == ["ES: the venue holds +0, the journal expects +2"]
             await resolve_unexplained(session, {"ES": engine}, problems[0])
             assert engine.position() is None
-            return session.unexplained(lambda s: 0)
+            return unexplained_at_venue(session, lambda s: 0)
 
         assert restarted(st, tmp_path, check) == []
         assert st.sim.counters["place"] == 0
@@ -431,7 +437,7 @@ def test_a_re_placed_stop_is_found_at_restart_and_its_fill_journaled(tmp_path: P
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_call(trigger), st.loop))
             await until(engine, lambda: engine.position() is None, "the journal flat")
             await a_reconciliation(session, engine)
-            assert session.unexplained(lambda s: journal_qty(engine)) == []
+            assert unexplained_at_venue(session, lambda s: journal_qty(engine)) == []
 
         restarted(st, tmp_path, check)
         (venue_fill,) = [t for t in venue.trades if t["orderId"] == again.id]
@@ -473,7 +479,8 @@ def test_a_leg_that_fills_after_a_close_by_hand_is_journaled_as_a_position(
             engine.start_session("2024-01-02", session.clock_ns())
             await a_reconciliation(session, engine)
             assert journal_qty(engine) == es_position(st) == -held
-            assert session.unexplained(lambda s: journal_qty(engine)) == []  # and protected
+            # and protected
+            assert unexplained_at_venue(session, lambda s: journal_qty(engine)) == []
             body = {"accountId": venue.account.id, "contractId": cid}
             await asyncio.wrap_future(
                 asyncio.run_coroutine_threadsafe(_call(venue.close_contract, body), st.loop)

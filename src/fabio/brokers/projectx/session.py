@@ -424,30 +424,3 @@ class ProjectXSession:
                 self.venue_positions[cid] = PxPosition(None, acct, cid, 0, 0.0, None)
         self.reconciles += 1
         self.notify()
-
-    def unexplained(self, expected: Callable[[str], int]) -> list[str]:
-        """Positions the ledger cannot explain, and positions without a working stop.
-
-        `expected(symbol)` is the ledger's signed position. Every contract either side holds is
-        compared (a journal position on a contract the venue reports nothing for is flat there).
-        Empty when all is well.
-        """
-        out: list[str] = []
-        acct = self.account.id
-        for cid in sorted({*self.venue_positions, *self.brokers}):
-            pos = self.venue_positions.get(cid) or PxPosition(None, acct, cid, 0, 0.0, None)
-            broker = self.brokers.get(cid)
-            symbol = broker.symbol if broker is not None else cid
-            want = expected(symbol) if broker is not None else 0
-            if pos.qty != want:
-                out.append(f"{symbol}: the venue holds {pos.qty:+d}, the journal expects {want:+d}")
-                continue
-            if pos.qty != 0 and broker is not None and not self.shadow:
-                stops = [
-                    o
-                    for o in broker.open_orders()
-                    if o.role.value == "stop" and o.side == (-1 if pos.qty > 0 else 1)
-                ]
-                if sum(o.qty - o.filled_qty for o in stops) < abs(pos.qty):
-                    out.append(f"{symbol}: {pos.qty:+d} contracts without a working stop")
-        return out
