@@ -30,7 +30,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +109,8 @@ class Journal:
         self._group_depth = 0
         self._dirty = False
         self.failed: JournalWriteError | None = None  # set by the first write that failed
+        # The system call that writes a record's bytes (a test injects a full disk here).
+        self.os_write: Callable[[int, bytes], int] = os.write
         self._fd = -1
         make_private_dir(self.path.parent)
         self._fd = self._open()
@@ -168,7 +170,7 @@ class Journal:
         try:
             start = os.fstat(self._fd).st_size
             while written < len(data):
-                n = os.write(self._fd, data[written:])
+                n = self.os_write(self._fd, data[written:])
                 if n <= 0:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 written += n
