@@ -101,3 +101,51 @@ def test_a_partial_write_is_cut_back_and_later_records_are_refused(tmp_path: Pat
     journal.close()  # twice: still no error
     assert [r["i"] for r in read_journal(path).records] == [0]
     assert json.loads(path.read_bytes())["i"] == 0
+
+
+def test_the_engine_halts_entries_and_keeps_the_stop_when_its_journal_fails(
+    tmp_path: Path,
+) -> None:
+    from fabio.execution.engine import EXECUTION_JOURNAL
+    from fabio.execution.risk import RiskConfig
+    from fabio.orders import OrderRole
+    from fabio.wiring import open_execution
+    from tests.execution.test_engine import ES, P, ct, engine_at, enter, tape
+
+    e = engine_at(tmp_path)
+    e.on_trades(tape(ct(9, 0), [P] * 3))
+    assert e.process_trade_decision(enter(), ct(9, 0, 5), P).accepted
+    e.on_trades(tape(ct(9, 0, 6), [P, P + 1]))  # the entry fills: long with its stop
+    [trade] = e.ledger.open_trades.values()
+    assert trade.qty == 1
+    path = tmp_path / EXECUTION_JOURNAL
+    size = path.stat().st_size
+    orders = dict(e.broker.orders)
+    assert e.journal is not None
+
+    def full_disk(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    e.journal.os_write = full_disk
+    with pytest.raises(JournalWriteError):  # the refusal of this one cannot be journaled
+        e.process_trade_decision(enter(side="short"), ct(9, 1), P + 1)
+    assert e.journal_failure == "journal write failed: disk full (No space left on device)"
+    e.journal.os_write = os.write
+    # From now on: no new order, no flattening (not even at the flat time), nothing journaled.
+    later = e.process_trade_decision(enter(side="short"), ct(9, 2), P + 1)
+    assert not later.accepted and later.reason == e.journal_failure
+    e.on_trades(tape(ct(15, 10), [P + 2] * 3))
+    assert dict(e.broker.orders) == orders
+    assert e.ledger.open_trades[trade.trade_id].qty == 1
+    stops = [o for o in e.broker.open_orders() if o.role is OrderRole.STOP]
+    assert stops, "the open position lost its stop"
+    assert path.stat().st_size == size
+    assert not [r for r in read_journal(path).records if r["ts_ns"] >= ct(9, 1)]
+    e.journal.close()
+    # The next start (space again) reads the journal whole and protects the position again.
+    restarted = open_execution(ES, tmp_path, RiskConfig())
+    assert not any("torn" in p for p in restarted.problems)
+    assert restarted.ledger.open_trades[trade.trade_id].qty == 1
+    assert [o for o in restarted.broker.open_orders() if o.role is OrderRole.STOP]
+    restarted.on_trades(tape(ct(9, 3), [P - 20, P - 30]))
+    assert restarted.ledger.closed and restarted.ledger.closed[-1].exit_reason == "stop"
