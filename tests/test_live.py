@@ -292,7 +292,12 @@ def _protected_long(sim: GatewaySim) -> tuple[int, int]:
 
 
 async def _start_child(
-    tmp_path: Path, sim: GatewaySim, url: str, *options: str, subscribed: bool = True
+    tmp_path: Path,
+    sim: GatewaySim,
+    url: str,
+    *options: str,
+    subscribed: bool = True,
+    env: dict[str, str] | None = None,
 ) -> asyncio.subprocess.Process:
     """`fabio run --mode live` (live_child.py: a brain that enters long at once) against `url`;
     its stdout and stderr go to out.txt and err.txt under `tmp_path`. The simulated market
@@ -313,7 +318,7 @@ async def _start_child(
             "--quiet",
             *options,
             cwd=tmp_path,
-            env=_child_env(tmp_path / "logs"),
+            env={**_child_env(tmp_path / "logs"), **(env or {})},
             stdout=out,
             stderr=err,
         )
@@ -451,4 +456,78 @@ def test_sigterm_while_the_login_is_retried_exits_0(tmp_path: Path) -> None:
     assert logins == 0
     assert "Live session ended" in out and "SIGTERM" in out
     assert "rate limited (HTTP 429); retrying" in err  # said while waiting
+    _assert_clean_exit(err)
+
+
+def test_a_full_disk_in_a_position_stops_with_one_line_and_keeps_the_venue_stop(
+    tmp_path: Path,
+) -> None:
+    """The journals' disk fills while a live run holds a protected long (a file size limit put
+    on the process: every journal write fails with EFBIG). The run stops with one line and exit
+    2, nothing flattened or cancelled at the venue, no traceback, no torn journal line; the next
+    run, with space, takes the position over from the journal (its stop still working)."""
+    import resource
+
+    logs = tmp_path / "logs"
+    journals = [logs / EXECUTION_JOURNAL, logs / "llm_exchanges.jsonl"]
+
+    async def scenario() -> tuple[int | None, tuple[int, int], tuple[int, int], int | None]:
+        feeds = open_feeds([], ["ES"], days=2, seed=7)
+        sim = build_sim(feeds, 60, None, start_ns=parse_at("2024-01-02 08:30"))
+        async with SimServer(sim) as server:
+            proc = await _start_child(tmp_path, sim, server.url, env={"DISK_FULL_TEST": "1"})
+            try:
+                await _until(
+                    lambda: _protected_long(sim)[0] > 0 or proc.returncode is not None,
+                    120,
+                    "a long position at the venue",
+                    tmp_path,
+                )
+                assert proc.returncode is None, "the run ended before it entered"
+                await _until(
+                    lambda: _protected_long(sim)[1] >= _protected_long(sim)[0],
+                    30,
+                    "its stop working",
+                    tmp_path,
+                )
+                sim.replay.pause()
+                before = _protected_long(sim)
+                full = max(p.stat().st_size for p in journals)  # no journal can grow
+                resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (full, full))
+                sim.replay.resume()  # the next record (a decision, a minute) fails
+                await asyncio.wait_for(proc.wait(), 120)
+                sim.replay.pause()
+                after = _protected_long(sim)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            code = proc.returncode
+            (tmp_path / "err.txt").replace(tmp_path / "full.txt")
+            sim.replay.resume()
+            again = await _start_child(tmp_path, sim, server.url, "--duration", "1m")
+            try:
+                await asyncio.wait_for(again.wait(), 240)
+            finally:
+                if again.returncode is None:
+                    again.kill()
+                    await again.wait()
+            return code, before, after, again.returncode
+
+    code, before, after, again = asyncio.run(scenario())
+    full = (tmp_path / "full.txt").read_text()
+    assert code == 2, full[-2000:]
+    [line] = [x for x in full.splitlines() if "error" in x]
+    assert "cannot write the journal" in line and "disk full" in line, full
+    assert "the venue keeps every stop and target" in line
+    _assert_clean_exit(full)
+    err = (tmp_path / "err.txt").read_text()
+    assert again == 0, err[-2000:]
+    assert before[0] > 0 and after == before  # not flattened, the stop still working
+    for path in journals:
+        assert path.read_bytes().endswith(b"\n")
+        assert not read_journal(path).problems
+    records = read_journal(logs / EXECUTION_JOURNAL).records
+    adopted = [r for r in records if r.get("type") == "recovery" and r.get("what") == "adopted"]
+    assert adopted, "the next run did not take the position over"
     _assert_clean_exit(err)

@@ -41,7 +41,7 @@ from fabio.execution.engine import ExecutionEngine
 from fabio.execution.shadow import ShadowBook
 from fabio.features.engine import FeatureEngine
 from fabio.features.snapshot import FeatureSnapshot
-from fabio.journal import Journal
+from fabio.journal import Journal, JournalWriteError
 from fabio.playbook.setups import detect_setups
 from fabio.sessions import SessionKind
 from fabio.status import AgentStatus
@@ -253,7 +253,17 @@ class Agent:
 
     # ---------------------------------------------------------------- feeding
     async def feed(self, trades: TradeBatch) -> None:
-        """Process trades one step of market time at a time; decide when the cadence says so."""
+        """Process trades one step of market time at a time; decide when the cadence says so.
+
+        A journal that cannot be written (disk full: `JournalWriteError`, from any journal of
+        the agent) halts new entries in the execution engine and ends the feed."""
+        try:
+            await self._feed(trades)
+        except JournalWriteError as exc:
+            self.execution.halt_on_journal_failure(exc.reason)
+            raise
+
+    async def _feed(self, trades: TradeBatch) -> None:
         if len(trades) == 0:
             return
         step = self.step_ns

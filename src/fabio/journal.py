@@ -1,7 +1,11 @@
 """Append-only JSON Lines journals under `logs/` (`llm_exchanges.jsonl` first among them).
 
 Every record is one line, written whole and flushed to the OS before `append` returns, so a
-kill -9 loses at most the line being written. State records (orders, fills, positions: every
+kill -9 loses at most the line being written. A write that fails (disk full, a quota, an I/O
+error) leaves nothing of its record: a partly written line is cut back off at once, the journal
+refuses every later record (`JournalWriteError`, one line naming the file and the cause) and
+closing it never raises, so the process can stop cleanly and the next start, with space again,
+continues from the last whole record. State records (orders, fills, positions: every
 type not in `buffered_types`) are also fsynced, so that a power cut or an OS crash cannot lose
 them; `group()` defers the fsync to the end of a block (group commit). Decision records stay in
 the OS's buffers (a crash loses at most the last few, never the state).
@@ -19,12 +23,14 @@ before writing.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +59,29 @@ REPAIR_HINT = (
 )
 
 
+# Failures that mean "no room": the halt reason says "disk full".
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def write_failure(exc: OSError) -> str:
+    """What stopped a journal write, in a few words: "disk full (...)" or the OS's reason."""
+    detail = exc.strerror or str(exc)
+    if exc.errno in _NO_ROOM:
+        return f"disk full ({detail})"
+    return detail
+
+
+class JournalWriteError(FabioError):
+    """A journal record could not be written: none of it was kept, and the journal takes no
+    more records. `reason` ("journal write failed: disk full (...)") is what halts trading."""
+
+    def __init__(self, path: Path, cause: str) -> None:
+        self.path = path
+        self.cause = cause
+        self.reason = f"journal write failed: {cause}"
+        super().__init__(f"cannot write the journal {path}: {cause}")
+
+
 def make_private_dir(path: Path) -> None:
     """Create a folder (and its parents) readable by the user only (0700)."""
     try:
@@ -79,18 +108,28 @@ class Journal:
         self.fsyncs = 0
         self._group_depth = 0
         self._dirty = False
+        self.failed: JournalWriteError | None = None  # set by the first write that failed
+        # The system call that writes a record's bytes (a test injects a full disk here).
+        self.os_write: Callable[[int, bytes], int] = os.write
+        self._fd = -1
         make_private_dir(self.path.parent)
-        self._fh = self._open()
+        self._fd = self._open()
         self._repair_torn_tail()
 
-    def _open(self) -> Any:
+    def _open(self) -> int:
+        """An unbuffered append-only descriptor: a record reaches the OS in `append` or not at
+        all, and nothing is left in a buffer for `close` (or the garbage collector) to write."""
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, JOURNAL_MODE)
-            if os.fstat(fd).st_mode & 0o077:  # written by an older version: make it private
-                os.fchmod(fd, JOURNAL_MODE)
-            return os.fdopen(fd, "ab")
         except OSError as exc:
             raise FabioError(f"cannot write the journal {self.path}: {exc}") from None
+        try:
+            if os.fstat(fd).st_mode & 0o077:  # written by an older version: make it private
+                os.fchmod(fd, JOURNAL_MODE)
+        except OSError as exc:
+            os.close(fd)
+            raise FabioError(f"cannot write the journal {self.path}: {exc}") from None
+        return fd
 
     def _repair_torn_tail(self) -> None:
         """Cut a torn last line off (kept in `<name>.torn`) so the next record starts clean."""
@@ -121,21 +160,42 @@ class Journal:
             raise FabioError(f"cannot repair the torn last line of {self.path}: {exc}") from None
 
     def append(self, record: dict[str, Any]) -> None:
-        line = dumps_record(record)
-        line = redact(line, self.secrets)
+        """Write one record whole, or raise `JournalWriteError` having kept none of it."""
+        if self.failed is not None:
+            raise self.failed
+        data = redact(dumps_record(record), self.secrets).encode("utf-8") + b"\n"
+        durable = self.fsync and record.get("type") not in self.buffered_types
+        start = -1
+        written = 0
         try:
-            self._fh.write(line.encode("utf-8") + b"\n")
-            self._fh.flush()
-            if self.fsync and record.get("type") not in self.buffered_types:
+            start = os.fstat(self._fd).st_size
+            while written < len(data):
+                n = self.os_write(self._fd, data[written:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += n
+            if durable:
                 if self._group_depth:
                     self._dirty = True
                 else:
                     self._sync()
         except OSError as exc:
-            raise FabioError(f"cannot write the journal {self.path}: {exc}") from None
+            if written:  # a torn or unsynced record: cut it back off
+                self._cut(start, written)
+            raise self._fail(exc) from None
+
+    def _cut(self, start: int, written: int) -> None:
+        """Take back the `written` bytes of a failed record (unless another writer followed)."""
+        with contextlib.suppress(OSError):
+            if start >= 0 and os.fstat(self._fd).st_size == start + written:
+                os.ftruncate(self._fd, start)
+
+    def _fail(self, exc: OSError) -> JournalWriteError:
+        self.failed = JournalWriteError(self.path, write_failure(exc))
+        return self.failed
 
     def _sync(self) -> None:
-        os.fsync(self._fh.fileno())
+        os.fsync(self._fd)
         self.fsyncs += 1
         self._dirty = False
 
@@ -147,20 +207,22 @@ class Journal:
             yield
         finally:
             self._group_depth -= 1
-            if not self._group_depth and self._dirty:
+            if not self._group_depth and self._dirty and self.failed is None:
                 try:
                     self._sync()
                 except OSError as exc:
-                    raise FabioError(f"cannot write the journal {self.path}: {exc}") from None
+                    raise self._fail(exc) from None
 
     def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
+        """Close the file; never raises (every record was already written by `append`)."""
+        fd, self._fd = getattr(self, "_fd", -1), -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def __del__(self) -> None:
-        fh = getattr(self, "_fh", None)
-        if fh is not None and not fh.closed:
-            fh.close()
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 def dumps_record(record: dict[str, Any]) -> str:

@@ -44,7 +44,7 @@ from fabio.execution.engine import ExecutionEngine
 from fabio.execution.reconcile import unexplained
 from fabio.execution.risk import RiskConfig, RiskEngine
 from fabio.instruments import Contract, parse_symbol
-from fabio.journal import read_journal
+from fabio.journal import JournalWriteError, read_journal
 from fabio.killswitch import EXECUTION_JOURNAL
 from fabio.runlock import RunLock
 from fabio.sessions import SessionKind
@@ -288,6 +288,14 @@ class LiveRun:
                     if self.terminated:
                         journal_shutdown(agent, ts_ns=session.clock_ns())
                 await self._report_open(session)
+            except JournalWriteError as exc:  # disk full: stop as it stands, one line
+                for agent in self.agents.values():
+                    agent.execution.halt_on_journal_failure(exc.reason)
+                raise FabioError(
+                    f"{exc}; trading stopped, no new entry (the venue keeps every stop and "
+                    "target, nothing was flattened): free some space and run again, the next "
+                    "start continues from the last whole record"
+                ) from None
             finally:
                 await session.close()
                 self.release()

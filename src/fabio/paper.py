@@ -49,6 +49,7 @@ from fabio.errors import FabioError
 from fabio.events import Event
 from fabio.execution.ledger import Ledger
 from fabio.instruments import parse_symbol
+from fabio.journal import JournalWriteError
 from fabio.ports import MarketFeed
 from fabio.sessions import cme_calendar
 from fabio.shutdown import journal_shutdown, on_sigterm
@@ -212,17 +213,24 @@ class PaperSession:
         )
         self.terminated = False
         pacing = asyncio.ensure_future(self._pace(agent, feed, trade_from, view))
+        failure: JournalWriteError | None = None
         with view as live, on_sigterm(lambda: self._terminate(pacing)):
             try:
                 await pacing
             except (KeyboardInterrupt, asyncio.CancelledError):
                 pacing.cancel()
+            except JournalWriteError as exc:
+                failure = exc
             finally:
-                if self.terminated:
+                if failure is not None or agent.execution.journal_failure is not None:
+                    pass  # nothing more can be journaled: stop as it stands (journal_stopped)
+                elif self.terminated:
                     journal_shutdown(agent)
                 else:
                     await agent.close_session()
                 live.update(self._view(agent.status, "stopped"))
+        if failure is not None:
+            raise FabioError(journal_stopped(agent, failure)) from None
         return self.summary()
 
     def _market(self) -> tuple[MarketFeed, int]:
@@ -404,6 +412,22 @@ class PaperSession:
             "wall_sec": round(time.monotonic() - self.started, 1),
             "journal": str(self.settings.log_dir),
         }
+
+
+def journal_stopped(agent: Agent, failure: JournalWriteError) -> str:
+    """The one line a run ends with when a journal write failed (disk full): the file, the
+    cause, what was kept and how to continue. Nothing was flattened or journaled after it."""
+    trade = agent.execution.position()
+    if trade is not None and trade.qty != 0:
+        kept = f"{trade.trade_id} ({trade.qty:+d} {agent.symbol}) keeps its stop and target"
+    elif trade is not None:
+        kept = f"the pending entry {trade.trade_id} is cancelled by the next start"
+    else:
+        kept = "no position was open"
+    return (
+        f"{failure}; trading stopped, no new entry ({kept}): free some space and run again, "
+        "the next start continues from the last whole record"
+    )
 
 
 def _start_notices(st: AgentStatus) -> list[str]:

@@ -45,7 +45,7 @@ from fabio.execution.ledger import Ledger, OpenTrade
 from fabio.execution.risk import RiskConfig, RiskEngine
 from fabio.execution.strategy_book import GuardrailConfig, StrategyChange, TradePermission
 from fabio.instruments import Contract
-from fabio.journal import Journal, read_journal
+from fabio.journal import Journal, JournalWriteError, read_journal
 from fabio.orders import BracketRequest, Fill, OrderRole, OrderStatus, OrderType
 from fabio.ports import (
     Broker,
@@ -115,6 +115,9 @@ class ExecutionEngine:
         self._opened_ns = ledger.last_ts_ns  # what the journal knew when this process began
         self._risk_state = (str(ledger.risk.state), ledger.risk.state_reason)
         self._last_ticks: int | None = None  # the last price seen (open P&L, risk to the stop)
+        # Set when a journal write failed (disk full): no new order from then on, the open
+        # position keeps its stop and target (docs/execution.md, "When the disk is full").
+        self.journal_failure: str | None = None
         self._sync_exposure()
 
     # ---------------------------------------------------------------- construction
@@ -316,9 +319,11 @@ class ExecutionEngine:
 
     # ---------------------------------------------------------------- records
     def emit(self, event: Event) -> None:
-        """Journal first, then fold, then publish: the state never holds what the journal lacks."""
-        if self.journal is not None:
-            self.journal.append(event.to_record())
+        """Journal first, then fold, then publish: the state never holds what the journal lacks.
+
+        A failed write (`JournalWriteError`) halts new orders (`halt_on_journal_failure`) and
+        propagates: the event is neither folded nor published."""
+        self._append(event.to_record())
         self.ledger.apply(event)
         if isinstance(event, EntryEvent | FillEvent | OrderEvent | EntryCancelledEvent):
             # the entry record turns this symbol's reservation into a working order
@@ -326,6 +331,23 @@ class ExecutionEngine:
         if self.publish is not None:
             self.publish(event)
         self._publish_risk_state(event.ts_ns)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.append(record)
+        except JournalWriteError as exc:
+            self.halt_on_journal_failure(exc.reason)
+            raise
+
+    def halt_on_journal_failure(self, reason: str) -> None:
+        """A journal cannot be written (disk full): take no new order from now on. Nothing is
+        flattened or cancelled: the open position keeps its stop and target (at the venue in
+        live trading) and a restart with space takes it over from the journal."""
+        if self.journal_failure is None:
+            self.journal_failure = reason
+            self.problems.append(f"{reason}: new entries halted, the open position keeps its stop")
 
     # ---------------------------------------------------------------- the account's exposure
     def _sync_exposure(self, release: bool = False) -> None:
@@ -381,8 +403,7 @@ class ExecutionEngine:
             previous=previous[0],
             reason=current[1],
         )
-        if self.journal is not None:
-            self.journal.append(event.to_record())
+        self._append(event.to_record())
         if self.publish is not None:
             self.publish(event)
 
@@ -400,6 +421,8 @@ class ExecutionEngine:
     def apply_strategy_updates(
         self, updates: StrategyUpdates, now_ns: int, source: str = "brain"
     ) -> list[StrategyChange]:
+        if self.journal_failure is not None:  # a change that cannot be journaled is not made
+            return []
         open_strategies = {t.strategy for t in self.ledger.open_trades.values() if t.qty != 0}
         changes = self.ledger.book.apply_strategy_updates(
             updates, now_ns, self.get_performance_stats(), open_strategies, source
@@ -418,8 +441,7 @@ class ExecutionEngine:
                 reason=change.reason,
                 source=change.source,
             )
-            if self.journal is not None:  # already applied to the book: journaled, not folded
-                self.journal.append(event.to_record())
+            self._append(event.to_record())  # already applied to the book: not folded
             if self.publish is not None:
                 self.publish(event)
         return changes
@@ -445,7 +467,12 @@ class ExecutionEngine:
         last_price_ticks: int,
         regime: str | None = None,
     ) -> ExecResult:
-        """Carry out one validated trade decision, or refuse it with the reason (journaled)."""
+        """Carry out one validated trade decision, or refuse it with the reason (journaled).
+
+        After a journal write failed nothing reaches the venue and nothing is journaled: the
+        refusal names the failure (`halt_on_journal_failure`)."""
+        if self.journal_failure is not None:
+            return ExecResult(False, self.journal_failure)
         if decision.action == "enter":
             result = self._enter(decision, now_ns, last_price_ticks, regime)
         elif decision.action == "exit":
@@ -671,8 +698,9 @@ class ExecutionEngine:
         return ExecResult(True, "bracket modified", trade.trade_id)
 
     def flatten(self, now_ns: int, reason: str) -> None:
-        """Cancel pending entries and close the position at market."""
-        if self.position() is not None:
+        """Cancel pending entries and close the position at market (not after a journal write
+        failed: an exit that cannot be journaled is not sent; the position keeps its stop)."""
+        if self.position() is not None and self.journal_failure is None:
             self._exit(now_ns, reason)
 
     # ---------------------------------------------------------------- market data

@@ -5,11 +5,15 @@ the brain is scripted (it is not what these tests are about), so the run is in a
 seconds instead of whenever a setup appears.
 
 Usage: python live_child.py URL [extra `fabio run` options...] (credentials and LOG_DIR from the
-environment, as for the real command).
+environment, as for the real command). With DISK_FULL_TEST=1 a file size limit set on the process
+(`prlimit`) makes a write fail with EFBIG, as on a full disk, instead of killing it (SIGXFSZ), and
+compiled kernels are not cached (the limit would stop numba first).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from typing import Any
 
@@ -75,6 +79,11 @@ def _patient(from_settings: Any) -> Any:
 
 
 def main() -> None:
+    if os.environ.get("DISK_FULL_TEST") == "1":
+        import numba.core.caching
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        numba.core.caching.Cache.save_overload = lambda self, sig, data: None  # type: ignore[method-assign]
     fabio.live.make_brain = lambda kind, settings, *a, **kw: EnterLongOnce()  # type: ignore[assignment]
     fabio.live.AgentOptions.from_settings = _patient(  # type: ignore[method-assign]
         fabio.live.AgentOptions.from_settings
