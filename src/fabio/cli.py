@@ -515,7 +515,8 @@ def run(
         brain=brain,
         days=days,
         seed=seed,
-        live_view=not (quiet or json_out),
+        # piped (no terminal): no live view, whose last frame would be glued to the summary
+        live_view=not (quiet or json_out) and out.is_terminal,
     )
     session = PaperSession(settings, options)
     service = _event_service(settings, dashboard, host, port)
