@@ -363,3 +363,39 @@ def test_duration_is_read_by_a_kept_library(text: str, seconds: float) -> None:
 @pytest.mark.parametrize("text", ["soon", "-5m", "0", "nan", "1e999"])
 def test_a_bad_duration_is_a_one_line_error(fabio, text: str) -> None:  # type: ignore[no-untyped-def]
     one_line_error(fabio("run", "--duration", text, "--quiet"), "--duration")
+
+
+# ------------------------------------------------------------- issue 22: refuse, never destroy
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        (".bashrc", b"export PATH=$HOME/bin:$PATH\nalias ll='ls -l'\n\nalias x=y\n"),
+        ("bars.csv", bytes(range(256)) * 8 + b"\n" + bytes(range(256)) + b"\n\n"),
+        ("other.jsonl", b'{"a": 1}\nnot json\n{"b": 2}\n'),
+    ],
+)
+def test_journal_repair_refuses_a_file_that_is_not_a_fabio_journal(  # type: ignore[no-untyped-def]
+    fabio, tmp_path: Path, name: str, content: bytes
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    target = home / name
+    target.write_bytes(content)
+    result = fabio("journal-repair", str(target))
+    one_line_error(result, "not a Fabio journal", "nothing was changed")
+    assert len(result.err.strip().splitlines()) == 1
+    assert target.read_bytes() == content
+    assert sorted(p.name for p in home.iterdir()) == [name]  # no fabio.lock, .bak, .corrupt
+
+
+def test_journal_repair_still_repairs_a_fabio_journal(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    good = '{"type":"session","schema_version":1,"ts_ns":1,"symbol":"ESH4","event":"start"}'
+    (logs / "execution.jsonl").write_text(f"{good}\ngarbage\n{good}\n")
+    result = fabio("journal-repair")
+    assert result.code == 0, result.err
+    assert "moved 1 unreadable line(s) (2)" in " ".join(result.out.split())
+    assert (logs / "execution.jsonl").read_text() == f"{good}\n{good}\n"

@@ -1236,6 +1236,7 @@ def journal_repair(
     target = path or settings.log_dir / "execution.jsonl"
     if not target.is_file():
         raise FabioError(f"{target}: no such journal")
+    _refuse_unless_journal(target)  # before the lock: nothing is written beside another file
     with RunLock(target.parent):  # never under a running agent
         backup, quarantine, lines = repair_journal(target)
     if not lines:
@@ -1245,6 +1246,24 @@ def journal_repair(
         f"{target}: moved {len(lines)} unreadable line(s) ({', '.join(map(str, lines))}) "
         f"to {quarantine}; original kept as {backup}"
     )
+
+
+def _refuse_unless_journal(path: Path) -> None:
+    """A Fabio journal is JSON Lines (`.jsonl`) whose readable lines are records with a `type`."""
+    from fabio.journal import read_journal
+
+    reason = None
+    if not path.name.endswith(".jsonl"):
+        reason = "its name does not end in .jsonl"
+    else:
+        read = read_journal(path)
+        typed = [r for r in read.records if isinstance(r.get("type"), str)]
+        if not read.records and not read.corrupt and not read.torn_tail:
+            return  # empty: nothing to repair, said below
+        if not typed:
+            reason = "no line in it is a Fabio journal record"
+    if reason is not None:
+        raise FabioError(f"{path}: not a Fabio journal ({reason}); nothing was changed")
 
 
 def _secrets(settings: Settings) -> tuple[str, ...]:
