@@ -399,3 +399,15 @@ def test_journal_repair_still_repairs_a_fabio_journal(fabio, tmp_path: Path) -> 
     assert result.code == 0, result.err
     assert "moved 1 unreadable line(s) (2)" in " ".join(result.out.split())
     assert (logs / "execution.jsonl").read_text() == f"{good}\n{good}\n"
+
+
+def test_gateway_sim_on_a_busy_port_is_one_line(fabio) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = fabio("gateway-sim", "--port", str(port), "--days", "1")
+    one_line_error(result, "the simulator cannot listen on", str(port), "in use")
+    assert len(result.err.strip().splitlines()) == 1, result.err

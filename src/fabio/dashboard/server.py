@@ -33,6 +33,7 @@ from fabio.errors import FabioError
 from fabio.events import Event
 from fabio.execution.risk import RiskConfig
 from fabio.instruments import parse_symbol
+from fabio.listen import bind_listener
 from fabio.strategies import StrategyParams
 
 POLL_SEC = 0.2
@@ -393,17 +394,7 @@ class DashboardServer:
 
     def _bind(self) -> socket.socket:
         """The listening socket, bound here so that a busy port is one clear error."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            raise FabioError(
-                f"the dashboard cannot listen on {self.host}:{self.port}: {exc.strerror} "
-                "(choose another port with --port)"
-            ) from None
+        sock = bind_listener(self.host, self.port, "the dashboard")
         self.port = int(sock.getsockname()[1])
         return sock
 
