@@ -411,3 +411,40 @@ def test_gateway_sim_on_a_busy_port_is_one_line(fabio) -> None:  # type: ignore[
         result = fabio("gateway-sim", "--port", str(port), "--days", "1")
     one_line_error(result, "the simulator cannot listen on", str(port), "in use")
     assert len(result.err.strip().splitlines()) == 1, result.err
+
+
+# ------------------------------------------------ issue 22: backtest says what it skipped
+
+
+def write_trades_with_nan(path: Path, n: int = 3000) -> Path:
+    """`n` ES trades in the RTH of 2024-01-02, one in three with a NaN price."""
+    start = 1704205800_000_000_000  # 2024-01-02 08:30 CT
+    rows = ["ts,price,size,side"]
+    for i in range(n):
+        price = "nan" if i % 3 == 0 else f"{4800 + (i % 7) * 0.25:.2f}"
+        rows.append(f"{start + i * 5_000_000_000},{price},1,{'A' if i % 2 else 'B'}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_backtest_reports_skipped_rows_and_progress_when_piped(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = str(write_trades_with_nan(tmp_path / "es.csv"))
+    result = fabio("backtest", data, "--symbol", "ESH4", "--log-dir", "bt", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["skipped_rows"] == 1000
+    assert summary["skipped_by_reason"] == {"price is NaN or infinite": 1000}
+    assert "skipped 1000" in result.flat_err and "NaN" in result.flat_err
+    # stderr is not a terminal here: progress is a plain line per trade date
+    assert "backtest: es.csv trade date 2024-01-02" in result.flat_err
+    human = fabio("backtest", data, "--symbol", "ESH4", "--log-dir", "bt2")
+    assert human.code == 0, human.err
+    assert "skipped 1000" in human.flat_err and "trade date 2024-01-02" in human.flat_err
+    assert "━" not in human.err  # no progress bar drawn into a pipe
+
+
+def test_backtest_of_clean_data_reports_no_skipped_rows(fabio) -> None:  # type: ignore[no-untyped-def]
+    result = fabio("backtest", "--days", "1", "--log-dir", "bt", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["skipped_rows"] == 0 and summary["skipped_by_reason"] == {}
