@@ -448,3 +448,45 @@ def test_backtest_of_clean_data_reports_no_skipped_rows(fabio) -> None:  # type:
     assert result.code == 0, result.err
     summary = json.loads(result.out)
     assert summary["skipped_rows"] == 0 and summary["skipped_by_reason"] == {}
+
+
+# ------------------------------------------------ issue 22: synth files name their contract
+
+
+@pytest.mark.parametrize("name", ["nq.csv", "nq.csv.gz", "nq.parquet"])
+def test_a_synth_file_is_read_back_without_symbol(fabio, tmp_path: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    made = fabio("synth", "--symbol", "NQ", "--days", "1", "--out", name, "--json")
+    assert made.code == 0, made.err
+    for command in (("profile", name, "--json"), ("features", name, "--json")):
+        result = fabio(*command)
+        assert result.code == 0, result.err
+        assert json.loads(result.out)["symbol"] == "NQH4"
+    clash = fabio("profile", name, "--symbol", "ESH4", "--json")
+    one_line_error(clash, "--force-symbol")
+
+
+def test_a_csv_comment_line_keeps_line_numbers_true(tmp_path: Path) -> None:
+    from fabio.data import open_feed
+
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "# fabio.symbol=ESH4\nts,price,size,side\n"
+        "1704205800000000000,4800.00,1,B\n1704205801000000000,nan,1,A\n"
+        "1704205802000000000,4800.25,1,A\n"
+    )
+    feed = open_feed(path)
+    assert feed.contract.symbol == "ESH4"
+    assert sum(len(b.trades) for b in feed.batches()) == 2
+    assert feed.report.examples == {"price is NaN or infinite": "line 4"}
+
+
+def test_regime_out_writes_the_minutes_to_the_file_not_the_terminal(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    made = fabio("synth", "--symbol", "NQ", "--days", "2", "--out", "nq.parquet", "--json")
+    assert made.code == 0, made.err
+    result = fabio("regime", "nq.parquet", "--warmup", "1", "--out", "timeline.csv")
+    assert result.code == 0, result.err
+    assert len((tmp_path / "timeline.csv").read_text().splitlines()) == 391
+    assert "Regime changes" not in result.out and "regime changes: see" in result.out
+    assert len(result.out.splitlines()) < 20, result.out
+    on_screen = fabio("regime", "nq.parquet", "--warmup", "1")
+    assert "Regime changes" in on_screen.out

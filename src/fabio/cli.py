@@ -1354,15 +1354,25 @@ def _print_regime(summary: dict[str, Any]) -> None:
     if summary.get("timeline"):
         head["timeline"] = summary["timeline"]
     out.print(_kv_table("Regime timeline (rule brain, RTH minutes)", head))
+    if summary.get("timeline"):  # the minutes are in the file: no table of them here
+        out.print(f"{len(summary['switches']):,} regime changes: see the timeline file")
+    else:
+        _print_switches(summary["switches"])
+    _print_score(summary.get("score"))
+
+
+def _print_switches(switches: list[dict[str, Any]]) -> None:
     table = Table(title="Regime changes (and each session's first minute)", title_justify="left")
     for col in ("minute (CT)", "regime", "price"):
         table.add_column(col)
-    for sw in summary["switches"][:200]:
+    for sw in switches[:200]:
         table.add_row(sw["time_ct"], sw["regime"], _fmt(sw["price"]))
     out.print(table)
-    if len(summary["switches"]) > 200:
-        out.print(f"… {len(summary['switches']) - 200} more (use --out or --json)")
-    score = summary.get("score")
+    if len(switches) > 200:
+        out.print(f"… {len(switches) - 200} more (use --out or --json)")
+
+
+def _print_score(score: dict[str, Any] | None) -> None:
     if score is None:
         return
     out.print(
