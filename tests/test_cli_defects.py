@@ -490,3 +490,28 @@ def test_regime_out_writes_the_minutes_to_the_file_not_the_terminal(fabio, tmp_p
     assert len(result.out.splitlines()) < 20, result.out
     on_screen = fabio("regime", "nq.parquet", "--warmup", "1")
     assert "Regime changes" in on_screen.out
+
+
+# ------------------------------------------------ issue 22: machine output is plain
+
+
+def dead_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once closed
+
+
+def test_run_json_carries_no_markup_when_the_llm_breaker_is_open(  # type: ignore[no-untyped-def]
+    fabio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{dead_port()}/v1")
+    result = fabio("run", "--duration", "30m", "--speed", "100000", "--quiet", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["brain"].startswith("llm")
+    status = summary["llm_status"]
+    assert "breaker open" in status and "[" not in status, status
+    for text in result.out.split('"'):
+        assert not any(tag in text for tag in ("[red]", "[/]", "[yellow]", "[bold")), text
