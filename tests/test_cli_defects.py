@@ -515,3 +515,18 @@ def test_run_json_carries_no_markup_when_the_llm_breaker_is_open(  # type: ignor
     assert "breaker open" in status and "[" not in status, status
     for text in result.out.split('"'):
         assert not any(tag in text for tag in ("[red]", "[/]", "[yellow]", "[bold")), text
+
+
+def test_help_text_loses_nothing_to_rich_markup() -> None:
+    """`fabio[ray]` in a help string was printed as `fabio` (rich took `[ray]` for a tag)."""
+    import typer
+    from rich.text import Text
+
+    root = typer.main.get_command(cli.app)
+    texts = []
+    for command in root.commands.values():  # type: ignore[attr-defined]
+        texts.append(command.help or "")
+        texts += [getattr(p, "help", None) or "" for p in command.params]
+    for text in texts:
+        assert Text.from_markup(text).plain == text.replace("\\[", "["), text
+    assert any("fabio\\[ray]" in t for t in texts)

@@ -847,7 +847,7 @@ def backtest(
         ),
     ] = 1,
     executor: Annotated[
-        str, typer.Option("--executor", help="local, or ray (pip install 'fabio[ray]').")
+        str, typer.Option("--executor", help="local, or ray (pip install 'fabio\\[ray]').")
     ] = "local",
     ray_address: Annotated[
         str | None,
