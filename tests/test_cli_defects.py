@@ -530,3 +530,23 @@ def test_help_text_loses_nothing_to_rich_markup() -> None:
     for text in texts:
         assert Text.from_markup(text).plain == text.replace("\\[", "["), text
     assert any("fabio\\[ray]" in t for t in texts)
+
+
+def test_state_is_readable_at_80_columns_when_piped(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ran = fabio("backtest", "--days", "1", "--log-dir", "bt", "--json")
+    assert ran.code == 0, ran.err
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "execution.jsonl").write_text(
+        (tmp_path / "bt" / "execution.jsonl").read_text()
+    )
+    assert cli.out.width == 80 and not cli.out.is_terminal  # as `fabio state | less`
+    result = fabio("state")
+    assert result.code == 0, result.err
+    assert "…" not in result.out, result.out  # nothing cut to "stra…"
+    assert all(len(line.rstrip()) <= 80 for line in result.out.splitlines()), result.out
+    for name in ("MeanReversionPOC_v2", "TrendLVN_Pullback_v1", "AbsorptionFade_v1"):
+        assert name in result.out
+    assert "day_started_ns" in result.out and "2024-01-02 08:30:00.000 CST" in result.out
+    assert "1,704," not in result.out  # a time, not nanoseconds
+    as_json = json.loads(fabio("state", "--symbol", "ESH4", "--json").out)
+    assert isinstance(as_json["risk"]["day_started_ns"], int)  # machines still get ns

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -180,14 +181,30 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _fmt_field(key: str, value: object) -> str:
+    """A value for humans: a `*_ns` timestamp as a Chicago time, not 1,704,205,800,000,000,000."""
+    if key.endswith("_ns") and isinstance(value, int) and not isinstance(value, bool) and value:
+        from fabio.timeutil import format_ns
+
+        return format_ns(value)
+    return _fmt(value)
+
+
 def _kv_table(title: str, data: dict[str, Any]) -> Table:
+    """Name/value rows; a nested dict is one `a=1, b=2` row when short, else a row per key."""
     table = Table(title=escape(title), show_header=False, title_justify="left", pad_edge=False)
-    table.add_column("name", style="cyan")
-    table.add_column("value", justify="right")
+    table.add_column("name", style="cyan", no_wrap=True)
+    table.add_column("value", justify="right", overflow="fold")
     for key, value in data.items():
         if isinstance(value, dict):
-            value = ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-        table.add_row(escape(str(key)), escape(_fmt(value)))
+            joined = ", ".join(f"{k}={_fmt_field(str(k), v)}" for k, v in value.items())
+            if len(joined) <= 40:
+                table.add_row(escape(str(key)), escape(joined))
+                continue
+            for k, v in value.items():
+                table.add_row(escape(f"{key}.{k}"), escape(_fmt_field(str(k), v)))
+            continue
+        table.add_row(escape(str(key)), escape(_fmt_field(str(key), value)))
     return table
 
 
@@ -1028,23 +1045,17 @@ def _print_state(symbol: str, summary: dict[str, Any]) -> None:
             f"[bold red]KILL SWITCH ENGAGED[/] by {escape(kill_switch['source'])}: "
             f"{escape(kill_switch['reason'])} (release: fabio kill --release)"
         )
+    # Short headings and no vertical rules: the table fits 80 columns, names never cut
     table = Table(
         title=f"{escape(symbol)} strategy_state ({summary['records_applied']} journal records)",
         title_justify="left",
+        box=box.SIMPLE_HEAD,  # a space between columns, a rule under the headings
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
     )
-    for col in (
-        "strategy",
-        "enabled",
-        "risk_fraction",
-        "max_trades_per_session",
-        "min_rr",
-        "stop_ticks",
-        "target_ticks",
-        "trades",
-        "win_rate",
-        "net_pnl",
-    ):
-        table.add_column(col)
+    table.add_column("strategy", no_wrap=True)
+    for col in ("on", "risk", "max", "RR", "stop", "tgt", "trades", "win", "net P&L"):
+        table.add_column(col, justify="left" if col == "on" else "right", no_wrap=True)
     perf = summary["strategy_performance"]
     sized_out = summary.get("sized_out", {})
     for name, params in summary["strategy_state"].items():
@@ -1062,6 +1073,12 @@ def _print_state(symbol: str, summary: dict[str, Any]) -> None:
             _fmt(p.get("net_pnl", 0.0)),
         )
     out.print(table)
+    out.print(
+        "on: enabled; risk: risk_fraction; max: max_trades_per_session; RR: min_rr; "
+        "stop, tgt: stop_ticks, target_ticks; win: win_rate",
+        style="dim",
+        markup=False,
+    )
     for name, why in sized_out.items():
         out.print(
             escape(
