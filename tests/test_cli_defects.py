@@ -550,3 +550,12 @@ def test_state_is_readable_at_80_columns_when_piped(fabio, tmp_path: Path) -> No
     assert "1,704," not in result.out  # a time, not nanoseconds
     as_json = json.loads(fabio("state", "--symbol", "ESH4", "--json").out)
     assert isinstance(as_json["risk"]["day_started_ns"], int)  # machines still get ns
+
+
+def test_backtest_tables_are_readable_at_80_columns_when_piped(fabio) -> None:  # type: ignore[no-untyped-def]
+    result = fabio("backtest", "--days", "2", "--log-dir", "bt")
+    assert result.code == 0, result.err
+    assert "Per strategy" in result.out
+    assert "…" not in result.out, result.out  # no "Absorption…", "profit_fa…"
+    assert all(len(line.rstrip()) <= 80 for line in result.out.splitlines()), result.out
+    assert "TrendLVN_Pullback_v1" in result.out

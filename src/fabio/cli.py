@@ -930,6 +930,17 @@ _SUMMARY_COLUMNS = (
 )
 
 
+_SHORT_HEADINGS = {
+    "win_rate": "win",
+    "net_pnl_usd": "net",
+    "net_pnl": "net",
+    "avg_r": "avg R",
+    "profit_factor": "PF",
+    "max_drawdown_usd": "max DD",
+    "max_drawdown": "max DD",
+}
+
+
 def _print_backtest_summary(s: dict[str, Any]) -> None:
     head: dict[str, Any] = {
         k: s[k]
@@ -953,6 +964,8 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
         )
         if k in s
     }
+    if s.get("skipped_rows"):
+        head["skipped_rows"] = s["skipped_rows"]
     head["rule_breaches"] = len(s.get("rule_breaches", []))
     head["tokens"] = s.get("tokens", {})
     out.print(_kv_table("Backtest summary (after costs)", head))
@@ -960,6 +973,18 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
         out.print(f"[bold yellow]SYNTHETIC DATA:[/] {escape(str(s['caveat']))}")
     if s.get("no_trades_reason"):
         out.print(f"[yellow]no trades:[/] {escape(str(s['no_trades_reason']))}")
+    _print_breakdowns(s)
+    if s.get("llm_failure"):
+        out.print(f"[yellow]LLM:[/] {escape(str(s['llm_failure']))}")
+    for breach in s.get("rule_breaches", []):
+        out.print(f"[red]rule breach:[/] {escape(str(breach))}")
+    for extra in ("note", "journal", "report"):
+        if s.get(extra):
+            out.print(escape(f"{extra}: {s[extra]}"))
+
+
+def _print_breakdowns(s: dict[str, Any]) -> None:
+    """Per strategy, regime and year: short headings, no vertical rules (fits 80 columns)."""
     for title, key in (
         ("Per strategy", "per_strategy"),
         ("Per regime", "per_regime"),
@@ -969,20 +994,21 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
         if not rows:
             continue
         cols = [c for c in next(iter(rows.values())) if c in _SUMMARY_COLUMNS]
-        table = Table(title=title, title_justify="left")
-        table.add_column(key.split("_", 1)[1])
+        table = Table(
+            title=title,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            padding=(0, 1, 0, 0),
+        )
+        table.add_column(key.split("_", 1)[1], no_wrap=True)
         for c in cols:
-            table.add_column(c, justify="right")
+            table.add_column(_SHORT_HEADINGS.get(c, c), justify="right", no_wrap=True)
         for name, row in rows.items():
             table.add_row(escape(str(name)), *(_fmt(row[c]) for c in cols))
         out.print(table)
-    if s.get("llm_failure"):
-        out.print(f"[yellow]LLM:[/] {s['llm_failure']}")
-    for breach in s.get("rule_breaches", []):
-        out.print(f"[red]rule breach:[/] {escape(str(breach))}")
-    for extra in ("note", "journal", "report"):
-        if s.get(extra):
-            out.print(escape(f"{extra}: {s[extra]}"))
+    if s.get("per_strategy") or s.get("per_regime") or s.get("per_year"):
+        out.print("PF: profit factor; DD: drawdown; net, DD in $", style="dim", markup=False)
 
 
 @app.command()
