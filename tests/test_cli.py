@@ -218,3 +218,35 @@ def test_new_account_then_state_shows_a_fresh_balance_with_the_learning(tmp_path
         assert after["strategy_performance"][name]["trades"] == perf["trades"]
     human = run("new-account", cwd=tmp_path)
     assert human.returncode == 0 and "archived in" in human.stdout
+
+
+def readme_first_command() -> list[str]:
+    """The `fabio …` part of the README's first command (install, then the main job)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```bash", 1)[1].split("```", 1)[0]
+    first = next(line for line in block.splitlines() if line and not line.startswith("#"))
+    part = first.split("&&")[-1].split()
+    assert part[0] == "fabio", first
+    return part[1:]
+
+
+def test_readme_first_command_paper_trades_a_session_offline_and_piped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newcomer's first command runs the main job: a paper session ending with its summary."""
+    args = readme_first_command()
+    assert args[:1] == ["run"], args
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "MODE", "LOGS_DIR", "LOG_DIR", "SYMBOL"):
+        monkeypatch.delenv(name, raising=False)
+    # offline: any network use fails at once instead of reaching out
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    result = run(*args, cwd=tmp_path)  # stdout is a pipe: no terminal
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Paper session"), result.stdout  # the summary only, not glued
+    body = " ".join(result.stdout.replace("│", " ").split())
+    assert "brain rules" in body and "trading_state active" in body
+    assert "decisions" in body and "net_pnl_usd" in body
+    assert (tmp_path / "logs" / "execution.jsonl").is_file()

@@ -363,3 +363,199 @@ def test_duration_is_read_by_a_kept_library(text: str, seconds: float) -> None:
 @pytest.mark.parametrize("text", ["soon", "-5m", "0", "nan", "1e999"])
 def test_a_bad_duration_is_a_one_line_error(fabio, text: str) -> None:  # type: ignore[no-untyped-def]
     one_line_error(fabio("run", "--duration", text, "--quiet"), "--duration")
+
+
+# ------------------------------------------------------------- issue 22: refuse, never destroy
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        (".bashrc", b"export PATH=$HOME/bin:$PATH\nalias ll='ls -l'\n\nalias x=y\n"),
+        ("bars.csv", bytes(range(256)) * 8 + b"\n" + bytes(range(256)) + b"\n\n"),
+        ("other.jsonl", b'{"a": 1}\nnot json\n{"b": 2}\n'),
+    ],
+)
+def test_journal_repair_refuses_a_file_that_is_not_a_fabio_journal(  # type: ignore[no-untyped-def]
+    fabio, tmp_path: Path, name: str, content: bytes
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    target = home / name
+    target.write_bytes(content)
+    result = fabio("journal-repair", str(target))
+    one_line_error(result, "not a Fabio journal", "nothing was changed")
+    assert len(result.err.strip().splitlines()) == 1
+    assert target.read_bytes() == content
+    assert sorted(p.name for p in home.iterdir()) == [name]  # no fabio.lock, .bak, .corrupt
+
+
+def test_journal_repair_still_repairs_a_fabio_journal(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    good = '{"type":"session","schema_version":1,"ts_ns":1,"symbol":"ESH4","event":"start"}'
+    (logs / "execution.jsonl").write_text(f"{good}\ngarbage\n{good}\n")
+    result = fabio("journal-repair")
+    assert result.code == 0, result.err
+    assert "moved 1 unreadable line(s) (2)" in " ".join(result.out.split())
+    assert (logs / "execution.jsonl").read_text() == f"{good}\n{good}\n"
+
+
+def test_gateway_sim_on_a_busy_port_is_one_line(fabio) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = fabio("gateway-sim", "--port", str(port), "--days", "1")
+    one_line_error(result, "the simulator cannot listen on", str(port), "in use")
+    assert len(result.err.strip().splitlines()) == 1, result.err
+
+
+# ------------------------------------------------ issue 22: backtest says what it skipped
+
+
+def write_trades_with_nan(path: Path, n: int = 3000) -> Path:
+    """`n` ES trades in the RTH of 2024-01-02, one in three with a NaN price."""
+    start = 1704205800_000_000_000  # 2024-01-02 08:30 CT
+    rows = ["ts,price,size,side"]
+    for i in range(n):
+        price = "nan" if i % 3 == 0 else f"{4800 + (i % 7) * 0.25:.2f}"
+        rows.append(f"{start + i * 5_000_000_000},{price},1,{'A' if i % 2 else 'B'}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_backtest_reports_skipped_rows_and_progress_when_piped(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = str(write_trades_with_nan(tmp_path / "es.csv"))
+    result = fabio("backtest", data, "--symbol", "ESH4", "--log-dir", "bt", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["skipped_rows"] == 1000
+    assert summary["skipped_by_reason"] == {"price is NaN or infinite": 1000}
+    assert "skipped 1000" in result.flat_err and "NaN" in result.flat_err
+    # stderr is not a terminal here: progress is a plain line per trade date
+    assert "backtest: es.csv trade date 2024-01-02" in result.flat_err
+    human = fabio("backtest", data, "--symbol", "ESH4", "--log-dir", "bt2")
+    assert human.code == 0, human.err
+    assert "skipped 1000" in human.flat_err and "trade date 2024-01-02" in human.flat_err
+    assert "━" not in human.err  # no progress bar drawn into a pipe
+
+
+def test_backtest_of_clean_data_reports_no_skipped_rows(fabio) -> None:  # type: ignore[no-untyped-def]
+    result = fabio("backtest", "--days", "1", "--log-dir", "bt", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["skipped_rows"] == 0 and summary["skipped_by_reason"] == {}
+
+
+# ------------------------------------------------ issue 22: synth files name their contract
+
+
+@pytest.mark.parametrize("name", ["nq.csv", "nq.csv.gz", "nq.parquet"])
+def test_a_synth_file_is_read_back_without_symbol(fabio, tmp_path: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    made = fabio("synth", "--symbol", "NQ", "--days", "1", "--out", name, "--json")
+    assert made.code == 0, made.err
+    for command in (("profile", name, "--json"), ("features", name, "--json")):
+        result = fabio(*command)
+        assert result.code == 0, result.err
+        assert json.loads(result.out)["symbol"] == "NQH4"
+    clash = fabio("profile", name, "--symbol", "ESH4", "--json")
+    one_line_error(clash, "--force-symbol")
+
+
+def test_a_csv_comment_line_keeps_line_numbers_true(tmp_path: Path) -> None:
+    from fabio.data import open_feed
+
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "# fabio.symbol=ESH4\nts,price,size,side\n"
+        "1704205800000000000,4800.00,1,B\n1704205801000000000,nan,1,A\n"
+        "1704205802000000000,4800.25,1,A\n"
+    )
+    feed = open_feed(path)
+    assert feed.contract.symbol == "ESH4"
+    assert sum(len(b.trades) for b in feed.batches()) == 2
+    assert feed.report.examples == {"price is NaN or infinite": "line 4"}
+
+
+def test_regime_out_writes_the_minutes_to_the_file_not_the_terminal(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    made = fabio("synth", "--symbol", "NQ", "--days", "2", "--out", "nq.parquet", "--json")
+    assert made.code == 0, made.err
+    result = fabio("regime", "nq.parquet", "--warmup", "1", "--out", "timeline.csv")
+    assert result.code == 0, result.err
+    assert len((tmp_path / "timeline.csv").read_text().splitlines()) == 391
+    assert "Regime changes" not in result.out and "regime changes: see" in result.out
+    assert len(result.out.splitlines()) < 20, result.out
+    on_screen = fabio("regime", "nq.parquet", "--warmup", "1")
+    assert "Regime changes" in on_screen.out
+
+
+# ------------------------------------------------ issue 22: machine output is plain
+
+
+def dead_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once closed
+
+
+def test_run_json_carries_no_markup_when_the_llm_breaker_is_open(  # type: ignore[no-untyped-def]
+    fabio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{dead_port()}/v1")
+    result = fabio("run", "--duration", "30m", "--speed", "100000", "--quiet", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["brain"].startswith("llm")
+    status = summary["llm_status"]
+    assert "breaker open" in status and "[" not in status, status
+    for text in result.out.split('"'):
+        assert not any(tag in text for tag in ("[red]", "[/]", "[yellow]", "[bold")), text
+
+
+def test_help_text_loses_nothing_to_rich_markup() -> None:
+    """`fabio[ray]` in a help string was printed as `fabio` (rich took `[ray]` for a tag)."""
+    import typer
+    from rich.text import Text
+
+    root = typer.main.get_command(cli.app)
+    texts = []
+    for command in root.commands.values():  # type: ignore[attr-defined]
+        texts.append(command.help or "")
+        texts += [getattr(p, "help", None) or "" for p in command.params]
+    for text in texts:
+        assert Text.from_markup(text).plain == text.replace("\\[", "["), text
+    assert any("fabio\\[ray]" in t for t in texts)
+
+
+def test_state_is_readable_at_80_columns_when_piped(fabio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ran = fabio("backtest", "--days", "1", "--log-dir", "bt", "--json")
+    assert ran.code == 0, ran.err
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "execution.jsonl").write_text(
+        (tmp_path / "bt" / "execution.jsonl").read_text()
+    )
+    assert cli.out.width == 80 and not cli.out.is_terminal  # as `fabio state | less`
+    result = fabio("state")
+    assert result.code == 0, result.err
+    assert "…" not in result.out, result.out  # nothing cut to "stra…"
+    assert all(len(line.rstrip()) <= 80 for line in result.out.splitlines()), result.out
+    for name in ("MeanReversionPOC_v2", "TrendLVN_Pullback_v1", "AbsorptionFade_v1"):
+        assert name in result.out
+    assert "day_started_ns" in result.out and "2024-01-02 08:30:00.000 CST" in result.out
+    assert "1,704," not in result.out  # a time, not nanoseconds
+    as_json = json.loads(fabio("state", "--symbol", "ESH4", "--json").out)
+    assert isinstance(as_json["risk"]["day_started_ns"], int)  # machines still get ns
+
+
+def test_backtest_tables_are_readable_at_80_columns_when_piped(fabio) -> None:  # type: ignore[no-untyped-def]
+    result = fabio("backtest", "--days", "2", "--log-dir", "bt")
+    assert result.code == 0, result.err
+    assert "Per strategy" in result.out
+    assert "…" not in result.out, result.out  # no "Absorption…", "profit_fa…"
+    assert all(len(line.rstrip()) <= 80 for line in result.out.splitlines()), result.out
+    assert "TrendLVN_Pullback_v1" in result.out

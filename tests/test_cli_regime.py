@@ -32,7 +32,7 @@ def msv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     assert summary["symbol"].startswith("NQ")
     import pandas as pd
 
-    trades = pd.read_csv(out)
+    trades = pd.read_csv(out, comment="#")  # `# fabio.symbol=NQH4` opens the file
     user = d / "trades.csv"
     pd.DataFrame({
         "ts": pd.to_datetime(trades["ts"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),

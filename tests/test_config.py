@@ -175,3 +175,38 @@ def test_a_settings_alias_is_not_an_unknown_key(tmp_path, monkeypatch: pytest.Mo
     env = tmp_path / ".env"
     env.write_text("LOGS_DIR=/tmp/x\nLOG_DIR=/tmp/y\n")
     assert config.unknown_settings(env, {}) == []
+
+
+def _numeric_settings() -> list[str]:
+    from fabio.config import Settings
+
+    return sorted(
+        name
+        for name, f in Settings.model_fields.items()
+        if "float" in str(f.annotation) or "int" in str(f.annotation)
+    )
+
+
+@pytest.mark.parametrize("name", _numeric_settings())
+def test_every_numeric_setting_has_an_upper_bound(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Issue 22: ACCOUNT_BALANCE=1e308 was accepted."""
+    from fabio.config import Settings
+
+    annotation = str(Settings.model_fields[name].annotation)
+    huge = "1e308" if "float" in annotation else "1" + "0" * 30
+    monkeypatch.setenv(name.upper(), huge)
+    with pytest.raises(ConfigError, match=name.upper()) as info:
+        load_settings(env_file=None)
+    assert "less than or equal to" in str(info.value)
+
+
+def test_a_huge_balance_is_a_one_line_error_naming_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ACCOUNT_BALANCE", "1e308")
+    with pytest.raises(ConfigError) as info:
+        load_settings(env_file=None)
+    assert "ACCOUNT_BALANCE='1e308'" in str(info.value)
+    assert "10000000" in str(info.value)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -180,14 +181,30 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _fmt_field(key: str, value: object) -> str:
+    """A value for humans: a `*_ns` timestamp as a Chicago time, not 1,704,205,800,000,000,000."""
+    if key.endswith("_ns") and isinstance(value, int) and not isinstance(value, bool) and value:
+        from fabio.timeutil import format_ns
+
+        return format_ns(value)
+    return _fmt(value)
+
+
 def _kv_table(title: str, data: dict[str, Any]) -> Table:
+    """Name/value rows; a nested dict is one `a=1, b=2` row when short, else a row per key."""
     table = Table(title=escape(title), show_header=False, title_justify="left", pad_edge=False)
-    table.add_column("name", style="cyan")
-    table.add_column("value", justify="right")
+    table.add_column("name", style="cyan", no_wrap=True)
+    table.add_column("value", justify="right", overflow="fold")
     for key, value in data.items():
         if isinstance(value, dict):
-            value = ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-        table.add_row(escape(str(key)), escape(_fmt(value)))
+            joined = ", ".join(f"{k}={_fmt_field(str(k), v)}" for k, v in value.items())
+            if len(joined) <= 40:
+                table.add_row(escape(str(key)), escape(joined))
+                continue
+            for k, v in value.items():
+                table.add_row(escape(f"{key}.{k}"), escape(_fmt_field(str(k), v)))
+            continue
+        table.add_row(escape(str(key)), escape(_fmt_field(str(key), value)))
     return table
 
 
@@ -515,7 +532,8 @@ def run(
         brain=brain,
         days=days,
         seed=seed,
-        live_view=not (quiet or json_out),
+        # piped (no terminal): no live view, whose last frame would be glued to the summary
+        live_view=not (quiet or json_out) and out.is_terminal,
     )
     session = PaperSession(settings, options)
     service = _event_service(settings, dashboard, host, port)
@@ -846,7 +864,7 @@ def backtest(
         ),
     ] = 1,
     executor: Annotated[
-        str, typer.Option("--executor", help="local, or ray (pip install 'fabio[ray]').")
+        str, typer.Option("--executor", help="local, or ray (pip install 'fabio\\[ray]').")
     ] = "local",
     ray_address: Annotated[
         str | None,
@@ -912,6 +930,17 @@ _SUMMARY_COLUMNS = (
 )
 
 
+_SHORT_HEADINGS = {
+    "win_rate": "win",
+    "net_pnl_usd": "net",
+    "net_pnl": "net",
+    "avg_r": "avg R",
+    "profit_factor": "PF",
+    "max_drawdown_usd": "max DD",
+    "max_drawdown": "max DD",
+}
+
+
 def _print_backtest_summary(s: dict[str, Any]) -> None:
     head: dict[str, Any] = {
         k: s[k]
@@ -935,6 +964,8 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
         )
         if k in s
     }
+    if s.get("skipped_rows"):
+        head["skipped_rows"] = s["skipped_rows"]
     head["rule_breaches"] = len(s.get("rule_breaches", []))
     head["tokens"] = s.get("tokens", {})
     out.print(_kv_table("Backtest summary (after costs)", head))
@@ -942,6 +973,18 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
         out.print(f"[bold yellow]SYNTHETIC DATA:[/] {escape(str(s['caveat']))}")
     if s.get("no_trades_reason"):
         out.print(f"[yellow]no trades:[/] {escape(str(s['no_trades_reason']))}")
+    _print_breakdowns(s)
+    if s.get("llm_failure"):
+        out.print(f"[yellow]LLM:[/] {escape(str(s['llm_failure']))}")
+    for breach in s.get("rule_breaches", []):
+        out.print(f"[red]rule breach:[/] {escape(str(breach))}")
+    for extra in ("note", "journal", "report"):
+        if s.get(extra):
+            out.print(escape(f"{extra}: {s[extra]}"))
+
+
+def _print_breakdowns(s: dict[str, Any]) -> None:
+    """Per strategy, regime and year: short headings, no vertical rules (fits 80 columns)."""
     for title, key in (
         ("Per strategy", "per_strategy"),
         ("Per regime", "per_regime"),
@@ -951,20 +994,21 @@ def _print_backtest_summary(s: dict[str, Any]) -> None:
         if not rows:
             continue
         cols = [c for c in next(iter(rows.values())) if c in _SUMMARY_COLUMNS]
-        table = Table(title=title, title_justify="left")
-        table.add_column(key.split("_", 1)[1])
+        table = Table(
+            title=title,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            padding=(0, 1, 0, 0),
+        )
+        table.add_column(key.split("_", 1)[1], no_wrap=True)
         for c in cols:
-            table.add_column(c, justify="right")
+            table.add_column(_SHORT_HEADINGS.get(c, c), justify="right", no_wrap=True)
         for name, row in rows.items():
             table.add_row(escape(str(name)), *(_fmt(row[c]) for c in cols))
         out.print(table)
-    if s.get("llm_failure"):
-        out.print(f"[yellow]LLM:[/] {s['llm_failure']}")
-    for breach in s.get("rule_breaches", []):
-        out.print(f"[red]rule breach:[/] {escape(str(breach))}")
-    for extra in ("note", "journal", "report"):
-        if s.get(extra):
-            out.print(escape(f"{extra}: {s[extra]}"))
+    if s.get("per_strategy") or s.get("per_regime") or s.get("per_year"):
+        out.print("PF: profit factor; DD: drawdown; net, DD in $", style="dim", markup=False)
 
 
 @app.command()
@@ -1027,23 +1071,17 @@ def _print_state(symbol: str, summary: dict[str, Any]) -> None:
             f"[bold red]KILL SWITCH ENGAGED[/] by {escape(kill_switch['source'])}: "
             f"{escape(kill_switch['reason'])} (release: fabio kill --release)"
         )
+    # Short headings and no vertical rules: the table fits 80 columns, names never cut
     table = Table(
         title=f"{escape(symbol)} strategy_state ({summary['records_applied']} journal records)",
         title_justify="left",
+        box=box.SIMPLE_HEAD,  # a space between columns, a rule under the headings
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
     )
-    for col in (
-        "strategy",
-        "enabled",
-        "risk_fraction",
-        "max_trades_per_session",
-        "min_rr",
-        "stop_ticks",
-        "target_ticks",
-        "trades",
-        "win_rate",
-        "net_pnl",
-    ):
-        table.add_column(col)
+    table.add_column("strategy", no_wrap=True)
+    for col in ("on", "risk", "max", "RR", "stop", "tgt", "trades", "win", "net P&L"):
+        table.add_column(col, justify="left" if col == "on" else "right", no_wrap=True)
     perf = summary["strategy_performance"]
     sized_out = summary.get("sized_out", {})
     for name, params in summary["strategy_state"].items():
@@ -1061,6 +1099,12 @@ def _print_state(symbol: str, summary: dict[str, Any]) -> None:
             _fmt(p.get("net_pnl", 0.0)),
         )
     out.print(table)
+    out.print(
+        "on: enabled; risk: risk_fraction; max: max_trades_per_session; RR: min_rr; "
+        "stop, tgt: stop_ticks, target_ticks; win: win_rate",
+        style="dim",
+        markup=False,
+    )
     for name, why in sized_out.items():
         out.print(
             escape(
@@ -1235,6 +1279,7 @@ def journal_repair(
     target = path or settings.log_dir / "execution.jsonl"
     if not target.is_file():
         raise FabioError(f"{target}: no such journal")
+    _refuse_unless_journal(target)  # before the lock: nothing is written beside another file
     with RunLock(target.parent):  # never under a running agent
         backup, quarantine, lines = repair_journal(target)
     if not lines:
@@ -1244,6 +1289,24 @@ def journal_repair(
         f"{target}: moved {len(lines)} unreadable line(s) ({', '.join(map(str, lines))}) "
         f"to {quarantine}; original kept as {backup}"
     )
+
+
+def _refuse_unless_journal(path: Path) -> None:
+    """A Fabio journal is JSON Lines (`.jsonl`) whose readable lines are records with a `type`."""
+    from fabio.journal import read_journal
+
+    reason = None
+    if not path.name.endswith(".jsonl"):
+        reason = "its name does not end in .jsonl"
+    else:
+        read = read_journal(path)
+        typed = [r for r in read.records if isinstance(r.get("type"), str)]
+        if not read.records and not read.corrupt and not read.torn_tail:
+            return  # empty: nothing to repair, said below
+        if not typed:
+            reason = "no line in it is a Fabio journal record"
+    if reason is not None:
+        raise FabioError(f"{path}: not a Fabio journal ({reason}); nothing was changed")
 
 
 def _secrets(settings: Settings) -> tuple[str, ...]:
@@ -1334,15 +1397,25 @@ def _print_regime(summary: dict[str, Any]) -> None:
     if summary.get("timeline"):
         head["timeline"] = summary["timeline"]
     out.print(_kv_table("Regime timeline (rule brain, RTH minutes)", head))
+    if summary.get("timeline"):  # the minutes are in the file: no table of them here
+        out.print(f"{len(summary['switches']):,} regime changes: see the timeline file")
+    else:
+        _print_switches(summary["switches"])
+    _print_score(summary.get("score"))
+
+
+def _print_switches(switches: list[dict[str, Any]]) -> None:
     table = Table(title="Regime changes (and each session's first minute)", title_justify="left")
     for col in ("minute (CT)", "regime", "price"):
         table.add_column(col)
-    for sw in summary["switches"][:200]:
+    for sw in switches[:200]:
         table.add_row(sw["time_ct"], sw["regime"], _fmt(sw["price"]))
     out.print(table)
-    if len(summary["switches"]) > 200:
-        out.print(f"… {len(summary['switches']) - 200} more (use --out or --json)")
-    score = summary.get("score")
+    if len(switches) > 200:
+        out.print(f"… {len(switches) - 200} more (use --out or --json)")
+
+
+def _print_score(score: dict[str, Any] | None) -> None:
     if score is None:
         return
     out.print(

@@ -68,6 +68,12 @@ class FeatureConfig(BaseModel):
         return self
 
 
+# Sane upper bounds: a value past these is a typo (ACCOUNT_BALANCE=1e308), never a setting.
+MAX_ACCOUNT_USD = 10_000_000.0  # TopStep accounts are 50K-150K
+MAX_LLM_COST_USD = 100_000.0
+MAX_LLM_TOKENS = 10_000_000_000
+
+
 class Settings(BaseSettings):
     """Everything Fabio reads from the environment or `.env`."""
 
@@ -85,8 +91,10 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_base_url: str | None = None
     # LLM spending per RTH session; once spent, the rule brain decides until the next session.
-    llm_max_cost_per_session: float | None = Field(None, ge=0, allow_inf_nan=False)
-    llm_max_tokens_per_session: int | None = Field(None, ge=0)
+    llm_max_cost_per_session: float | None = Field(
+        None, ge=0, le=MAX_LLM_COST_USD, allow_inf_nan=False
+    )
+    llm_max_tokens_per_session: int | None = Field(None, ge=0, le=MAX_LLM_TOKENS)
 
     # TopStep / ProjectX Gateway
     topstep_username: str | None = None
@@ -100,9 +108,9 @@ class Settings(BaseSettings):
     symbol: str = "ES"
     symbols: str | None = None  # live: several symbols in one agent, e.g. "ES,NQ"
     mode: Literal["backtest", "test", "live"] = "test"
-    account_balance: float = Field(50_000.0, gt=0)
+    account_balance: float = Field(50_000.0, gt=0, le=MAX_ACCOUNT_USD)
     account_preset: Literal["50K", "100K", "150K"] = "50K"
-    daily_loss_limit: float | None = Field(None, gt=0)
+    daily_loss_limit: float | None = Field(None, gt=0, le=MAX_ACCOUNT_USD)
     max_trades_per_day: int = Field(10, ge=1, le=1000)
     flat_time: time = time(15, 8)
     # LOGS_DIR (freqtrade's name) or LOG_DIR: where the paper/live journals go.

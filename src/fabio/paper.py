@@ -350,7 +350,7 @@ class PaperSession:
                 f"decisions {brain.get('decisions', 0)}",
                 f"fallbacks {brain.get('fallbacks', 0)}",
                 f"LLM ${brain.get('cost_usd', 0.0):.4f}",
-                _llm_status(self.brain),
+                _llm_status_text(_llm_status(self.brain)),
             )
         table = Table(title="strategy_state", title_justify="left")
         for col in ("strategy", "on", "risk", "trades", "win rate", "net P&L"):
@@ -562,7 +562,13 @@ def _llm_status(brain: object) -> str:
         return ""
     st = llm.stats()
     if st.breaker_state == "open":
-        return f"[red]LLM breaker open[/] ({st.breaker_skipped} skipped)"
+        return f"LLM breaker open ({st.breaker_skipped} skipped)"
     if llm.budget_spent() is not None:
-        return "[yellow]LLM budget spent: rules decide[/]"
+        return "LLM budget spent: rules decide"
     return f"LLM ok, cached {st.cached_tokens} tok"
+
+
+def _llm_status_text(status: str) -> Text:
+    """The plain status (data: the summary and --json carry no markup), styled for the view."""
+    style = "red" if "breaker open" in status else "yellow" if "budget spent" in status else ""
+    return Text(status, style=style)

@@ -55,3 +55,26 @@ def test_a_file_is_not_a_folder(tmp_path: Path) -> None:
     f.write_text("x")
     with pytest.raises(FabioError, match="not a folder"):
         claim_backtest_dir(f)
+
+
+def test_a_rerun_keeps_a_users_files_under_results_and_jobs(tmp_path: Path) -> None:
+    """Issue 22: a rerun deleted everything under results/ (rmtree), a user's file with it."""
+    claim_backtest_dir(tmp_path)
+    job = tmp_path / "jobs" / "a.parquet"
+    claim_backtest_dir(job)  # a sweep's job folder, as run_backtest claims it
+    (job / "execution.jsonl").write_text("old\n")
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("a.parquet.json", "a.parquet.learning.json"):
+        (results / name).write_text("{}")
+    (results / "my_analysis.json").write_text("the user's")
+    (results / "b.parquet.json").write_text("no job of ours wrote it")
+    (tmp_path / "jobs" / "notes").mkdir()
+    (tmp_path / "jobs" / "notes" / "todo.txt").write_text("the user's")
+    claim_backtest_dir(tmp_path)
+    assert not job.exists()
+    assert not (results / "a.parquet.json").exists()
+    assert not (results / "a.parquet.learning.json").exists()
+    assert (results / "my_analysis.json").read_text() == "the user's"
+    assert (results / "b.parquet.json").exists()
+    assert (tmp_path / "jobs" / "notes" / "todo.txt").read_text() == "the user's"

@@ -143,6 +143,13 @@ def test_controls_need_the_token_and_validate_input(tmp_path: Path) -> None:
             kill = server.url + "api/kill"
             r = await http.post(kill, json={"reason": "x"})
             assert r.status_code == 401
+            # the token is checked before the body: no token, a bad body -> 401, input not echoed
+            for bad_body in ({"other": "<script>x</script>"}, {"reason": "a" * 201}):
+                r = await http.post(kill, json=bad_body)
+                assert r.status_code == 401, r.text
+                assert "script" not in r.text and "aaaa" not in r.text
+            r = await http.post(kill, content=b"not json at all")
+            assert r.status_code == 401
             r = await http.post(
                 kill,
                 json={"reason": "x"},
@@ -160,6 +167,7 @@ def test_controls_need_the_token_and_validate_input(tmp_path: Path) -> None:
             ):
                 r = await http.post(kill, json=bad, headers=auth)
                 assert r.status_code == 422, bad
+                assert "aaaa" not in r.text and "break" not in r.text
             r = await http.post(kill, json={"reason": "news in 2 min"}, headers=auth)
             assert r.status_code == 200
             [engaged] = journal_records(journal, "kill_switch")

@@ -284,8 +284,9 @@ def test_write_csv_round_trip(tmp_path: Path, name: str) -> None:
     assert (tmp_path / "es.labels.csv").exists()
     raw = out.read_bytes()
     text = gzip.decompress(raw) if name.endswith(".gz") else raw
-    assert text.startswith(b"ts,price,size,side,bid,ask,bid_size,ask_size\n")
-    table = pacsv.read_csv(out)
+    # the contract first, in a comment line the readers understand (issue 22)
+    assert text.startswith(b"# fabio.symbol=MESM4\nts,price,size,side,bid,ask,bid_size,ask_size\n")
+    table = pacsv.read_csv(out, read_options=pacsv.ReadOptions(skip_rows=1))
     assert table.column_names == COLUMNS
     assert table.num_rows == summary["trades"]
     assert str(table.schema.field("ts").type) == "int64"

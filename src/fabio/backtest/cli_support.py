@@ -99,6 +99,19 @@ def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console)
         feeds = [synthetic]
     brain = make_brain(req.brain, settings, req.policy if req.learning else "off")
     fed = [0]
+    days_seen = [0]
+    piped = not console.is_terminal  # no live bar: a plain line per trade date instead
+
+    def entered(feed: MarketFeed, day: date) -> None:
+        days_seen[0] += 1
+        if piped:
+            console.print(
+                f"backtest: {_feed_name(feed)} trade date {day} (session {days_seen[0]}), "
+                f"{fed[0]:,} trades replayed",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
     def advance(n: int) -> None:
         fed[0] += n
@@ -110,7 +123,7 @@ def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console)
         TextColumn("{task.completed:,} trades"),
         TimeElapsedColumn(),
         console=console,
-        disable=req.quiet,
+        disable=req.quiet or piped,
     ) as progress:
         task = progress.add_task("trades", total=None)
         result = run_backtest(
@@ -124,18 +137,67 @@ def run_cli_backtest(settings: Settings, req: BacktestRequest, console: Console)
             start=first,
             end=last,
             progress=advance,
+            on_trade_date=entered,
         )
+    skipped = report_skipped_rows(feeds, console)
     if fed[0] == 0 and (first or last):
         raise FabioError(f"{_range_text(req)}: the data holds no trade in this range")
     if not req.data:
         result.labels = synthetic_labels(feeds[0])
     summary = label_data_source(result.summary, result.sources)
+    summary.update(skipped)
     summary["journal"] = str(req.log_dir)
     if req.report is not None:
         from fabio.backtest.report import write_report
 
         summary["report"] = str(write_report(result, req.report))
     return summary
+
+
+def _feed_name(feed: MarketFeed) -> str:
+    report = getattr(feed, "report", None)
+    source = str(getattr(report, "source", "") or "")
+    return Path(source).name if source else "synthetic market"
+
+
+def report_skipped_rows(feeds: list[MarketFeed], console: Console) -> dict[str, Any]:
+    """Rows the readers skipped (count and reasons): said on `console`, returned for the JSON."""
+    total = 0
+    reasons: dict[str, int] = {}
+    for feed in feeds:
+        report = getattr(feed, "report", None)
+        if report is None or not report.skipped:
+            continue
+        total += report.skipped_total
+        for reason, n in report.skipped.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+        console.print(f"note: {report.summary()}", markup=False, highlight=False, soft_wrap=True)
+        for reason, example in report.examples.items():
+            console.print(
+                f"  first '{reason}': {example}", markup=False, highlight=False, soft_wrap=True
+            )
+    return {"skipped_rows": total, "skipped_by_reason": reasons}
+
+
+def _sweep_skipped_rows(results: list[dict[str, Any]], console: Console) -> dict[str, Any]:
+    total = 0
+    reasons: dict[str, int] = {}
+    for r in results:
+        report = r.get("load_report") or {}
+        skipped: dict[str, int] = report.get("skipped") or {}
+        if not skipped:
+            continue
+        total += sum(skipped.values())
+        for reason, n in skipped.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+        text = ", ".join(f"{n} {k}" for k, n in sorted(skipped.items()))
+        console.print(
+            f"note: {report.get('source')}: skipped {sum(skipped.values())} rows ({text})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return {"skipped_rows": total, "skipped_by_reason": reasons}
 
 
 def _date_range(start: str | None, end: str | None) -> tuple[date | None, date | None]:
@@ -196,22 +258,36 @@ def _sweep(req: BacktestRequest, console: Console) -> dict[str, Any]:
         for p in paths
     ]
     out = req.log_dir / "results"
+    piped = not console.is_terminal
     with Progress(
         TextColumn("[bold]sweep"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        disable=req.quiet,
+        disable=req.quiet or piped,
     ) as progress:
         done = sum(1 for j in sweep_jobs if (out / f"{Path(j.data).name}.json").exists())
         task = progress.add_task("files", total=len(sweep_jobs), completed=done)
+        finished = [done]
+
+        def file_done(job: SweepJob, _result: dict[str, Any]) -> None:
+            progress.advance(task)
+            finished[0] += 1
+            if piped:  # no live bar: a plain line per file
+                console.print(
+                    f"sweep: {finished[0]}/{len(sweep_jobs)} files done ({Path(job.data).name})",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+
         results = run_sweep(
             sweep_jobs,
             out,
             req.jobs,
             req.executor,
-            on_done=lambda _j, _r: progress.advance(task),
+            on_done=file_done,
             ray_address=req.ray_address,
         )
     trades = [ClosedTrade(**t) for r in results for t in r["closed_trades"]]
@@ -238,6 +314,7 @@ def _sweep(req: BacktestRequest, console: Console) -> dict[str, Any]:
         (r["summary"]["max_drawdown_usd"] for r in results), default=0.0
     )
     summary.pop("max_drawdown_usd", None)  # the merged equity of separate accounts means nothing
+    summary.update(_sweep_skipped_rows(results, console))
     summary["journal"] = str(req.log_dir)
     summary["files"] = len(results)
     summary["note"] = (

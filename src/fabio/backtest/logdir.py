@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from fabio.errors import FabioError
@@ -10,7 +9,6 @@ from fabio.errors import FabioError
 MARKER = ".fabio-backtest"
 # What a backtest writes into its folder; only these are cleared before a rerun.
 BACKTEST_OUTPUTS = ("execution.jsonl", "llm_exchanges.jsonl")
-BACKTEST_SUBDIRS = ("jobs", "results")
 
 
 def claim_backtest_dir(path: Path, protected: Path | None = None, clear: bool = True) -> None:
@@ -36,9 +34,35 @@ def claim_backtest_dir(path: Path, protected: Path | None = None, clear: bool = 
     (resolved / MARKER).write_text("written by fabio backtest; its journals may be replaced\n")
     if not clear:
         return
+    _clear_outputs(resolved)
+
+
+def _clear_outputs(folder: Path) -> None:
+    """Delete the journals a backtest wrote in `folder` and a sweep's per-file jobs and results.
+
+    A job folder `jobs/<file>` is a sweep's when it carries the marker; its results are
+    `results/<file>.json` and `results/<file>.learning.json` (and their `.tmp` while written).
+    Anything else under `jobs/` or `results/` (a user's file) stays, and so do their folders.
+    """
     for name in BACKTEST_OUTPUTS:
-        (resolved / name).unlink(missing_ok=True)
-    for name in BACKTEST_SUBDIRS:
-        sub = resolved / name
-        if sub.is_dir() and not sub.is_symlink():
-            shutil.rmtree(sub)
+        (folder / name).unlink(missing_ok=True)
+    jobs, results = folder / "jobs", folder / "results"
+    ours: list[str] = []
+    if jobs.is_dir() and not jobs.is_symlink():
+        for job in sorted(jobs.iterdir()):
+            if job.is_dir() and not job.is_symlink() and (job / MARKER).is_file():
+                _clear_outputs(job)
+                (job / MARKER).unlink()
+                _remove_if_empty(job)
+                ours.append(job.name)
+    if results.is_dir() and not results.is_symlink():
+        for name in ours:
+            for suffix in (".json", ".learning.json", ".tmp", ".learning.tmp"):
+                (results / f"{name}{suffix}").unlink(missing_ok=True)
+    for sub in (jobs, results):
+        _remove_if_empty(sub)
+
+
+def _remove_if_empty(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+        path.rmdir()

@@ -24,6 +24,7 @@ from fabio.execution.risk import RiskConfig
 from fabio.journal import iter_records
 from fabio.orders import ClosedTrade
 from fabio.ports import MarketFeed
+from fabio.sessions import cme_calendar
 from fabio.strategies import StrategyParams
 from fabio.timeutil import CHICAGO, datetime_to_ns
 from fabio.wiring import AgentOptions, build_agent
@@ -74,7 +75,10 @@ async def _replay(
     lo: int | None,
     hi: int | None,
     progress: Progress | None,
+    on_trade_date: Callable[[MarketFeed, date], None] | None = None,
 ) -> None:
+    calendar = cme_calendar() if on_trade_date is not None else None
+    current: date | None = None
     for feed in feeds:
         for batch in feed.batches():
             trades = batch.trades
@@ -91,6 +95,11 @@ async def _replay(
                 if hi is not None:
                     keep &= trades.ts < hi
                 trades = trades.take(keep)
+            if calendar is not None and on_trade_date is not None:
+                day = calendar.trade_date_of(int(trades.ts[0]))
+                if day is not None and day != current:
+                    current = day
+                    on_trade_date(feed, day)
             await agent.feed(trades)
             if progress is not None:
                 progress(len(trades))
@@ -113,11 +122,13 @@ def run_backtest(
     carry: dict[str, Any] | None = None,
     broker_config: SimBrokerConfig | None = None,
     durable: bool = False,
+    on_trade_date: Callable[[MarketFeed, date], None] | None = None,
 ) -> BacktestResult:
     """Replay `feeds` (one contract) through a fresh agent journaling into `log_dir`.
 
     `carry` is an earlier account's `learning_state`: a new account (fresh balance and risk
     limits) that keeps the strategy statistics, strategy state, shadow trades and notes.
+    `on_trade_date(feed, date)` is called as the replay enters each trade date (progress).
     `durable`: fsync state records as paper and live trading do (a backtest, which can be rerun,
     does not by default; the agent benchmark measures the difference).
     """
@@ -147,7 +158,7 @@ def run_backtest(
     if carry is not None:  # a new account inherits what the earlier ones learned
         agent.inherit(carry)
     lo, hi = _date_bounds(start, end)
-    asyncio.run(_replay(agent, feeds, lo, hi, progress))
+    asyncio.run(_replay(agent, feeds, lo, hi, progress, on_trade_date))
     changes = [
         r for r in iter_records(log_dir / "execution.jsonl", "strategy_change") if r.get("accepted")
     ]

@@ -73,6 +73,8 @@ def run_job(job: SweepJob, carry: dict[str, Any] | None = None) -> dict[str, Any
     )
     out = result.to_dict()
     out.pop("timeline", None)  # a sweep keeps trades and summaries, not minute series
+    report = getattr(feed, "report", None)
+    out["load_report"] = report.to_dict() if report is not None else None  # skipped rows
     return out
 
 

@@ -23,7 +23,7 @@ import socketio
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fabio.dashboard.alerts import Alerter
 from fabio.dashboard.board import SymbolBoard
@@ -33,6 +33,7 @@ from fabio.errors import FabioError
 from fabio.events import Event
 from fabio.execution.risk import RiskConfig
 from fabio.instruments import parse_symbol
+from fabio.listen import bind_listener
 from fabio.strategies import StrategyParams
 
 POLL_SEC = 0.2
@@ -336,16 +337,17 @@ class DashboardServer:
             return JSONResponse(self.hub.snapshot())
 
         @api.post("/api/kill")
-        async def kill(body: ControlRequest, request: Request) -> JSONResponse:
-            return await self._control(request, True, body.reason)
+        async def kill(request: Request) -> JSONResponse:
+            return await self._control(request, True)
 
         @api.post("/api/release")
-        async def release(body: ControlRequest, request: Request) -> JSONResponse:
-            return await self._control(request, False, body.reason)
+        async def release(request: Request) -> JSONResponse:
+            return await self._control(request, False)
 
         return api
 
-    async def _control(self, request: Request, engage: bool, reason: str) -> JSONResponse:
+    async def _control(self, request: Request, engage: bool) -> JSONResponse:
+        """The token first (401/403 before the body is read), then the body (422, not echoed)."""
         presented = request.headers.get("authorization", "")
         token = (
             presented.removeprefix("Bearer ").strip() if presented.startswith("Bearer ") else None
@@ -354,7 +356,15 @@ class DashboardServer:
             return JSONResponse({"error": "a token is required (Authorization: Bearer …)"}, 401)
         if not self.token.matches(token):
             return JSONResponse({"error": "wrong token"}, 403)
-        result = self.kill_action(engage, reason, "dashboard")
+        raw = await request.body()
+        try:
+            body = ControlRequest.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            fields = sorted({".".join(map(str, e["loc"])) or "body" for e in exc.errors()})
+            return JSONResponse(
+                {"error": f"invalid request: {', '.join(fields)} (a JSON object {{reason}})"}, 422
+            )
+        result = self.kill_action(engage, body.reason, "dashboard")
         if result is not None:
             await result
         self.hub.poll()
@@ -393,17 +403,7 @@ class DashboardServer:
 
     def _bind(self) -> socket.socket:
         """The listening socket, bound here so that a busy port is one clear error."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            raise FabioError(
-                f"the dashboard cannot listen on {self.host}:{self.port}: {exc.strerror} "
-                "(choose another port with --port)"
-            ) from None
+        sock = bind_listener(self.host, self.port, "the dashboard")
         self.port = int(sock.getsockname()[1])
         return sock
 

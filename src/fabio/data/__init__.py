@@ -14,7 +14,13 @@ import numpy as np
 from fabio.data.base import DEFAULT_BATCH_ROWS, MarketFeed, require_file
 from fabio.data.dbn import DBN_MAGIC, ZSTD_MAGIC, DbnFeed, decompressed_chunks
 from fabio.data.sierra import SierraBarFeed, SierraTimeAndSalesFeed
-from fabio.data.tabular import TabularFeed, file_errors, read_head, resolve_contract
+from fabio.data.tabular import (
+    TabularFeed,
+    csv_comments,
+    file_errors,
+    read_head,
+    resolve_contract,
+)
 from fabio.domain import QuoteBatch, TradeBatch
 from fabio.errors import DataError
 from fabio.instruments import parse_symbol
@@ -67,7 +73,9 @@ def detect_format(path: str | Path) -> str:
     if not head.strip():
         raise DataError(f"{p}: the file is empty")
     try:
-        first_line = head.decode("utf-8-sig").splitlines()[0].strip()
+        lines = head.decode("utf-8-sig").splitlines()
+        skip = len(csv_comments(head))  # a CSV may open with `# fabio.symbol=…` lines
+        first_line = (lines[skip] if skip < len(lines) else lines[0]).strip()
     except UnicodeDecodeError as exc:
         raise _unsupported(p, "binary content that is not a known format") from exc
     squashed = first_line.lower().replace(" ", "")

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fabio.data.base import DEFAULT_BATCH_ROWS
+from fabio.data.tabular import CSV_SYMBOL_KEY
 from fabio.domain import AggressorSource, LoadReport, MarketBatch, QuoteBatch, TradeBatch
 from fabio.errors import ConfigError, InstrumentError
 from fabio.instruments import MONTH_CODES, SPECS, Contract, parse_symbol
@@ -1018,7 +1019,8 @@ def write_sessions(
                         writer = pq.ParquetWriter(sink, schema, compression="zstd")
                     writer.write_table(table.replace_schema_metadata(meta))
                 else:
-                    if i == 0:
+                    if i == 0:  # the contract first, as a comment line the CSV reader reads
+                        sink.write(f"# {CSV_SYMBOL_KEY}={contract.symbol}\n".encode())
                         sink.write((",".join(table.column_names) + "\n").encode())
                     opts = pacsv.WriteOptions(include_header=False, quoting_style="none")
                     pacsv.write_csv(_csv_prices(table), sink, write_options=opts)

@@ -115,10 +115,39 @@ def read_head(path: Path, size: int = 4096) -> bytes:
 CSV_BLOCK_BYTES = 4 << 20
 
 
+CSV_COMMENT = "#"
+CSV_SYMBOL_KEY = "fabio.symbol"
+
+
+def csv_comments(head: bytes) -> list[str]:
+    """The `#` comment lines that open a delimited file (before its header), without the `#`.
+
+    `fabio synth` writes `# fabio.symbol=NQH4` there, so the contract travels with the file.
+    """
+    comments = []
+    for line in head.decode("utf-8-sig", errors="replace").splitlines():
+        if not line.startswith(CSV_COMMENT):
+            break
+        comments.append(line[1:].strip())
+    return comments
+
+
+def csv_meta(path: Path) -> dict[str, str]:
+    """`key=value` pairs from the opening comment lines (e.g. `fabio.symbol`)."""
+    meta: dict[str, str] = {}
+    for comment in csv_comments(read_head(path, 1 << 16)):
+        key, eq, value = comment.partition("=")
+        if eq and key.strip():
+            meta[key.strip()] = value.strip()
+    return meta
+
+
 def csv_header(path: Path, sep: str = ",") -> list[str]:
-    """The column names on the first line of a delimited file (gzip or not)."""
+    """The column names on the first line of a delimited file (gzip or not), after any
+    opening `#` comment lines."""
     head = read_head(path, 1 << 16)
-    first = head.decode("utf-8-sig", errors="replace").splitlines()[:1]
+    skip = len(csv_comments(head))
+    first = head.decode("utf-8-sig", errors="replace").splitlines()[skip : skip + 1]
     return next(csv.reader(first, delimiter=sep), []) if first else []
 
 
@@ -170,6 +199,7 @@ def iter_csv_chunks(
     names = csv_header(path, sep)
     if not names:
         raise DataError(f"{path}: no header line")
+    comments = len(csv_comments(read_head(path, 1 << 16)))
     pending: list[int] = []  # file lines of rows the reader dropped, not yet accounted for
 
     def invalid(row: Any) -> str:
@@ -182,7 +212,9 @@ def iter_csv_chunks(
 
     reader = pcsv.open_csv(
         _open_arrow(path),
-        read_options=pcsv.ReadOptions(use_threads=False, block_size=CSV_BLOCK_BYTES),
+        read_options=pcsv.ReadOptions(
+            use_threads=False, block_size=CSV_BLOCK_BYTES, skip_rows=comments
+        ),
         parse_options=pcsv.ParseOptions(
             delimiter=sep, invalid_row_handler=invalid, ignore_empty_lines=False
         ),
@@ -190,7 +222,7 @@ def iter_csv_chunks(
             column_types={name: pa.string() for name in names}, strings_can_be_null=True
         ),
     )
-    next_line = 2  # the header is line 1
+    next_line = 2 + comments  # the header is the first line after the comments
     for rb in reader:
         n = rb.num_rows
         if n == 0:
@@ -694,7 +726,7 @@ class TabularFeed:
         for frame, _ in iter_csv_chunks(self.path, scratch, 64, dict.fromkeys(names, "str")):
             head = frame.head(64)
             break
-        return columns, None, head[self._wanted(columns)]
+        return columns, csv_meta(self.path).get(CSV_SYMBOL_KEY), head[self._wanted(columns)]
 
     @staticmethod
     def _wanted(columns: dict[str, str]) -> list[str]:

@@ -13,6 +13,7 @@ from fabio.brokers.projectx.sim.server import GatewaySim, SimFaults, create_app
 from fabio.brokers.projectx.sim.venue import SimContract
 from fabio.data.base import MarketFeed
 from fabio.errors import FabioError
+from fabio.listen import bind_listener
 
 
 def open_feeds(
@@ -80,7 +81,9 @@ class SimServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self.server.serve())
+        # bound here, not by uvicorn: a busy port is one clear error, not its traceback
+        sock = bind_listener(self.config.host, self.config.port, "the simulator")
+        self._task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[sock]))
         while not self.server.started:
             if self._task.done():
                 self._task.result()
