@@ -505,12 +505,17 @@ class _Pacer:
         self.market_last = 0
         self.behind_sec = 0.0
         self.noticed = False
+        self.steps = 0
 
     async def until(self, market_ns: int) -> None:
         now = time.monotonic()
-        if self.wall0 is None:
+        self.steps += 1
+        if self.wall0 is None or self.steps == 2:
+            # Anchored again at the second step: the first one pays the start-up (compiled
+            # kernels, the first snapshot), which is not the pace the replay keeps.
             self.wall0 = self.started = now
             self.market0 = self.market_last = market_ns
+            self.behind_sec = 0.0
         wait = (market_ns - self.market0) / NS / self.speed - (now - self.wall0)
         if wait > 0:
             await asyncio.sleep(wait)
