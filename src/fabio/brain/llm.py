@@ -131,7 +131,7 @@ class LlmConfig(BaseModel):
     breaker_failures: int = Field(3, ge=1, le=100)
     # ... for this long in market time; each failed probe doubles it, up to the maximum.
     breaker_cooloff_sec: float = Field(60.0, gt=0, le=86_400)
-    breaker_max_cooloff_sec: float = Field(1800.0, gt=0, le=86_400)
+    breaker_max_cooloff_sec: float = Field(3600.0, gt=0, le=86_400)
     # Per-session budget (a session = one trade date's RTH): then the fallback brain decides.
     max_cost_per_session_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
     max_tokens_per_session: int | None = Field(None, ge=0)
