@@ -369,8 +369,11 @@ def fabio_backtest(url: str, log_dir: Path, days: int) -> subprocess.CompletedPr
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.update(OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-test-key")
     return subprocess.run(
-        [sys.executable, "-c", "from fabio.cli import main; main()", "backtest", "--brain", "llm"]
-        + ["--days", str(days), "--log-dir", str(log_dir), "--json"],
+        [
+            *(sys.executable, "-c", "from fabio.cli import main; main()"),
+            *("backtest", "--brain", "llm", "--days", str(days)),
+            *("--log-dir", str(log_dir), "--json"),
+        ],
         capture_output=True,
         text=True,
         timeout=900,
