@@ -21,9 +21,10 @@ from pydantic import SecretStr
 from fabio.backtest.runner import run_backtest
 from fabio.brain.base import BrainReply
 from fabio.brain.context import DecisionContext, count_tokens
-from fabio.brain.llm import LlmBrain, LlmConfig, ModelPrice, failure_summary
+from fabio.brain.llm import LlmBrain, LlmConfig, ModelPrice, failure_summary, llm_status
 from fabio.brain.rules import RuleBrain
 from fabio.config import Settings
+from fabio.dashboard.alerts import AlertRules
 from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
 from fabio.journal import read_journal
 from tests.brain.llm_server import (
@@ -402,3 +403,59 @@ def test_an_always_500_endpoint_costs_at_most_40_requests_over_a_3_day_backtest(
     lines = [line for line in result.stderr.splitlines() if "HTTP 500" in line]
     assert any("circuit breaker open" in line for line in lines), result.stderr[-2000:]
     assert sum("circuit breaker open after" in line for line in lines) == 1
+
+
+def test_the_llm_status_is_never_ok_while_decisions_fall_back(
+    llm_server: FakeOpenAI, decision_context: DecisionContext
+) -> None:
+    brain, _ = brain_for(llm_server.url, breaker_cooloff_sec=60)
+    good = completion(json.dumps(decision_dict(decision_context.price)))
+    llm_server.default = good
+    run_all(brain, [decision_context])
+    assert llm_status(brain) == ("ok", "LLM ok, cached 1024 tok")
+    # one connection-level failure among answers: not "ok", and it says how many fell back
+    llm_server.script(always_500(), always_500())
+    run_all(brain, [at(decision_context, 30 * i) for i in range(1, 3)])
+    level, text = llm_status(brain)
+    assert level == "warning" and "fell back 1 of 3 (server_error 1)" in text, text
+    # the breaker open, then a refused key: failures, plain text (no rich markup)
+    llm_server.default = always_500()
+    run_all(brain, [at(decision_context, 30 * i) for i in range(3, 8)])
+    level, text = llm_status(brain)
+    assert level == "failure" and text.startswith("LLM breaker open"), text
+    brain, _ = brain_for(llm_server.url)
+    llm_server.default = unauthorized()
+    run_all(brain, [decision_context])
+    level, text = llm_status(brain)
+    assert level == "failure" and text.startswith("LLM key refused"), text
+    assert "[" not in text
+
+
+def test_the_llm_state_changes_reach_the_alerts(
+    llm_server: FakeOpenAI, decision_context: DecisionContext
+) -> None:
+    brain, _ = brain_for(llm_server.url, breaker_cooloff_sec=60)
+    good = completion(json.dumps(decision_dict(decision_context.price)))
+    llm_server.script(*[always_500()] * 6)  # three decisions and their retries
+    llm_server.default = good
+    replies = run_all(brain, [at(decision_context, 30 * i) for i in range(6)])
+    rules = AlertRules()
+    sent = [
+        a
+        for r in replies
+        for a in rules.alerts(
+            "decision",
+            {
+                "symbol": "ES",
+                "decision": {"fallback_reason": r.fallback_reason, "call_notes": r.notes},
+            },
+            0.0,
+        )
+    ]
+    # the first failure, the opening (each with the reason), the closing when the probe answers
+    assert [a.title for a in sent] == [
+        "ES: LLM failing",
+        "ES: LLM breaker open",
+        "ES: LLM answers again",
+    ], [(a.title, a.body) for a in sent]
+    assert "HTTP 500" in sent[0].body and "HTTP 500" in sent[1].body

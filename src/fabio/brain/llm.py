@@ -783,6 +783,31 @@ def llm_brain_of(brain: object) -> LlmBrain | None:
     return inner if isinstance(inner, LlmBrain) else None
 
 
+def llm_status(brain: object) -> tuple[str, str]:
+    """(level, plain text) of the LLM behind `brain` for a summary: ('', '') without an LLM;
+    level 'failure' (key refused, breaker open), 'warning' (budget spent, some decisions fell
+    back) or 'ok'. Never "ok" while decisions fell back."""
+    llm = llm_brain_of(brain)
+    if llm is None:
+        return "", ""
+    st = llm.stats()
+    fell = ""
+    if st.fallbacks:
+        reasons = ", ".join(
+            f"{kind} {n}" for kind, n in sorted(st.fallback_reasons.items(), key=lambda kv: -kv[1])
+        )
+        fell = f"; fell back {st.fallbacks} of {st.calls} ({reasons})"
+    if st.breaker_state == "key_refused":
+        return "failure", f"LLM key refused: rules decide until restart{fell}"
+    if st.breaker_state == "open":
+        return "failure", f"LLM breaker open ({st.breaker_skipped} skipped){fell}"
+    if llm.budget_spent() is not None:
+        return "warning", f"LLM budget spent: rules decide{fell}"
+    if st.fallbacks:
+        return "warning", f"LLM answering{fell}"
+    return "ok", f"LLM ok, cached {st.cached_tokens} tok"
+
+
 def failure_summary(stats: LlmStats) -> str | None:
     """One line naming how the LLM failed over a run, or None when it never did."""
     if not stats.fallbacks:
