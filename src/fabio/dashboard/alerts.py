@@ -2,11 +2,11 @@
 
 The alerter listens to the same events the page receives: fills and stops hit, risk state and
 kill switch changes, a venue connection down for longer than `ALERT_DISCONNECT_SEC`, the LLM's
-state changes (first failure, breaker open and closed, key refused), and a summary when a trade date ends. Each kind of
-alert per symbol is sent at most once per `ALERT_MIN_INTERVAL_SEC`; what is held back is counted
-and mentioned in the next one. Nothing secret leaves: every text is redacted against the
-configured secrets (and anything that looks like a key) before it is sent, and a failed send is
-logged as one line, never retried in a loop and never raised into the agent.
+state changes (first failure, breaker open and closed, key refused), and a summary when a trade
+date ends. Each kind of alert per symbol is sent at most once per `ALERT_MIN_INTERVAL_SEC`; what
+is held back is counted and mentioned in the next one. Nothing secret leaves: every text is
+redacted against the configured secrets (and anything that looks like a key) before it is sent,
+and a failed send is logged as one line, never retried in a loop and never raised into the agent.
 """
 
 from __future__ import annotations
