@@ -18,15 +18,20 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from fabio.agent import Agent
 from fabio.backtest.runner import run_backtest
 from fabio.brain.base import BrainReply
+from fabio.brain.cadence import Cadence
 from fabio.brain.context import DecisionContext, count_tokens
 from fabio.brain.llm import LlmBrain, LlmConfig, ModelPrice, failure_summary, llm_status
 from fabio.brain.rules import RuleBrain
 from fabio.config import Settings
 from fabio.dashboard.alerts import AlertRules
 from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
+from fabio.features.engine import FeatureEngine
 from fabio.journal import read_journal
+from fabio.paper import PaperSession, RunOptions
+from fabio.wiring import open_execution
 from tests.brain.llm_server import (
     FakeOpenAI,
     FixedBrain,
@@ -459,3 +464,77 @@ def test_the_llm_state_changes_reach_the_alerts(
         "ES: LLM answers again",
     ], [(a.title, a.body) for a in sent]
     assert "HTTP 500" in sent[0].body and "HTTP 500" in sent[1].body
+
+
+class SlowFailingLlm:
+    """An LLM brain whose every decision falls back and comes back after the stale limit (a
+    connection-error endpoint under load): the agent drops each one as stale."""
+
+    def __init__(self, llm: LlmBrain) -> None:
+        self.llm = llm  # what `llm_brain_of` finds, as in a recording CachedBrain
+        self.name = llm.name
+
+    async def decide(self, context: DecisionContext) -> BrainReply:
+        return replace(await self.llm.decide(context), latency_ms=15_000)
+
+
+def test_the_paper_summary_counts_fallbacks_dropped_as_stale(
+    llm_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Issue 22: under load the summary said `fallbacks 0 ... llm_status: LLM ok` while the
+    journal showed connection errors and stale drops (the status only moved on applied ones)."""
+    brain, _ = brain_for(llm_server.url)
+    brain.fallback = RuleBrain()
+    llm_server.default = always_500()
+    settings = Settings(_env_file=None, log_dir=tmp_path / "logs")  # type: ignore[call-arg]
+    session = PaperSession(
+        settings, RunOptions(speed=1e6, duration_sec=600, live_view=False, brain="rules")
+    )
+    session.brain = SlowFailingLlm(brain)
+    summary = asyncio.run(session.run())
+    assert summary["decisions"] > 0
+    assert summary["fallbacks"] == summary["stale_dropped"] == summary["decisions"], summary
+    status = summary["llm_status"]
+    assert status.startswith("LLM breaker open") and "fell back" in status, status
+    assert "[" not in status  # plain text in a summary / --json
+
+
+class SlowFallingBackBrain:
+    """Every decision falls back (the LLM unreachable) and takes a moment of wall time."""
+
+    name = "llm:slow"
+
+    def __init__(self) -> None:
+        self.inner = RuleBrain()
+        self.calls = 0
+
+    async def decide(self, context: DecisionContext) -> BrainReply:
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        reply = await self.inner.decide(context)
+        return replace(reply, requested_brain=self.name, fallback_reason="connection error")
+
+
+def test_live_stale_drops_of_fallbacks_are_counted(tmp_path: Path) -> None:
+    """Live (the market does not wait): an answer dropped as stale still counts as a decision
+    and, when it fell back, as a fallback; before, a summary said `fallbacks 0`."""
+    feed = SyntheticFeed(SyntheticConfig(symbol="ES", days=2, seed=3, eth=False, rth_trades=20_000))
+    brain = SlowFallingBackBrain()
+    agent = Agent(
+        FeatureEngine(feed.contract),
+        open_execution(feed.contract, tmp_path),
+        brain,
+        Cadence(),
+        live=True,
+        stale_sec=1.0,
+    )
+
+    async def go() -> None:
+        for batch in feed.batches():
+            await agent.feed(batch.trades)  # no pause: market time races past the brain
+        await agent.close_session()
+
+    asyncio.run(go())
+    s = agent.stats
+    assert s.stale_dropped > 0
+    assert s.fallbacks == s.decisions == brain.calls, (s.fallbacks, s.decisions, brain.calls)
