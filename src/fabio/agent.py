@@ -484,6 +484,7 @@ class Agent:
         self._pending = None
         if (now - ctx.market_time_ns) / NS > self.stale_sec:
             self.stats.stale_dropped += 1
+            self._account(reply)  # asked and answered (or fell back): counted, as in replays
             age = (now - ctx.market_time_ns) / NS
             self._journal(ctx, reply, dropped=f"stale: the snapshot was {age:.1f} s old")
             return

@@ -44,6 +44,10 @@ class Deadlines(Protocol):
         """Cancel the enclosed block with TimeoutError after `seconds` on this clock."""
         ...
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` on this clock (a retry's backoff or Retry-After)."""
+        ...
+
 
 class WallDeadlines:
     """The machine's monotonic clock and asyncio's timeouts (live sessions, backtests)."""
@@ -53,3 +57,6 @@ class WallDeadlines:
 
     def deadline(self, seconds: float) -> AbstractAsyncContextManager[object]:
         return asyncio.timeout(seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

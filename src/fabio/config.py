@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
@@ -74,6 +75,36 @@ MAX_LLM_COST_USD = 100_000.0
 MAX_LLM_TOKENS = 10_000_000_000
 
 
+# Credentials and addresses that a template's placeholder must never stand in for: a copied
+# `.env.example` (OPENAI_API_KEY=your_api_key) would otherwise switch `fabio run` to the LLM.
+PLACEHOLDER_FIELDS = (
+    "openai_api_key",
+    "openai_base_url",
+    "topstep_username",
+    "topstep_password",
+    "topstep_api_key",
+    "topstep_account_id",
+    "dashboard_token",
+    "alert_urls",
+)
+_PLACEHOLDER = re.compile(
+    r"(your[_\-\s].*|your|<.*>|\{.*\}|\$\{.*\}|change[_\-]?me|replace[_\-]?me|"
+    r"placeholder|todo|none|null|x{3,}|\.{3,}|\*+|sk-(\.{3,}|x{3,}|\*+|your.*)|sk-?)",
+    re.IGNORECASE,
+)
+
+
+def is_placeholder(value: object) -> bool:
+    """A template's stand-in (empty, `your_api_key`, `changeme`, `sk-...`, `<key>`), not a
+    value anyone means to use."""
+    if value is None:
+        return False
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not isinstance(text, str):
+        return False
+    return _PLACEHOLDER.fullmatch(text.strip().strip("'\"").strip()) is not None or not text.strip()
+
+
 class Settings(BaseSettings):
     """Everything Fabio reads from the environment or `.env`."""
 
@@ -136,6 +167,12 @@ class Settings(BaseSettings):
     alert_urls: SecretStr | None = None  # apprise URLs, space or comma separated
     alert_min_interval_sec: float = Field(60.0, ge=0, le=86_400)
     alert_disconnect_sec: float = Field(30.0, ge=1, le=86_400)
+
+    @field_validator(*PLACEHOLDER_FIELDS, mode="before")
+    @classmethod
+    def _no_placeholder(cls, value: object) -> object:
+        # A placeholder is unset: the rule brain, no account, no token (see placeholder_settings).
+        return None if is_placeholder(value) else value
 
     @field_validator("symbol")
     @classmethod
@@ -253,9 +290,11 @@ def unknown_settings(
     env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
 ) -> list[str]:
     """One warning per unknown key: every key of `.env`, and environment variables whose name
-    is ours (FABIO_*, the spec's prefixes, a strategy parameter, or close to a setting)."""
+    is ours (FABIO_*, the spec's prefixes, a strategy parameter, or close to a setting); first,
+    one line naming the credentials that are placeholders (`placeholder_settings`)."""
     known = _setting_names()
     params = {name.upper() for name in STRATEGY_BOUNDS}
+    placeholders = placeholder_settings(env_file, environ)
 
     def hint(key: str) -> str:
         if key in params:
@@ -281,7 +320,32 @@ def unknown_settings(
         )
         if ours:
             warnings.append(f"environment: unknown setting {name} is ignored{hint(name)}")
-    return warnings
+    return placeholders + warnings
+
+
+def placeholder_settings(
+    env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """One line naming the credentials whose value is a template's placeholder (treated as
+    unset), or nothing. Empty values are unset silently: that is how one leaves a setting out."""
+    names = {name.upper() for name in PLACEHOLDER_FIELDS}
+    found: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        for key, value in dotenv_values(env_file).items():
+            if key.strip().upper() in names and value and is_placeholder(value):
+                found[key.strip().upper()] = str(env_file)
+    env = os.environ if environ is None else environ
+    for key, value in env.items():
+        if key.upper() in names and value and is_placeholder(value):
+            found[key.upper()] = "environment"
+    if not found:
+        return []
+    where = sorted(set(found.values()))
+    return [
+        f"{', '.join(sorted(found))} in {' and '.join(where)} "
+        f"{'is a placeholder' if len(found) == 1 else 'are placeholders'}, treated as unset "
+        "(no key: the rule brain decides, offline)"
+    ]
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:

@@ -350,7 +350,7 @@ class PaperSession:
                 f"decisions {brain.get('decisions', 0)}",
                 f"fallbacks {brain.get('fallbacks', 0)}",
                 f"LLM ${brain.get('cost_usd', 0.0):.4f}",
-                _llm_status_text(_llm_status(self.brain)),
+                _llm_status(self.brain, markup=True),
             )
         table = Table(title="strategy_state", title_justify="left")
         for col in ("strategy", "on", "risk", "trades", "win rate", "net P&L"):
@@ -390,6 +390,16 @@ class PaperSession:
         if st is None:
             return {}
         brain = st.brain
+        agent: Agent | None = getattr(self, "agent", None)
+        if agent is not None:  # the agent's own counts: the status only moves on applied ones
+            s = agent.stats
+            brain = {
+                **brain,
+                "decisions": s.decisions,
+                "fallbacks": s.fallbacks,
+                "stale_dropped": s.stale_dropped,
+                "cost_usd": s.cost_usd,
+            }
         return {
             "symbol": st.symbol,
             "brain": self.brain.name,
@@ -558,22 +568,11 @@ def _round(value: float | None) -> float | None:
     return None if value is None else float(f"{value:.3g}")
 
 
-def _llm_status(brain: object) -> str:
-    """The LLM's breaker and budget state for the view ('' for a brain without an LLM)."""
-    from fabio.brain.llm import llm_brain_of
+def _llm_status(brain: object, markup: bool = False) -> str:
+    """The LLM's state ('' for a brain without one): plain text for summaries and --json, with
+    rich markup for the live view."""
+    from fabio.brain.llm import llm_status
 
-    llm = llm_brain_of(brain)
-    if llm is None:
-        return ""
-    st = llm.stats()
-    if st.breaker_state == "open":
-        return f"LLM breaker open ({st.breaker_skipped} skipped)"
-    if llm.budget_spent() is not None:
-        return "LLM budget spent: rules decide"
-    return f"LLM ok, cached {st.cached_tokens} tok"
-
-
-def _llm_status_text(status: str) -> Text:
-    """The plain status (data: the summary and --json carry no markup), styled for the view."""
-    style = "red" if "breaker open" in status else "yellow" if "budget spent" in status else ""
-    return Text(status, style=style)
+    level, text = llm_status(brain)
+    style = {"failure": "red", "warning": "yellow"}.get(level)
+    return f"[{style}]{escape(text)}[/]" if markup and style else escape(text) if markup else text

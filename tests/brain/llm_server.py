@@ -59,6 +59,11 @@ class VirtualDeadlines:
             self._now += seconds
             self._fire_due()
 
+    async def sleep(self, seconds: float) -> None:
+        """A wait that takes no wall time: the clock moves on by `seconds`."""
+        self.advance(seconds)
+        await asyncio.sleep(0)
+
     def to_next_deadline(self) -> None:
         """Move time to the earliest pending deadline (nothing happens until then)."""
         with self._lock:
@@ -164,6 +169,40 @@ def error(
     return Behaviour(status, body, headers or {})
 
 
+def always_500() -> Behaviour:
+    """An endpoint that is up but broken: HTTP 500 to everything."""
+    return error(500, "The server had an error while processing your request.")
+
+
+def rate_limited(retry_after_sec: float = 2.0) -> Behaviour:
+    """HTTP 429 with a Retry-After header (seconds)."""
+    return error(
+        429,
+        "Rate limit reached for requests",
+        headers={"retry-after": f"{retry_after_sec:g}"},
+        code="rate_limit_exceeded",
+    )
+
+
+def unauthorized(status: int = 401) -> Behaviour:
+    """A refused key (401) or a forbidden project (403); the message quotes part of the key, as
+    OpenAI's does, so a test can check it is redacted."""
+    return error(
+        status,
+        "Incorrect API key provided: sk-test-*****************abcd. You can find your API key "
+        "at https://platform.openai.com/account/api-keys.",
+        code="invalid_api_key",
+    )
+
+
+FAULTS: dict[str, Callable[[], Behaviour]] = {
+    "500": always_500,
+    "429": rate_limited,
+    "401": unauthorized,
+    "403": lambda: unauthorized(403),
+}
+
+
 def refuse_formats(refused: set[str], then: Behaviour) -> Callable[[dict[str, Any]], Behaviour]:
     """Answer 400 to the response_format types in `refused` (as many local servers do)."""
 
@@ -229,13 +268,13 @@ def decision_dict(price: float, **overrides: Any) -> dict[str, Any]:
 class FakeOpenAI:
     """The server: `url` for the SDK's base_url, `script(...)` to queue behaviours."""
 
-    def __init__(self, default: Script | None = None) -> None:
+    def __init__(self, default: Script | None = None, port: int = 0) -> None:
         self.default: Script = default or completion("{}")
         self._queue: list[Script] = []
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         self._released = threading.Event()  # set by `stop`: delayed answers go out
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -332,3 +371,29 @@ class FixedBrain:
             }
         )
         return BrainReply(decision=decision, brain=self.name, requested_brain=self.name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a fault mode on a fixed port for manual runs:
+    `python -m tests.brain.llm_server --fault 500 --port 8999`, then
+    `OPENAI_BASE_URL=http://127.0.0.1:8999/v1 fabio backtest --brain llm --days 3`.
+    Prints the number of requests received when stopped (Ctrl-C)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--fault", choices=sorted(FAULTS), default="500")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = FakeOpenAI(FAULTS[args.fault](), port=args.port).start()
+    print(f"serving fault {args.fault} at {server.url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        print(f"{len(server.requests)} requests", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,9 +12,12 @@ from pydantic import SecretStr
 from fabio.brain.base import BrainReply
 from fabio.brain.cache import RECORD_TYPE, CachedBrain, cache_key
 from fabio.brain.context import DecisionContext
+from fabio.brain.exchange import MAX_RAW_CHARS
 from fabio.brain.llm import LlmBrain, LlmConfig
 from fabio.brain.prompt import default_system_prompt, user_prompt
-from fabio.journal import read_journal
+from fabio.brain.schema import MAX_NOTE_CHARS
+from fabio.exchange_journal import ExchangeJournal
+from fabio.journal import Journal, read_journal
 from tests.brain.llm_server import FakeOpenAI, FixedBrain, completion, decision_dict
 
 MODEL = "test-model"
@@ -174,3 +178,47 @@ def test_stale_entry_falls_back(tmp_path: Path, decision_context: DecisionContex
     reply = decide(CachedBrain.replay(path, MODEL, fallback), decision_context)
     assert reply.brain == "fixed" and reply.fallback_reason is not None
     assert "no longer parses" in reply.fallback_reason
+
+
+HOSTILE_NOTE = "x" * 50_000  # a hostile model's 50 KB note
+# Bytes per decision in llm_exchanges.jsonl + llm_cache.jsonl: measured 508,184 before (the raw
+# answer stored whole in both), 42,866 after. At this bound a paper session of 232 decisions
+# stays under 12 MB, and a day of decisions every 30 s (780) under 40 MB.
+MAX_BYTES_PER_DECISION = 50_000
+
+
+def test_a_hostile_models_50kb_notes_keep_the_journals_bounded(
+    llm_server: FakeOpenAI, decision_context: DecisionContext, tmp_path: Path
+) -> None:
+    contexts = [
+        decision_context.model_copy(update={"market_time_ns": decision_context.market_time_ns + i})
+        for i in range(20)
+    ]
+    answer = decision_dict(decision_context.price, notes_to_future_self=[HOSTILE_NOTE] * 5)
+    raw = json.dumps(answer)
+    llm_server.default = completion(raw)
+    recorder = CachedBrain.record(tmp_path / "llm_cache.jsonl", llm(llm_server, FixedBrain()))
+    journal = ExchangeJournal(Journal(tmp_path / "llm_exchanges.jsonl"))
+    recorded = []
+    for ctx in contexts:
+        reply = decide(recorder, ctx)
+        assert not reply.fell_back
+        journal.record(ctx, reply)
+        recorded.append(reply)
+    assert journal.journal is not None
+    journal.journal.close()
+    size = sum((tmp_path / f).stat().st_size for f in ("llm_cache.jsonl", "llm_exchanges.jsonl"))
+    assert size / len(contexts) < MAX_BYTES_PER_DECISION, size / len(contexts)
+    # the raw answer is cut, with its full length and hash kept
+    [rec, *_] = read_journal(tmp_path / "llm_exchanges.jsonl").records
+    assert len(rec["raw_response"]) == MAX_RAW_CHARS and rec["raw_response_truncated"]
+    assert rec["raw_response_chars"] == len(raw)
+    assert rec["raw_response_sha256"] == hashlib.sha256(raw.encode()).hexdigest()
+    # --brain cache replays the same decisions, from the file only
+    replay = CachedBrain.replay(tmp_path / "llm_cache.jsonl", "test-model", FixedBrain())
+    for ctx, live in zip(contexts, recorded, strict=True):
+        again = decide(replay, ctx)
+        assert again.fallback_reason is None
+        assert again.decision == live.decision
+        assert again.rejections == live.rejections
+        assert len(again.decision.notes_to_future_self[0]) == MAX_NOTE_CHARS

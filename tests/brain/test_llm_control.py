@@ -1,32 +1,47 @@
 """LLM cost and failure control against the scripted local server, through the real SDK:
-the circuit breaker (connection failures and timeouts), the per-session budget, the stable
+the circuit breaker (connection failures, timeouts, 5xx, 429; a refused key stops the calls),
+the per-session budget, the stable
 cacheable prompt prefix, and LLM backtests applying each decision after its latency."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
+from fabio.agent import Agent
 from fabio.backtest.runner import run_backtest
 from fabio.brain.base import BrainReply
+from fabio.brain.cadence import Cadence
 from fabio.brain.context import DecisionContext, count_tokens
-from fabio.brain.llm import LlmBrain, LlmConfig, ModelPrice, failure_summary
+from fabio.brain.llm import LlmBrain, LlmConfig, ModelPrice, failure_summary, llm_status
 from fabio.brain.rules import RuleBrain
 from fabio.config import Settings
+from fabio.dashboard.alerts import AlertRules
 from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
+from fabio.features.engine import FeatureEngine
 from fabio.journal import read_journal
+from fabio.paper import PaperSession, RunOptions
+from fabio.wiring import open_execution
 from tests.brain.llm_server import (
     FakeOpenAI,
     FixedBrain,
     VirtualDeadlines,
+    always_500,
     completion,
     decision_dict,
     hung,
+    rate_limited,
+    unauthorized,
 )
 
 NS = 1_000_000_000
@@ -277,3 +292,249 @@ def test_backtest_summary_names_the_llm_failure(tmp_path: Path) -> None:
     exchanges = read_journal(tmp_path / "dead" / "llm_exchanges.jsonl").records
     said = [n for r in exchanges for n in r["call_notes"] if "circuit breaker open" in n]
     assert len(said) == 1  # once for the whole outage
+
+
+# ------------------------------------------------------------------ issue 22: any "not usable now"
+
+
+def test_an_always_500_endpoint_opens_the_breaker(
+    llm_server: FakeOpenAI, decision_context: DecisionContext, caplog: Any
+) -> None:
+    brain, fallback = brain_for(
+        llm_server.url, retry_backoff_sec=0.0, min_attempt_sec=1.0, breaker_cooloff_sec=60
+    )
+    llm_server.default = always_500()
+    with caplog.at_level(logging.WARNING, logger="fabio.brain.llm"):
+        replies = run_all(brain, [at(decision_context, 30 * i) for i in range(120)])  # 1 hour
+    st = brain.stats()
+    assert fallback.calls == 120 and all(r.fell_back for r in replies)
+    # 3 decisions of 2 requests (one retry each), then one unretried probe per cool-off
+    # (60, 120, 240, 480, 960 s... of the 3600 s): 6 + 5, instead of 240
+    assert len(llm_server.requests) == st.requests <= 6 + 6, st
+    assert st.breaker_state == "open" and st.fallback_reasons["circuit_open"] > 100
+    # said once each: the first failure and the opening, on the log (stderr) and the replies
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2, said
+    assert "failed (server error (HTTP 500)" in said[0]
+    assert "circuit breaker open" in said[1] and "HTTP 500" in said[1]
+    assert notes_with(replies, "LLM ") == said
+
+
+def test_a_rate_limited_endpoint_opens_the_breaker_for_at_least_its_retry_after(
+    llm_server: FakeOpenAI, decision_context: DecisionContext
+) -> None:
+    brain, _ = brain_for(
+        llm_server.url,
+        retry_backoff_sec=0.0,
+        min_attempt_sec=1.0,
+        breaker_cooloff_sec=60,
+        breaker_max_cooloff_sec=600,
+    )
+    llm_server.default = rate_limited(retry_after_sec=5)  # within the 30 s budget: retried
+    replies = run_all(brain, [at(decision_context, 30 * i) for i in range(3)])
+    assert len(llm_server.requests) == 6  # each waited its Retry-After once, then failed
+    assert clock(brain).now() == pytest.approx(15.0)  # three waits of 5 s, on the budget clock
+    st = brain.stats()
+    assert st.breaker_state == "open" and st.breaker_opens == 1
+    assert len(notes_with(replies, "circuit breaker open")) == 1
+    # a Retry-After longer than the cool-off sets the cool-off: a 20 min wait is honoured
+    brain, _ = brain_for(llm_server.url, breaker_failures=1, breaker_cooloff_sec=60)
+    llm_server.default = rate_limited(retry_after_sec=1200)  # too long to retry in the budget
+    llm_server.requests.clear()
+    run_all(brain, [at(decision_context, 30 * i) for i in range(40)])  # 0 to 19.5 minutes
+    assert len(llm_server.requests) == 1
+    assert brain.breaker.current_cooloff_ns == 1200 * NS
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_stops_the_calls_until_restart(
+    llm_server: FakeOpenAI, decision_context: DecisionContext, caplog: Any, status: int
+) -> None:
+    fallback = FixedBrain()
+    config = LlmConfig(
+        model="test-model",
+        base_url=llm_server.url,
+        api_key=SecretStr("sk-test-0123456789abcd"),
+        **FAST,
+    )
+    brain = LlmBrain(config, fallback, deadlines=VirtualDeadlines())
+    llm_server.default = unauthorized(status)
+    with caplog.at_level(logging.WARNING, logger="fabio.brain.llm"):
+        # a day of decisions, far past any cool-off
+        replies = run_all(brain, [at(decision_context, 600 * i) for i in range(40)])
+    assert len(llm_server.requests) == 1  # never called again
+    st = brain.stats()
+    assert st.breaker_state == "key_refused" and st.refused_skipped == 39
+    assert fallback.calls == 40 and st.fallback_reasons == {"auth": 40}
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "refused the API key" in said[0] and f"HTTP {status}" in said[0]
+    assert "0123456789abcd" not in " ".join(said + [r.fallback_reason or "" for r in replies])
+
+
+def fabio_backtest(url: str, log_dir: Path, days: int) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env.update(OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-test-key")
+    return subprocess.run(
+        [
+            *(sys.executable, "-c", "from fabio.cli import main; main()"),
+            *("backtest", "--brain", "llm", "--days", str(days)),
+            *("--log-dir", str(log_dir), "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=log_dir.parent,
+        env=env,
+        check=False,
+    )
+
+
+def test_an_always_500_endpoint_costs_at_most_40_requests_over_a_3_day_backtest(
+    tmp_path: Path,
+) -> None:
+    server = FakeOpenAI(always_500()).start()
+    try:
+        result = fabio_backtest(server.url, tmp_path / "bt", days=3)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    requests = len(server.requests)
+    # measured: 31 requests for 3,668 decisions; before, 7,336 (every decision and its retry)
+    assert requests <= 40, requests
+    assert summary["llm"]["requests"] == requests
+    assert summary["decisions"] > 1000 and summary["llm_fallbacks"] == summary["decisions"]
+    # named on stderr, once each: the first failure and the opening
+    lines = [line for line in result.stderr.splitlines() if "HTTP 500" in line]
+    assert any("circuit breaker open" in line for line in lines), result.stderr[-2000:]
+    assert sum("circuit breaker open after" in line for line in lines) == 1
+
+
+def test_the_llm_status_is_never_ok_while_decisions_fall_back(
+    llm_server: FakeOpenAI, decision_context: DecisionContext
+) -> None:
+    brain, _ = brain_for(llm_server.url, breaker_cooloff_sec=60)
+    good = completion(json.dumps(decision_dict(decision_context.price)))
+    llm_server.default = good
+    run_all(brain, [decision_context])
+    assert llm_status(brain) == ("ok", "LLM ok, cached 1024 tok")
+    # one connection-level failure among answers: not "ok", and it says how many fell back
+    llm_server.script(always_500(), always_500())
+    run_all(brain, [at(decision_context, 30 * i) for i in range(1, 3)])
+    level, text = llm_status(brain)
+    assert level == "warning" and "fell back 1 of 3 (server_error 1)" in text, text
+    # the breaker open, then a refused key: failures, plain text (no rich markup)
+    llm_server.default = always_500()
+    run_all(brain, [at(decision_context, 30 * i) for i in range(3, 8)])
+    level, text = llm_status(brain)
+    assert level == "failure" and text.startswith("LLM breaker open"), text
+    brain, _ = brain_for(llm_server.url)
+    llm_server.default = unauthorized()
+    run_all(brain, [decision_context])
+    level, text = llm_status(brain)
+    assert level == "failure" and text.startswith("LLM key refused"), text
+    assert "[" not in text
+
+
+def test_the_llm_state_changes_reach_the_alerts(
+    llm_server: FakeOpenAI, decision_context: DecisionContext
+) -> None:
+    brain, _ = brain_for(llm_server.url, breaker_cooloff_sec=60)
+    good = completion(json.dumps(decision_dict(decision_context.price)))
+    llm_server.script(*[always_500()] * 6)  # three decisions and their retries
+    llm_server.default = good
+    replies = run_all(brain, [at(decision_context, 30 * i) for i in range(6)])
+    rules = AlertRules()
+    sent = [
+        a
+        for r in replies
+        for a in rules.alerts(
+            "decision",
+            {
+                "symbol": "ES",
+                "decision": {"fallback_reason": r.fallback_reason, "call_notes": r.notes},
+            },
+            0.0,
+        )
+    ]
+    # the first failure, the opening (each with the reason), the closing when the probe answers
+    assert [a.title for a in sent] == [
+        "ES: LLM failing",
+        "ES: LLM breaker open",
+        "ES: LLM answers again",
+    ], [(a.title, a.body) for a in sent]
+    assert "HTTP 500" in sent[0].body and "HTTP 500" in sent[1].body
+
+
+class SlowFailingLlm:
+    """An LLM brain whose every decision falls back and comes back after the stale limit (a
+    connection-error endpoint under load): the agent drops each one as stale."""
+
+    def __init__(self, llm: LlmBrain) -> None:
+        self.llm = llm  # what `llm_brain_of` finds, as in a recording CachedBrain
+        self.name = llm.name
+
+    async def decide(self, context: DecisionContext) -> BrainReply:
+        return replace(await self.llm.decide(context), latency_ms=15_000)
+
+
+def test_the_paper_summary_counts_fallbacks_dropped_as_stale(
+    llm_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Issue 22: under load the summary said `fallbacks 0 ... llm_status: LLM ok` while the
+    journal showed connection errors and stale drops (the status only moved on applied ones)."""
+    brain, _ = brain_for(llm_server.url)
+    brain.fallback = RuleBrain()
+    llm_server.default = always_500()
+    settings = Settings(_env_file=None, log_dir=tmp_path / "logs")  # type: ignore[call-arg]
+    session = PaperSession(
+        settings, RunOptions(speed=1e6, duration_sec=600, live_view=False, brain="rules")
+    )
+    session.brain = SlowFailingLlm(brain)
+    summary = asyncio.run(session.run())
+    assert summary["decisions"] > 0
+    assert summary["fallbacks"] == summary["stale_dropped"] == summary["decisions"], summary
+    status = summary["llm_status"]
+    assert status.startswith("LLM breaker open") and "fell back" in status, status
+    assert "[" not in status  # plain text in a summary / --json
+
+
+class SlowFallingBackBrain:
+    """Every decision falls back (the LLM unreachable) and takes a moment of wall time."""
+
+    name = "llm:slow"
+
+    def __init__(self) -> None:
+        self.inner = RuleBrain()
+        self.calls = 0
+
+    async def decide(self, context: DecisionContext) -> BrainReply:
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        reply = await self.inner.decide(context)
+        return replace(reply, requested_brain=self.name, fallback_reason="connection error")
+
+
+def test_live_stale_drops_of_fallbacks_are_counted(tmp_path: Path) -> None:
+    """Live (the market does not wait): an answer dropped as stale still counts as a decision
+    and, when it fell back, as a fallback; before, a summary said `fallbacks 0`."""
+    feed = SyntheticFeed(SyntheticConfig(symbol="ES", days=2, seed=3, eth=False, rth_trades=20_000))
+    brain = SlowFallingBackBrain()
+    agent = Agent(
+        FeatureEngine(feed.contract),
+        open_execution(feed.contract, tmp_path),
+        brain,
+        Cadence(),
+        live=True,
+        stale_sec=1.0,
+    )
+
+    async def go() -> None:
+        for batch in feed.batches():
+            await agent.feed(batch.trades)  # no pause: market time races past the brain
+        await agent.close_session()
+
+    asyncio.run(go())
+    s = agent.stats
+    assert s.stale_dropped > 0
+    assert s.fallbacks == s.decisions == brain.calls, (s.fallbacks, s.decisions, brain.calls)

@@ -3,9 +3,12 @@
 Keyed by sha256 of (model, system prompt, user prompt): the same model shown the same prompt
 gets the same recorded answer back. `record` wraps an `LlmBrain`, asks it and stores each
 answer it decided with (never a fallback); `replay` (`--brain cache`) answers from the file
-only, parsing the stored text again through `parse_decision` so that the value policy applies
-exactly as it did live, and hands a miss to the fallback brain. Storage is one append-only
-JSON Lines file, read whole at start (a torn last line is reported and skipped).
+only, and hands a miss to the fallback brain. A record keeps the decision as parsed (the value
+policy already applied, its texts capped) with what the policy rejected, and the raw answer cut
+at 16 KB (with its length and sha256): a hostile model's 50 KB notes do not fill the disk. A
+record written before that (no `decision`) is parsed again from its raw answer through
+`parse_decision`, as it was live. Storage is one append-only JSON Lines file, read whole at
+start (a torn last line is reported and skipped).
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from fabio.brain.base import Brain, BrainReply, ParseFailure, parse_decision
 from fabio.brain.context import DecisionContext
+from fabio.brain.exchange import bounded_raw
 from fabio.brain.llm import LlmBrain, strip_fences
 from fabio.brain.prompt import default_system_prompt, user_prompt
+from fabio.brain.schema import Decision, Rejection
 from fabio.journal import Journal, read_journal
 
 RECORD_TYPE = "llm_cache"
@@ -43,6 +50,8 @@ class CacheEntry:
     completion_tokens: int = 0
     cached_tokens: int = 0
     latency_ms: float = 0.0  # how long the model took when recorded
+    decision: dict[str, Any] | None = None  # as parsed when recorded (None: an older record)
+    rejections: tuple[dict[str, Any], ...] = ()
 
     @staticmethod
     def from_record(rec: dict[str, Any]) -> CacheEntry | None:
@@ -57,6 +66,8 @@ class CacheEntry:
             completion_tokens=int(rec.get("completion_tokens") or 0),
             cached_tokens=int(rec.get("cached_tokens") or 0),
             latency_ms=_latency(rec.get("latency_ms")),
+            decision=rec["decision"] if isinstance(rec.get("decision"), dict) else None,
+            rejections=tuple(r for r in rec.get("rejections") or () if isinstance(r, dict)),
         )
 
 
@@ -148,7 +159,9 @@ class CachedBrain:
                 "model": self.model,
                 "symbol": context.symbol,
                 "market_time_ns": context.market_time_ns,
-                "raw_response": reply.raw_response,
+                **bounded_raw(reply.raw_response),
+                "decision": reply.decision.model_dump(mode="json"),
+                "rejections": [r.to_dict() for r in reply.rejections],
                 "prompt_tokens": reply.prompt_tokens,
                 "completion_tokens": reply.completion_tokens,
                 "cached_tokens": reply.cached_tokens,
@@ -159,11 +172,13 @@ class CachedBrain:
         self.entries[key] = CacheEntry(
             key,
             self.model,
-            reply.raw_response,
+            str(bounded_raw(reply.raw_response)["raw_response"]),
             reply.prompt_tokens,
             reply.completion_tokens,
             reply.cached_tokens,
             round(reply.latency_ms, 3),
+            reply.decision.model_dump(mode="json"),
+            tuple(r.to_dict() for r in reply.rejections),
         )
         self._stats.stored += 1
         self._stats.entries = len(self.entries)
@@ -175,7 +190,7 @@ class CachedBrain:
             self._stats.misses += 1
             return await self._fall_back(context, "cache miss")
         try:
-            decision, rejections = parse_decision(strip_fences(entry.raw_response), context)
+            decision, rejections = self._stored(entry, context)
         except ParseFailure as exc:
             self._stats.stale += 1
             return await self._fall_back(context, f"cached answer no longer parses: {exc}")
@@ -193,6 +208,18 @@ class CachedBrain:
             cached_tokens=entry.cached_tokens,
             cost_usd=0.0,
         )
+
+    @staticmethod
+    def _stored(entry: CacheEntry, context: DecisionContext) -> tuple[Decision, list[Rejection]]:
+        """The recorded decision, or (an older record) its raw answer parsed again."""
+        if entry.decision is None:
+            return parse_decision(strip_fences(entry.raw_response), context)
+        try:
+            decision = Decision.model_validate(entry.decision)
+            rejections = [Rejection(**r) for r in entry.rejections]
+        except (ValidationError, TypeError) as exc:
+            raise ParseFailure(f"the stored decision no longer validates: {exc}") from None
+        return decision, rejections
 
     async def _fall_back(self, context: DecisionContext, reason: str) -> BrainReply:
         other = await self.fallback.decide(context)

@@ -7,6 +7,7 @@ The record carries the spec's names so its debug commands work on the file:
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,22 @@ from fabio.timeutil import format_ns
 
 RECORD_TYPE = "llm_exchange"
 SUMMARY_TYPE = "decision_summary"  # quiet rule-brain decisions folded (fabio.exchange_journal)
+# A stored raw answer is cut here (a hostile model's 50 KB notes would fill the disk); the parsed
+# decision, whose texts the value policy caps, is what is acted on and replayed.
+MAX_RAW_CHARS = 16_384
+
+
+def bounded_raw(raw: str | None) -> dict[str, Any]:
+    """`raw_response` for a journal, cut at MAX_RAW_CHARS; a cut one keeps its full length
+    (`raw_response_chars`) and the sha256 of its UTF-8 text (`raw_response_sha256`)."""
+    if raw is None or len(raw) <= MAX_RAW_CHARS:
+        return {"raw_response": raw}
+    return {
+        "raw_response": raw[:MAX_RAW_CHARS],
+        "raw_response_truncated": True,
+        "raw_response_chars": len(raw),
+        "raw_response_sha256": hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest(),
+    }
 
 
 def exchange_record(
@@ -39,7 +56,7 @@ def exchange_record(
         "call_notes": reply.notes,
         "trigger": context.trigger,
         "context": context.prompt_dict(),
-        "raw_response": reply.raw_response,
+        **bounded_raw(reply.raw_response),
         "decision": d.model_dump(),
         "accepted": {
             "trade_decisions": len(d.trade_decisions),

@@ -9,11 +9,16 @@ text, and the brain remembers the downgrade. Whatever the model says goes throug
 error, refusal, invalid answer) hands the decision to the injected fallback brain, with the
 reason, redacted: the SDK's 401 message quotes part of the API key.
 
-Cost and failure control: a circuit breaker stops calling a dead or hung endpoint after
-`breaker_failures` consecutive connection failures or timeouts, for a cool-off in market time
-that doubles after every failed probe (one request per cool-off); a per-session budget in
-dollars and/or tokens hands the rest of the session to the fallback brain once spent. Both say
-so once (a logged warning and a note on the reply, which the journal keeps) and show in `stats()`.
+Cost and failure control: a circuit breaker stops calling an endpoint that is not usable now
+after `breaker_failures` consecutive failures that say so (connection refused or reset, timeouts,
+HTTP 5xx, HTTP 429 once its Retry-After has been waited out), for a cool-off in market time that
+doubles after every failed probe (one request per cool-off, never retried; a 429's Retry-After
+is the shortest cool-off). A refused key
+(HTTP 401/403) stops every call until restart. A per-session budget in dollars and/or tokens
+hands the rest of the session to the fallback brain once spent. The first failure of an outage,
+the breaker opening and closing, and a refused key are each said once (a logged warning, which
+the CLI prints on stderr, and a note on the reply, which the journal keeps and the alerts read)
+and show in `stats()`.
 """
 
 from __future__ import annotations
@@ -46,8 +51,12 @@ LOCAL_PLACEHOLDER_KEY = "no-key"
 _OPENAI_HOSTS = ("api.openai.com",)
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 NS = 1_000_000_000
-# Failures that say the endpoint is unreachable or hung: these open the circuit breaker.
-BREAKER_KINDS = frozenset({"connection", "timeout"})
+# Failures that say "this endpoint is not usable now": these open the circuit breaker.
+BREAKER_KINDS = frozenset({"connection", "timeout", "server_error", "rate_limit"})
+# A refused key (HTTP 401/403): nothing is sent again until restart.
+REFUSED_KIND = "auth"
+# The prefix of every breaker / key note on a reply (the alerts look for it).
+LLM_NOTE = "LLM "
 log = logging.getLogger(__name__)
 
 
@@ -118,11 +127,11 @@ class LlmConfig(BaseModel):
     temperature: float | None = Field(0.2, ge=0, le=2)
     max_completion_tokens: int = Field(900, ge=16, le=200_000)
     price: ModelPrice | None = None  # overrides the price table (e.g. a custom deployment)
-    # Circuit breaker: this many consecutive connection failures / timeouts open it ...
+    # Circuit breaker: this many consecutive failures that say "not usable now" open it ...
     breaker_failures: int = Field(3, ge=1, le=100)
     # ... for this long in market time; each failed probe doubles it, up to the maximum.
     breaker_cooloff_sec: float = Field(60.0, gt=0, le=86_400)
-    breaker_max_cooloff_sec: float = Field(1800.0, gt=0, le=86_400)
+    breaker_max_cooloff_sec: float = Field(3600.0, gt=0, le=86_400)
     # Per-session budget (a session = one trade date's RTH): then the fallback brain decides.
     max_cost_per_session_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
     max_tokens_per_session: int | None = Field(None, ge=0)
@@ -161,9 +170,10 @@ class LlmStats:
     cost_usd: float = 0.0
     response_format: ResponseFormat = "json_schema"
     fallback_reasons: dict[str, int] = field(default_factory=dict)
-    breaker_state: Literal["closed", "open"] = "closed"
+    breaker_state: Literal["closed", "open", "key_refused"] = "closed"
     breaker_opens: int = 0  # times the breaker opened (a failed probe re-opening it counts)
     breaker_skipped: int = 0  # decisions not sent because the breaker was open
+    refused_skipped: int = 0  # decisions not sent because the key was refused (401/403)
     budget_skipped: int = 0  # decisions not sent because the session's budget was spent
     budget_sessions: int = 0  # sessions whose budget ran out
     session_cost_usd: float = 0.0
@@ -239,16 +249,15 @@ class DecisionWire(BaseModel):
 class _Failed(Exception):
     """A call that cannot give a decision; `kind` groups reasons in the stats."""
 
-    def __init__(self, kind: str, reason: str) -> None:
+    def __init__(self, kind: str, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
+        self.retry_after = retry_after  # the server's Retry-After, when it sent one
 
 
 class _Retryable(_Failed):
-    def __init__(self, kind: str, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(kind, reason)
-        self.retry_after = retry_after
+    """A failure worth one more attempt (timeouts, 429, 5xx)."""
 
 
 class _FormatRefused(_Failed):
@@ -335,12 +344,12 @@ class _Call:
 
 @dataclass(slots=True)
 class CircuitBreaker:
-    """Consecutive connection failures / timeouts open it for a cool-off (market time).
+    """Consecutive breaker failures (`BREAKER_KINDS`) open it for a cool-off (market time).
 
     Closed: every decision is sent. After `failures` consecutive breaker failures it opens for
     `cooloff_ns`; when that has passed, one decision is sent as a probe: success closes it, a
-    failure re-opens it for twice as long (at most `max_cooloff_ns`). So a dead endpoint costs
-    `failures` attempts, then one per cool-off.
+    failure re-opens it for twice as long (at most `max_cooloff_ns`), and never for less than
+    the server's Retry-After. So a dead endpoint costs `failures` attempts, then one per cool-off.
     """
 
     failures: int
@@ -366,8 +375,9 @@ class CircuitBreaker:
         self.current_cooloff_ns = 0
         return was_open
 
-    def failure(self, now_ns: int) -> bool:
-        """Record a breaker failure; True if it (re-)opened the breaker."""
+    def failure(self, now_ns: int, at_least_ns: int = 0) -> bool:
+        """Record a breaker failure; True if it (re-)opened the breaker. `at_least_ns`: the
+        server's Retry-After, the shortest cool-off."""
         self.consecutive += 1
         if self.open_until_ns is not None:  # a failed probe: wait twice as long
             self.current_cooloff_ns = min(self.max_cooloff_ns, self.current_cooloff_ns * 2)
@@ -375,6 +385,7 @@ class CircuitBreaker:
             self.current_cooloff_ns = self.cooloff_ns
         else:
             return False
+        self.current_cooloff_ns = max(self.current_cooloff_ns, at_least_ns)
         self.open_until_ns = now_ns + self.current_cooloff_ns
         return True
 
@@ -418,6 +429,8 @@ class LlmBrain:
         )
         self._session: int | None = None
         self._budget_said = False
+        self._refused: str | None = None  # why the key was refused (401/403): no more calls
+        self._last_failure = ""  # the last breaker failure's reason (for the skip reason)
 
     @classmethod
     def from_settings(
@@ -448,7 +461,9 @@ class LlmBrain:
     def stats(self) -> LlmStats:
         """A copy of the running totals."""
         s = self._stats
-        s.breaker_state = "open" if self.breaker.is_open else "closed"
+        s.breaker_state = (
+            "key_refused" if self._refused else "open" if self.breaker.is_open else "closed"
+        )
         return LlmStats(**{**asdict(s), "fallback_reasons": dict(s.fallback_reasons)})
 
     def _client_for_loop(self) -> AsyncOpenAI:
@@ -495,17 +510,16 @@ class LlmBrain:
         try:
             call.raw = await self._ask(messages, start, call)
             if self.breaker.success():
-                call.notes.append("the LLM answers again: circuit breaker closed")
-                log.warning("LLM %s answers again: circuit breaker closed", self.model)
+                self._say(call, f"LLM {self.model} answers again: circuit breaker closed")
             decision, rejections = parse_decision(strip_fences(call.raw), context)
         except ParseFailure as exc:
             return await self._fall_back(context, call, start, "invalid_answer", str(exc))
         except _Failed as exc:
-            self._breaker_failure(exc.kind, now, call)
+            self._failure(exc, now, call)
             return await self._fall_back(context, call, start, exc.kind, exc.reason)
         except Exception as exc:  # never let a surprise from the SDK reach the agent
             failure = _classify(exc, self.config.timeout_sec)
-            self._breaker_failure(failure.kind, now, call)
+            self._failure(failure, now, call)
             return await self._fall_back(context, call, start, failure.kind, failure.reason)
         cost = self._account(call)
         self._stats.decisions += 1
@@ -525,8 +539,12 @@ class LlmBrain:
         )
 
     def _gate(self, context: DecisionContext, call: _Call) -> tuple[str, str] | None:
-        """(kind, reason) when no request may go out: session budget spent, breaker open."""
+        """(kind, reason) when no request may go out: key refused, session budget spent,
+        breaker open."""
         s = self._stats
+        if self._refused is not None:
+            s.refused_skipped += 1
+            return REFUSED_KIND, f"the LLM key was refused ({self._refused}); not called again"
         key = session_key(context)
         if key != self._session:
             self._session = key
@@ -550,8 +568,8 @@ class LlmBrain:
             s.breaker_skipped += 1
             until = (self.breaker.open_until_ns or 0) - context.market_time_ns
             return "circuit_open", (
-                f"circuit breaker open after {self.breaker.consecutive} consecutive connection "
-                f"failures or timeouts; next probe in {until / NS:.0f} s"
+                f"circuit breaker open after {self.breaker.consecutive} consecutive failures "
+                f"({self._last_failure}); next probe in {until / NS:.0f} s"
             )
         return None
 
@@ -567,22 +585,52 @@ class LlmBrain:
             return f"{s.session_tokens} of {c.max_tokens_per_session} tokens"
         return None
 
-    def _breaker_failure(self, kind: str, now_ns: int, call: _Call) -> None:
-        if kind not in BREAKER_KINDS:
+    def _say(self, call: _Call, message: str) -> None:
+        """A state change of the LLM, said once: a logged warning (stderr) and a reply note
+        (the journal's `call_notes`, which the alerts read)."""
+        message = self._redact(message)
+        call.notes.append(message)
+        log.warning("%s", message)
+
+    def _failure(self, exc: _Failed, now_ns: int, call: _Call) -> None:
+        """Count a failed call against the breaker (or the key); say what changed."""
+        reason = self._redact(exc.reason)
+        if exc.kind == REFUSED_KIND:
+            self._refused = reason
+            self._say(
+                call,
+                f"LLM {self.model} refused the API key ({reason}): the fallback brain decides "
+                "until restart; fix OPENAI_API_KEY",
+            )
             return
+        if exc.kind not in BREAKER_KINDS:
+            return
+        self._last_failure = reason
         first = not self.breaker.is_open
-        if not self.breaker.failure(now_ns):
+        if first and self.breaker.consecutive == 0:
+            self._say(
+                call,
+                f"LLM {self.model} failed ({reason}): the fallback brain decides; the breaker "
+                f"opens after {self.breaker.failures} consecutive failures",
+            )
+        at_least = int((exc.retry_after or 0.0) * NS)
+        if not self.breaker.failure(now_ns, at_least):
             return
         self._stats.breaker_opens += 1
         if first:  # said once per outage; failed probes only lengthen the cool-off
-            message = (
+            self._say(
+                call,
                 f"LLM circuit breaker open after {self.breaker.consecutive} consecutive "
-                f"connection failures or timeouts ({kind}): the fallback brain decides; one "
-                f"probe after {self.breaker.current_cooloff_ns / NS:g} s of market time, "
-                "doubling while it fails"
+                f"failures ({reason}): the fallback brain decides; one probe after "
+                f"{self.breaker.current_cooloff_ns / NS:g} s of market time, doubling while it "
+                "fails",
             )
-            call.notes.append(message)
-            log.warning("%s", message)
+        else:
+            log.info(
+                "LLM probe failed (%s): circuit breaker open for %g s",
+                reason,
+                self.breaker.current_cooloff_ns / NS,
+            )
 
     def _account(self, call: _Call) -> float:
         s = self._stats
@@ -627,7 +675,8 @@ class LlmBrain:
     async def _ask(self, messages: list[dict[str, str]], start: float, call: _Call) -> str:
         """The answer's text, within the budget: one retry at most, format downgrades aside."""
         budget = self.config.total_budget_sec
-        retried = False
+        # A probe of an open breaker is one request: it is not retried.
+        retried = self.breaker.is_open
         while True:
             left = budget - (self.deadlines.now() - start)
             if left <= 0:
@@ -639,11 +688,12 @@ class LlmBrain:
                 self._downgrade(exc, call)
             except _Retryable as exc:
                 if retried:
-                    raise _Failed(exc.kind, f"{exc.reason}, after one retry") from None
+                    detail = "" if self.breaker.is_open else ", after one retry"
+                    raise _Failed(exc.kind, exc.reason + detail, exc.retry_after) from None
                 wait = self._wait_or_give_up(exc, start)
                 retried = True
                 self._stats.retries += 1
-                await asyncio.sleep(wait)
+                await self.deadlines.sleep(wait)
 
     def _wait_or_give_up(self, exc: _Retryable, start: float) -> float:
         """The wait before the retry; raise if the retry would not fit in the budget."""
@@ -655,6 +705,7 @@ class LlmBrain:
                 exc.kind,
                 f"{exc.reason}; {detail} does not fit in the "
                 f"{self.config.total_budget_sec:g} s budget",
+                exc.retry_after,
             ) from None
         return wait
 
@@ -730,6 +781,31 @@ def llm_brain_of(brain: object) -> LlmBrain | None:
         return brain
     inner = getattr(brain, "llm", None)
     return inner if isinstance(inner, LlmBrain) else None
+
+
+def llm_status(brain: object) -> tuple[str, str]:
+    """(level, plain text) of the LLM behind `brain` for a summary: ('', '') without an LLM;
+    level 'failure' (key refused, breaker open), 'warning' (budget spent, some decisions fell
+    back) or 'ok'. Never "ok" while decisions fell back."""
+    llm = llm_brain_of(brain)
+    if llm is None:
+        return "", ""
+    st = llm.stats()
+    fell = ""
+    if st.fallbacks:
+        reasons = ", ".join(
+            f"{kind} {n}" for kind, n in sorted(st.fallback_reasons.items(), key=lambda kv: -kv[1])
+        )
+        fell = f"; fell back {st.fallbacks} of {st.calls} ({reasons})"
+    if st.breaker_state == "key_refused":
+        return "failure", f"LLM key refused: rules decide until restart{fell}"
+    if st.breaker_state == "open":
+        return "failure", f"LLM breaker open ({st.breaker_skipped} skipped){fell}"
+    if llm.budget_spent() is not None:
+        return "warning", f"LLM budget spent: rules decide{fell}"
+    if st.fallbacks:
+        return "warning", f"LLM answering{fell}"
+    return "ok", f"LLM ok, cached {st.cached_tokens} tok"
 
 
 def failure_summary(stats: LlmStats) -> str | None:

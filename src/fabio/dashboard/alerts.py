@@ -1,12 +1,12 @@
 """Alerts for a trader away from the screen, sent through apprise (one `ALERT_URLS` setting).
 
 The alerter listens to the same events the page receives: fills and stops hit, risk state and
-kill switch changes, a venue connection down for longer than `ALERT_DISCONNECT_SEC`, the LLM
-falling back because its breaker is open, and a summary when a trade date ends. Each kind of
-alert per symbol is sent at most once per `ALERT_MIN_INTERVAL_SEC`; what is held back is counted
-and mentioned in the next one. Nothing secret leaves: every text is redacted against the
-configured secrets (and anything that looks like a key) before it is sent, and a failed send is
-logged as one line, never retried in a loop and never raised into the agent.
+kill switch changes, a venue connection down for longer than `ALERT_DISCONNECT_SEC`, the LLM's
+state changes (first failure, breaker open and closed, key refused), and a summary when a trade
+date ends. Each kind of alert per symbol is sent at most once per `ALERT_MIN_INTERVAL_SEC`; what
+is held back is counted and mentioned in the next one. Nothing secret leaves: every text is
+redacted against the configured secrets (and anything that looks like a key) before it is sent,
+and a failed send is logged as one line, never retried in a loop and never raised into the agent.
 """
 
 from __future__ import annotations
@@ -59,18 +59,45 @@ class AlertRules:
         if name == "status":
             return self._connection(symbol, payload.get("connections") or {}, now)
         if name == "decision":
-            reason = str((payload.get("decision") or {}).get("fallback_reason") or "")
-            if "breaker" in reason.lower():
-                return [
-                    Alert(
-                        f"llm_breaker:{symbol}",
-                        f"{symbol}: LLM breaker open",
-                        f"the rule brain decides until the LLM recovers: {reason}",
-                        "warning",
-                    )
-                ]
+            return self._llm(symbol, payload.get("decision") or {})
         if name == "session" and payload.get("event") == "end":
             return [self._summary(symbol, payload)]
+        return []
+
+    def _llm(self, symbol: str, decision: dict[str, Any]) -> list[Alert]:
+        """The LLM's state changes, said once by the brain in the decision's `call_notes`
+        (first failure, breaker open, closed, key refused), else a breaker-open fallback."""
+        out = []
+        for note in decision.get("call_notes") or []:
+            text = str(note)
+            if not text.startswith("LLM "):
+                continue
+            if "refused the API key" in text:
+                out.append(
+                    Alert(f"llm_key:{symbol}", f"{symbol}: LLM key refused", text, "failure")
+                )
+            elif "circuit breaker open" in text:
+                out.append(
+                    Alert(f"llm_breaker:{symbol}", f"{symbol}: LLM breaker open", text, "warning")
+                )
+            elif "circuit breaker closed" in text:
+                out.append(
+                    Alert(f"llm_closed:{symbol}", f"{symbol}: LLM answers again", text, "success")
+                )
+            elif " failed (" in text:
+                out.append(Alert(f"llm_failed:{symbol}", f"{symbol}: LLM failing", text, "warning"))
+        if "call_notes" in decision:  # the notes say each change once; skipped calls are quiet
+            return out
+        reason = str(decision.get("fallback_reason") or "")  # a record without notes
+        if "breaker" in reason.lower():
+            return [
+                Alert(
+                    f"llm_breaker:{symbol}",
+                    f"{symbol}: LLM breaker open",
+                    f"the rule brain decides until the LLM recovers: {reason}",
+                    "warning",
+                )
+            ]
         return []
 
     def _fill(self, symbol: str, fill: dict[str, Any], pnl: dict[str, Any]) -> Alert:

@@ -216,6 +216,7 @@ class SymbolBoard:
             "rejected": rec.get("rejected") or [],
             "dropped": rec.get("dropped"),
             "fallback_reason": rec.get("fallback_reason"),
+            "call_notes": rec.get("call_notes") or [],
             "cost_usd": rec.get("cost_usd"),
         }
         self.decisions.append(item)
