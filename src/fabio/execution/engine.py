@@ -758,22 +758,7 @@ class ExecutionEngine:
             return
         order = self.broker.get_order(f.order_id)
         reason = order.reason if order is not None and f.role is OrderRole.EXIT else f.role.value
-        self.emit(
-            FillEvent(
-                ts_ns=f.ts_ns,
-                symbol=f.symbol,
-                trade_id=trade_id,
-                order_id=f.order_id,
-                side=f.side,
-                qty=f.qty,
-                price_ticks=f.price_ticks,
-                commission_usd=f.commission_usd,
-                role=f.role.value,
-                strategy=f.strategy,
-                reason=reason,
-                venue_fill_id=f.venue_fill_id,
-            )
-        )
+        self.emit(_fill_event(f, trade_id, f.role.value, f.strategy, reason))
         if self._catching_up:  # reported by the venue before this process took over
             self.recovery(
                 f.ts_ns,
@@ -820,19 +805,12 @@ class ExecutionEngine:
             )
         )
         self.emit(
-            FillEvent(
-                ts_ns=f.ts_ns,
-                symbol=f.symbol,
-                trade_id=trade_id,
-                order_id=f.order_id,
-                side=f.side,
-                qty=f.qty,
-                price_ticks=f.price_ticks,
-                commission_usd=f.commission_usd,
-                role=OrderRole.ENTRY.value,
-                strategy=strategy,
-                reason=f"unintended: {f.role.value} of {closed_trade}",
-                venue_fill_id=f.venue_fill_id,
+            _fill_event(
+                f,
+                trade_id,
+                OrderRole.ENTRY.value,
+                strategy,
+                f"unintended: {f.role.value} of {closed_trade}",
             )
         )
         self.recovery(f.ts_ns, "unintended_position", why, trade_id=trade_id, order_id=f.order_id)
@@ -1096,3 +1074,21 @@ def next_order_number(records: list[dict[str, Any]], symbol: str) -> int:
     """The next unused order number of `symbol` in a journal (order ids never repeat)."""
     found = _numbers(records, "orders", f"{symbol}-") + _numbers(records, "order_id", f"{symbol}-")
     return max(found, default=0) + 1
+
+
+def _fill_event(f: Fill, trade_id: str, role: str, strategy: str, reason: str) -> FillEvent:
+    """The journal's record of a venue fill, filed under `trade_id`."""
+    return FillEvent(
+        ts_ns=f.ts_ns,
+        symbol=f.symbol,
+        trade_id=trade_id,
+        order_id=f.order_id,
+        side=f.side,
+        qty=f.qty,
+        price_ticks=f.price_ticks,
+        commission_usd=f.commission_usd,
+        role=role,
+        strategy=strategy,
+        reason=reason,
+        venue_fill_id=f.venue_fill_id,
+    )
