@@ -342,6 +342,15 @@ def _assert_clean_exit(err: str) -> None:
     assert "Traceback" not in err and "never retrieved" not in err, err[-3000:]
 
 
+def _entry_fill_journaled(logs: Path) -> bool:
+    path = logs / EXECUTION_JOURNAL
+    if not path.exists():
+        return False
+    return any(
+        r.get("type") == "fill" and r.get("role") == "entry" for r in read_journal(path).records
+    )
+
+
 def test_sigterm_in_a_position_keeps_the_venue_stop_and_exits_0(tmp_path: Path) -> None:
     """PM2/systemd stop a live run holding a position: exit 0, a journaled `shutdown`, the
     summary printed, the position and its stop still working at the venue, a clean asyncio
@@ -368,6 +377,12 @@ def test_sigterm_in_a_position_keeps_the_venue_stop_and_exits_0(tmp_path: Path) 
                     tmp_path,
                 )
                 sim.replay.pause()  # the market holds still: the stop cannot fill
+                await _until(  # the venue's fill reaches the run over the hub: wait for it
+                    lambda: _entry_fill_journaled(logs) or proc.returncode is not None,
+                    60,
+                    "the entry fill in the journal",
+                    tmp_path,
+                )
                 before = _protected_long(sim)
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(proc.wait(), 60)

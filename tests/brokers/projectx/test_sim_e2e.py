@@ -289,8 +289,15 @@ def test_a_stop_cancelled_at_the_venue_is_re_placed() -> None:
             )
 
         await rig.wait(restored, 30, "the stop re-placed at the venue")
+        recoveries: list[VenueRecovery] = []
+
+        def reported() -> bool:  # the hub can show the new order before Order/place answers
+            events = rig.broker.drain_events()
+            recoveries.extend(e for e in events if isinstance(e, VenueRecovery))
+            return bool(recoveries)
+
+        await rig.wait(reported, 30, "the re-placement reported")
         assert stop.status.is_open and stop.venue_order_id != str(lost)
-        recoveries = [e for e in rig.broker.drain_events() if isinstance(e, VenueRecovery)]
         assert [r.what for r in recoveries] == ["stop_replaced"]
         pid = rig.broker.contract_id
         await rig.session.http.close_position(rig.session.account.id, pid)
