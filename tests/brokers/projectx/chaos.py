@@ -411,6 +411,11 @@ class Agent:
             STRATEGIES_FILE=str(log_dir / "strategies.json"),
             PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
             CHAOS_BRACKET_TICKS=f"{bracket_ticks[0]},{bracket_ticks[1]}",
+            # The strategies' own limits (20 a session each): the account's default of 10 a day
+            # would leave one journal flat, every moment unreached, after 10 trades.
+            MAX_TRADES_PER_DAY=str(
+                int(sum(p["max_trades_per_session"] for p in STRATEGY_PARAMS.values()))
+            ),
         )
         if decision_interval_sec is not None:
             for band in ("DEFAULT", "OUTER_BAND", "INNER_BAND"):
