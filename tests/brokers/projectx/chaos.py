@@ -101,6 +101,10 @@ class ChaosConfig:
     down_sec: tuple[float, float] = (0.5, 6.0)  # wall, the agent down
     hand_action_chance: float = 0.3  # each of close / cancel stop while the agent is down
     condition_timeout_sec: float = 60.0  # bound on waiting for a position, an order, a fill
+    # Bound on waiting for a stop or target to fill once in a position (`on_fill`): a bracket
+    # 8-12 ticks wide takes a quarter of an hour of market time at the median. None: 3 times
+    # condition_timeout_sec.
+    fill_timeout_sec: float | None = None
     start_timeout_sec: float = 60.0  # bound on an agent start (login to reconciliation)
     settle_timeout_sec: float = 8.0  # bound on the journal converging to the venue
     unprotected_grace_sec: float = 1.0
@@ -110,6 +114,14 @@ class ChaosConfig:
     # (a phantom position stops the agent from entering again).
     isolate: bool = False
     keep_dir: Path | None = None  # journals kept there (default: a temporary folder, removed)
+    # What bounds a run in wall time at low speed (1x): the synthetic market's volatility
+    # (SyntheticConfig.volatility: how soon a bracket's leg fills), the agent's decision interval
+    # (LLM_DECISION_INTERVAL_*, market seconds: how soon it enters when flat; None: its
+    # settings) and its bracket's width in ticks (stop and target drawn in it; the engine widens a
+    # stop to its minimum of 4 ticks).
+    volatility: float = 1.0
+    decision_interval_sec: float | None = None
+    bracket_ticks: tuple[int, int] = (8, 12)
 
 
 @dataclass
@@ -212,8 +224,10 @@ class SimHost:
     """`fabio gateway-sim` on its own loop in a thread, with the watchers of the invariants
     that need every venue event (they run in the simulator's thread, in its loop)."""
 
-    def __init__(self, speed: float, session: str, seed: int, grace_sec: float) -> None:
-        feeds = open_feeds([], ["ES"], days=1, seed=seed)
+    def __init__(
+        self, speed: float, session: str, seed: int, grace_sec: float, volatility: float = 1.0
+    ) -> None:
+        feeds = open_feeds([], ["ES"], days=1, seed=seed, volatility=volatility)
         start = parse_at(f"{session} 08:30")
         self.sim: GatewaySim = build_sim(feeds, speed, None, start_ns=start)
         self.server = SimServer(self.sim)
@@ -374,7 +388,14 @@ class SimHost:
 class Agent:
     """The `fabio run --mode live` child and its stdout."""
 
-    def __init__(self, url: str, log_dir: Path, seed: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        log_dir: Path,
+        seed: int,
+        decision_interval_sec: float | None = None,
+        bracket_ticks: tuple[int, int] = (8, 12),
+    ) -> None:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -389,7 +410,16 @@ class Agent:
             XDG_CACHE_HOME=str(log_dir / "cache"),  # the account lock, per journal
             STRATEGIES_FILE=str(log_dir / "strategies.json"),
             PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
+            CHAOS_BRACKET_TICKS=f"{bracket_ticks[0]},{bracket_ticks[1]}",
+            # The strategies' own limits (20 a session each): the account's default of 10 a day
+            # would leave one journal flat, every moment unreached, after 10 trades.
+            MAX_TRADES_PER_DAY=str(
+                int(sum(p["max_trades_per_session"] for p in STRATEGY_PARAMS.values()))
+            ),
         )
+        if decision_interval_sec is not None:
+            for band in ("DEFAULT", "OUTER_BAND", "INNER_BAND"):
+                env[f"LLM_DECISION_INTERVAL_{band}"] = f"{decision_interval_sec:g}"
         self.proc = subprocess.Popen(
             [sys.executable, str(CHILD), str(seed), "--gateway", url, "--quiet"],
             env=env,
@@ -452,6 +482,7 @@ class Harness:
             self.cfg.first_session,
             self.cfg.seed * 1000 + self.episode,
             self.cfg.unprotected_grace_sec,
+            self.cfg.volatility,
         )
         self.host.start()
         self.log_dir = self.base / f"episode-{self.episode}"
@@ -552,7 +583,13 @@ class Harness:
         assert self.host is not None and self.log_dir is not None
         if self.agent is not None:
             raise RuntimeError("an agent is already running")
-        self.agent = Agent(self.host.url, self.log_dir, self.rng.randrange(1 << 30))
+        self.agent = Agent(
+            self.host.url,
+            self.log_dir,
+            self.rng.randrange(1 << 30),
+            self.cfg.decision_interval_sec,
+            self.cfg.bracket_ticks,
+        )
         self.host.pid = self.agent.proc.pid
         self.host.killed.clear()
         if not self.agent.started.wait(self.cfg.start_timeout_sec) or self.agent.proc.poll():
@@ -590,11 +627,13 @@ class Harness:
         pos = self.host.sim.venue.positions.get(self.cid)
         return 0 if pos is None else pos.qty
 
-    def _arm(self, trigger: Callable[[str, dict[str, Any]], bool]) -> bool:
+    def _arm(
+        self, trigger: Callable[[str, dict[str, Any]], bool], timeout: float | None = None
+    ) -> bool:
         """Kill the agent from the simulator's thread the moment `trigger` says so."""
         assert self.host is not None
         self.host.trigger = trigger
-        hit = self.host.killed.wait(self.cfg.condition_timeout_sec)
+        hit = self.host.killed.wait(timeout or self.cfg.condition_timeout_sec)
         self.host.trigger = None
         return hit
 
@@ -638,7 +677,8 @@ class Harness:
                     order.custom_tag is not None and order.bracket is None
                 )
 
-            reached = reached and self._arm(leg_fill)
+            patience = self.cfg.fill_timeout_sec or 3 * self.cfg.condition_timeout_sec
+            reached = reached and self._arm(leg_fill, patience)
         elif scenario == "stop_cancelled":
             reached = self._wait(self._in_position, self.cfg.condition_timeout_sec)
             if reached:
@@ -766,6 +806,8 @@ class Harness:
                     + ("ok" if not found else "; ".join(details))
                     + (f" (unprotected {longest:.2f} s at most)" if longest else "")
                 )
+        except KeyboardInterrupt:  # Ctrl-C: the report of the crashes done (a long 1x run)
+            self.say(f"interrupted: {len(self.report.crashes)} crash(es) done")
         finally:
             self.report.wall_sec = time.monotonic() - began
             self.close()

@@ -11,6 +11,7 @@ exits by itself: every exit is the venue's stop or target, or the agent's own po
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from pathlib import Path
@@ -38,9 +39,10 @@ class ChaosBrain:
 
     name = "chaos"
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, bracket_ticks: tuple[int, int] = (8, 12)) -> None:
         self.rng = random.Random(seed)
         self.rules = RuleBrain()
+        self.bracket_ticks = bracket_ticks  # stop and target drawn in it (ticks)
 
     async def decide(self, context: DecisionContext) -> BrainReply:
         decision = self.rules.decide_now(context)
@@ -48,8 +50,8 @@ class ChaosBrain:
         if context.position.side == "flat" and self.rng.random() < ENTER_CHANCE:
             side = self.rng.choice(("long", "short"))
             sign = 1 if side == "long" else -1
-            stop = self.rng.randint(8, 12) * context.tick_size
-            target = self.rng.randint(8, 12) * context.tick_size
+            stop = self.rng.randint(*self.bracket_ticks) * context.tick_size
+            target = self.rng.randint(*self.bracket_ticks) * context.tick_size
             trades.append(
                 TradeDecision(
                     action="enter",
@@ -75,9 +77,10 @@ class ChaosBrain:
 
 def main(argv: list[str]) -> None:
     seed = int(argv[0])
+    low, high = (int(x) for x in os.environ.get("CHAOS_BRACKET_TICKS", "8,12").split(","))
 
     def make_brain(kind: str, settings: Any, learning: str = "expectancy") -> ChaosBrain:
-        return ChaosBrain(seed)
+        return ChaosBrain(seed, (low, high))
 
     live.make_brain = make_brain  # type: ignore[assignment]
     from fabio.cli import main as fabio_main

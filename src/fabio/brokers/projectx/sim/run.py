@@ -17,9 +17,15 @@ from fabio.listen import bind_listener
 
 
 def open_feeds(
-    paths: list[Path], symbols: list[str], *, days: int = 2, seed: int = 7
+    paths: list[Path],
+    symbols: list[str],
+    *,
+    days: int = 2,
+    seed: int = 7,
+    volatility: float = 1.0,
 ) -> list[tuple[SimContract, MarketFeed]]:
-    """Feeds to replay: the files, or the synthetic market for each symbol."""
+    """Feeds to replay: the files, or the synthetic market for each symbol (`volatility`:
+    SyntheticConfig's)."""
     feeds: list[MarketFeed] = []
     if paths:
         from fabio.data import open_feed
@@ -30,7 +36,11 @@ def open_feeds(
         from fabio.data.synthetic import SyntheticConfig, SyntheticFeed
 
         for n, symbol in enumerate(symbols or ["ES"]):
-            feeds.append(SyntheticFeed(SyntheticConfig(symbol=symbol, days=days, seed=seed + n)))
+            feeds.append(
+                SyntheticFeed(
+                    SyntheticConfig(symbol=symbol, days=days, seed=seed + n, volatility=volatility)
+                )
+            )
     out: list[tuple[SimContract, MarketFeed]] = []
     for feed in feeds:
         first = next(iter(feed.batches()), None)
